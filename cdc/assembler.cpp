@@ -1,0 +1,198 @@
+#include "cdc/assembler.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace walfold::cdc {
+namespace {
+
+constexpr std::uint32_t kNumericOid = 1700;
+constexpr std::uint32_t kInt8Oid = 20, kInt4Oid = 23, kInt2Oid = 21;
+
+int id_field(Model) { return 0; }  // `id` is field 0 of every model
+
+}  // namespace
+
+Assembler::Assembler(const Config& cfg, CommitFn on_commit) : cfg_(cfg), on_commit_(std::move(on_commit)) {}
+
+void Assembler::reset() {
+  in_txn_ = false;
+  txn_ = {};
+  job_index_.clear();
+  relations_.clear();
+  open_changes_ = 0;
+}
+
+void Assembler::on_begin(const Begin& b) {
+  if (in_txn_) throw DecodeError("Begin at " + format_lsn(b.final_lsn) + " inside an open transaction");
+  in_txn_ = true;
+  txn_ = {};
+  txn_.commit_lsn = b.final_lsn;
+  txn_.xid = b.xid;
+  job_index_.clear();
+  open_changes_ = 0;
+}
+
+void Assembler::on_commit(const Commit& c) {
+  if (!in_txn_) throw DecodeError("Commit at " + format_lsn(c.commit_lsn) + " without Begin");
+  in_txn_ = false;
+  txn_.commit_lsn = c.commit_lsn;
+  txn_.end_lsn = c.end_lsn;
+  // PostgreSQL epoch (2000-01-01) microseconds -> Unix microseconds.
+  txn_.commit_time_us = c.commit_time + 946684800LL * 1000000;
+  for (auto& j : txn_.jobs) {
+    j.commit_lsn = c.commit_lsn;
+    j.end_lsn = c.end_lsn;
+    j.commit_time_us = txn_.commit_time_us;
+  }
+  job_index_.clear();
+  open_changes_ = 0;
+  on_commit_(std::move(txn_));
+  txn_ = {};
+}
+
+void Assembler::on_relation(const Relation& r) {
+  RelInfo info;
+  info.name = r.nspname + "." + r.relname;
+  info.table = cfg_.table(r.nspname, r.relname);
+  if (!info.table) {
+    spdlog::warn("relation {} (oid {}) is in the publication but not in the configuration's tables; "
+                 "its changes are ignored", info.name, r.relid);
+    relations_[r.relid] = std::move(info);
+    return;
+  }
+  Model m = info.table->model;
+  int n = queue::field_count(m);
+  info.field_column.assign(n, -1);
+  for (int f = 0; f < n; ++f) {
+    for (std::size_t c = 0; c < r.columns.size(); ++c)
+      if (r.columns[c].name == queue::field_name(m, f)) info.field_column[f] = static_cast<int>(c);
+  }
+  if (info.field_column[id_field(m)] < 0)
+    throw DataError("relation " + info.name + " has no column 'id' (the " + model_name(m) +
+                    " model needs it); columns were changed incompatibly");
+  auto check_type = [&](int f, std::initializer_list<std::uint32_t> oids, const char* what) {
+    int col = info.field_column[f];
+    if (col < 0) return;
+    for (auto o : oids)
+      if (r.columns[col].type_oid == o) return;
+    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) + "' has type oid " +
+                    std::to_string(r.columns[col].type_oid) + ", but walfold needs " + what +
+                    "; refusing to fold it inexactly (fix the schema or the configuration)");
+  };
+  check_type(id_field(m), {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
+  if (m == Model::Transactions) {
+    check_type(queue::kTxAmount, {kNumericOid}, "numeric (money is exact)");
+    check_type(queue::kTxAccountId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
+  }
+  if (m == Model::Accounts) check_type(queue::kAcctUserId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
+  relations_[r.relid] = std::move(info);
+}
+
+const Assembler::RelInfo& Assembler::rel(std::uint32_t relid) const {
+  auto it = relations_.find(relid);
+  if (it == relations_.end())
+    throw DecodeError("row change for relation oid " + std::to_string(relid) +
+                      " before its Relation message");
+  return it->second;
+}
+
+std::vector<queue::Value> Assembler::row(const RelInfo& r, Tuple t) const {
+  std::vector<queue::Value> out(r.field_column.size());
+  for (std::size_t f = 0; f < r.field_column.size(); ++f) {
+    int col = r.field_column[f];
+    if (col < 0 || static_cast<std::size_t>(col) >= t.size()) continue;  // Missing
+    const auto& v = t[col];
+    switch (v.kind) {
+      case 'n': out[f].kind = queue::Value::Null; break;
+      case 'u': out[f].kind = queue::Value::Unchanged; break;
+      default:
+        out[f].kind = queue::Value::Text;
+        out[f].text.assign(v.data);
+    }
+  }
+  return out;
+}
+
+std::string Assembler::key_for(const RelInfo& r, const std::vector<queue::Value>& row, bool old) const {
+  Model m = r.table->model;
+  int f = m == Model::Transactions ? queue::kTxAccountId : 0;
+  if (row[f].kind != queue::Value::Text)
+    throw DataError("relation " + r.name + ": " + (old ? "old" : "new") + " row without " +
+                    queue::field_name(m, f) + " (NULL or missing); cannot order it");
+  return std::string(m == Model::Users ? "u:" : "a:") + row[f].text;
+}
+
+void Assembler::add(const RelInfo& r, const std::string& key, queue::Change c) {
+  auto [it, inserted] = job_index_.try_emplace(key, txn_.jobs.size());
+  if (inserted) {
+    queue::Job j;
+    j.key = key;
+    txn_.jobs.push_back(std::move(j));
+    txn_.priorities.push_back(r.table->priority);
+  }
+  auto& pr = txn_.priorities[it->second];
+  pr = std::min(pr, r.table->priority);
+  txn_.jobs[it->second].changes.push_back(std::move(c));
+  ++open_changes_;
+}
+
+void Assembler::on_insert(std::uint32_t relid, Tuple t) {
+  const auto& r = rel(relid);
+  if (!r.table) return;
+  queue::Change c{r.table->model, 'I', row(r, t), {}};
+  auto key = key_for(r, c.new_row, false);
+  add(r, key, std::move(c));
+}
+
+void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple new_t) {
+  const auto& r = rel(relid);
+  if (!r.table) return;
+  queue::Change c{r.table->model, 'U', row(r, new_t), old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
+  // The primary key changed: fold it as a delete of the old row and an insert of the new one.
+  const auto& old_id = c.old_row.empty() ? queue::Value{} : c.old_row[0];
+  if (old_id.kind == queue::Value::Text && c.new_row[0].kind == queue::Value::Text &&
+      old_id.text != c.new_row[0].text) {
+    queue::Change del{c.model, 'D', {}, c.old_row};
+    queue::Change ins{c.model, 'I', c.new_row, {}};
+    auto dk = key_for(r, del.old_row, true);
+    add(r, dk, std::move(del));
+    auto ik = key_for(r, ins.new_row, false);
+    add(r, ik, std::move(ins));
+    return;
+  }
+  auto new_key = key_for(r, c.new_row, false);
+  if (r.table->model == Model::Transactions && !c.old_row.empty() &&
+      c.old_row[queue::kTxAccountId].kind == queue::Value::Text) {
+    // A transaction moved between accounts: both accounts' keys see the change.
+    auto old_key = key_for(r, c.old_row, true);
+    if (old_key != new_key) add(r, old_key, c);
+  }
+  add(r, new_key, std::move(c));
+}
+
+void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
+  const auto& r = rel(relid);
+  if (!r.table) return;
+  queue::Change c{r.table->model, 'D', {}, row(r, old_t)};
+  if (r.table->model == Model::Transactions && c.old_row[queue::kTxAccountId].kind != queue::Value::Text)
+    throw DataError("DELETE on " + r.name + " id=" + (c.old_row[0].kind == queue::Value::Text ? c.old_row[0].text : "?") +
+                    " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
+                    " carries only the key: set REPLICA IDENTITY FULL on it (`walfold setup` does) so "
+                    "walfold can take the old amount out of the balance");
+  auto key = key_for(r, c.old_row, true);
+  add(r, key, std::move(c));
+}
+
+void Assembler::on_truncate(const Truncate& t) {
+  for (auto relid : t.relids) {
+    const auto& r = rel(relid);
+    if (r.table)
+      throw DataError("TRUNCATE of " + r.name + " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
+                      ": the read model cannot follow it row by row; run `walfold reconcile --full` "
+                      "to rebuild it");
+  }
+}
+
+}  // namespace walfold::cdc

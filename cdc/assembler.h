@@ -1,0 +1,65 @@
+// Turns decoded pgoutput messages into jobs: rows of the configured tables are collected while
+// a transaction is open (Begin..Commit) and, at Commit, grouped by ordering key into one job
+// per key, in row order. Relations are mapped by column name, so added or reordered columns
+// are harmless; a money column whose type is no longer numeric fails closed.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cdc/pgoutput.h"
+#include "config/config.h"
+#include "queue/job.h"
+
+namespace walfold::cdc {
+
+struct CommittedTransaction {
+  Lsn commit_lsn = 0, end_lsn = 0;
+  std::int64_t commit_time_us = 0;
+  std::uint32_t xid = 0;
+  std::vector<queue::Job> jobs;  // one per ordering key, first-touched first
+  std::vector<int> priorities;   // per job: the highest priority (lowest number) of its rows
+};
+
+class Assembler : public Handler {
+ public:
+  using CommitFn = std::function<void(CommittedTransaction&&)>;
+  Assembler(const Config& cfg, CommitFn on_commit);
+
+  bool in_transaction() const { return in_txn_; }
+  Lsn open_transaction_lsn() const { return txn_.commit_lsn; }
+  // Forget any half-received transaction and the relation cache (after a reconnect).
+  void reset();
+  std::size_t open_changes() const { return open_changes_; }
+
+  void on_begin(const Begin&) override;
+  void on_commit(const Commit&) override;
+  void on_relation(const Relation&) override;
+  void on_insert(std::uint32_t relid, Tuple new_tuple) override;
+  void on_update(std::uint32_t relid, char old_kind, Tuple old_tuple, Tuple new_tuple) override;
+  void on_delete(std::uint32_t relid, char old_kind, Tuple old_tuple) override;
+  void on_truncate(const Truncate&) override;
+
+ private:
+  struct RelInfo {
+    const TableConfig* table = nullptr;  // nullptr: not projected
+    std::string name;
+    std::vector<int> field_column;       // model field -> column index in the tuple, -1 if absent
+  };
+  const RelInfo& rel(std::uint32_t relid) const;
+  std::vector<queue::Value> row(const RelInfo& r, Tuple t) const;
+  void add(const RelInfo& r, const std::string& key, queue::Change c);
+  std::string key_for(const RelInfo& r, const std::vector<queue::Value>& row, bool old) const;
+
+  const Config& cfg_;
+  CommitFn on_commit_;
+  std::unordered_map<std::uint32_t, RelInfo> relations_;
+  bool in_txn_ = false;
+  CommittedTransaction txn_;
+  std::unordered_map<std::string, std::size_t> job_index_;
+  std::size_t open_changes_ = 0;
+};
+
+}  // namespace walfold::cdc

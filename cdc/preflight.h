@@ -1,0 +1,41 @@
+// Checks and one-time setup on the PostgreSQL side: wal_level, tables, REPLICA IDENTITY,
+// publication, slot. `walfold setup` creates what is missing; `walfold run` verifies and
+// refuses to start with an error that says what to do.
+#pragma once
+
+#include <string>
+
+#include "common/lsn.h"
+#include "config/config.h"
+
+namespace walfold::cdc {
+
+struct SlotInfo {
+  bool exists = false;
+  std::string plugin;
+  Lsn confirmed_flush = 0;
+  Lsn restart_lsn = 0;
+  std::string wal_status;  // reserved | extended | unreserved | lost
+};
+
+// Reads the slot; throws DataError when it is lost or not a pgoutput slot of this database,
+// UnavailableError when PostgreSQL cannot be reached. Missing slot: exists == false.
+SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg);
+// read_slot, and a missing slot is an error that points to `walfold setup`.
+SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg);
+
+// wal_level, the tables, REPLICA IDENTITY FULL where corrections need it, the publication and
+// its tables. Throws ConfigError naming the first problem and the fix.
+void verify_source(const Config& cfg);
+
+struct SetupOptions {
+  bool schema = false;  // create the bank tables (examples/bank/schema.sql) if missing
+};
+// Idempotent: creates the tables (with --schema), sets REPLICA IDENTITY FULL, creates or
+// completes the publication and creates the slot. Logs what it did.
+void run_setup(const Config& cfg, const SetupOptions& opts);
+
+// The bank schema shipped with walfold (examples/bank/schema.sql, embedded).
+const char* bank_schema_sql();
+
+}  // namespace walfold::cdc

@@ -1,0 +1,215 @@
+#include "cdc/reader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "cdc/assembler.h"
+#include "cdc/preflight.h"
+#include "cdc/replication_stream.h"
+#include "cdc/wire.h"
+#include "common/error.h"
+
+namespace walfold::cdc {
+
+using Clock = std::chrono::steady_clock;
+
+Lsn safe_flush_lsn(const CheckpointInputs& in) {
+  Lsn safe = in.enqueued_end;
+  if (!in.in_transaction && !in.oldest_unenqueued && !in.oldest_pending)
+    safe = std::max(safe, in.idle_wal_end);
+  if (in.oldest_unenqueued) safe = std::min(safe, *in.oldest_unenqueued);
+  if (in.oldest_pending) safe = std::min(safe, *in.oldest_pending);
+  return safe;
+}
+
+// One connected streaming session; a reconnect builds a new one.
+class Reader::Session {
+ public:
+  Session(Reader& owner)
+      : owner_(owner),
+        cfg_(owner.cfg_),
+        assembler_(cfg_, [this](CommittedTransaction&& t) { on_commit(std::move(t)); }) {}
+
+  void run(const std::atomic<bool>& stop) {
+    const std::string dsn = postgres_dsn_with_password(cfg_.postgres);
+    auto slot = check_slot(dsn, cfg_.postgres);  // fails loudly: missing, lost, wrong plugin
+    redis_ = std::make_unique<queue::Redis>(cfg_.redis);
+    queue_ = std::make_unique<queue::JobQueue>(*redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
+    // Commits whose jobs are already in Redis (a restart of the reader alone) are not enqueued
+    // again; if Redis lost its data this is 0 and everything from the slot is replayed.
+    skip_through_ = queue_->enqueued_end_lsn();
+    enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
+    confirmed_ = slot.confirmed_flush;
+
+    stream_ = std::make_unique<ReplicationStream>(dsn);
+    auto id = stream_->identify_system();
+    stream_->start(cfg_.postgres.slot, cfg_.postgres.publication, 0);
+    spdlog::info("reader: streaming slot '{}' (publication '{}') from {} on {} (system {}, timeline {}); "
+                 "jobs already in redis through {}",
+                 cfg_.postgres.slot, cfg_.postgres.publication, format_lsn(slot.confirmed_flush),
+                 stream_->address(), id.system_id, id.timeline, format_lsn(skip_through_));
+    owner_.reconnect_backoff_reset_ = true;
+
+    auto next_status = Clock::now();
+    while (!stop.load()) {
+      owner_.progress_.reader_tick = Progress::now_ns();
+      auto now = Clock::now();
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now);
+      if (!buffer_.empty())
+        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(buffer_deadline_ - now));
+      wait = std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
+      auto data = stream_->read(wait);
+      if (!data.empty()) {
+        handle(data);
+      } else {
+        flush_buffer();  // nothing more arrived: hand what we have to Redis now
+        if (owner_.opts_.stop_at && !owner_.reached_stop_) ask_position();
+      }
+      if (!buffer_.empty() && (buffer_.size() >= static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs) ||
+                               Clock::now() >= buffer_deadline_))
+        flush_buffer();
+      if (Clock::now() >= next_status) {
+        send_status(false);
+        next_status = Clock::now() + cfg_.reader.status_interval;
+      }
+    }
+    flush_buffer();
+    send_status(false);
+    stream_->finish();
+  }
+
+ private:
+  void handle(std::span<const std::uint8_t> data) {
+    auto msg = parse_copy_data(data);
+    if (auto* x = std::get_if<XLogData>(&msg)) {
+      if (owner_.reached_stop_) return;  // past the requested end: not ours to enqueue
+      received_ = std::max(received_, x->data_start);
+      decoder_.decode(x->payload, assembler_);
+      return;
+    }
+    auto& k = std::get<Keepalive>(msg);
+    if (!assembler_.in_transaction()) {
+      received_ = std::max(received_, k.wal_end);
+      if (buffer_.empty()) idle_wal_end_ = std::max(idle_wal_end_, k.wal_end);
+      if (owner_.opts_.stop_at && k.wal_end >= owner_.opts_.stop_at) reach_stop();
+    }
+    if (k.reply_requested) send_status(false, /*query_redis=*/false);
+  }
+
+  void on_commit(CommittedTransaction&& t) {
+    auto& p = owner_.progress_;
+    ++p.commits_seen;
+    if (t.end_lsn <= skip_through_) return;  // already in Redis
+    std::size_t changes = 0;
+    for (std::size_t i = 0; i < t.jobs.size(); ++i) {
+      auto& job = t.jobs[i];
+      changes += job.changes.size();
+      if (buffer_.empty()) {
+        buffer_first_commit_ = t.commit_lsn;
+        buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
+      }
+      buffer_.push_back({job.key, t.priorities[i], job.pending_member(), queue::encode_job(job)});
+    }
+    p.changes_seen += changes;
+    if (buffer_.empty())
+      enqueued_end_ = std::max(enqueued_end_, t.end_lsn);  // nothing of ours in it
+    else
+      buffer_last_end_ = t.end_lsn;
+    if (owner_.opts_.stop_at && t.end_lsn >= owner_.opts_.stop_at) reach_stop();
+  }
+
+  void reach_stop() {
+    flush_buffer();
+    if (!owner_.reached_stop_) {
+      spdlog::info("reader: reached the requested stop position {} (received {})",
+                   format_lsn(owner_.opts_.stop_at), format_lsn(received_));
+      owner_.reached_stop_ = true;
+    }
+  }
+
+  void flush_buffer() {
+    if (buffer_.empty()) return;
+    const std::size_t chunk = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
+    for (std::size_t i = 0; i < buffer_.size(); i += chunk) {
+      std::size_t end = std::min(buffer_.size(), i + chunk);
+      std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin() + i),
+                                           std::make_move_iterator(buffer_.begin() + end));
+      queue_->enqueue(part, end == buffer_.size() ? buffer_last_end_ : 0);
+      owner_.progress_.jobs_enqueued += part.size();
+      ++owner_.progress_.enqueue_calls;
+    }
+    buffer_.clear();
+    enqueued_end_ = std::max(enqueued_end_, buffer_last_end_);
+  }
+
+  // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
+  void ask_position() {
+    auto now = Clock::now();
+    if (now - last_ask_ < std::chrono::milliseconds(200)) return;
+    last_ask_ = now;
+    stream_->send_status(received_, confirmed_, confirmed_, true);
+  }
+
+  void send_status(bool reply, bool query_redis = true) {
+    if (query_redis) {
+      CheckpointInputs in;
+      in.oldest_pending = queue_->oldest_pending_commit();
+      if (!buffer_.empty()) in.oldest_unenqueued = buffer_first_commit_;
+      in.enqueued_end = enqueued_end_;
+      in.idle_wal_end = idle_wal_end_;
+      in.in_transaction = assembler_.in_transaction();
+      confirmed_ = std::max(confirmed_, safe_flush_lsn(in));
+      owner_.confirmed_ = confirmed_;
+      owner_.progress_.confirmed_lsn = confirmed_;
+    }
+    owner_.progress_.received_lsn = received_;
+    stream_->send_status(std::max(received_, confirmed_), confirmed_, confirmed_, reply);
+  }
+
+  Reader& owner_;
+  const Config& cfg_;
+  Decoder decoder_;
+  Assembler assembler_;
+  std::unique_ptr<ReplicationStream> stream_;
+  std::unique_ptr<queue::Redis> redis_;
+  std::unique_ptr<queue::JobQueue> queue_;
+  std::vector<queue::EnqueueItem> buffer_;
+  Lsn buffer_first_commit_ = 0, buffer_last_end_ = 0;
+  Clock::time_point buffer_deadline_{}, last_ask_{};
+  Lsn skip_through_ = 0, enqueued_end_ = 0, idle_wal_end_ = 0, received_ = 0, confirmed_ = 0;
+};
+
+Reader::Reader(const Config& cfg, Progress& progress, ReaderOptions opts)
+    : cfg_(cfg), progress_(progress), opts_(opts) {}
+Reader::~Reader() = default;
+
+Lsn Reader::confirmed() const { return confirmed_; }
+
+void Reader::run(const std::atomic<bool>& stop) {
+  std::mt19937 rng(std::random_device{}());
+  auto backoff = cfg_.reader.reconnect_min;
+  while (!stop.load()) {
+    try {
+      Session s(*this);
+      s.run(stop);
+      return;
+    } catch (const UnavailableError& e) {
+      if (reconnect_backoff_reset_) backoff = cfg_.reader.reconnect_min;
+      reconnect_backoff_reset_ = false;
+      auto jitter = std::chrono::milliseconds(
+          std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 4))(rng));
+      spdlog::error("reader: {}; reconnecting in {} ms", e.what(), (backoff + jitter).count());
+      for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
+           slept += std::chrono::milliseconds(50)) {
+        progress_.reader_tick = Progress::now_ns();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      backoff = std::min(backoff * 2, cfg_.reader.reconnect_max);
+    }
+  }
+}
+
+}  // namespace walfold::cdc

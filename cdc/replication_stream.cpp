@@ -1,0 +1,105 @@
+#include "cdc/replication_stream.h"
+
+#include <poll.h>
+
+#include "cdc/wire.h"
+#include "common/error.h"
+
+namespace walfold::cdc {
+
+ReplicationStream::ReplicationStream(const std::string& dsn)
+    : conn_(dsn, {{"replication", "database"}}, "replication") {}
+
+ReplicationStream::~ReplicationStream() {
+  if (buf_) PQfreemem(buf_);
+}
+
+SystemIdentity ReplicationStream::identify_system() {
+  auto r = conn_.exec("IDENTIFY_SYSTEM");
+  if (PQntuples(r.get()) != 1 || PQnfields(r.get()) < 4)
+    throw UnavailableError("postgresql at " + address() + ": unexpected IDENTIFY_SYSTEM reply");
+  SystemIdentity id;
+  id.system_id = PQgetvalue(r.get(), 0, 0);
+  id.timeline = std::atoi(PQgetvalue(r.get(), 0, 1));
+  id.xlogpos = parse_lsn(PQgetvalue(r.get(), 0, 2)).value_or(0);
+  if (!PQgetisnull(r.get(), 0, 3)) id.dbname = PQgetvalue(r.get(), 0, 3);
+  return id;
+}
+
+void ReplicationStream::start(const std::string& slot, const std::string& publication, Lsn start) {
+  std::string pubs = publication;
+  std::string sql = "START_REPLICATION SLOT " + quote_ident(slot) + " LOGICAL " + format_lsn(start) +
+                    " (proto_version '1', publication_names " + quote_literal(quote_ident(pubs)) + ")";
+  conn_.exec(sql);  // PGRES_COPY_BOTH on success
+  streaming_ = true;
+}
+
+std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds timeout) {
+  if (buf_) {
+    PQfreemem(buf_);
+    buf_ = nullptr;
+  }
+  PGconn* c = conn_.get();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int n = PQgetCopyData(c, &buf_, 1);
+    if (n > 0) return {reinterpret_cast<const std::uint8_t*>(buf_), static_cast<std::size_t>(n)};
+    if (n == -1) {
+      // The server ended the stream: collect its reason.
+      streaming_ = false;
+      std::string why;
+      while (PGresult* r = PQgetResult(c)) {
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR) why = PQresultErrorMessage(r);
+        PQclear(r);
+      }
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      throw UnavailableError("postgresql at " + address() + ": replication stream ended" +
+                             (why.empty() ? "" : ": " + why));
+    }
+    if (n == -2) {
+      std::string why = PQerrorMessage(c);
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      throw UnavailableError("postgresql at " + address() + ": replication stream broke: " + why);
+    }
+    if (attempt == 1) break;
+    pollfd p{PQsocket(c), POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    if (rc < 0 && errno != EINTR)
+      throw UnavailableError("postgresql at " + address() + ": poll failed");
+    if (rc <= 0) return {};
+    if (!PQconsumeInput(c)) {
+      std::string why = PQerrorMessage(c);
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      throw UnavailableError("postgresql at " + address() + ": replication connection lost: " + why);
+    }
+  }
+  return {};
+}
+
+void ReplicationStream::send_status(Lsn write, Lsn flush, Lsn apply, bool reply_requested) {
+  auto msg = encode_standby_status(write, flush, apply, pg_now_us(), reply_requested);
+  PGconn* c = conn_.get();
+  if (PQputCopyData(c, reinterpret_cast<const char*>(msg.data()), static_cast<int>(msg.size())) <= 0 ||
+      PQflush(c) != 0) {
+    std::string why = PQerrorMessage(c);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    throw UnavailableError("postgresql at " + address() + ": sending standby status failed: " + why);
+  }
+}
+
+void ReplicationStream::finish() {
+  if (!streaming_) return;
+  streaming_ = false;
+  PGconn* c = conn_.get();
+  if (PQputCopyEnd(c, nullptr) <= 0) return;
+  PQflush(c);
+  // Drain what the server still sends until it ends COPY BOTH.
+  for (int i = 0; i < 10000; ++i) {
+    char* b = nullptr;
+    int n = PQgetCopyData(c, &b, 0);
+    if (b) PQfreemem(b);
+    if (n < 0) break;
+  }
+  while (PGresult* r = PQgetResult(c)) PQclear(r);
+}
+
+}  // namespace walfold::cdc

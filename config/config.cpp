@@ -1,0 +1,237 @@
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace walfold {
+namespace {
+
+struct Ctx {
+  std::string file;
+  [[noreturn]] void fail(const YAML::Mark& mark, const std::string& what) const {
+    std::ostringstream os;
+    os << file;
+    if (!mark.is_null()) os << ':' << mark.line + 1 << ':' << mark.column + 1;
+    os << ": " << what;
+    throw ConfigError(os.str());
+  }
+};
+
+void check_keys(const Ctx& ctx, const YAML::Node& node, const std::string& where,
+                const std::set<std::string>& allowed) {
+  if (!node.IsMap()) ctx.fail(node.Mark(), where + " must be a mapping");
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      ctx.fail(kv.first.Mark(), "unknown key '" + key + "' in " + where + " (expected one of: " +
+                                    list + ")");
+    }
+  }
+}
+
+template <typename T>
+T get(const Ctx& ctx, const YAML::Node& parent, const std::string& key, const std::string& where,
+      T fallback) {
+  auto node = parent[key];
+  if (!node) return fallback;
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    ctx.fail(node.Mark(), where + "." + key + " has the wrong type");
+  }
+}
+
+int get_int(const Ctx& ctx, const YAML::Node& parent, const std::string& key,
+            const std::string& where, int fallback, int min, int max) {
+  int v = get<int>(ctx, parent, key, where, fallback);
+  if (v < min || v > max)
+    ctx.fail(parent[key].Mark(), where + "." + key + " = " + std::to_string(v) +
+                                     " is out of range [" + std::to_string(min) + ", " +
+                                     std::to_string(max) + "]");
+  return v;
+}
+
+std::chrono::milliseconds get_ms(const Ctx& ctx, const YAML::Node& parent, const std::string& key,
+                                 const std::string& where, std::chrono::milliseconds fallback,
+                                 int min, int max) {
+  return std::chrono::milliseconds(
+      get_int(ctx, parent, key, where, static_cast<int>(fallback.count()), min, max));
+}
+
+Model parse_model(const Ctx& ctx, const YAML::Node& node) {
+  auto s = node.as<std::string>();
+  if (s == "users") return Model::Users;
+  if (s == "accounts") return Model::Accounts;
+  if (s == "transactions") return Model::Transactions;
+  ctx.fail(node.Mark(), "model '" + s + "' is not one of users, accounts, transactions");
+}
+
+}  // namespace
+
+const char* model_name(Model m) {
+  switch (m) {
+    case Model::Users: return "users";
+    case Model::Accounts: return "accounts";
+    case Model::Transactions: return "transactions";
+  }
+  return "?";
+}
+
+const TableConfig* Config::table(const std::string& schema, const std::string& name) const {
+  auto it = tables.find(schema + "." + name);
+  return it == tables.end() ? nullptr : &it->second;
+}
+
+const TableConfig* Config::table_for(Model m) const {
+  for (const auto& [_, t] : tables)
+    if (t.model == m) return &t;
+  return nullptr;
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+  Ctx ctx{source_name};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    ctx.fail(e.mark, "malformed YAML: " + e.msg);
+  }
+  Config c;
+  c.source_file = source_name;
+  if (!root || root.IsNull()) ctx.fail(YAML::Mark::null_mark(), "the file is empty");
+  check_keys(ctx, root, "the top level",
+             {"postgres", "redis", "mongodb", "tables", "reader", "workers", "log_level",
+              "state_dir"});
+
+  auto pg = root["postgres"];
+  if (!pg) ctx.fail(root.Mark(), "missing section 'postgres'");
+  check_keys(ctx, pg, "postgres", {"dsn", "password_file", "slot", "publication"});
+  c.postgres.dsn = get<std::string>(ctx, pg, "dsn", "postgres", "");
+  if (c.postgres.dsn.empty()) ctx.fail(pg.Mark(), "postgres.dsn is required");
+  c.postgres.password_file = get<std::string>(ctx, pg, "password_file", "postgres", "");
+  c.postgres.slot = get<std::string>(ctx, pg, "slot", "postgres", c.postgres.slot);
+  c.postgres.publication = get<std::string>(ctx, pg, "publication", "postgres", c.postgres.publication);
+  for (const auto& [key, value] : {std::pair{"slot", c.postgres.slot},
+                                   std::pair{"publication", c.postgres.publication}}) {
+    bool ok = !value.empty() && value.size() <= 63;
+    for (char ch : value) ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+    if (!ok)
+      ctx.fail(pg[key] ? pg[key].Mark() : pg.Mark(),
+               std::string("postgres.") + key + " '" + value +
+                   "' must be 1-63 characters of lower-case letters, digits and '_'");
+  }
+
+  if (auto r = root["redis"]) {
+    check_keys(ctx, r, "redis", {"host", "port", "unix_socket", "password_file", "db", "prefix"});
+    c.redis.host = get<std::string>(ctx, r, "host", "redis", c.redis.host);
+    c.redis.port = get_int(ctx, r, "port", "redis", c.redis.port, 1, 65535);
+    c.redis.unix_socket = get<std::string>(ctx, r, "unix_socket", "redis", "");
+    c.redis.password_file = get<std::string>(ctx, r, "password_file", "redis", "");
+    c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
+    c.redis.prefix = get<std::string>(ctx, r, "prefix", "redis", c.redis.prefix);
+    if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
+      ctx.fail(r["prefix"].Mark(), "redis.prefix must be non-empty without '{', '}', ':' or blanks");
+  }
+
+  if (auto m = root["mongodb"]) {
+    check_keys(ctx, m, "mongodb", {"uri", "database", "write_concern"});
+    c.mongodb.uri = get<std::string>(ctx, m, "uri", "mongodb", c.mongodb.uri);
+    c.mongodb.database = get<std::string>(ctx, m, "database", "mongodb", c.mongodb.database);
+    c.mongodb.write_concern = get<std::string>(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
+    if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
+      ctx.fail(m["uri"].Mark(), "mongodb.uri must start with mongodb:// or mongodb+srv://");
+  }
+
+  if (auto t = root["tables"]) {
+    if (!t.IsMap()) ctx.fail(t.Mark(), "tables must be a mapping of schema.table to settings");
+    for (const auto& kv : t) {
+      auto full = kv.first.as<std::string>();
+      auto dot = full.find('.');
+      TableConfig tc;
+      if (dot == std::string::npos) {
+        tc.name = full;
+      } else {
+        tc.schema = full.substr(0, dot);
+        tc.name = full.substr(dot + 1);
+      }
+      const auto& v = kv.second;
+      check_keys(ctx, v, "tables." + full, {"model", "priority"});
+      if (!v["model"]) ctx.fail(v.Mark(), "tables." + full + ".model is required");
+      tc.model = parse_model(ctx, v["model"]);
+      tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
+      c.tables[tc.schema + "." + tc.name] = tc;
+    }
+  }
+  if (c.tables.empty()) {
+    c.tables["public.users"] = {"public", "users", Model::Users, 3};
+    c.tables["public.accounts"] = {"public", "accounts", Model::Accounts, 3};
+    c.tables["public.transactions"] = {"public", "transactions", Model::Transactions, 5};
+  }
+  for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
+    int n = 0;
+    for (const auto& [_, tc] : c.tables) n += tc.model == m;
+    if (n != 1)
+      ctx.fail(root["tables"] ? root["tables"].Mark() : YAML::Mark::null_mark(),
+               std::string("exactly one table must have model '") + model_name(m) + "' (found " +
+                   std::to_string(n) + ")");
+  }
+
+  if (auto rd = root["reader"]) {
+    check_keys(ctx, rd, "reader",
+               {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
+                "reconnect_min_ms", "reconnect_max_ms"});
+    c.reader.status_interval = get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
+    c.reader.enqueue_max_delay = get_ms(ctx, rd, "enqueue_max_delay_ms", "reader", c.reader.enqueue_max_delay, 0, 10000);
+    c.reader.enqueue_batch_jobs = get_int(ctx, rd, "enqueue_batch_jobs", "reader", c.reader.enqueue_batch_jobs, 1, 100000);
+    c.reader.reconnect_min = get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
+    c.reader.reconnect_max = get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
+  }
+  if (auto w = root["workers"]) {
+    check_keys(ctx, w, "workers", {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms"});
+    c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
+    c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
+    c.workers.batch_jobs_per_key = get_int(ctx, w, "batch_jobs_per_key", "workers", c.workers.batch_jobs_per_key, 1, 10000);
+    c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
+    c.workers.idle_poll_max = get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
+  }
+  c.log_level = get<std::string>(ctx, root, "log_level", "top level", c.log_level);
+  c.state_dir = get<std::string>(ctx, root, "state_dir", "top level", c.state_dir);
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open the configuration file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read the secret file");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+std::string postgres_dsn_with_password(const PostgresConfig& pg) {
+  if (pg.password_file.empty()) return pg.dsn;
+  std::string pw = read_secret_file(pg.password_file);
+  std::string quoted = "'";
+  for (char ch : pw) {
+    if (ch == '\'' || ch == '\\') quoted += '\\';
+    quoted += ch;
+  }
+  quoted += "'";
+  return pg.dsn + " password=" + quoted;
+}
+
+}  // namespace walfold

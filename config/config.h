@@ -1,0 +1,86 @@
+// walfold's configuration: one YAML file (reference: config/README.md, example:
+// config/walfold.example.yaml). Every error names the file, line and column.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace walfold {
+
+// Which part of the bank read model a PostgreSQL table feeds.
+enum class Model { Users, Accounts, Transactions };
+const char* model_name(Model m);
+
+struct TableConfig {
+  std::string schema = "public";
+  std::string name;     // PostgreSQL table name
+  Model model;
+  int priority = 5;     // 0 (served first) .. 255
+};
+
+struct PostgresConfig {
+  std::string dsn;            // libpq connection string, without the password
+  std::string password_file;  // optional; read at start, never logged
+  std::string slot = "walfold";
+  std::string publication = "walfold";
+};
+
+struct RedisConfig {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string unix_socket;    // when set, used instead of host/port
+  std::string password_file;
+  int db = 0;
+  std::string prefix = "walfold";  // keys: <prefix>:{<slot>}:...
+};
+
+struct MongoConfig {
+  std::string uri = "mongodb://127.0.0.1:27017";
+  std::string database = "walfold";
+  std::string write_concern = "majority";  // "majority" or a number
+};
+
+struct ReaderConfig {
+  std::chrono::milliseconds status_interval{1000};   // standby status updates to PostgreSQL
+  std::chrono::milliseconds enqueue_max_delay{20};   // flush queued jobs to Redis at least this often
+  int enqueue_batch_jobs = 2000;                      // or when this many jobs are waiting
+  std::chrono::milliseconds reconnect_min{500}, reconnect_max{30000};
+};
+
+struct WorkerConfig {
+  int count = 2;
+  int batch_keys = 256;          // ordering keys claimed at once
+  int batch_jobs_per_key = 64;   // jobs taken from one key per claim
+  std::chrono::milliseconds lease{30000};
+  std::chrono::milliseconds idle_poll_max{50};
+};
+
+struct Config {
+  std::string source_file;
+  PostgresConfig postgres;
+  RedisConfig redis;
+  MongoConfig mongodb;
+  std::map<std::string, TableConfig> tables;  // key: "schema.name"
+  ReaderConfig reader;
+  WorkerConfig workers;
+  std::string log_level = "info";
+  std::string state_dir = "/var/lib/walfold";
+
+  // The configured table for a relation, or nullptr.
+  const TableConfig* table(const std::string& schema, const std::string& name) const;
+  const TableConfig* table_for(Model m) const;
+};
+
+// Throws ConfigError("FILE:LINE:COLUMN: ...") on any problem, including unknown keys.
+Config load_config(const std::string& path);
+Config parse_config(const std::string& yaml_text, const std::string& source_name);
+
+// Reads a secret file (trailing newline stripped). Throws ConfigError naming the file, never
+// the content.
+std::string read_secret_file(const std::string& path);
+// `dsn` plus the password from `password_file` when one is configured.
+std::string postgres_dsn_with_password(const PostgresConfig& pg);
+
+}  // namespace walfold

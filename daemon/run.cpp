@@ -1,0 +1,193 @@
+#include "daemon/run.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "cdc/preflight.h"
+#include "cdc/reader.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/pg.h"
+#include "common/progress.h"
+#include "projections/mongo.h"
+#include "projections/sink.h"
+#include "projections/worker.h"
+#include "queue/job_queue.h"
+
+namespace walfold::daemon {
+namespace {
+
+// Writes a logical message synchronously and returns the WAL position after it: everything
+// committed before this call is below it (a transaction that writes nothing would not flush).
+Lsn current_wal_end(const Config& cfg) {
+  PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "stop position");
+  c.exec("SELECT pg_logical_emit_message(true, 'walfold', 'stop-at')");
+  auto v = c.scalar("SELECT pg_current_wal_lsn()");
+  auto lsn = v ? parse_lsn(*v) : std::nullopt;
+  if (!lsn) throw UnavailableError("postgresql at " + c.address() + ": cannot read pg_current_wal_lsn()");
+  return *lsn;
+}
+
+// Joins on every exit path, so an exception cannot leave a joinable std::thread behind.
+struct Joiner {
+  std::vector<std::thread> list;
+  void join() {
+    for (auto& t : list)
+      if (t.joinable()) t.join();
+    list.clear();
+  }
+  ~Joiner() { join(); }
+};
+
+}  // namespace
+
+int run(const Config& cfg, const std::string& config_path, const RunOptions& opts) {
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  const bool reader_role = opts.role != Role::Worker;
+  const bool worker_role = opts.role != Role::Reader;
+  const int nworkers = worker_role ? (opts.workers >= 0 ? opts.workers : cfg.workers.count) : 0;
+
+  Progress progress;
+  std::atomic<bool> stop_reader{false}, stop_workers{false};
+  std::atomic<int> fatal{0};
+
+  cdc::ReaderOptions ropts;
+  if (reader_role) {
+    cdc::verify_source(cfg);
+    if (opts.stop_at == "current") {
+      ropts.stop_at = current_wal_end(cfg);
+    } else if (!opts.stop_at.empty()) {
+      auto l = parse_lsn(opts.stop_at);
+      if (!l) throw ConfigError("--stop-at-lsn '" + opts.stop_at + "' is not an LSN like 16/B374D848 or 'current'");
+      ropts.stop_at = *l;
+    }
+    if (ropts.stop_at) spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
+  }
+
+  std::unique_ptr<projections::MongoPool> pool;
+  if (worker_role) {
+    pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
+    projections::MongoSink(*pool).ensure_indexes();
+  }
+
+  cdc::Reader reader(cfg, progress, ropts);
+  std::vector<std::unique_ptr<projections::Worker>> workers;
+  for (int i = 0; i < nworkers; ++i)
+    workers.push_back(std::make_unique<projections::Worker>(cfg, *pool, i, progress));
+  // Declared after everything the threads use, so they are joined before those die.
+  Joiner worker_threads, reader_thread;
+  struct StopAll {
+    std::atomic<bool>& a;
+    std::atomic<bool>& b;
+    ~StopAll() { a = b = true; }
+  } stop_all{stop_reader, stop_workers};
+  for (int i = 0; i < nworkers; ++i) worker_threads.list.emplace_back([&, i] { workers[i]->run(stop_workers); });
+  if (reader_role) {
+    reader_thread.list.emplace_back([&] {
+      try {
+        reader.run(stop_reader);
+      } catch (const ConfigError& e) {
+        spdlog::critical("reader: {}", e.what());
+        fatal = 78;
+      } catch (const DataError& e) {
+        spdlog::critical("reader: {}", e.what());
+        fatal = 65;
+      } catch (const std::exception& e) {
+        spdlog::critical("reader: {}", e.what());
+        fatal = 70;
+      }
+    });
+  }
+  spdlog::info("run: role {}, {} worker(s), slot '{}', redis {}, mongodb {} (database '{}')",
+               opts.role == Role::All ? "all" : opts.role == Role::Reader ? "reader" : "worker", nworkers,
+               cfg.postgres.slot, cfg.redis.unix_socket.empty() ? cfg.redis.host + ":" + std::to_string(cfg.redis.port) : cfg.redis.unix_socket,
+               redact_secrets(cfg.mongodb.uri), cfg.mongodb.database);
+  sd_notify(0, "READY=1\nSTATUS=streaming");
+
+  std::uint64_t watchdog_us = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
+  auto last_ping = Progress::now_ns();
+  std::unique_ptr<queue::Redis> redis;
+  std::unique_ptr<queue::JobQueue> queue;
+  std::int64_t drained_since = 0;
+  int exit_code = 0;
+
+  while (true) {
+    timespec ts{0, 200 * 1000 * 1000};
+    int sig = sigtimedwait(&sigs, nullptr, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("run: signal {} received, stopping", sig);
+      sd_notify(0, "STOPPING=1");
+      break;
+    }
+    if (sig == SIGHUP) {
+      sd_notify(0, "RELOADING=1");
+      try {
+        auto fresh = load_config(config_path);
+        spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+        spdlog::info("run: reloaded {}: log level '{}' applied; other settings apply after a restart",
+                     config_path, fresh.log_level);
+      } catch (const std::exception& e) {
+        spdlog::error("run: reload failed, keeping the running configuration: {}", e.what());
+      }
+      sd_notify(0, "READY=1");
+    }
+    if (fatal.load()) {
+      exit_code = fatal.load();
+      break;
+    }
+    auto now = Progress::now_ns();
+    if (watchdog && now - last_ping > static_cast<std::int64_t>(watchdog_us) * 1000 / 3) {
+      // Feed the watchdog only while the loops are turning (a wedged thread stops the pings).
+      auto limit = static_cast<std::int64_t>(watchdog_us) * 1000 / 2;
+      bool alive = (!reader_role || now - progress.reader_tick.load() < limit) &&
+                   (nworkers == 0 || now - progress.worker_tick.load() < limit);
+      if (alive) sd_notify(0, "WATCHDOG=1");
+      last_ping = now;
+    }
+    if (ropts.stop_at && reader.reached_stop()) {
+      // Stop once the queue is empty and the reader had time to confirm it.
+      try {
+        if (!queue) {
+          redis = std::make_unique<queue::Redis>(cfg.redis);
+          queue = std::make_unique<queue::JobQueue>(*redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
+        }
+        if (queue->oldest_pending_commit()) {
+          drained_since = 0;
+        } else if (drained_since == 0) {
+          drained_since = now;
+        } else if (now - drained_since > 100'000'000) {
+          spdlog::info("run: caught up to {} and the queue is empty", format_lsn(ropts.stop_at));
+          break;
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("run: checking the queue: {}", e.what());
+        queue.reset();
+        redis.reset();
+      }
+    }
+  }
+  // The reader flushes what it buffered and sends its last status; workers finish their batch.
+  stop_reader = true;
+  reader_thread.join();
+  stop_workers = true;
+  worker_threads.join();
+  spdlog::info("run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs folded, "
+               "{} MongoDB write commands for {} changes)",
+               format_lsn(reader.confirmed()), progress.commits_seen.load(), progress.jobs_enqueued.load(),
+               progress.jobs_folded.load(), progress.mongo_write_commands.load(), progress.changes_folded.load());
+  return exit_code;
+}
+
+}  // namespace walfold::daemon

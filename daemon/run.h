@@ -1,0 +1,21 @@
+// `walfold run`: the process shell around the reader and the workers.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+
+namespace walfold::daemon {
+
+enum class Role { All, Reader, Worker };
+
+struct RunOptions {
+  Role role = Role::All;
+  int workers = -1;           // -1: workers.count from the config
+  std::string stop_at;        // "" | "X/Y" | "current": exit once caught up to it and drained
+};
+
+// Returns the process exit code.
+int run(const Config& cfg, const std::string& config_path, const RunOptions& opts);
+
+}  // namespace walfold::daemon

@@ -1,0 +1,491 @@
+#include "projections/bank_fold.h"
+
+#include <charconv>
+#include <optional>
+#include <set>
+
+#include "common/error.h"
+#include "common/timestamp.h"
+
+namespace walfold::projections {
+namespace {
+
+using queue::Change;
+using queue::Job;
+using queue::Value;
+
+// Names a change precisely in error messages.
+std::string where(const Job& job, const Change& c, std::string_view column) {
+  const auto& row = c.new_row.empty() ? c.old_row : c.new_row;
+  std::string id = !row.empty() && row[0].kind == Value::Text ? row[0].text : "?";
+  return std::string(model_name(c.model)) + " row id=" + id + " (" +
+         (c.op == 'I' ? "INSERT" : c.op == 'U' ? "UPDATE" : "DELETE") + " at commit LSN " +
+         format_lsn(job.commit_lsn) + ")" + (column.empty() ? "" : ", column " + std::string(column));
+}
+
+const std::string& text(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
+  if (f >= static_cast<int>(row.size()) || row[f].kind != Value::Text) {
+    std::string state = f >= static_cast<int>(row.size()) ? "missing"
+                        : row[f].kind == Value::Null    ? "NULL"
+                        : row[f].kind == Value::Unchanged ? "an unchanged TOAST value"
+                                                          : "missing";
+    throw DataError(where(job, c, queue::field_name(c.model, f)) + " is " + state +
+                    (&row == &c.old_row ? " in the old row (is REPLICA IDENTITY FULL set? "
+                                          "`walfold setup` sets it)"
+                                        : ""));
+  }
+  return row[f].text;
+}
+
+std::int64_t to_int(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
+  const auto& s = text(job, c, row, f);
+  std::int64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc{} || r.ptr != s.data() + s.size())
+    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s + "' is not an integer");
+  return v;
+}
+
+Decimal to_decimal(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
+  const auto& s = text(job, c, row, f);
+  auto d = Decimal::parse(s);
+  if (!d)
+    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+                    "' cannot be held exactly by Decimal128 (NaN, Infinity or more than 34 digits)");
+  return *d;
+}
+
+std::int64_t to_time_us(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
+  const auto& s = text(job, c, row, f);
+  auto t = parse_pg_timestamptz(s);
+  if (!t) throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s + "' is not a timestamp");
+  return *t;
+}
+
+std::string trim_right(std::string s) {
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+// The new row with TOAST-unchanged values taken from the old row (REPLICA IDENTITY FULL carries
+// them); values unknown on both sides stay 'u' and are never written.
+std::vector<Value> effective_new_row(const Change& c) {
+  std::vector<Value> row = c.new_row;
+  for (std::size_t i = 0; i < row.size(); ++i)
+    if (row[i].kind == Value::Unchanged && i < c.old_row.size() && c.old_row[i].kind == Value::Text)
+      row[i] = c.old_row[i];
+  return row;
+}
+
+void append_decimal(bson_t* doc, const char* key, const Decimal& d) {
+  bson_decimal128_t dec;
+  std::string s = d.to_string();
+  bson_decimal128_from_string(s.c_str(), &dec);
+  bson_append_decimal128(doc, key, -1, &dec);
+}
+
+Decimal signed_amount(const Job& job, const Change& c, const std::vector<Value>& row) {
+  Decimal amount = to_decimal(job, c, row, queue::kTxAmount);
+  const auto& kind = text(job, c, row, queue::kTxKind);
+  if (kind == "deposit") return amount;
+  if (kind == "withdrawal") return amount.negated();
+  throw DataError(where(job, c, "kind") + " = '" + kind + "' is neither deposit nor withdrawal");
+}
+
+Decimal add(const Job& job, const Decimal& a, const Decimal& b, const std::string& what) {
+  auto r = a.plus(b);
+  if (!r)
+    throw DataError(what + " overflows 34 decimal digits at commit LSN " + format_lsn(job.commit_lsn));
+  return *r;
+}
+
+// {_id: id, <guard>: {$not: {$gte: lsn}}}
+Bson guarded_filter(std::int64_t id, const std::string& guard, Lsn lsn) {
+  auto f = make_bson();
+  BSON_APPEND_INT64(f.get(), "_id", id);
+  bson_t g, n;
+  bson_append_document_begin(f.get(), guard.c_str(), -1, &g);
+  bson_append_document_begin(&g, "$not", -1, &n);
+  BSON_APPEND_INT64(&n, "$gte", static_cast<std::int64_t>(lsn));
+  bson_append_document_end(&g, &n);
+  bson_append_document_end(f.get(), &g);
+  return f;
+}
+
+// Creates the document with its defaults if missing; never changes an existing one.
+template <typename Defaults>
+Statement ensure(std::int64_t id, const Defaults& defaults) {
+  Statement s;
+  s.filter = make_bson();
+  BSON_APPEND_INT64(s.filter.get(), "_id", id);
+  s.update = make_bson();
+  bson_t soi;
+  bson_append_document_begin(s.update.get(), "$setOnInsert", -1, &soi);
+  defaults(&soi);
+  bson_append_document_end(s.update.get(), &soi);
+  s.upsert = true;
+  return s;
+}
+
+struct TxEntry {
+  std::int64_t id;
+  std::string kind;
+  Decimal amount;
+  std::int64_t created_at_us;
+};
+
+void append_entry(bson_t* arr, const char* idx, const TxEntry& e) {
+  bson_t d;
+  bson_append_document_begin(arr, idx, -1, &d);
+  BSON_APPEND_INT64(&d, "id", e.id);
+  BSON_APPEND_UTF8(&d, "kind", e.kind.c_str());
+  append_decimal(&d, "amount", e.amount);
+  BSON_APPEND_DATE_TIME(&d, "created_at", e.created_at_us / 1000 - (e.created_at_us % 1000 < 0));
+  BSON_APPEND_INT64(&d, "created_at_us", e.created_at_us);
+  bson_append_document_end(arr, &d);
+}
+
+// The transactions-collection document state a job leaves behind for one transaction.
+struct TxDocState {
+  bool tombstone = false;
+  bool full = false;  // all fields below are set
+  std::int64_t account_id = 0;
+  TxEntry entry;
+  std::optional<std::string> transfer_id;
+  std::vector<std::int64_t> left;  // accounts it was moved out of (left.<id> = LSN)
+};
+
+// Per user document, what one account's job changes.
+struct UserDelta {
+  std::map<std::string, Decimal> balances;  // currency -> delta
+  std::optional<bool> member;               // final membership of the account in `accounts`
+};
+
+}  // namespace
+
+std::pair<char, std::int64_t> parse_ordering_key(const std::string& key) {
+  std::int64_t id = 0;
+  if (key.size() > 2 && key[1] == ':' && (key[0] == 'a' || key[0] == 'u')) {
+    auto r = std::from_chars(key.data() + 2, key.data() + key.size(), id);
+    if (r.ec == std::errc{} && r.ptr == key.data() + key.size()) return {key[0], id};
+  }
+  throw DataError("malformed ordering key '" + key + "'");
+}
+
+std::vector<std::int64_t> BankFold::accounts_needed(const std::vector<Job>& jobs) {
+  std::set<std::int64_t> ids;
+  for (const auto& j : jobs) {
+    auto [kind, id] = parse_ordering_key(j.key);
+    if (kind == 'a') ids.insert(id);
+  }
+  return {ids.begin(), ids.end()};
+}
+
+void BankFold::set_account(std::int64_t id, const AccountSnapshot& snapshot) { accounts_[id] = snapshot; }
+
+void BankFold::fold(const Job& job, WritePlan& plan) {
+  auto [kind, id] = parse_ordering_key(job.key);
+  plan.changes += job.changes.size();
+  if (kind == 'u')
+    fold_user_job(job, id, plan);
+  else
+    fold_account_job(job, id, plan);
+}
+
+void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& plan) {
+  // Coalesce the job's changes of this user into the final state.
+  bool tombstone = false, touched = false;
+  std::optional<std::string> full_name, email;
+  std::optional<std::int64_t> created_us;
+  for (const auto& c : job.changes) {
+    if (c.model != Model::Users)
+      throw DataError(where(job, c, "") + " arrived under user key " + job.key);
+    touched = true;
+    if (c.op == 'D') {
+      tombstone = true;
+      continue;
+    }
+    tombstone = false;
+    auto row = effective_new_row(c);
+    auto pick = [&](int f) -> std::optional<std::string> {
+      if (row[f].kind == Value::Unchanged || row[f].kind == Value::Missing) return std::nullopt;
+      return text(job, c, row, f);
+    };
+    if (auto v = pick(queue::kUserFullName)) full_name = v;
+    if (auto v = pick(queue::kUserEmail)) email = v;
+    if (row[queue::kUserCreatedAt].kind == Value::Text)
+      created_us = to_time_us(job, c, row, queue::kUserCreatedAt);
+  }
+  if (!touched) return;
+  plan.users.push_back(ensure(user_id, [](bson_t* d) {
+    bson_t arr, bal, lsns;
+    bson_append_array_begin(d, "accounts", -1, &arr);
+    bson_append_array_end(d, &arr);
+    bson_append_document_begin(d, "balances", -1, &bal);
+    bson_append_document_end(d, &bal);
+    bson_append_document_begin(d, "acct_lsn", -1, &lsns);
+    bson_append_document_end(d, &lsns);
+  }));
+  Statement s;
+  s.filter = guarded_filter(user_id, "profile_lsn", job.commit_lsn);
+  s.update = make_bson();
+  bson_t set;
+  bson_append_document_begin(s.update.get(), "$set", -1, &set);
+  if (full_name) BSON_APPEND_UTF8(&set, "full_name", full_name->c_str());
+  if (email) BSON_APPEND_UTF8(&set, "email", email->c_str());
+  if (created_us) BSON_APPEND_DATE_TIME(&set, "created_at", *created_us / 1000);
+  BSON_APPEND_BOOL(&set, "deleted", tombstone);
+  BSON_APPEND_INT64(&set, "profile_lsn", static_cast<std::int64_t>(job.commit_lsn));
+  bson_append_document_end(s.update.get(), &set);
+  plan.users.push_back(std::move(s));
+}
+
+void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePlan& plan) {
+  const Lsn lsn = job.commit_lsn;
+  AccountSnapshot& acct = accounts_[account_id];  // running state across the batch
+  // The account document already holds this job: MongoDB acknowledged the accounts bulk, which
+  // is written after the transactions and users bulks, so every document of the job has it.
+  // Only last_transactions may still need its recompute (a crash between the two phases).
+  if (acct.exists && acct.applied_lsn >= lsn) {
+    for (const auto& c : job.changes)
+      if (c.model == Model::Transactions && c.op != 'I') {
+        auto& m = plan.dirty_windows[account_id];
+        m = std::max(m, lsn);
+      }
+    return;
+  }
+
+  Decimal job_delta;   // balance change of this account in this job (the accounts $inc)
+  Decimal unassigned;  // part of it not yet credited to the owner's user document
+  bool dirty_window = false, account_changed = false;
+  std::vector<TxEntry> new_entries;
+  std::map<std::int64_t, TxDocState> tx_docs;
+  std::map<std::int64_t, UserDelta> users;
+  std::optional<std::int64_t> created_us;
+  const std::string acct_name = "account " + std::to_string(account_id);
+
+  auto credit_owner = [&](const Decimal& d) {
+    auto& u = users[acct.user_id];
+    auto it = u.balances.find(acct.currency);
+    if (it == u.balances.end())
+      u.balances.emplace(acct.currency, d);
+    else
+      it->second = add(job, it->second, d, "user " + std::to_string(acct.user_id) + " total");
+  };
+  // Money moved so far belongs to the owner as of now (before an ownership change).
+  auto settle = [&] {
+    if (unassigned.is_zero()) return;
+    if (!acct.exists)
+      throw DataError(acct_name + " at commit LSN " + format_lsn(lsn) +
+                      " is unknown to the read model (no accounts document and no INSERT before "
+                      "it): its row was never folded; run `walfold reconcile --repair`");
+    credit_owner(unassigned);
+    acct.balance = add(job, acct.balance, unassigned, acct_name + " balance");
+    unassigned = Decimal();
+  };
+
+  for (const auto& c : job.changes) {
+    if (c.model == Model::Transactions) {
+      std::optional<std::int64_t> old_acct, new_acct;
+      if (c.op != 'I') old_acct = to_int(job, c, c.old_row, queue::kTxAccountId);
+      std::vector<Value> row;
+      if (c.op != 'D') {
+        row = effective_new_row(c);
+        new_acct = to_int(job, c, row, queue::kTxAccountId);
+      }
+      bool removed = old_acct == account_id, added = new_acct == account_id;
+      if (!removed && !added)
+        throw DataError(where(job, c, "account_id") + " does not belong to key " + job.key);
+      std::int64_t tx_id = to_int(job, c, c.op == 'D' ? c.old_row : row, queue::kTxId);
+      auto& doc = tx_docs[tx_id];
+      Decimal d;
+      if (removed) {
+        d = signed_amount(job, c, c.old_row).negated();
+        dirty_window = true;
+        if (c.op == 'D') {
+          doc = TxDocState{};
+          doc.tombstone = true;
+        }
+        if (c.op == 'U' && !added) doc.left.push_back(account_id);
+      }
+      if (added) {
+        d = add(job, d, signed_amount(job, c, row), acct_name + " balance");
+        TxEntry e{tx_id, text(job, c, row, queue::kTxKind), to_decimal(job, c, row, queue::kTxAmount),
+                  to_time_us(job, c, row, queue::kTxCreatedAt)};
+        doc.tombstone = false;
+        doc.full = true;
+        doc.account_id = account_id;
+        doc.entry = e;
+        doc.transfer_id = row[queue::kTxTransferId].kind == Value::Text
+                              ? std::optional<std::string>(row[queue::kTxTransferId].text)
+                              : std::nullopt;
+        if (c.op == 'I')
+          new_entries.push_back(std::move(e));
+        else
+          dirty_window = true;
+      }
+      job_delta = add(job, job_delta, d, acct_name + " balance");
+      unassigned = add(job, unassigned, d, acct_name + " balance");
+      continue;
+    }
+    if (c.model != Model::Accounts)
+      throw DataError(where(job, c, "") + " arrived under account key " + job.key);
+    account_changed = true;
+    settle();
+    const bool live = acct.exists && !acct.deleted;
+    if (c.op == 'D') {
+      if (live) {
+        users[acct.user_id].member = false;
+        if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
+      }
+      acct.deleted = true;
+      continue;
+    }
+    auto row = effective_new_row(c);
+    std::int64_t new_user = to_int(job, c, row, queue::kAcctUserId);
+    std::string new_cur = trim_right(text(job, c, row, queue::kAcctCurrency));
+    if (row[queue::kAcctCreatedAt].kind == Value::Text)
+      created_us = to_time_us(job, c, row, queue::kAcctCreatedAt);
+    if (live && acct.user_id == new_user && acct.currency == new_cur) continue;
+    if (live) {  // the account moves to another user or currency: its balance moves with it
+      users[acct.user_id].member = false;
+      if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
+    }
+    acct.exists = true;
+    acct.deleted = false;
+    acct.user_id = new_user;
+    acct.currency = new_cur;
+    users[new_user].member = true;
+    credit_owner(acct.balance);  // makes the currency appear (0 for a new account)
+  }
+  settle();
+  if (dirty_window) {
+    auto& m = plan.dirty_windows[account_id];
+    m = std::max(m, lsn);
+  }
+  acct.applied_lsn = lsn;
+  const Decimal& delta = job_delta;
+
+  // transactions collection
+  for (auto& [tx_id, st] : tx_docs) {
+    if (st.tombstone || st.full) {
+      plan.transactions.push_back(ensure(tx_id, [](bson_t* d) { BSON_APPEND_BOOL(d, "deleted", false); }));
+      Statement s;
+      s.filter = guarded_filter(tx_id, "applied_lsn", lsn);
+      s.update = make_bson();
+      bson_t set;
+      bson_append_document_begin(s.update.get(), "$set", -1, &set);
+      if (st.full) {
+        BSON_APPEND_INT64(&set, "account_id", st.account_id);
+        BSON_APPEND_UTF8(&set, "kind", st.entry.kind.c_str());
+        append_decimal(&set, "amount", st.entry.amount);
+        BSON_APPEND_DATE_TIME(&set, "created_at", st.entry.created_at_us / 1000);
+        BSON_APPEND_INT64(&set, "created_at_us", st.entry.created_at_us);
+        if (st.transfer_id)
+          BSON_APPEND_UTF8(&set, "transfer_id", st.transfer_id->c_str());
+        else
+          BSON_APPEND_NULL(&set, "transfer_id");
+      }
+      BSON_APPEND_BOOL(&set, "deleted", st.tombstone);
+      BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn));
+      bson_append_document_end(s.update.get(), &set);
+      plan.transactions.push_back(std::move(s));
+    }
+    for (auto left_acct : st.left) {
+      // Unguarded and idempotent: $max of the LSN at which it left that account.
+      Statement s;
+      s.filter = make_bson();
+      BSON_APPEND_INT64(s.filter.get(), "_id", tx_id);
+      s.update = make_bson();
+      bson_t mx;
+      bson_append_document_begin(s.update.get(), "$max", -1, &mx);
+      std::string path = "left." + std::to_string(left_acct);
+      BSON_APPEND_INT64(&mx, path.c_str(), static_cast<std::int64_t>(lsn));
+      bson_append_document_end(s.update.get(), &mx);
+      plan.transactions.push_back(std::move(s));
+    }
+  }
+
+  // users collection: one guarded update per user this account's job touched
+  std::string acct_path = "acct_lsn." + std::to_string(account_id);
+  for (auto& [user_id, ud] : users) {
+    plan.users.push_back(ensure(user_id, [](bson_t* d) {
+      bson_t arr, bal, lsns;
+      bson_append_array_begin(d, "accounts", -1, &arr);
+      bson_append_array_end(d, &arr);
+      bson_append_document_begin(d, "balances", -1, &bal);
+      bson_append_document_end(d, &bal);
+      bson_append_document_begin(d, "acct_lsn", -1, &lsns);
+      bson_append_document_end(d, &lsns);
+      BSON_APPEND_BOOL(d, "deleted", false);
+    }));
+    Statement s;
+    s.filter = guarded_filter(user_id, acct_path, lsn);
+    s.update = make_bson();
+    if (!ud.balances.empty()) {
+      bson_t inc;
+      bson_append_document_begin(s.update.get(), "$inc", -1, &inc);
+      for (auto& [cur, d] : ud.balances) append_decimal(&inc, ("balances." + cur).c_str(), d);
+      bson_append_document_end(s.update.get(), &inc);
+    }
+    if (ud.member) {
+      bson_t op;
+      bson_append_document_begin(s.update.get(), *ud.member ? "$addToSet" : "$pull", -1, &op);
+      BSON_APPEND_INT64(&op, "accounts", account_id);
+      bson_append_document_end(s.update.get(), &op);
+    }
+    bson_t set;
+    bson_append_document_begin(s.update.get(), "$set", -1, &set);
+    BSON_APPEND_INT64(&set, acct_path.c_str(), static_cast<std::int64_t>(lsn));
+    bson_append_document_end(s.update.get(), &set);
+    plan.users.push_back(std::move(s));
+  }
+
+  // accounts collection: last, so a document here means the whole job is in MongoDB
+  plan.accounts.push_back(ensure(account_id, [](bson_t* d) {
+    append_decimal(d, "balance", Decimal());
+    bson_t arr;
+    bson_append_array_begin(d, "last_transactions", -1, &arr);
+    bson_append_array_end(d, &arr);
+  }));
+  Statement s;
+  s.filter = guarded_filter(account_id, "applied_lsn", lsn);
+  s.update = make_bson();
+  if (!delta.is_zero()) {
+    bson_t inc;
+    bson_append_document_begin(s.update.get(), "$inc", -1, &inc);
+    append_decimal(&inc, "balance", delta);
+    bson_append_document_end(s.update.get(), &inc);
+  }
+  if (!new_entries.empty()) {
+    bson_t push, lt, each, sort;
+    bson_append_document_begin(s.update.get(), "$push", -1, &push);
+    bson_append_document_begin(&push, "last_transactions", -1, &lt);
+    bson_append_array_begin(&lt, "$each", -1, &each);
+    for (std::size_t i = 0; i < new_entries.size(); ++i)
+      append_entry(&each, std::to_string(i).c_str(), new_entries[i]);
+    bson_append_array_end(&lt, &each);
+    bson_append_document_begin(&lt, "$sort", -1, &sort);
+    BSON_APPEND_INT32(&sort, "created_at_us", -1);
+    BSON_APPEND_INT32(&sort, "id", -1);
+    bson_append_document_end(&lt, &sort);
+    BSON_APPEND_INT32(&lt, "$slice", 3);
+    bson_append_document_end(&push, &lt);
+    bson_append_document_end(s.update.get(), &push);
+  }
+  bson_t set;
+  bson_append_document_begin(s.update.get(), "$set", -1, &set);
+  BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn));
+  if (account_changed) {
+    BSON_APPEND_BOOL(&set, "deleted", acct.deleted);
+    if (!acct.deleted || acct.user_id) {
+      BSON_APPEND_INT64(&set, "user_id", acct.user_id);
+      BSON_APPEND_UTF8(&set, "currency", acct.currency.c_str());
+    }
+    if (created_us) BSON_APPEND_DATE_TIME(&set, "created_at", *created_us / 1000);
+  }
+  bson_append_document_end(s.update.get(), &set);
+  plan.accounts.push_back(std::move(s));
+}
+
+}  // namespace walfold::projections

@@ -1,0 +1,40 @@
+// MongoDB side of a worker batch: read the account snapshots the fold needs, send the plan as
+// three ordered bulk writes (transactions, users, accounts: a document in `accounts` at LSN L
+// means the whole job L is in MongoDB), then recompute last_transactions where a correction
+// made the pushed window inexact.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "projections/bank_fold.h"
+#include "projections/mongo.h"
+
+namespace walfold::projections {
+
+struct SinkStats {
+  std::uint64_t write_commands = 0;   // bulk write round trips
+  std::uint64_t statements = 0;
+  std::uint64_t read_commands = 0;
+};
+
+class MongoSink {
+ public:
+  explicit MongoSink(MongoPool& pool);
+  std::map<std::int64_t, AccountSnapshot> read_accounts(const std::vector<std::int64_t>& ids);
+  // Throws UnavailableError on connection problems, std::runtime_error on write errors.
+  void write(WritePlan& plan);
+  // Creates the indexes the read model needs (idempotent).
+  void ensure_indexes();
+  const SinkStats& stats() const { return stats_; }
+
+ private:
+  void bulk(const char* collection, std::vector<Statement>& statements);
+  void recompute_window(std::int64_t account_id, Lsn lsn, std::vector<Statement>& out);
+  MongoPool& pool_;
+  MongoPool::Client client_;
+  SinkStats stats_;
+};
+
+}  // namespace walfold::projections

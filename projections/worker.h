@@ -1,0 +1,35 @@
+// A worker: claim a batch of ordering keys from the queue, fold their jobs, write them to
+// MongoDB in bulk, and only then acknowledge them. The acknowledgement is what lets the reader
+// move the checkpoint forward (cdc/checkpoint), so nothing is confirmed to PostgreSQL before
+// MongoDB has it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "common/progress.h"
+#include "config/config.h"
+#include "projections/mongo.h"
+#include "queue/job_queue.h"
+
+namespace walfold::projections {
+
+class Worker {
+ public:
+  Worker(const Config& cfg, MongoPool& pool, int index, Progress& progress);
+  // Loops until `stop` is set. Transient errors (Redis, MongoDB down) back off and retry.
+  void run(const std::atomic<bool>& stop);
+  // One claim-fold-write-ack round; returns the number of jobs acknowledged (0 when idle).
+  // Throws on Redis/MongoDB errors after releasing the claimed keys when it can.
+  std::size_t run_once();
+
+ private:
+  const Config& cfg_;
+  MongoPool& pool_;
+  int index_;
+  Progress& progress_;
+  std::unique_ptr<queue::Redis> redis_;
+  std::unique_ptr<queue::JobQueue> queue_;
+};
+
+}  // namespace walfold::projections

@@ -1,0 +1,12 @@
+# Turns queue/scripts/*.lua into a C++ source with one string per script (run at build time).
+file(GLOB scripts "${SRC_DIR}/scripts/*.lua")
+list(SORT scripts)
+set(out "// Generated from queue/scripts/*.lua. Do not edit.\n#include \"queue/scripts.h\"\nnamespace walfold::queue::scripts {\n")
+foreach(f ${scripts})
+  get_filename_component(name "${f}" NAME_WE)
+  file(READ "${f}" body)
+  string(APPEND out "const char* const ${name} = R\"WFLUA(${body})WFLUA\";\n")
+endforeach()
+string(APPEND out "}\n")
+file(WRITE "${OUT}.tmp" "${out}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")

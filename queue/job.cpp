@@ -1,0 +1,160 @@
+#include "queue/job.h"
+
+#include <charconv>
+
+#include "common/error.h"
+
+namespace walfold::queue {
+namespace {
+
+constexpr std::string_view kMagic = "J1";
+
+void put_num(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+  out.push_back(',');
+}
+
+void put_str(std::string& out, std::string_view s) {
+  put_num(out, s.size());
+  out.append(s);
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view s) : s_(s) {}
+  std::uint64_t num() {
+    std::uint64_t v = 0;
+    auto r = std::from_chars(s_.data() + pos_, s_.data() + s_.size(), v);
+    if (r.ec != std::errc{} || r.ptr == s_.data() + s_.size() || *r.ptr != ',')
+      fail("expected a number");
+    pos_ = static_cast<std::size_t>(r.ptr - s_.data()) + 1;
+    return v;
+  }
+  std::string_view str() {
+    auto n = num();
+    if (n > s_.size() - pos_) fail("string length past the end");
+    auto v = s_.substr(pos_, n);
+    pos_ += n;
+    return v;
+  }
+  char ch() {
+    if (pos_ >= s_.size()) fail("unexpected end");
+    return s_[pos_++];
+  }
+  bool done() const { return pos_ == s_.size(); }
+  [[noreturn]] void fail(const char* what) const {
+    throw DataError("malformed job at byte " + std::to_string(pos_) + ": " + what);
+  }
+
+ private:
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+char model_char(Model m) {
+  switch (m) {
+    case Model::Users: return 'u';
+    case Model::Accounts: return 'a';
+    case Model::Transactions: return 't';
+  }
+  return '?';
+}
+
+void put_row(std::string& out, const std::vector<Value>& row) {
+  put_num(out, row.size());
+  for (const auto& v : row) {
+    out.push_back(static_cast<char>(v.kind));
+    if (v.kind == Value::Text) put_str(out, v.text);
+  }
+}
+
+std::vector<Value> get_row(Reader& r, Model m) {
+  auto n = r.num();
+  if (n != 0 && n != static_cast<std::uint64_t>(field_count(m))) r.fail("wrong field count");
+  std::vector<Value> row(n);
+  for (auto& v : row) {
+    char k = r.ch();
+    if (k != 'n' && k != 'u' && k != 't' && k != 'm') r.fail("bad value kind");
+    v.kind = static_cast<Value::Kind>(k);
+    if (k == 't') v.text = r.str();
+  }
+  return row;
+}
+
+}  // namespace
+
+int field_count(Model m) {
+  switch (m) {
+    case Model::Users: return kUserFieldCount;
+    case Model::Accounts: return kAcctFieldCount;
+    case Model::Transactions: return kTxFieldCount;
+  }
+  return 0;
+}
+
+const char* field_name(Model m, int f) {
+  static const char* users[] = {"id", "full_name", "email", "created_at"};
+  static const char* accounts[] = {"id", "user_id", "currency", "created_at"};
+  static const char* txs[] = {"id", "account_id", "amount", "kind", "transfer_id", "created_at"};
+  if (f < 0 || f >= field_count(m)) return "?";
+  switch (m) {
+    case Model::Users: return users[f];
+    case Model::Accounts: return accounts[f];
+    case Model::Transactions: return txs[f];
+  }
+  return "?";
+}
+
+std::string Job::pending_member() const { return lsn_key(commit_lsn) + ":" + key; }
+
+std::string encode_job(const Job& job) {
+  std::string out;
+  out.reserve(64 + job.changes.size() * 96);
+  out.append(kMagic);
+  put_num(out, job.commit_lsn);
+  put_num(out, job.end_lsn);
+  put_num(out, static_cast<std::uint64_t>(job.commit_time_us));
+  put_str(out, job.key);
+  put_num(out, job.changes.size());
+  for (const auto& c : job.changes) {
+    out.push_back(model_char(c.model));
+    out.push_back(c.op);
+    put_row(out, c.new_row);
+    put_row(out, c.old_row);
+  }
+  return out;
+}
+
+Job decode_job(std::string_view encoded) {
+  if (encoded.substr(0, kMagic.size()) != kMagic)
+    throw DataError("malformed job: does not start with " + std::string(kMagic));
+  Reader r(encoded.substr(kMagic.size()));
+  Job job;
+  job.commit_lsn = r.num();
+  job.end_lsn = r.num();
+  job.commit_time_us = static_cast<std::int64_t>(r.num());
+  job.key = std::string(r.str());
+  auto n = r.num();
+  if (n > encoded.size()) r.fail("change count past the end");
+  job.changes.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Change c;
+    switch (r.ch()) {
+      case 'u': c.model = Model::Users; break;
+      case 'a': c.model = Model::Accounts; break;
+      case 't': c.model = Model::Transactions; break;
+      default: r.fail("bad model");
+    }
+    c.op = r.ch();
+    if (c.op != 'I' && c.op != 'U' && c.op != 'D') r.fail("bad operation");
+    c.new_row = get_row(r, c.model);
+    c.old_row = get_row(r, c.model);
+    job.changes.push_back(std::move(c));
+  }
+  if (!r.done()) r.fail("trailing bytes");
+  return job;
+}
+
+}  // namespace walfold::queue

@@ -1,0 +1,76 @@
+// The job queue in Redis. Key layout (all under one hash tag, so every script touches one
+// Redis Cluster slot); P = "<redis.prefix>:{<slot name>}":
+//   P:k:<ordering key>  LIST   the key's jobs in commit order, each "<score>|<job body>"
+//   P:ready             ZSET   ordering keys with jobs and no owner, scored by head job
+//   P:active            ZSET   claimed ordering keys, scored by lease deadline (ms)
+//   P:owner             HASH   claimed ordering key -> fence token of its claim
+//   P:pending           ZSET   "<commit lsn hex>:<key>" for every job not yet folded (score 0,
+//                              lexicographic = LSN order): its minimum is the checkpoint
+//   P:meta              HASH   seq, fence, enqueued_end_lsn
+// Per-key order holds because a key has at most one owner and is only trimmed at its head.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/lsn.h"
+#include "queue/redis.h"
+
+namespace walfold::queue {
+
+struct EnqueueItem {
+  std::string key;
+  int priority;
+  std::string member;  // Job::pending_member()
+  std::string body;    // encode_job()
+};
+
+struct ClaimedKey {
+  std::string key;
+  std::vector<std::string> bodies;  // job bodies, head first (score prefix stripped)
+};
+
+struct Claim {
+  std::int64_t fence = 0;
+  std::vector<ClaimedKey> keys;
+};
+
+struct AckItem {
+  std::string key;
+  int jobs_done = 0;                 // removed from the head of the key's list
+  std::vector<std::string> members;  // pending members of the done jobs
+};
+
+struct QueueCounts {
+  long long ready_keys = 0, active_keys = 0, pending_jobs = 0;
+};
+
+class JobQueue {
+ public:
+  JobQueue(Redis& redis, std::string prefix);
+  const std::string& prefix() const { return prefix_; }
+
+  // Reader side.
+  void enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
+  std::optional<Lsn> oldest_pending_commit();
+  Lsn enqueued_end_lsn();
+
+  // Worker side.
+  Claim claim(int max_keys, int max_jobs, std::chrono::milliseconds lease);
+  // Returns the keys whose ack was rejected (lease lost).
+  std::vector<std::string> ack(std::int64_t fence, const std::vector<AckItem>& items);
+
+  QueueCounts counts();
+
+ private:
+  Redis& redis_;
+  std::string prefix_;
+};
+
+// "<prefix>:{<slot>}"
+std::string queue_prefix(const std::string& redis_prefix, const std::string& slot);
+
+}  // namespace walfold::queue

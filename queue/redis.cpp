@@ -1,0 +1,168 @@
+#include "queue/redis.h"
+
+#include <cstring>
+
+#include "common/error.h"
+
+namespace walfold::queue {
+namespace {
+
+// SHA-1 for script ids (Redis identifies scripts by the SHA-1 of their body).
+std::string sha1_hex(const std::string& data) {
+  std::uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  std::string msg = data;
+  std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  msg.push_back(static_cast<char>(0x80));
+  while (msg.size() % 64 != 56) msg.push_back(0);
+  for (int i = 7; i >= 0; --i) msg.push_back(static_cast<char>((bits >> (i * 8)) & 0xff));
+  auto rol = [](std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (std::size_t chunk = 0; chunk < msg.size(); chunk += 64) {
+    std::uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      const auto* p = reinterpret_cast<const unsigned char*>(msg.data() + chunk + i * 4);
+      w[i] = (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      std::uint32_t f, k;
+      if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
+      else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
+      else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+      else { f = b ^ c ^ d; k = 0xCA62C1D6; }
+      std::uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d; d = c; c = rol(b, 30); b = a; a = t;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+  }
+  char out[41];
+  for (int i = 0; i < 5; ++i) std::snprintf(out + i * 8, 9, "%08x", h[i]);
+  return std::string(out, 40);
+}
+
+}  // namespace
+
+RedisScript::RedisScript(std::string name, std::string body)
+    : name_(std::move(name)), body_(std::move(body)), sha_(sha1_hex(body_)) {}
+
+Redis::Redis(const RedisConfig& cfg) : cfg_(cfg) {
+  address_ = cfg.unix_socket.empty() ? cfg.host + ":" + std::to_string(cfg.port) : cfg.unix_socket;
+  if (!cfg.password_file.empty()) password_ = read_secret_file(cfg.password_file);
+  connect();
+}
+
+void Redis::connect() {
+  timeval tv{5, 0};
+  redisContext* c = cfg_.unix_socket.empty()
+                        ? redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv)
+                        : redisConnectUnixWithTimeout(cfg_.unix_socket.c_str(), tv);
+  if (c == nullptr) throw UnavailableError("redis at " + address_ + ": cannot allocate a context");
+  if (c->err) {
+    std::string msg = "redis at " + address_ + " is unreachable: " + c->errstr;
+    redisFree(c);
+    throw UnavailableError(msg);
+  }
+  ctx_.reset(c);
+  timeval rw{30, 0};
+  redisSetTimeout(c, rw);
+  if (!password_.empty()) command({"AUTH", password_});
+  if (cfg_.db != 0) command({"SELECT", std::to_string(cfg_.db)});
+}
+
+void Redis::reconnect() {
+  ctx_.reset();
+  connect();
+}
+
+Reply Redis::checked(redisReply* r, std::string_view what) {
+  if (r == nullptr) {
+    std::string msg = "redis at " + address_ + ": " + std::string(what) + " failed: " +
+                      (ctx_ && ctx_->err ? ctx_->errstr : "connection lost");
+    ctx_.reset();  // a broken context is useless; the next call reconnects
+    throw UnavailableError(msg);
+  }
+  Reply reply(r);
+  if (reply->type == REDIS_REPLY_ERROR)
+    throw std::runtime_error("redis at " + address_ + ": " + std::string(what) + ": " +
+                             std::string(reply->str, reply->len));
+  return reply;
+}
+
+Reply Redis::command(const std::vector<std::string_view>& argv) {
+  if (!ctx_) connect();
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (auto a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  return checked(r, argv.empty() ? "command" : argv[0]);
+}
+
+void Redis::append(const std::vector<std::string_view>& argv) {
+  if (!ctx_) connect();
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (auto a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data()) !=
+      REDIS_OK)
+    throw UnavailableError("redis at " + address_ + ": cannot queue a pipelined command");
+}
+
+Reply Redis::read_reply() {
+  void* r = nullptr;
+  if (redisGetReply(ctx_.get(), &r) != REDIS_OK) r = nullptr;
+  return checked(static_cast<redisReply*>(r), "pipelined command");
+}
+
+Reply Redis::eval(const RedisScript& script, const std::vector<std::string_view>& keys,
+                  const std::vector<std::string_view>& args) {
+  std::string nkeys = std::to_string(keys.size());
+  std::vector<std::string_view> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.push_back("EVALSHA");
+  argv.push_back(script.sha());
+  argv.push_back(nkeys);
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  try {
+    return command(argv);
+  } catch (const UnavailableError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    if (std::strstr(e.what(), "NOSCRIPT") == nullptr)
+      throw std::runtime_error(std::string(e.what()) + " (script " + script.name() + ")");
+  }
+  argv[0] = "EVAL";
+  argv[1] = script.body();
+  return command(argv);
+}
+
+std::string reply_to_string(const redisReply* r) {
+  if (r == nullptr) return "(null)";
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR: return std::string(r->str, r->len);
+    case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
+    case REDIS_REPLY_NIL: return "(nil)";
+    case REDIS_REPLY_ARRAY: {
+      std::string s;
+      for (size_t i = 0; i < r->elements; ++i) {
+        if (i) s += '\n';
+        s += reply_to_string(r->element[i]);
+      }
+      return s;
+    }
+  }
+  return "?";
+}
+
+}  // namespace walfold::queue

@@ -1,0 +1,63 @@
+// A small RAII layer over hiredis: one connection, argv-style commands, every error mapped to a
+// walfold exception that names the server address. Scripts are loaded by SHA and re-sent on
+// NOSCRIPT (Redis restarted or failed over and lost its script cache).
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace walfold::queue {
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+class RedisScript {
+ public:
+  RedisScript(std::string name, std::string body);
+  const std::string& name() const { return name_; }
+  const std::string& body() const { return body_; }
+  const std::string& sha() const { return sha_; }
+
+ private:
+  std::string name_, body_, sha_;
+};
+
+class Redis {
+ public:
+  explicit Redis(const RedisConfig& cfg);
+  const std::string& address() const { return address_; }
+
+  // Runs one command; throws UnavailableError on connection problems and std::runtime_error on
+  // an error reply (both name the address and the command).
+  Reply command(const std::vector<std::string_view>& argv);
+  // EVALSHA with fallback to EVAL on NOSCRIPT.
+  Reply eval(const RedisScript& script, const std::vector<std::string_view>& keys,
+             const std::vector<std::string_view>& args);
+
+  // Pipelining: append, then read replies in order.
+  void append(const std::vector<std::string_view>& argv);
+  Reply read_reply();
+
+  void reconnect();
+
+ private:
+  void connect();
+  Reply checked(redisReply* r, std::string_view what);
+  RedisConfig cfg_;
+  std::string address_;
+  std::string password_;
+  std::unique_ptr<redisContext, void (*)(redisContext*)> ctx_{nullptr, redisFree};
+};
+
+// Renders a reply for messages and the CLI.
+std::string reply_to_string(const redisReply* r);
+
+}  // namespace walfold::queue

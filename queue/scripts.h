@@ -1,0 +1,8 @@
+// The queue's Lua scripts (queue/scripts/*.lua), embedded at build time.
+#pragma once
+
+namespace walfold::queue::scripts {
+extern const char* const enqueue;
+extern const char* const claim;
+extern const char* const ack;
+}  // namespace walfold::queue::scripts

@@ -1,0 +1,35 @@
+-- Claim up to ARGV[2] ordering keys, the most urgent first, with up to ARGV[3] jobs each, under a
+-- lease of ARGV[4] ms. Keys whose lease expired are put back first (their jobs keep their
+-- scores, so priority and per-key order survive a dead worker).
+-- Returns {fence, {key1, {jobs...}, key2, {jobs...}, ...}}; fence is the token the ack must show.
+local p = ARGV[1]
+local max_keys, max_jobs, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ready, active, owner = p .. ':ready', p .. ':active', p .. ':owner'
+
+local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, 1000)
+for _, key in ipairs(expired) do
+  redis.call('ZREM', active, key)
+  redis.call('HDEL', owner, key)
+  local head = redis.call('LINDEX', p .. ':k:' .. key, 0)
+  if head then
+    redis.call('ZADD', ready, string.match(head, '^(%d+)|'), key)
+  end
+end
+
+local popped = redis.call('ZPOPMIN', ready, max_keys)
+if #popped == 0 then return {0, {}} end
+local fence = redis.call('HINCRBY', p .. ':meta', 'fence', 1)
+local out = {}
+for i = 1, #popped, 2 do
+  local key = popped[i]
+  local jobs = redis.call('LRANGE', p .. ':k:' .. key, 0, max_jobs - 1)
+  if #jobs > 0 then
+    redis.call('ZADD', active, now + lease, key)
+    redis.call('HSET', owner, key, fence)
+    out[#out + 1] = key
+    out[#out + 1] = jobs
+  end
+end
+return {fence, out}
