@@ -58,6 +58,13 @@ SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
   return s;
 }
 
+void create_slot(const std::string& dsn, const PostgresConfig& pg) {
+  PgConn rc(dsn, {{"replication", "database"}}, "create slot");
+  auto r = rc.exec("CREATE_REPLICATION_SLOT " + quote_ident(pg.slot) + " LOGICAL pgoutput (SNAPSHOT 'nothing')");
+  spdlog::info("created replication slot '{}' at {}", pg.slot,
+               PQntuples(r.get()) > 0 ? PQgetvalue(r.get(), 0, 1) : "?");
+}
+
 void verify_source(const Config& cfg) {
   PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "preflight");
   check_wal_level(c);
@@ -120,11 +127,7 @@ void run_setup(const Config& cfg, const SetupOptions& opts) {
   }
   auto slot = read_slot(dsn, cfg.postgres);
   if (!slot.exists) {
-    PgConn rc(dsn, {{"replication", "database"}}, "create slot");
-    auto r = rc.exec("CREATE_REPLICATION_SLOT " + quote_ident(cfg.postgres.slot) +
-                     " LOGICAL pgoutput (SNAPSHOT 'nothing')");
-    spdlog::info("setup: created replication slot '{}' at {}", cfg.postgres.slot,
-                 PQntuples(r.get()) > 0 ? PQgetvalue(r.get(), 0, 1) : "?");
+    create_slot(dsn, cfg.postgres);
   } else {
     spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
                  format_lsn(slot.confirmed_flush));

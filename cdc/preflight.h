@@ -24,6 +24,9 @@ SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg);
 // read_slot, and a missing slot is an error that points to `walfold setup`.
 SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg);
 
+// CREATE_REPLICATION_SLOT <slot> LOGICAL pgoutput over a replication connection.
+void create_slot(const std::string& dsn, const PostgresConfig& pg);
+
 // wal_level, the tables, REPLICA IDENTITY FULL where corrections need it, the publication and
 // its tables. Throws ConfigError naming the first problem and the fix.
 void verify_source(const Config& cfg);

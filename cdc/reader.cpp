@@ -35,12 +35,18 @@ class Reader::Session {
 
   void run(const std::atomic<bool>& stop) {
     const std::string dsn = postgres_dsn_with_password(cfg_.postgres);
-    auto slot = check_slot(dsn, cfg_.postgres);  // fails loudly: missing, lost, wrong plugin
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(*redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
     // Commits whose jobs are already in Redis (a restart of the reader alone) are not enqueued
     // again; if Redis lost its data this is 0 and everything from the slot is replayed.
     skip_through_ = queue_->enqueued_end_lsn();
+    auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
+    if (!slot.exists) {
+      // A first start creates its slot; a slot that vanished after walfold used it is a gap.
+      if (skip_through_ != 0) slot = check_slot(dsn, cfg_.postgres);
+      create_slot(dsn, cfg_.postgres);
+      slot = check_slot(dsn, cfg_.postgres);
+    }
     enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
     confirmed_ = slot.confirmed_flush;
 

@@ -72,7 +72,9 @@ std::optional<std::int64_t> parse_pg_timestamptz(std::string_view s) {
       int oh = 0, om = 0, os = 0;
       if (!digits(s, pos + 1, 2, oh)) return std::nullopt;
       pos += 3;
-      if (pos < s.size() && s[pos] == ':') ++pos;
+      bool colon = pos < s.size() && s[pos] == ':';
+      if (colon) ++pos;
+      if (colon && pos >= s.size()) return std::nullopt;  // "+00:" lacks its minutes
       if (pos < s.size()) {
         if (!digits(s, pos, 2, om)) return std::nullopt;
         pos += 2;

@@ -156,6 +156,11 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       if (alive) sd_notify(0, "WATCHDOG=1");
       last_ping = now;
     }
+    if (ropts.stop_at && reader.reached_stop() && nworkers == 0) {
+      spdlog::info("run: everything up to {} is in redis (reader only: not waiting for workers)",
+                   format_lsn(ropts.stop_at));
+      break;
+    }
     if (ropts.stop_at && reader.reached_stop()) {
       // Stop once the queue is empty and the reader had time to confirm it.
       try {

@@ -158,6 +158,7 @@ struct TxDocState {
 // Per user document, what one account's job changes.
 struct UserDelta {
   std::map<std::string, Decimal> balances;  // currency -> delta
+  std::map<std::string, int> counts;        // currency -> change in live accounts
   std::optional<bool> member;               // final membership of the account in `accounts`
 };
 
@@ -336,6 +337,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     if (c.op == 'D') {
       if (live) {
         users[acct.user_id].member = false;
+        users[acct.user_id].counts[acct.currency] -= 1;
         if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
       }
       acct.deleted = true;
@@ -349,6 +351,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     if (live && acct.user_id == new_user && acct.currency == new_cur) continue;
     if (live) {  // the account moves to another user or currency: its balance moves with it
       users[acct.user_id].member = false;
+      users[acct.user_id].counts[acct.currency] -= 1;
       if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
     }
     acct.exists = true;
@@ -356,6 +359,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     acct.user_id = new_user;
     acct.currency = new_cur;
     users[new_user].member = true;
+    users[new_user].counts[new_cur] += 1;
     credit_owner(acct.balance);  // makes the currency appear (0 for a new account)
   }
   settle();
@@ -422,10 +426,14 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     Statement s;
     s.filter = guarded_filter(user_id, acct_path, lsn);
     s.update = make_bson();
-    if (!ud.balances.empty()) {
+    bool any_count = false;
+    for (auto& [cur, n] : ud.counts) any_count = any_count || n != 0;
+    if (!ud.balances.empty() || any_count) {
       bson_t inc;
       bson_append_document_begin(s.update.get(), "$inc", -1, &inc);
       for (auto& [cur, d] : ud.balances) append_decimal(&inc, ("balances." + cur).c_str(), d);
+      for (auto& [cur, n] : ud.counts)
+        if (n != 0) BSON_APPEND_INT32(&inc, ("account_count." + cur).c_str(), n);
       bson_append_document_end(s.update.get(), &inc);
     }
     if (ud.member) {
@@ -439,6 +447,23 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     BSON_APPEND_INT64(&set, acct_path.c_str(), static_cast<std::int64_t>(lsn));
     bson_append_document_end(s.update.get(), &set);
     plan.users.push_back(std::move(s));
+    // A currency the user no longer holds any account in leaves `balances` (its total is 0 by
+    // then). Conditional on the count, so it is idempotent and safe against another account's
+    // key adding the currency back concurrently: each statement is atomic on the document.
+    for (auto& [cur, n] : ud.counts) {
+      if (n >= 0) continue;
+      Statement drop;
+      drop.filter = make_bson();
+      BSON_APPEND_INT64(drop.filter.get(), "_id", user_id);
+      BSON_APPEND_INT32(drop.filter.get(), ("account_count." + cur).c_str(), 0);
+      drop.update = make_bson();
+      bson_t unset;
+      bson_append_document_begin(drop.update.get(), "$unset", -1, &unset);
+      BSON_APPEND_UTF8(&unset, ("balances." + cur).c_str(), "");
+      BSON_APPEND_UTF8(&unset, ("account_count." + cur).c_str(), "");
+      bson_append_document_end(drop.update.get(), &unset);
+      plan.users.push_back(std::move(drop));
+    }
   }
 
   // accounts collection: last, so a document here means the whole job is in MongoDB

@@ -28,7 +28,9 @@ import datetime
 import decimal
 import errno
 import functools
+import gc
 import itertools
+import math
 import numbers
 import os
 import random
@@ -238,6 +240,33 @@ def utcnow_ms():
 
 
 D128_CTX = create_decimal128_context()
+_ORIG_D128_TO_DECIMAL = Decimal128.to_decimal
+_D128_MAX_COEFFICIENT = 10 ** 34 - 1
+
+
+def fast_to_decimal(d):
+    """Decimal128 -> decimal.Decimal, ~6x faster than bson's bit-by-bit version."""
+    high = d._Decimal128__high  # pylint: disable=protected-access
+    if (high & 0x6000000000000000) == 0x6000000000000000:  # NaN, Inf, non-canonical form
+        return _ORIG_D128_TO_DECIMAL(d)
+    coef = ((high & 0x1ffffffffffff) << 64) | d._Decimal128__low  # pylint: disable=protected-access
+    if coef > _D128_MAX_COEFFICIENT:
+        return _ORIG_D128_TO_DECIMAL(d)
+    return decimal.Decimal('%s%dE%d' % ('-' if high >> 63 else '', coef,
+                                        ((high >> 49) & 0x3fff) - 6176))
+
+
+def fast_decimal128(dec):
+    """decimal.Decimal (at most 34 digits) -> Decimal128 without bson's slow bit loop."""
+    if dec.is_finite():
+        sign, digits, exp = dec.as_tuple()
+        if len(digits) <= 34 and -6176 <= exp <= 6111:
+            coef = int(''.join(map(str, digits)))
+            high = ((exp + 6176) << 49) | (coef >> 64)
+            if sign:
+                high |= 1 << 63
+            return Decimal128((high, coef & 0xFFFFFFFFFFFFFFFF))
+    return Decimal128(dec)
 
 
 def to_decimal(v):
@@ -246,7 +275,7 @@ def to_decimal(v):
     Doubles are rounded to 34 significant digits, like MongoDB does when it mixes a double
     with a Decimal128 in arithmetic."""
     if isinstance(v, Decimal128):
-        return v.to_decimal()
+        return fast_to_decimal(v)
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -375,11 +404,48 @@ def bson_eq(a, b):
 
 
 def same_bson(a, b):
-    """Binary equality (type and value), as used for the immutable _id check."""
+    """Would `a` and `b` encode to the same BSON bytes?  (Type- and order-sensitive.)
+
+    Used to decide whether an update modified a document (nModified) and for the immutable
+    _id check; much cheaper than encoding both sides."""
+    if a is b:
+        return True
+    ta, tb = type(a), type(b)
+    if ta is dict and tb is dict:
+        if len(a) != len(b):
+            return False
+        for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+            if ka != kb or not (va is vb or same_bson(va, vb)):
+                return False
+        return True
+    if ta is list and tb is list:
+        if len(a) != len(b):
+            return False
+        for va, vb in zip(a, b):
+            if not (va is vb or same_bson(va, vb)):
+                return False
+        return True
+    if ta is not tb:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return same_bson(dict(a), dict(b))
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return same_bson(list(a), list(b))
+        if ta is int and tb is int:
+            return a == b
+        return False
+    if ta is Decimal128:
+        return a.bid == b.bid
+    if ta is float:
+        if a != a:
+            return b != b
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    if ta is int:
+        # Python ints encode as int32 or int64 depending on magnitude.
+        return a == b and (INT32_MIN <= a <= INT32_MAX) == (INT32_MIN <= b <= INT32_MAX)
     try:
-        return bson.encode({'v': a}) == bson.encode({'v': b})
+        return a == b
     except Exception:  # pylint: disable=broad-except
-        return a == b and type(a) is type(b)
+        return False
 
 
 _CONTAINERS = (dict, list)
@@ -453,10 +519,11 @@ def _patch_decimal128():
             o = to_decimal(other)
             if o is None:
                 return NotImplemented
-            s = self.to_decimal()
-            return Decimal128(fn(o, s) if reflected else fn(s, o))
+            s = fast_to_decimal(self)
+            return fast_decimal128(fn(o, s) if reflected else fn(s, o))
         return method
 
+    Decimal128.to_decimal = fast_to_decimal
     Decimal128.__eq__ = _eq
     Decimal128.__ne__ = _ne
     Decimal128.__lt__ = _rich(lambda c: c < 0)
@@ -521,16 +588,19 @@ def _patch_mongomock():
                        127: 'maxKey'}.items():
         tm[code] = tm[name]
 
-    # Look documents up by _id instead of scanning the whole collection when the filter pins
-    # _id (this is what makes bulk updates by _id fast).
-    orig_iter = mm_collection.Collection._iter_documents  # pylint: disable=protected-access
-
+    # mongomock's find/count/distinct/aggregate-$lookup iterate through here: look documents up
+    # by _id when the filter pins it, and match with the same matcher as the write path.
     def _iter_documents(self, filter):  # pylint: disable=redefined-builtin
+        if filter is None:
+            filter = {}
+        cands = None
         if isinstance(filter, dict):
             cands = id_candidates(self._store._documents, filter)  # pylint: disable=protected-access
-            if cands is not None:
-                return (d for d in cands if filtering.filter_applies(filter, d))
-        return orig_iter(self, filter)
+        if cands is None:
+            cands = list(self._store.documents)  # pylint: disable=protected-access
+        if not cands and filter:
+            filter_applies(filter, {})  # still reject invalid filters
+        return (d for d in cands if filter_applies(filter, d))
 
     mm_collection.Collection._iter_documents = _iter_documents  # pylint: disable=protected-access
 
@@ -568,6 +638,57 @@ def _patch_mockupdb():
         return bytes(buf)
 
     mockupdb.mock_server_receive = mock_server_receive
+
+    def unpack_op_msg(cls, msg, client, server, request_id):
+        """OP_MSG parser that keeps the kind-0 body first.
+
+        mockupdb merges sections in wire order, so a kind-1 document sequence sent before the
+        body (the spec allows any order) became the first key, i.e. the "command name".  It
+        also measured the sequence identifier in characters instead of bytes.  Here the body
+        comes first, each kind-1 sequence is added under its identifier, and malformed
+        messages raise ValueError (the connection is then closed, as mongod does)."""
+        flags, = struct.unpack_from('<I', msg, 0)
+        if flags & ~mockupdb._ALL_OP_MSG_FLAGS:  # pylint: disable=protected-access
+            raise ValueError('OP_MSG flags has reserved bits set: 0x%x' % flags)
+        checksum = None
+        end = len(msg)
+        if flags & mockupdb.OP_MSG_FLAGS['checksumPresent']:
+            end -= 4
+            checksum, = struct.unpack_from('<I', msg, end)
+        pos = 4
+        body = None
+        sequences = []
+        while pos < end:
+            kind = msg[pos]
+            pos += 1
+            size, = struct.unpack_from('<i', msg, pos)
+            if size < 5 or pos + size > end:
+                raise ValueError('OP_MSG section size %d out of bounds' % size)
+            if kind == 0:
+                if body is not None:
+                    raise ValueError('OP_MSG has more than one kind-0 section')
+                body = bson.decode(msg[pos:pos + size], mockupdb.CODEC_OPTIONS)
+            elif kind == 1:
+                nul = msg.index(b'\x00', pos + 4, pos + size)
+                identifier = msg[pos + 4:nul].decode('utf-8')
+                docs = bson.decode_all(msg[nul + 1:pos + size], mockupdb.CODEC_OPTIONS)
+                sequences.append((identifier, docs))
+            else:
+                raise ValueError('OP_MSG section kind %d is not supported' % kind)
+            pos += size
+        if body is None:
+            raise ValueError('OP_MSG has no kind-0 section')
+        for identifier, docs in sequences:
+            if identifier in body:
+                raise ValueError("OP_MSG field '%s' is both in the body and a document "
+                                 "sequence" % identifier)
+            body[identifier] = docs
+        if '$db' not in body:
+            raise ValueError('OP_MSG body has no $db field')
+        return mockupdb.OpMsg(body, namespace=body['$db'], flags=flags, _client=client,
+                              request_id=request_id, checksum=checksum, _server=server)
+
+    mockupdb.OpMsg.unpack = classmethod(unpack_op_msg)
 
 
 _patch_decimal128()
@@ -611,7 +732,131 @@ def id_candidates(documents, flt):
     return out
 
 
+class _Fallback(Exception):
+    """The fast matcher cannot decide; use mongomock's general one."""
+
+
+_FALLBACK = _Fallback()
+_SIMPLE_TYPES = frozenset([type(None), bool, int, Int64, float, Decimal128, str,
+                           datetime.datetime, ObjectId, Timestamp])
+_RANGE_PREDICATES = {'$gt': lambda c: c > 0, '$gte': lambda c: c >= 0,
+                     '$lt': lambda c: c < 0, '$lte': lambda c: c <= 0}
+
+
+def _fast_operand(v):
+    t = type(v)
+    if t not in _SIMPLE_TYPES:
+        raise _FALLBACK
+    if t is float and v != v:
+        raise _FALLBACK
+    if t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:  # NaN
+        raise _FALLBACK
+    return v
+
+
+def _fast_value(doc, key):
+    """Value at a dotted path through sub-documents; arrays on the way -> fallback."""
+    if '.' not in key:
+        v = doc.get(key, MISSING)
+    else:
+        v = doc
+        for p in key.split('.'):
+            if isinstance(v, dict):
+                v = v.get(p, MISSING)
+                if v is MISSING:
+                    return MISSING
+            elif isinstance(v, list):
+                raise _FALLBACK
+            else:
+                return MISSING
+    t = type(v)
+    if t is list or t is float and v != v or t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:
+        raise _FALLBACK
+    return v
+
+
+def _fast_eq(v, operand):
+    if operand is None:
+        return v is MISSING or v is None
+    if v is MISSING:
+        return False
+    return type_rank(v) == type_rank(operand) and bson_cmp(v, operand) == 0
+
+
+def _fast_ops(v, cond):
+    for op, arg in cond.items():
+        if op == '$eq':
+            ok = _fast_eq(v, _fast_operand(arg))
+        elif op in _RANGE_PREDICATES:
+            if arg is None:
+                # {$gte: null} / {$lte: null} match null and missing; $gt / $lt never match.
+                ok = op in ('$gte', '$lte') and (v is MISSING or v is None)
+                if not ok:
+                    return False
+                continue
+            _fast_operand(arg)
+            ok = (v is not MISSING and type_rank(v) == type_rank(arg)
+                  and _RANGE_PREDICATES[op](bson_cmp(v, arg)))
+        elif op == '$ne':
+            ok = not _fast_eq(v, _fast_operand(arg))
+        elif op == '$in' or op == '$nin':
+            if type(arg) is not list:
+                raise _FALLBACK
+            hit = False
+            for a in arg:
+                if _fast_eq(v, _fast_operand(a)):
+                    hit = True
+                    break
+            ok = hit if op == '$in' else not hit
+        elif op == '$exists':
+            ok = (v is not MISSING) == bool(arg)
+        elif op == '$not':
+            if type(arg) is not dict or not arg or not all(k[:1] == '$' for k in arg):
+                raise _FALLBACK
+            ok = not _fast_ops(v, arg)
+        else:
+            raise _FALLBACK
+        if not ok:
+            return False
+    return True
+
+
+def fast_match(flt, doc):
+    """MongoDB matching for the common shapes (scalars, sub-document paths, comparison and
+    set operators); raises _Fallback for anything else (arrays, regexes, $elemMatch, ...)."""
+    for key, cond in flt.items():
+        if key[:1] == '$':
+            if key in ('$and', '$or', '$nor'):
+                if type(cond) is not list or not cond or not all(type(c) is dict for c in cond):
+                    raise _FALLBACK
+                if key == '$and':
+                    ok = all(fast_match(c, doc) for c in cond)
+                elif key == '$or':
+                    ok = any(fast_match(c, doc) for c in cond)
+                else:
+                    ok = not any(fast_match(c, doc) for c in cond)
+                if not ok:
+                    return False
+                continue
+            if key == '$comment':
+                continue
+            raise _FALLBACK
+        v = _fast_value(doc, key)
+        if type(cond) is dict:
+            if not cond or not all(k[:1] == '$' for k in cond):
+                raise _FALLBACK
+            if not _fast_ops(v, cond):
+                return False
+        elif not _fast_eq(v, _fast_operand(cond)):
+            return False
+    return True
+
+
 def filter_applies(flt, doc):
+    try:
+        return fast_match(flt, doc)
+    except _Fallback:
+        pass
     try:
         return filtering.filter_applies(flt, doc)
     except mongomock.OperationFailure as exc:
@@ -663,7 +908,7 @@ def num_arith(op, a, b, what, ctx):
     if ka == 'decimal' or kb == 'decimal':
         da, db = to_decimal(a), to_decimal(b)
         r = D128_CTX.add(da, db) if op == 'add' else D128_CTX.multiply(da, db)
-        return Decimal128(r)
+        return fast_decimal128(r)
     if ka == 'double' or kb == 'double':
         return float(a) + float(b) if op == 'add' else float(a) * float(b)
     r = int(a) + int(b) if op == 'add' else int(a) * int(b)
@@ -838,6 +1083,8 @@ def cset(c, k, v):
 
 def get_path(doc, path):
     """Value at a dotted path through sub-documents (and numeric array indexes)."""
+    if '.' not in path:
+        return doc.get(path, MISSING) if isinstance(doc, dict) else MISSING
     cur = doc
     for p in path.split('.'):
         if isinstance(cur, dict):
@@ -979,7 +1226,8 @@ def _array_at(doc, parts, create, opname, path, ctx):
     return c, k, old
 
 
-def sort_cmp_for(spec):
+def sort_fields(spec):
+    """Validated $push $sort specification: [(field or None, direction)]."""
     if isinstance(spec, dict):
         if not spec:
             raise MongoError(2, 'The $sort pattern is empty when it should be a set of fields.')
@@ -989,20 +1237,56 @@ def sort_cmp_for(spec):
             if d not in (1, -1):
                 raise MongoError(2, 'The $sort element value must be either 1 or -1')
             fields.append((f, d))
-
-        def cmp(a, b):
-            for f, d in fields:
-                va = get_path(a, f) if isinstance(a, dict) else MISSING
-                vb = get_path(b, f) if isinstance(b, dict) else MISSING
-                c = bson_cmp(va, vb)
-                if c:
-                    return c * d
-            return 0
-        return cmp
+        return fields
     d = as_int(spec, 'The $sort element value')
     if d not in (1, -1):
         raise MongoError(2, 'The $sort element value must be either 1 or -1')
-    return lambda a, b: bson_cmp(a, b) * d
+    return [(None, d)]
+
+
+def _sort_value(e, field):
+    if field is None:
+        return e
+    return get_path(e, field) if isinstance(e, dict) else MISSING
+
+
+def sort_cmp_for(fields):
+    def cmp(a, b):
+        for f, d in fields:
+            c = bson_cmp(_sort_value(a, f), _sort_value(b, f))
+            if c:
+                return c * d
+        return 0
+    return cmp
+
+
+def _simple_sort_key(v):
+    r = type_rank(v)
+    if r == 5:
+        return (5, 0)
+    if r == 10:
+        if v != v or (type(v) is Decimal128 and (v.bid[15] & 0x7c) == 0x7c):
+            raise _FALLBACK
+        return (10, v)
+    if r in (15, 35, 40, 45, 47):
+        return (r, v)
+    raise _FALLBACK
+
+
+def push_sort(arr, spec):
+    """$push's $sort: 1/-1 on whole values or a compound {field: 1/-1, ...} on embedded docs."""
+    fields = sort_fields(spec)
+    try:
+        if len({d for _, d in fields}) == 1:
+            return sorted(arr, key=lambda e: tuple(_simple_sort_key(_sort_value(e, f))
+                                                   for f, _ in fields),
+                          reverse=fields[0][1] < 0)
+        out = list(arr)
+        for f, d in reversed(fields):  # stable sorts, least significant key first
+            out.sort(key=lambda e: _simple_sort_key(_sort_value(e, f)), reverse=d < 0)
+        return out
+    except _Fallback:
+        return sorted(arr, key=functools.cmp_to_key(sort_cmp_for(fields)))
 
 
 def op_push(doc, parts, value, ctx, path):
@@ -1026,7 +1310,7 @@ def op_push(doc, parts, value, ctx, path):
                 pos = max(0, len(arr) + pos)
             arr[pos:pos] = each
         if '$sort' in value:
-            arr = sorted(arr, key=functools.cmp_to_key(sort_cmp_for(value['$sort'])))
+            arr = push_sort(arr, value['$sort'])
         if '$slice' in value:
             sl = as_int(value['$slice'], 'The value for $slice')
             arr = arr[:sl] if sl >= 0 else arr[sl:]
@@ -1141,18 +1425,24 @@ UPDATE_OPS = {
 
 
 def _path_sort_key(parts):
-    return tuple((0, int(p), '') if (p.isdigit() and p.isascii()) else (1, 0, p) for p in parts)
+    """Fields with numeric names in numeric order, others lexicographically (MongoDB 5.0+)."""
+    for p in parts:
+        if p.isdigit():
+            return tuple(('\x00%030d' % int(x)) if (x.isdigit() and x.isascii()) else x
+                         for x in parts)
+    return tuple(parts)
 
 
-def compile_update(update):
-    """Validate an operator update document; returns the operations sorted by field path."""
+_PLAN_CACHE = {}
+_PLAN_CACHE_MAX = 4096
+
+
+def _update_plan(update):
+    """Validated, path-sorted (opname, path, parts, fn) list for an update's shape."""
     ops = []
     for opname, spec in update.items():
         fn = UPDATE_OPS.get(opname)
         if fn is None:
-            if not opname.startswith('$'):
-                raise MongoError(9, "Unknown modifier: %s. Expected a valid update modifier or "
-                                    "pipeline-style update specified as an array" % opname)
             raise MongoError(9, "Unknown modifier: %s. Expected a valid update modifier or "
                                 "pipeline-style update specified as an array" % opname)
         if not isinstance(spec, dict):
@@ -1173,21 +1463,43 @@ def compile_update(update):
                 if dst[:n] == parts[:n]:
                     raise MongoError(2, 'The source and target field for $rename must not be on '
                                         'the same path: %s: %s' % (path, fmt(value)))
-                ops.append((_path_sort_key(parts), parts, opname, fn, value, path))
-                ops.append((_path_sort_key(dst), dst, '$rename-target', None, None, value))
-                continue
-            if opname in ('$inc', '$mul') and num_kind(value) is None:
-                raise MongoError(14, 'Cannot %s with non-numeric argument: {%s: %s}' % (
-                    'increment' if opname == '$inc' else 'multiply', path, fmt(value)))
-            ops.append((_path_sort_key(parts), parts, opname, fn, value, path))
+                ops.append((_path_sort_key(dst), dst, '$rename-target', None, value))
+            ops.append((_path_sort_key(parts), parts, opname, fn, path))
     ops.sort(key=lambda o: o[0])
     for a, b in zip(ops, ops[1:]):
         pa, pb = a[1], b[1]
         if pb[:len(pa)] == pa:
             raise MongoError(40, "Updating the path '%s' would create a conflict at '%s'" % (
                 '.'.join(pb), '.'.join(pa)))
-    return [(parts, opname, fn, value, path) for _, parts, opname, fn, value, path in ops
-            if fn is not None]
+    return [(opname, path, parts, fn) for _, parts, opname, fn, path in ops if fn is not None]
+
+
+def compile_update(update):
+    """Validate an operator update document; returns (parts, opname, fn, value, path) tuples
+    sorted by field path (MongoDB 5.0+ applies updates in that order).
+
+    The path analysis only depends on the update's shape (operators and field names), which
+    repeats across the statements of a bulk write, so it is cached."""
+    try:
+        shape = tuple((op, tuple(spec.items()) if op == '$rename' else tuple(spec))
+                      for op, spec in update.items())
+        plan = _PLAN_CACHE.get(shape)
+    except (AttributeError, TypeError):  # non-document operator argument, unhashable
+        shape, plan = None, None
+    if plan is None:
+        plan = _update_plan(update)
+        if shape is not None:
+            if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+                _PLAN_CACHE.clear()
+            _PLAN_CACHE[shape] = plan
+    ops = []
+    for opname, path, parts, fn in plan:
+        value = update[opname][path]
+        if (opname == '$inc' or opname == '$mul') and num_kind(value) is None:
+            raise MongoError(14, 'Cannot %s with non-numeric argument: {%s: %s}' % (
+                'increment' if opname == '$inc' else 'multiply', path, fmt(value)))
+        ops.append((parts, opname, fn, value, path))
+    return ops
 
 
 def parse_array_filters(array_filters):
@@ -1283,7 +1595,7 @@ def apply_ops(doc, ops, ctx):
             fn(doc, parts, value, ctx, path)
 
 
-def check_array_filters_used(ops, ctx):
+def check_array_filters_used(ops, ctx, update):
     if not ctx.array_filters:
         return
     used = set()
@@ -1294,7 +1606,7 @@ def check_array_filters_used(ops, ctx):
     unused = set(ctx.array_filters) - used
     if unused:
         raise MongoError(9, "The array filter for identifier '%s' was not used in the update %s"
-                         % (sorted(unused)[0], ''))
+                         % (sorted(unused)[0], fmt(update)))
 
 
 def equality_pairs(query):
@@ -1653,7 +1965,7 @@ class Engine(object):
         self.cstore(db, coll).drop()
         self.meta.pop((db, coll), None)
 
-    def update_stmt(self, db, coll, stmt, multi_allowed=True, want_docs=False):
+    def update_stmt(self, db, coll, stmt):
         """Run one update statement. Returns (n, nModified, upserted_id|MISSING, old, new)."""
         if not isinstance(stmt, dict):
             raise MongoError(14, 'update statement must be an object')
@@ -1673,7 +1985,7 @@ class Engine(object):
             raise MongoError(14, "BSON field 'update.updates.u' is the wrong type '%s'"
                              % type_name(u))
         upsert = get_bool(stmt, 'upsert')
-        multi = get_bool(stmt, 'multi') and multi_allowed
+        multi = get_bool(stmt, 'multi')
         is_ops = bool(u) and next(iter(u)).startswith('$')
         if is_ops:
             for k in u:
@@ -1693,7 +2005,7 @@ class Engine(object):
             ops = None
         ctx = UpdateCtx(q, parse_array_filters(stmt.get('arrayFilters')))
         if ops is not None:
-            check_array_filters_used(ops, ctx)
+            check_array_filters_used(ops, ctx, u)
         elif ctx.array_filters:
             raise MongoError(72, 'arrayFilters may not be specified for replacement-style '
                                  'updates')
@@ -1718,11 +2030,7 @@ class Engine(object):
                     if k != '_id':
                         new[k] = v
             n += 1
-            new_raw = bson.encode(new)
-            if len(new_raw) > MAX_BSON_OBJECT_SIZE:
-                raise MongoError(17419, 'Resulting document after update is larger than %d'
-                                 % MAX_BSON_OBJECT_SIZE)
-            if new_raw != bson.encode(old):
+            if not same_bson(new, old):
                 self.replace_doc(db, coll, old, new)
                 n_modified += 1
             last_old, last_new = old, new
@@ -1749,9 +2057,6 @@ class Engine(object):
             if '_id' not in new:
                 new = dict(itertools.chain((('_id', ObjectId()),), new.items()))
             new = id_first(new)
-            if len(bson.encode(new)) > MAX_BSON_OBJECT_SIZE:
-                raise MongoError(17419, 'Document to upsert is larger than %d'
-                                 % MAX_BSON_OBJECT_SIZE)
             self.cstore(db, coll).create()
             upserted = self.insert_doc(db, coll, new)
             return 1, 0, upserted, None, new
@@ -1766,6 +2071,7 @@ class Engine(object):
         if handler is None:
             log('unknown command %r on database %r (replying CommandNotFound)' % (name, db))
             return MongoError(59, "no such command: '%s'" % name).reply()
+        started = time.monotonic() if _VERBOSE else 0.0
         try:
             check_db_name(db)
             if name in self.lockless:
@@ -1773,6 +2079,9 @@ class Engine(object):
             else:
                 with self.lock:
                     reply = handler(doc, db, conn)
+            if _VERBOSE:
+                debug('conn %d: %s %s ok (%.1f ms)' % (
+                    conn.conn_id, name, fmt_ns(db, doc), (time.monotonic() - started) * 1e3))
         except MongoError as exc:
             log('command %s on %s failed: code %d %s: %s' % (
                 name, fmt_ns(db, doc), exc.code, CODE_NAMES.get(exc.code, ''), exc.errmsg))
@@ -2467,11 +2776,18 @@ class StandinServer(mockupdb.MockupDB):
             log('closing connection: unsupported opcode %d (OP_COMPRESSED and other opcodes '
                 'are not implemented)' % opcode)
             raise ConnectionClosed('bad opcode')
+        # Decoding a 48 MB bulk message allocates millions of objects; the cyclic GC would
+        # rescan them over and over (3-4x slower).  BSON documents cannot form cycles.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             return cls.unpack(body, sock, self, request_id)
         except Exception as exc:  # pylint: disable=broad-except
             log('closing connection: cannot parse opcode %d message: %r' % (opcode, exc))
             raise ConnectionClosed('parse error') from exc
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def _serve(self, sock, conn):
         try:
@@ -2563,7 +2879,8 @@ def main(argv=None):
     parser.add_argument('--port', type=int, required=True, help='TCP port, 0 = any free port')
     parser.add_argument('--host', default='127.0.0.1', help='address to bind (IPv4)')
     parser.add_argument('--ready-file', help='write the port number here once listening')
-    parser.add_argument('--verbose', action='store_true', help='log more to stderr')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also log every command (name, namespace, duration) to stderr')
     args = parser.parse_args(argv)
     _VERBOSE = args.verbose
 
@@ -2575,6 +2892,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    # The store holds millions of long-lived objects; collect young generations less often.
+    gc.set_threshold(20000, 20, 20)
     engine = Engine()
     server = StandinServer(args.host, args.port, engine)
     try:
@@ -2594,4 +2913,9 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    _rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Connection threads are daemons that may still be inside a request; skip interpreter
+    # finalization so they cannot trip over it.
+    os._exit(_rc)  # pylint: disable=protected-access

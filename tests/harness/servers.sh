@@ -186,7 +186,7 @@ relock_port() {
   mkdir -p "$PORT_LOCK_DIR"
   (umask 000 && : >>"$lock") 2>/dev/null || true
   exec {fd}>>"$lock" || die "cannot open $lock"
-  flock -n "$fd" || die "port $port is reserved by another process ($lock is locked)"
+  flock -w 5 "$fd" || die "port $port is reserved by another process ($lock is locked)"
   LOCK_FDS+=("$fd")
 }
 
@@ -220,7 +220,9 @@ proc_start_time() {
 
 cmd_hold() {
   local dir="$1" owner="$2" owner_start="$3"
-  trap 'exit 0' TERM INT
+  local sleeper=""
+  # The sleep inherits the lock fds: end it too, so the locks go with the holder.
+  trap 'if [[ -n "$sleeper" ]]; then kill "$sleeper" 2>/dev/null; fi; exit 0' TERM INT
   while [[ -d "$dir" ]]; do
     if [[ -n "$owner" ]]; then
       if [[ ! -r "/proc/$owner/stat" || "$(proc_start_time "$owner")" != "$owner_start" ]]; then
@@ -230,7 +232,9 @@ cmd_hold() {
       fi
     fi
     sleep 1 &
-    wait $! || true
+    sleeper=$!
+    wait "$sleeper" || true
+    sleeper=""
   done
 }
 

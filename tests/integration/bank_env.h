@@ -1,0 +1,70 @@
+// One isolated walfold installation for an integration test: its own PostgreSQL database,
+// slot, publication, Redis key prefix and MongoDB database, and a config file for the binary.
+#pragma once
+
+#include <mongoc/mongoc.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/decimal.h"
+#include "tests/harness/servers.h"
+
+namespace walfold::test {
+
+struct BankEnv {
+  std::string name = unique_name("wf");
+  std::string dsn = fresh_pg_database("bank");
+  std::string dir;
+  std::string config_path;
+  std::string mongo_db = name;
+  std::string redis_prefix = "wft";
+
+  explicit BankEnv(const std::string& extra_yaml = "") {
+    const auto& s = servers();
+    char tmpl[] = "/tmp/wf-env-XXXXXX";
+    dir = mkdtemp(tmpl);
+    config_path = dir + "/walfold.yaml";
+    std::ofstream f(config_path);
+    f << "postgres:\n  dsn: \"" << dsn << "\"\n  slot: " << name << "\n  publication: " << name << "\n"
+      << "redis:\n  host: " << s.redis_host << "\n  port: " << s.redis_port << "\n  prefix: " << redis_prefix << "\n"
+      << "mongodb:\n  uri: \"" << s.mongo_uri << "\"\n  database: " << mongo_db << "\n"
+      << "reader:\n  status_interval_ms: 200\n"
+      << "workers:\n  count: 2\n  batch_keys: 64\n"
+      << "log_level: info\n" << extra_yaml;
+  }
+  ~BankEnv() {
+    try {
+      pg_query(dsn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '" + name + "' AND NOT active");
+    } catch (...) {
+    }
+  }
+
+  CmdResult walfold(std::vector<std::string> args, int timeout_s = 300) const {
+    std::vector<std::string> argv{walfold_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, timeout_s);
+  }
+  CmdResult cmd(const std::string& sub, std::vector<std::string> more = {}, int timeout_s = 300) const {
+    std::vector<std::string> args{sub, "--config", config_path};
+    args.insert(args.end(), more.begin(), more.end());
+    return walfold(args, timeout_s);
+  }
+  std::string queue_prefix() const { return redis_prefix + ":{" + name + "}"; }
+};
+
+// Reads every live account of the read model straight from MongoDB (not through the report
+// code): id -> canonical balance and the ids of last_transactions in stored order.
+struct MongoAccount {
+  std::string balance;
+  std::vector<std::int64_t> last_ids;
+  std::int64_t user_id = 0;
+};
+std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri, const std::string& db);
+// users: id -> currency -> canonical total
+std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(const std::string& uri,
+                                                                                  const std::string& db);
+
+}  // namespace walfold::test

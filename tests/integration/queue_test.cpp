@@ -1,0 +1,700 @@
+// Integration tests for the Redis job queue (queue/job_queue.h, queue/scripts/*.lua) against a
+// real Redis started by the test harness. Every test uses its own key prefix.
+
+#include "queue/job_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "common/lsn.h"
+#include "queue/job.h"
+#include "queue/redis.h"
+#include "queue/scripts.h"
+#include "tests/harness/servers.h"
+
+namespace walfold::queue {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace std::string_literals;
+
+constexpr auto kLongLease = std::chrono::milliseconds(60000);
+
+RedisConfig redis_config() {
+  const auto& s = test::servers();
+  RedisConfig cfg;
+  cfg.host = s.redis_host;
+  cfg.port = s.redis_port;
+  return cfg;
+}
+
+EnqueueItem item(const std::string& key, int priority, Lsn commit_lsn, std::string body) {
+  return EnqueueItem{key, priority, lsn_key(commit_lsn) + ":" + key, std::move(body)};
+}
+
+std::string member(Lsn commit_lsn, const std::string& key) { return lsn_key(commit_lsn) + ":" + key; }
+
+std::vector<std::string> claimed_keys(const Claim& c) {
+  std::vector<std::string> keys;
+  for (const auto& k : c.keys) keys.push_back(k.key);
+  return keys;
+}
+
+const ClaimedKey* find_key(const Claim& c, const std::string& key) {
+  for (const auto& k : c.keys)
+    if (k.key == key) return &k;
+  return nullptr;
+}
+
+class QueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    redis_ = std::make_unique<Redis>(redis_config());
+    prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
+    q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+  }
+
+  long long integer(const std::vector<std::string_view>& argv) {
+    auto r = redis_->command(argv);
+    EXPECT_EQ(r->type, REDIS_REPLY_INTEGER) << reply_to_string(r.get());
+    return r->integer;
+  }
+  long long list_len(const std::string& key) { return integer({"LLEN", prefix_ + ":k:" + key}); }
+  bool in_ready(const std::string& key) {
+    auto r = redis_->command({"ZSCORE", prefix_ + ":ready", key});
+    return r->type != REDIS_REPLY_NIL;
+  }
+  bool is_pending(const std::string& m) {
+    auto r = redis_->command({"ZSCORE", prefix_ + ":pending", m});
+    return r->type != REDIS_REPLY_NIL;
+  }
+  std::string owner(const std::string& key) {
+    return reply_to_string(redis_->command({"HGET", prefix_ + ":owner", key}).get());
+  }
+
+  std::unique_ptr<Redis> redis_;
+  std::string prefix_;
+  std::unique_ptr<JobQueue> q_;
+};
+
+TEST_F(QueueTest, EmptyQueue) {
+  Claim c = q_->claim(10, 10, kLongLease);
+  EXPECT_EQ(c.fence, 0);
+  EXPECT_TRUE(c.keys.empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+  EXPECT_EQ(q_->enqueued_end_lsn(), 0u);
+  auto n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 0);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 0);
+  EXPECT_EQ(q_->prefix(), prefix_);
+}
+
+TEST_F(QueueTest, PrefixLayout) {
+  EXPECT_EQ(queue_prefix("walfold", "slot1"), "walfold:{slot1}");
+}
+
+TEST_F(QueueTest, FifoPerKeyAndBinarySafeBodies) {
+  // Hostile bodies: the list stores "<score>|<body>", so bodies with '|' and digits must survive.
+  const std::vector<std::string> hostile = {
+      "plain", "7|x|y", "|", "", "0|", "nul\0in\0side"s, "line\nbreak\r\n", "\xff\xfe\x80 bytes",
+      std::string(100000, 'B')};
+  // A real encoded job too.
+  Job job;
+  job.commit_lsn = 0x500;
+  job.end_lsn = 0x5a0;
+  job.commit_time_us = 1795400397123456;
+  job.key = "a:1";
+  job.changes.push_back({Model::Transactions, 'I',
+                         {{Value::Text, "1"}, {Value::Text, "1"}, {Value::Text, "-12.50"},
+                          {Value::Text, "a|b,c\n"}, {Value::Null, ""}, {Value::Unchanged, ""}},
+                         {}});
+  const std::string encoded = encode_job(job);
+
+  std::vector<EnqueueItem> batch;
+  Lsn lsn = 0x100;
+  // a:1 gets the hostile bodies, a:2 and u:3 numbered ones; interleaved, over several enqueues.
+  for (std::size_t i = 0; i < hostile.size(); ++i) {
+    batch.push_back(item("a:1", 5, lsn++, hostile[i]));
+    batch.push_back(item("a:2", 5, lsn++, "a2-" + std::to_string(i)));
+    if (i % 2 == 0) batch.push_back(item("u:3", 5, lsn++, "u3-" + std::to_string(i / 2)));
+    if (i % 3 == 2) {
+      q_->enqueue(batch, 0);
+      batch.clear();
+    }
+  }
+  batch.push_back(item("a:1", 5, lsn++, encoded));
+  q_->enqueue(batch, 0);
+
+  Claim c = q_->claim(10, 1000, kLongLease);
+  EXPECT_GT(c.fence, 0);
+  ASSERT_EQ(c.keys.size(), 3u);
+  // Equal priority: keys in the order their first job was enqueued.
+  EXPECT_EQ(claimed_keys(c), (std::vector<std::string>{"a:1", "a:2", "u:3"}));
+
+  const auto* a1 = find_key(c, "a:1");
+  ASSERT_NE(a1, nullptr);
+  ASSERT_EQ(a1->bodies.size(), hostile.size() + 1);
+  for (std::size_t i = 0; i < hostile.size(); ++i) EXPECT_EQ(a1->bodies[i], hostile[i]) << i;
+  EXPECT_EQ(a1->bodies.back(), encoded);
+  Job back = decode_job(a1->bodies.back());
+  EXPECT_EQ(back.key, "a:1");
+  ASSERT_EQ(back.changes.size(), 1u);
+  EXPECT_EQ(back.changes[0].new_row[kTxKind].text, "a|b,c\n");
+
+  const auto* a2 = find_key(c, "a:2");
+  ASSERT_NE(a2, nullptr);
+  ASSERT_EQ(a2->bodies.size(), hostile.size());
+  for (std::size_t i = 0; i < hostile.size(); ++i) EXPECT_EQ(a2->bodies[i], "a2-" + std::to_string(i));
+
+  const auto* u3 = find_key(c, "u:3");
+  ASSERT_NE(u3, nullptr);
+  ASSERT_EQ(u3->bodies.size(), (hostile.size() + 1) / 2);
+  for (std::size_t i = 0; i < u3->bodies.size(); ++i) EXPECT_EQ(u3->bodies[i], "u3-" + std::to_string(i));
+}
+
+TEST_F(QueueTest, ClaimTakesAtMostMaxJobsAndMaxKeys) {
+  std::vector<EnqueueItem> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(item("a:1", 5, 0x100 + i, "j" + std::to_string(i)));
+  for (int k = 2; k <= 6; ++k) batch.push_back(item("a:" + std::to_string(k), 5, 0x200 + k, "x"));
+  q_->enqueue(batch, 0);
+
+  Claim c = q_->claim(2, 3, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"a:1", "a:2"}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"j0", "j1", "j2"}));
+  EXPECT_EQ(list_len("a:1"), 10);  // claiming does not remove jobs
+
+  // Ack 3 done: the next claim of a:1 starts at j3.
+  EXPECT_TRUE(q_->ack(c.fence, {{"a:1", 3, {member(0x100, "a:1"), member(0x101, "a:1"),
+                                            member(0x102, "a:1")}},
+                                {"a:2", 1, {member(0x202, "a:2")}}})
+                  .empty());
+  Claim rest = q_->claim(100, 100, kLongLease);
+  ASSERT_EQ(claimed_keys(rest), (std::vector<std::string>{"a:1", "a:3", "a:4", "a:5", "a:6"}));
+  EXPECT_EQ(rest.keys[0].bodies,
+            (std::vector<std::string>{"j3", "j4", "j5", "j6", "j7", "j8", "j9"}));
+}
+
+TEST_F(QueueTest, PriorityOrder) {
+  // Low-priority (high number) keys are enqueued first, then urgent ones.
+  q_->enqueue({item("low1", 9, 1, "l1"), item("low2", 9, 2, "l2")}, 0);
+  q_->enqueue({item("mid", 5, 3, "m")}, 0);
+  q_->enqueue({item("high1", 1, 4, "h1"), item("high2", 1, 5, "h2")}, 0);
+  q_->enqueue({item("top", 0, 6, "t")}, 0);
+  q_->enqueue({item("low3", 9, 7, "l3")}, 0);
+
+  std::vector<std::string> order;
+  for (;;) {
+    Claim c = q_->claim(1, 10, kLongLease);
+    if (c.keys.empty()) break;
+    ASSERT_EQ(c.keys.size(), 1u);
+    order.push_back(c.keys[0].key);
+    ASSERT_EQ(c.keys[0].bodies.size(), 1u);
+    ASSERT_TRUE(q_->ack(c.fence, {{c.keys[0].key, 1, {}}}).empty());
+    ASSERT_LT(order.size(), 20u);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"top", "high1", "high2", "mid", "low1", "low2", "low3"}));
+}
+
+TEST_F(QueueTest, PriorityOrderWithinOneClaim) {
+  q_->enqueue({item("l", 200, 1, "l"), item("m", 100, 2, "m"), item("h", 0, 3, "h"),
+               item("m2", 100, 4, "m2")},
+              0);
+  Claim c = q_->claim(10, 10, kLongLease);
+  EXPECT_EQ(claimed_keys(c), (std::vector<std::string>{"h", "m", "m2", "l"}));
+  // Extreme priorities keep their order too (scores stay exact below 2^53).
+  prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
+  q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+  q_->enqueue({item("p255", 255, 1, "a"), item("p254", 254, 2, "b"), item("p255b", 255, 3, "c"),
+               item("p0", 0, 4, "d")},
+              0);
+  c = q_->claim(10, 10, kLongLease);
+  EXPECT_EQ(claimed_keys(c), (std::vector<std::string>{"p0", "p254", "p255", "p255b"}));
+}
+
+TEST_F(QueueTest, MixedPriorityKeyIsLiftedButKeepsFifo) {
+  q_->enqueue({item("k", 9, 1, "k0-low")}, 0);
+  q_->enqueue({item("x", 5, 2, "x0")}, 0);
+  q_->enqueue({item("k", 9, 3, "k1-low"), item("k", 1, 4, "k2-urgent"), item("k", 7, 5, "k3")}, 0);
+
+  // The urgent job lifts k before x, but k's jobs come out in FIFO order.
+  Claim c = q_->claim(1, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"k0-low", "k1-low", "k2-urgent", "k3"}));
+  Claim c2 = q_->claim(1, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"x"}));
+
+  // A later, less urgent job does not push a key back (ZADD LT).
+  prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
+  q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+  q_->enqueue({item("k", 1, 1, "k0")}, 0);
+  q_->enqueue({item("x", 5, 2, "x0")}, 0);
+  q_->enqueue({item("k", 200, 3, "k1")}, 0);
+  c = q_->claim(1, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"k0", "k1"}));
+}
+
+TEST_F(QueueTest, ClaimedKeyIsExclusiveUntilAck) {
+  q_->enqueue({item("k", 5, 1, "k0"), item("k", 5, 2, "k1"), item("l", 5, 3, "l0")}, 0);
+
+  Claim c1 = q_->claim(1, 1, kLongLease);
+  ASSERT_EQ(claimed_keys(c1), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c1.keys[0].bodies, (std::vector<std::string>{"k0"}));
+
+  // k is claimed: another claim only gets l, even though k still has k1 waiting.
+  Claim c2 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"l"}));
+  EXPECT_NE(c2.fence, c1.fence);
+
+  // New jobs for the claimed key (even urgent ones) do not make it claimable.
+  q_->enqueue({item("k", 0, 4, "k2"), item("k", 5, 5, "k3")}, 0);
+  Claim c3 = q_->claim(10, 10, kLongLease);
+  EXPECT_TRUE(c3.keys.empty()) << "claimed " << c3.keys.size() << " keys, first "
+                               << (c3.keys.empty() ? "" : c3.keys[0].key);
+  auto n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 0);
+  EXPECT_EQ(n.active_keys, 2);
+  EXPECT_EQ(n.pending_jobs, 5);
+
+  // Ack k0: k comes back with the rest in order.
+  EXPECT_TRUE(q_->ack(c1.fence, {{"k", 1, {member(1, "k")}}}).empty());
+  EXPECT_TRUE(in_ready("k"));
+  Claim c4 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c4), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c4.keys[0].bodies, (std::vector<std::string>{"k1", "k2", "k3"}));
+}
+
+TEST_F(QueueTest, ReleaseWithZeroJobsDone) {
+  q_->enqueue({item("k", 5, 1, "k0"), item("k", 5, 2, "k1")}, 0);
+  Claim c1 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c1), (std::vector<std::string>{"k"}));
+  EXPECT_TRUE(q_->ack(c1.fence, {{"k", 0, {}}}).empty());
+  EXPECT_EQ(list_len("k"), 2);
+  EXPECT_EQ(q_->counts().active_keys, 0);
+  Claim c2 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c2.keys[0].bodies, (std::vector<std::string>{"k0", "k1"}));
+}
+
+TEST_F(QueueTest, AckRemovesExactlyTheFirstNJobsAndTheirMembers) {
+  q_->enqueue({item("k", 5, 0x100, "k100"), item("m", 5, 0x150, "m150")}, 0x160);
+  q_->enqueue({item("k", 5, 0x200, "k200"), item("k", 5, 0x300, "k300")}, 0x310);
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x100});
+  EXPECT_EQ(q_->counts().pending_jobs, 4);
+
+  Claim c = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k", "m"}));
+  ASSERT_EQ(c.keys[0].bodies.size(), 3u);
+  // k: two of three done; m: released with nothing done.
+  auto rejected = q_->ack(c.fence, {{"k", 2, {member(0x100, "k"), member(0x200, "k")}}, {"m", 0, {}}});
+  EXPECT_TRUE(rejected.empty());
+  EXPECT_EQ(list_len("k"), 1);
+  EXPECT_EQ(list_len("m"), 1);
+  EXPECT_FALSE(is_pending(member(0x100, "k")));
+  EXPECT_FALSE(is_pending(member(0x200, "k")));
+  EXPECT_TRUE(is_pending(member(0x300, "k")));
+  EXPECT_TRUE(is_pending(member(0x150, "m")));
+  EXPECT_TRUE(in_ready("k"));
+  EXPECT_TRUE(in_ready("m"));
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x150});
+  auto n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 2);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 2);
+
+  Claim c2 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(c2.keys.size(), 2u);
+  const auto* k = find_key(c2, "k");
+  const auto* m = find_key(c2, "m");
+  ASSERT_TRUE(k && m);
+  EXPECT_EQ(k->bodies, (std::vector<std::string>{"k300"}));
+  EXPECT_EQ(m->bodies, (std::vector<std::string>{"m150"}));
+  // m's job done first: the checkpoint moves to k's last job.
+  EXPECT_TRUE(q_->ack(c2.fence, {{"m", 1, {member(0x150, "m")}}}).empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x300});
+  EXPECT_TRUE(q_->ack(c2.fence, {{"k", 1, {member(0x300, "k")}}}).empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+
+  n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 0);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 0);
+  EXPECT_EQ(integer({"EXISTS", prefix_ + ":k:k", prefix_ + ":k:m"}), 0);
+  EXPECT_EQ(integer({"HLEN", prefix_ + ":owner"}), 0);
+}
+
+TEST_F(QueueTest, OldestPendingFollowsLsnOrderNotEnqueueOrder) {
+  // Checkpoints compare as LSNs: 0x1_00000000 > 0xFFFFFFFF even though "1/0" < "FFFFFFFF/..."
+  // would not hold for unpadded text.
+  q_->enqueue({item("a", 5, 0x100000000ULL, "x")}, 0);
+  q_->enqueue({item("b", 5, 0xFFFFFFFFULL, "y")}, 0);
+  q_->enqueue({item("c", 5, 0x2, "z")}, 0);
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x2});
+  Claim c = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(c.keys.size(), 3u);
+  ASSERT_TRUE(q_->ack(c.fence, {{"c", 1, {member(0x2, "c")}}}).empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0xFFFFFFFFULL});
+  ASSERT_TRUE(q_->ack(c.fence, {{"b", 1, {member(0xFFFFFFFFULL, "b")}}}).empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x100000000ULL});
+}
+
+TEST_F(QueueTest, DuplicateMembersAreIdempotent) {
+  // The same job enqueued twice (a reader re-sending after a restart) is pending once.
+  q_->enqueue({item("k", 5, 0x10, "k10")}, 0);
+  q_->enqueue({item("k", 5, 0x10, "k10")}, 0);
+  EXPECT_EQ(q_->counts().pending_jobs, 1);
+  EXPECT_EQ(list_len("k"), 2);
+  Claim c = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"k10", "k10"}));
+  // The same member listed twice, and a member that is not pending at all, are fine.
+  EXPECT_TRUE(
+      q_->ack(c.fence, {{"k", 2, {member(0x10, "k"), member(0x10, "k"), member(0x99, "k")}}})
+          .empty());
+  EXPECT_EQ(q_->counts().pending_jobs, 0);
+  EXPECT_EQ(list_len("k"), 0);
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+}
+
+TEST_F(QueueTest, FencingRejectsAStaleAck) {
+  q_->enqueue({item("k1", 5, 10, "a0"), item("k1", 5, 11, "a1")}, 0);
+  q_->enqueue({item("k2", 5, 12, "b0")}, 0);
+
+  Claim c1 = q_->claim(1, 10, 200ms);
+  ASSERT_EQ(claimed_keys(c1), (std::vector<std::string>{"k1"}));
+  std::this_thread::sleep_for(600ms);
+
+  // The lease expired: k1 goes back with its own score, still ahead of k2.
+  Claim c2 = q_->claim(1, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"k1"}));
+  EXPECT_EQ(c2.keys[0].bodies, (std::vector<std::string>{"a0", "a1"}));
+  EXPECT_GT(c2.fence, c1.fence);
+  EXPECT_EQ(owner("k1"), std::to_string(c2.fence));
+
+  // The first worker's late ack is rejected and changes nothing.
+  auto rejected = q_->ack(c1.fence, {{"k1", 2, {member(10, "k1"), member(11, "k1")}}});
+  EXPECT_EQ(rejected, (std::vector<std::string>{"k1"}));
+  EXPECT_EQ(list_len("k1"), 2);
+  EXPECT_TRUE(is_pending(member(10, "k1")));
+  EXPECT_TRUE(is_pending(member(11, "k1")));
+  EXPECT_EQ(owner("k1"), std::to_string(c2.fence));
+  EXPECT_EQ(q_->counts().active_keys, 1);
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{10});
+
+  // The second claim's ack works.
+  EXPECT_TRUE(q_->ack(c2.fence, {{"k1", 2, {member(10, "k1"), member(11, "k1")}}}).empty());
+  EXPECT_EQ(list_len("k1"), 0);
+  EXPECT_FALSE(is_pending(member(10, "k1")));
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{12});
+  Claim c3 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c3), (std::vector<std::string>{"k2"}));
+}
+
+TEST_F(QueueTest, FencingPerKeyInOneAck) {
+  q_->enqueue({item("k1", 5, 1, "a"), item("k2", 5, 2, "b")}, 0);
+  Claim c1 = q_->claim(10, 10, 200ms);
+  ASSERT_EQ(claimed_keys(c1), (std::vector<std::string>{"k1", "k2"}));
+  std::this_thread::sleep_for(600ms);
+  // Only k1 is taken over (max_keys 1); k2's expired lease is requeued to ready.
+  Claim c2 = q_->claim(1, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"k1"}));
+  // c2's claim requeued both expired keys (dropping their owners) and took k1: c1 owns neither
+  // any more, so both are rejected and nothing is removed.
+  auto rejected =
+      q_->ack(c1.fence, {{"k1", 1, {member(1, "k1")}}, {"k2", 1, {member(2, "k2")}}});
+  EXPECT_EQ(rejected, (std::vector<std::string>{"k1", "k2"}));
+  EXPECT_EQ(list_len("k1"), 1);
+  EXPECT_EQ(list_len("k2"), 1);
+  EXPECT_TRUE(is_pending(member(1, "k1")));
+  EXPECT_TRUE(is_pending(member(2, "k2")));
+  EXPECT_TRUE(in_ready("k2"));
+  // The new owner of k1 acks; k2 is claimed normally.
+  EXPECT_TRUE(q_->ack(c2.fence, {{"k1", 1, {member(1, "k1")}}}).empty());
+  Claim c3 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c3), (std::vector<std::string>{"k2"}));
+  EXPECT_TRUE(q_->ack(c3.fence, {{"k2", 1, {member(2, "k2")}}}).empty());
+  EXPECT_EQ(q_->counts().pending_jobs, 0);
+}
+
+TEST_F(QueueTest, ExpiredLeaseIsRequeuedEvenWhenNothingElseIsReady) {
+  q_->enqueue({item("k", 5, 1, "a")}, 0);
+  Claim c1 = q_->claim(10, 10, 200ms);
+  ASSERT_EQ(claimed_keys(c1), (std::vector<std::string>{"k"}));
+  // Within the lease: nothing to claim.
+  EXPECT_TRUE(q_->claim(10, 10, kLongLease).keys.empty());
+  std::this_thread::sleep_for(600ms);
+  Claim c2 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c2), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c2.keys[0].bodies, (std::vector<std::string>{"a"}));
+}
+
+TEST_F(QueueTest, EnqueuedEndLsnOnlyMovesForward) {
+  EXPECT_EQ(q_->enqueued_end_lsn(), 0u);
+  q_->enqueue({item("k", 5, 0x100, "a")}, 0x200);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x200});
+  q_->enqueue({item("k", 5, 0x50, "b")}, 0x100);  // lower: ignored
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x200});
+  q_->enqueue({item("k", 5, 0x300, "c")}, 0);  // none: ignored
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x200});
+  q_->enqueue({}, 0xFFFFFFFFULL);  // no jobs, only progress
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0xFFFFFFFFULL});
+  q_->enqueue({}, 0x100000000ULL);  // across the 32-bit boundary
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x100000000ULL});
+  q_->enqueue({}, 0xFFFFFFFFULL);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x100000000ULL});
+  q_->enqueue({}, 0xFFFFFFFFFFFFFFFFULL);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0xFFFFFFFFFFFFFFFFULL});
+  EXPECT_EQ(q_->counts().pending_jobs, 3);
+}
+
+TEST_F(QueueTest, ScriptCacheFlushIsRecovered) {
+  // Our SHA-1 of each script matches Redis's (EVAL caches a script under Redis's own SHA-1).
+  const RedisScript enq("enqueue", scripts::enqueue), clm("claim", scripts::claim),
+      ack("ack", scripts::ack);
+  q_->enqueue({item("k", 5, 1, "before")}, 0);
+  Claim c0 = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c0), (std::vector<std::string>{"k"}));
+  ASSERT_TRUE(q_->ack(c0.fence, {{"k", 1, {member(1, "k")}}}).empty());
+  EXPECT_EQ(test::redis_cmd({"SCRIPT", "EXISTS", enq.sha(), clm.sha(), ack.sha()}), "1\n1\n1");
+
+  EXPECT_EQ(test::redis_cmd({"SCRIPT", "FLUSH"}), "OK");
+  EXPECT_EQ(test::redis_cmd({"SCRIPT", "EXISTS", enq.sha(), clm.sha(), ack.sha()}), "0\n0\n0");
+
+  q_->enqueue({item("k", 5, 2, "after-1"), item("k", 5, 3, "after-2")}, 0x10);
+  Claim c = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"after-1", "after-2"}));
+  EXPECT_TRUE(q_->ack(c.fence, {{"k", 2, {member(2, "k"), member(3, "k")}}}).empty());
+  EXPECT_EQ(q_->counts().pending_jobs, 0);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x10});
+  EXPECT_EQ(test::redis_cmd({"SCRIPT", "EXISTS", enq.sha(), clm.sha(), ack.sha()}), "1\n1\n1");
+}
+
+TEST_F(QueueTest, ErrorsNameTheServer) {
+  RedisConfig bad;
+  bad.host = "127.0.0.1";
+  bad.port = 1;  // nothing listens there
+  try {
+    Redis r(bad);
+    ADD_FAILURE() << "connected to port 1";
+  } catch (const UnavailableError& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:1"), std::string::npos) << e.what();
+  }
+  try {
+    redis_->command({"NOSUCHCOMMAND"});
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(redis_->address()), std::string::npos) << e.what();
+  }
+  // The connection is still usable after an error reply.
+  EXPECT_EQ(reply_to_string(redis_->command({"PING"}).get()), "PONG");
+}
+
+TEST_F(QueueTest, Counts) {
+  auto n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 0);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 0);
+
+  std::vector<EnqueueItem> batch;
+  for (int k = 0; k < 5; ++k)
+    for (int j = 0; j < 3; ++j)
+      batch.push_back(item("key" + std::to_string(k), 5, 100 * k + j + 1, "b"));
+  q_->enqueue(batch, 0);
+  n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 5);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 15);
+
+  Claim c = q_->claim(2, 10, kLongLease);
+  ASSERT_EQ(c.keys.size(), 2u);
+  n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 3);
+  EXPECT_EQ(n.active_keys, 2);
+  EXPECT_EQ(n.pending_jobs, 15);
+
+  // key0 fully done, key1 one job done.
+  ASSERT_TRUE(q_->ack(c.fence, {{"key0", 3, {member(1, "key0"), member(2, "key0"), member(3, "key0")}},
+                                {"key1", 1, {member(101, "key1")}}})
+                  .empty());
+  n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 4);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 11);
+
+  // counts() pipelines three commands: a normal command right after must still line up.
+  EXPECT_EQ(reply_to_string(redis_->command({"PING"}).get()), "PONG");
+  EXPECT_EQ(q_->counts().pending_jobs, 11);
+}
+
+TEST_F(QueueTest, PrefixesAreIndependent) {
+  JobQueue other(*redis_, queue_prefix(test::unique_name("wfq"), "walfold"));
+  q_->enqueue({item("k", 5, 1, "mine")}, 0x5);
+  EXPECT_TRUE(other.claim(10, 10, kLongLease).keys.empty());
+  EXPECT_EQ(other.counts().pending_jobs, 0);
+  EXPECT_EQ(other.enqueued_end_lsn(), 0u);
+  Claim c = q_->claim(10, 10, kLongLease);
+  ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
+}
+
+// 8 workers, each with its own connection, claim and ack concurrently while a producer keeps
+// enqueueing; every key's jobs must be processed exactly once, in order.
+TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
+  constexpr int kKeys = 50, kJobs = 40, kWorkers = 8;
+  constexpr int kTotal = kKeys * kJobs;
+  auto key_name = [](int k) { return "a:" + std::to_string(k); };
+  auto lsn_of = [](int k, int seq) { return static_cast<Lsn>(seq) * 1000 + k + 1; };
+
+  std::mutex mu;
+  std::map<std::string, std::vector<int>> processed;  // key -> seqs in processing order
+  std::set<std::string> in_flight;                    // keys currently held by a worker
+  std::vector<std::string> errors;
+  std::atomic<int> done_total{0};
+  std::atomic<bool> stop{false};
+  auto error = [&](std::string e) {
+    std::lock_guard lock(mu);
+    if (errors.size() < 50) errors.push_back(std::move(e));
+  };
+
+  // Producer: per key in sequence order, in random batches and random key order.
+  std::thread producer([&] {
+    try {
+      Redis r(redis_config());
+      JobQueue q(r, prefix_);
+      std::mt19937 rng(42);
+      std::vector<int> next(kKeys, 0);
+      int produced = 0;
+      while (produced < kTotal && !stop) {
+        std::vector<EnqueueItem> batch;
+        int size = std::uniform_int_distribution<int>(1, 40)(rng);
+        for (int i = 0; i < size && produced < kTotal; ++i) {
+          int k;
+          do k = std::uniform_int_distribution<int>(0, kKeys - 1)(rng);
+          while (next[k] == kJobs);
+          int seq = next[k]++;
+          int prio = std::uniform_int_distribution<int>(0, 9)(rng);
+          batch.push_back(item(key_name(k), prio, lsn_of(k, seq),
+                               key_name(k) + "|seq=" + std::to_string(seq) + "|\0end"s));
+          ++produced;
+        }
+        q.enqueue(batch, lsn_of(kKeys, produced));
+        std::this_thread::sleep_for(std::chrono::microseconds(
+            std::uniform_int_distribution<int>(0, 3000)(rng)));
+      }
+    } catch (const std::exception& e) {
+      error(std::string("producer: ") + e.what());
+    }
+  });
+
+  auto worker = [&](int id) {
+    try {
+      Redis r(redis_config());
+      JobQueue q(r, prefix_);
+      std::mt19937 rng(1000 + id);
+      while (!stop && done_total < kTotal) {
+        int max_keys = std::uniform_int_distribution<int>(1, 4)(rng);
+        int max_jobs = std::uniform_int_distribution<int>(1, 8)(rng);
+        Claim c = q.claim(max_keys, max_jobs, kLongLease);
+        if (c.keys.empty()) {
+          std::this_thread::sleep_for(1ms);
+          continue;
+        }
+        {
+          std::lock_guard lock(mu);
+          for (const auto& k : c.keys)
+            if (!in_flight.insert(k.key).second)
+              errors.push_back("key " + k.key + " claimed by two workers at once");
+        }
+        std::vector<AckItem> acks;
+        for (const auto& k : c.keys) {
+          if (k.bodies.empty() || static_cast<int>(k.bodies.size()) > max_jobs)
+            error("key " + k.key + ": claim returned " + std::to_string(k.bodies.size()) + " jobs");
+          // Sometimes finish only part of the claimed jobs, sometimes none (a release).
+          int n = static_cast<int>(k.bodies.size());
+          int roll = std::uniform_int_distribution<int>(0, 9)(rng);
+          int jobs_done = roll == 0 ? 0 : roll == 1 ? std::uniform_int_distribution<int>(0, n)(rng) : n;
+          AckItem a{k.key, jobs_done, {}};
+          for (int j = 0; j < jobs_done; ++j) {
+            const std::string& body = k.bodies[j];
+            auto p1 = body.find("|seq=");
+            auto p2 = body.find('|', p1 + 1);
+            if (p1 == std::string::npos || p2 == std::string::npos ||
+                body.substr(0, p1) != k.key || body.substr(p2) != "|\0end"s) {
+              error("key " + k.key + ": mangled body '" + body + "'");
+              continue;
+            }
+            int seq = std::stoi(body.substr(p1 + 5, p2 - p1 - 5));
+            {
+              std::lock_guard lock(mu);
+              processed[k.key].push_back(seq);
+            }
+            int kidx = std::stoi(k.key.substr(2));
+            a.members.push_back(lsn_key(lsn_of(kidx, seq)) + ":" + k.key);
+          }
+          acks.push_back(std::move(a));
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(
+            std::uniform_int_distribution<int>(0, 2000)(rng)));
+        {
+          std::lock_guard lock(mu);
+          for (const auto& k : c.keys) in_flight.erase(k.key);
+        }
+        auto rejected = q.ack(c.fence, acks);
+        if (!rejected.empty()) error("ack rejected " + std::to_string(rejected.size()) + " keys");
+        int done = 0;
+        for (const auto& a : acks) done += a.jobs_done;
+        done_total += done;
+      }
+    } catch (const std::exception& e) {
+      error("worker " + std::to_string(id) + ": " + e.what());
+    }
+  };
+
+  std::vector<std::thread> workers;
+  for (int i = 0; i < kWorkers; ++i) workers.emplace_back(worker, i);
+  const auto deadline = std::chrono::steady_clock::now() + 180s;
+  while (done_total < kTotal && std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mu);
+      if (!errors.empty()) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  stop = true;
+  producer.join();
+  for (auto& t : workers) t.join();
+
+  for (const auto& e : errors) ADD_FAILURE() << e;
+  ASSERT_TRUE(errors.empty());
+  ASSERT_EQ(done_total.load(), kTotal) << "not finished before the deadline";
+
+  std::vector<int> expected(kJobs);
+  for (int i = 0; i < kJobs; ++i) expected[i] = i;
+  ASSERT_EQ(processed.size(), static_cast<std::size_t>(kKeys));
+  for (int k = 0; k < kKeys; ++k) EXPECT_EQ(processed[key_name(k)], expected) << key_name(k);
+
+  auto n = q_->counts();
+  EXPECT_EQ(n.ready_keys, 0);
+  EXPECT_EQ(n.active_keys, 0);
+  EXPECT_EQ(n.pending_jobs, 0);
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+  EXPECT_EQ(q_->enqueued_end_lsn(), lsn_of(kKeys, kTotal));
+  EXPECT_TRUE(q_->claim(100, 100, kLongLease).keys.empty());
+}
+
+}  // namespace
+}  // namespace walfold::queue

@@ -1,0 +1,186 @@
+// The assembler: pgoutput rows of the configured tables become one job per ordering key per
+// commit, mapped by column name.
+#include <gtest/gtest.h>
+
+#include "cdc/assembler.h"
+#include "common/error.h"
+
+namespace {
+
+using namespace walfold;
+using cdc::TupleValue;
+
+struct Fixture : ::testing::Test {
+  Config cfg = parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
+  std::vector<cdc::CommittedTransaction> out;
+  cdc::Assembler a{cfg, [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
+
+  static cdc::Relation rel(std::uint32_t id, const std::string& name,
+                           std::vector<std::pair<std::string, std::uint32_t>> cols) {
+    cdc::Relation r{id, "public", name, 'f', {}};
+    for (auto& [n, oid] : cols) r.columns.push_back({0, n, oid, -1});
+    return r;
+  }
+  void relations() {
+    a.on_relation(rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}, {"created_at", 1184}}));
+    a.on_relation(rel(2, "accounts", {{"id", 20}, {"user_id", 20}, {"currency", 1042}, {"created_at", 1184}}));
+    a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 1700}, {"kind", 25},
+                                          {"transfer_id", 2950}, {"created_at", 1184}}));
+  }
+  static std::vector<TupleValue> tx(const char* id, const char* acct, const char* amount, const char* kind) {
+    return {{'t', id}, {'t', acct}, {'t', amount}, {'t', kind}, {'n', {}}, {'t', "2026-11-23 02:19:57.123456+00"}};
+  }
+};
+
+TEST_F(Fixture, GroupsRowsByOrderingKeyInRowOrder) {
+  relations();
+  a.on_begin({100, 0, 7});
+  auto w = tx("1", "10", "5.0000", "withdrawal");
+  auto d = tx("2", "11", "5.0000", "deposit");
+  auto d2 = tx("3", "10", "1.0000", "deposit");
+  a.on_insert(3, w);
+  a.on_insert(3, d);
+  a.on_insert(3, d2);
+  std::vector<TupleValue> user{{'t', "5"}, {'t', "Ada"}, {'t', "ada@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  a.on_insert(1, user);
+  EXPECT_TRUE(a.in_transaction());
+  a.on_commit({0, 100, 164, 0});
+  ASSERT_EQ(out.size(), 1u);
+  auto& t = out[0];
+  EXPECT_EQ(t.commit_lsn, 100u);
+  EXPECT_EQ(t.end_lsn, 164u);
+  ASSERT_EQ(t.jobs.size(), 3u);
+  EXPECT_EQ(t.jobs[0].key, "a:10");
+  EXPECT_EQ(t.jobs[1].key, "a:11");
+  EXPECT_EQ(t.jobs[2].key, "u:5");
+  ASSERT_EQ(t.jobs[0].changes.size(), 2u);
+  EXPECT_EQ(t.jobs[0].changes[0].new_row[queue::kTxId].text, "1");
+  EXPECT_EQ(t.jobs[0].changes[1].new_row[queue::kTxId].text, "3");
+  EXPECT_EQ(t.jobs[0].commit_lsn, 100u);
+  EXPECT_EQ(t.jobs[0].end_lsn, 164u);
+  EXPECT_EQ(t.priorities[0], 5);
+  EXPECT_EQ(t.priorities[2], 3);
+  EXPECT_EQ(t.jobs[2].changes[0].new_row[queue::kUserEmail].text, "ada@x");
+}
+
+TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
+  a.on_relation(rel(3, "transactions", {{"note", 25}, {"kind", 25}, {"created_at", 1184}, {"amount", 1700},
+                                        {"account_id", 20}, {"id", 20}}));
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> row{{'t', "hello"}, {'t', "deposit"}, {'t', "2026-11-23 02:19:57+00"},
+                              {'t', "3.5000"}, {'t', "42"}, {'t', "9"}};
+  a.on_insert(3, row);
+  a.on_commit({0, 100, 120, 0});
+  ASSERT_EQ(out.size(), 1u);
+  const auto& c = out[0].jobs[0].changes[0];
+  EXPECT_EQ(out[0].jobs[0].key, "a:42");
+  EXPECT_EQ(c.new_row[queue::kTxId].text, "9");
+  EXPECT_EQ(c.new_row[queue::kTxAmount].text, "3.5000");
+  EXPECT_EQ(c.new_row[queue::kTxTransferId].kind, queue::Value::Missing);  // dropped column
+}
+
+TEST_F(Fixture, MoneyColumnWithAnotherTypeFailsClosed) {
+  EXPECT_THROW(a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 701},
+                                                     {"kind", 25}, {"created_at", 1184}})),
+               DataError);
+  try {
+    a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 701}}));
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("amount"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("numeric"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Fixture, UnconfiguredTablesAreIgnored) {
+  a.on_relation(rel(9, "audit_log", {{"id", 20}}));
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> row{{'t', "1"}};
+  a.on_insert(9, row);
+  a.on_commit({0, 100, 120, 0});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].jobs.empty());
+}
+
+TEST_F(Fixture, RowBeforeItsRelationIsAnError) {
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> row{{'t', "1"}};
+  EXPECT_THROW(a.on_insert(3, row), cdc::DecodeError);
+}
+
+TEST_F(Fixture, TransactionMovedBetweenAccountsGoesToBothKeys) {
+  relations();
+  a.on_begin({100, 0, 7});
+  auto old_row = tx("1", "10", "5.0000", "deposit");
+  auto new_row = tx("1", "11", "5.0000", "deposit");
+  a.on_update(3, 'O', old_row, new_row);
+  a.on_commit({0, 100, 120, 0});
+  ASSERT_EQ(out[0].jobs.size(), 2u);
+  EXPECT_EQ(out[0].jobs[0].key, "a:10");
+  EXPECT_EQ(out[0].jobs[1].key, "a:11");
+  EXPECT_EQ(out[0].jobs[0].changes[0].op, 'U');
+  EXPECT_EQ(out[0].jobs[1].changes[0].op, 'U');
+}
+
+TEST_F(Fixture, PrimaryKeyChangeBecomesDeleteAndInsert) {
+  relations();
+  a.on_begin({100, 0, 7});
+  auto old_row = tx("1", "10", "5.0000", "deposit");
+  auto new_row = tx("2", "10", "5.0000", "deposit");
+  a.on_update(3, 'O', old_row, new_row);
+  a.on_commit({0, 100, 120, 0});
+  ASSERT_EQ(out[0].jobs.size(), 1u);
+  ASSERT_EQ(out[0].jobs[0].changes.size(), 2u);
+  EXPECT_EQ(out[0].jobs[0].changes[0].op, 'D');
+  EXPECT_EQ(out[0].jobs[0].changes[0].old_row[0].text, "1");
+  EXPECT_EQ(out[0].jobs[0].changes[1].op, 'I');
+  EXPECT_EQ(out[0].jobs[0].changes[1].new_row[0].text, "2");
+}
+
+TEST_F(Fixture, DeleteWithoutFullOldRowPointsToReplicaIdentity) {
+  relations();
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> key_only{{'t', "1"}, {'n', {}}, {'n', {}}, {'n', {}}, {'n', {}}, {'n', {}}};
+  try {
+    a.on_delete(3, 'K', key_only);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("REPLICA IDENTITY FULL"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Fixture, TruncateOfAProjectedTableFailsLoudly) {
+  relations();
+  a.on_begin({100, 0, 7});
+  try {
+    a.on_truncate({0, {3}});
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("reconcile --full"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Fixture, NullsAndUnchangedToastAreCarried) {
+  relations();
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> oldu{{'t', "5"}, {'t', "Ada"}, {'t', "a@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  std::vector<TupleValue> newu{{'t', "5"}, {'u', {}}, {'t', "b@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  a.on_update(1, 'O', oldu, newu);
+  a.on_commit({0, 100, 120, 0});
+  const auto& c = out[0].jobs[0].changes[0];
+  EXPECT_EQ(c.new_row[queue::kUserFullName].kind, queue::Value::Unchanged);
+  EXPECT_EQ(c.old_row[queue::kUserFullName].text, "Ada");
+}
+
+TEST_F(Fixture, ResetDropsAHalfReceivedTransaction) {
+  relations();
+  a.on_begin({100, 0, 7});
+  auto d = tx("2", "11", "5.0000", "deposit");
+  a.on_insert(3, d);
+  a.reset();
+  EXPECT_FALSE(a.in_transaction());
+  std::vector<TupleValue> row{{'t', "1"}};
+  EXPECT_THROW(a.on_insert(3, row), cdc::DecodeError);  // relations forgotten too
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace

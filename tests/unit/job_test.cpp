@@ -1,0 +1,280 @@
+// Unit tests for the job encoding (queue/job.h).
+
+#include "queue/job.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace walfold::queue {
+namespace {
+
+using namespace std::string_literals;
+
+Value text(std::string s) { return Value{Value::Text, std::move(s)}; }
+Value null() { return Value{Value::Null, {}}; }
+Value unchanged() { return Value{Value::Unchanged, {}}; }
+Value missing() { return Value{Value::Missing, {}}; }
+
+// A job with every model and operation, NULL/unchanged/missing values and hostile text.
+Job sample_job() {
+  Job j;
+  j.commit_lsn = 0x16B374D848ULL;
+  j.end_lsn = 0x16B374D9A0ULL;
+  j.commit_time_us = 1795400397123456;
+  j.key = "a:42";
+  // users
+  j.changes.push_back({Model::Users, 'I',
+                       {text("7"), text("Zoë | O'Brien, \"jr\"\n"), null(),
+                        text("2026-11-23 02:19:57.123456+00")},
+                       {}});
+  j.changes.push_back({Model::Users, 'U',
+                       {text("7"), text("Zoë O'Brien"), text("zoe@example.com"), unchanged()},
+                       {text("7"), missing(), missing(), missing()}});
+  j.changes.push_back(
+      {Model::Users, 'D', {}, {text("7"), null(), text("a,b|c"), text("")}});
+  // accounts
+  j.changes.push_back(
+      {Model::Accounts, 'I', {text("42"), text("7"), text("EUR"), text("2026-01-01 00:00:00+00")}, {}});
+  j.changes.push_back({Model::Accounts, 'U', {text("42"), text("8"), unchanged(), null()},
+                       {text("42"), text("7"), text("EUR"), text("2026-01-01 00:00:00+00")}});
+  j.changes.push_back({Model::Accounts, 'D', {}, {text("42"), missing(), missing(), missing()}});
+  // transactions
+  j.changes.push_back({Model::Transactions, 'I',
+                       {text("1001"), text("42"), text("-123.4500"), text("transfer"),
+                        text("\0nul\0"s), text("2026-11-23 02:19:57+00")},
+                       {}});
+  j.changes.push_back({Model::Transactions, 'U',
+                       {text("1001"), text("42"), text("100.25"), text("deposit"), null(), unchanged()},
+                       {text("1001"), missing(), missing(), missing(), missing(), missing()}});
+  j.changes.push_back({Model::Transactions, 'D',
+                       {},
+                       {text("1001"), text("42"), text("100.25"), text("10,|\n\r\t"), null(),
+                        text(std::string(1000, 'x'))}});
+  return j;
+}
+
+void expect_rows_equal(const std::vector<Value>& a, const std::vector<Value>& b,
+                       const std::string& where) {
+  ASSERT_EQ(a.size(), b.size()) << where;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].kind, b[i].kind) << where << " field " << i;
+    EXPECT_EQ(a[i].text, b[i].text) << where << " field " << i;
+  }
+}
+
+void expect_jobs_equal(const Job& a, const Job& b) {
+  EXPECT_EQ(a.commit_lsn, b.commit_lsn);
+  EXPECT_EQ(a.end_lsn, b.end_lsn);
+  EXPECT_EQ(a.commit_time_us, b.commit_time_us);
+  EXPECT_EQ(a.key, b.key);
+  ASSERT_EQ(a.changes.size(), b.changes.size());
+  for (std::size_t i = 0; i < a.changes.size(); ++i) {
+    const auto where = "change " + std::to_string(i);
+    EXPECT_EQ(a.changes[i].model, b.changes[i].model) << where;
+    EXPECT_EQ(a.changes[i].op, b.changes[i].op) << where;
+    expect_rows_equal(a.changes[i].new_row, b.changes[i].new_row, where + " new");
+    expect_rows_equal(a.changes[i].old_row, b.changes[i].old_row, where + " old");
+  }
+}
+
+void expect_data_error(std::string_view encoded, const std::string& what) {
+  try {
+    decode_job(encoded);
+    ADD_FAILURE() << what << ": decoded without error";
+  } catch (const DataError&) {
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << what << ": threw something other than DataError: " << e.what();
+  }
+}
+
+TEST(Job, FieldCountsAndNames) {
+  EXPECT_EQ(field_count(Model::Users), 4);
+  EXPECT_EQ(field_count(Model::Accounts), 4);
+  EXPECT_EQ(field_count(Model::Transactions), 6);
+  EXPECT_STREQ(field_name(Model::Users, kUserEmail), "email");
+  EXPECT_STREQ(field_name(Model::Accounts, kAcctCurrency), "currency");
+  EXPECT_STREQ(field_name(Model::Transactions, kTxAmount), "amount");
+  EXPECT_STREQ(field_name(Model::Transactions, kTxTransferId), "transfer_id");
+  EXPECT_STREQ(field_name(Model::Users, 4), "?");
+  EXPECT_STREQ(field_name(Model::Users, -1), "?");
+}
+
+TEST(Job, RoundTrip) {
+  const Job j = sample_job();
+  const std::string enc = encode_job(j);
+  Job back = decode_job(enc);
+  expect_jobs_equal(j, back);
+  // Encoding is deterministic.
+  EXPECT_EQ(encode_job(back), enc);
+}
+
+TEST(Job, RoundTripExtremes) {
+  Job j;
+  j.commit_lsn = std::numeric_limits<std::uint64_t>::max();
+  j.end_lsn = std::numeric_limits<std::uint64_t>::max();
+  j.commit_time_us = -62135596800000000LL;  // negative: before 1970
+  j.key = "u:|,\n\0x"s;
+  expect_jobs_equal(j, decode_job(encode_job(j)));
+
+  Job empty;  // zero changes, empty key
+  expect_jobs_equal(empty, decode_job(encode_job(empty)));
+
+  Job minmax;
+  minmax.commit_time_us = std::numeric_limits<std::int64_t>::min();
+  minmax.key = std::string(100000, 'k');
+  minmax.changes.push_back({Model::Accounts, 'D', {}, {}});
+  expect_jobs_equal(minmax, decode_job(encode_job(minmax)));
+}
+
+TEST(Job, PendingMember) {
+  Job j;
+  j.commit_lsn = 0x16B374D848ULL;
+  j.key = "a:42";
+  EXPECT_EQ(j.pending_member(), "00000016b374d848:a:42");
+  j.commit_lsn = 0;
+  j.key = "u:7";
+  EXPECT_EQ(j.pending_member(), "0000000000000000:u:7");
+  j.commit_lsn = std::numeric_limits<std::uint64_t>::max();
+  EXPECT_EQ(j.pending_member(), "ffffffffffffffff:u:7");
+  // Members sort by LSN first.
+  Job a, b;
+  a.commit_lsn = 0xFF;
+  a.key = "z";
+  b.commit_lsn = 0x100;
+  b.key = "a";
+  EXPECT_LT(a.pending_member(), b.pending_member());
+}
+
+TEST(Job, DecodeRejectsWrongMagic) {
+  std::string enc = encode_job(sample_job());
+  expect_data_error("", "empty");
+  expect_data_error("J", "half magic");
+  expect_data_error("J2" + enc.substr(2), "J2");
+  expect_data_error("j1" + enc.substr(2), "j1");
+  expect_data_error("X" + enc, "prefixed");
+  expect_data_error(enc.substr(1), "magic cut");
+}
+
+TEST(Job, DecodeRejectsEveryTruncation) {
+  const std::string enc = encode_job(sample_job());
+  ASSERT_GT(enc.size(), 100u);
+  for (std::size_t n = 0; n < enc.size(); ++n) {
+    // A fresh copy of exactly n bytes so a read past the end is visible to sanitizers.
+    const std::string prefix = enc.substr(0, n);
+    expect_data_error(prefix, "prefix of " + std::to_string(n) + " bytes");
+  }
+  EXPECT_NO_THROW(decode_job(enc));
+}
+
+TEST(Job, DecodeRejectsTrailingBytes) {
+  const std::string enc = encode_job(sample_job());
+  expect_data_error(enc + "x", "trailing x");
+  expect_data_error(enc + "0,"s, "trailing number");
+  expect_data_error(enc + '\0', "trailing NUL");
+  expect_data_error(enc + enc, "doubled");
+}
+
+// Builds an encoding by hand: "J1" commit, end, time, key, changes.
+std::string header(const std::string& key, int changes) {
+  return "J1" "1,2,3," + std::to_string(key.size()) + "," + key + std::to_string(changes) + ",";
+}
+
+TEST(Job, HandBuiltEncodingDecodes) {
+  // One account insert: 4 fields (text "1", NULL, unchanged, missing), empty old row.
+  std::string enc = header("a:1", 1) + "aI4,t1,1num0,";
+  Job j = decode_job(enc);
+  EXPECT_EQ(j.commit_lsn, 1u);
+  EXPECT_EQ(j.end_lsn, 2u);
+  EXPECT_EQ(j.commit_time_us, 3);
+  EXPECT_EQ(j.key, "a:1");
+  ASSERT_EQ(j.changes.size(), 1u);
+  EXPECT_EQ(j.changes[0].model, Model::Accounts);
+  EXPECT_EQ(j.changes[0].op, 'I');
+  ASSERT_EQ(j.changes[0].new_row.size(), 4u);
+  EXPECT_EQ(j.changes[0].new_row[0].kind, Value::Text);
+  EXPECT_EQ(j.changes[0].new_row[0].text, "1");
+  EXPECT_EQ(j.changes[0].new_row[1].kind, Value::Null);
+  EXPECT_EQ(j.changes[0].new_row[2].kind, Value::Unchanged);
+  EXPECT_EQ(j.changes[0].new_row[3].kind, Value::Missing);
+  EXPECT_TRUE(j.changes[0].old_row.empty());
+  EXPECT_EQ(encode_job(j), enc);
+}
+
+TEST(Job, DecodeRejectsBadOp) {
+  for (char op : {'X', 'i', 'T', '\0', '0'})
+    expect_data_error(header("a:1", 1) + "a" + op + "0,0,", std::string("op ") + op);
+}
+
+TEST(Job, DecodeRejectsBadModel) {
+  for (char m : {'x', 'U', 'A', '\0', '1'})
+    expect_data_error(header("a:1", 1) + m + "I0,0,", std::string("model ") + m);
+}
+
+TEST(Job, DecodeRejectsBadValueKind) {
+  expect_data_error(header("a:1", 1) + "aI4,t1,1nqm0,", "kind q");
+  expect_data_error(header("a:1", 1) + "aI4,T1,1num0,", "kind T");
+}
+
+TEST(Job, DecodeRejectsWrongFieldCount) {
+  expect_data_error(header("a:1", 1) + "aI3,nnn0,", "accounts with 3 fields");
+  expect_data_error(header("a:1", 1) + "aI5,nnnnn0,", "accounts with 5 fields");
+  expect_data_error(header("a:1", 1) + "uI6,nnnnnn0,", "users with 6 fields");
+  expect_data_error(header("a:1", 1) + "tI4,nnnn0,", "transactions with 4 fields");
+  expect_data_error(header("a:1", 1) + "tD0,1,n", "old row with 1 field");
+  // The right counts decode.
+  EXPECT_NO_THROW(decode_job(header("a:1", 1) + "tI6,nnnnnn0,"));
+  EXPECT_NO_THROW(decode_job(header("a:1", 1) + "uU4,nnnn4,mmmm"));
+}
+
+TEST(Job, DecodeRejectsMalformedNumbers) {
+  expect_data_error("J1-1,2,3,0,0,", "negative lsn");
+  expect_data_error("J1 1,2,3,0,0,", "blank");
+  expect_data_error("J11;2,3,0,0,", "bad separator");
+  expect_data_error("J1,2,3,0,0,", "empty number");
+  expect_data_error("J1x,2,3,0,0,", "not a number");
+  expect_data_error("J1184467440737095516150,2,3,0,0,", "lsn beyond 64 bits");
+}
+
+TEST(Job, DecodeRejectsHugeLengths) {
+  const std::string max = std::to_string(std::numeric_limits<std::uint64_t>::max());
+  expect_data_error("J11,2,3," + max + ",a:1" + "0,", "key length 2^64-1");
+  expect_data_error("J11,2,3,1000000,a:1" "0,", "key length past the end");
+  expect_data_error("J11,2,3,4,a:1", "key length one past the end");
+  expect_data_error("J11,2,3,99999999999999999999999,a:1", "key length beyond 64 bits");
+  expect_data_error(header("a:1", 0).substr(0, header("a:1", 0).size() - 2) + max + ",",
+                    "change count 2^64-1");
+  expect_data_error(header("a:1", 0).substr(0, header("a:1", 0).size() - 2) + "1000000000,",
+                    "change count 10^9");
+  expect_data_error(header("a:1", 1) + "aI" + max + ",", "field count 2^64-1");
+  expect_data_error(header("a:1", 1) + "aI4,t" + max + ",x", "text length 2^64-1");
+  expect_data_error(header("a:1", 1) + "aI4,t" + std::to_string(1ULL << 63) + ",x",
+                    "text length 2^63");
+  expect_data_error(header("a:1", 1) + "aI4,t5,abc", "text length past the end");
+}
+
+TEST(Job, DecodeNeverCrashesOnMutations) {
+  // Flip each byte of a valid encoding to a few values: must either decode or throw DataError.
+  const std::string enc = encode_job(sample_job());
+  for (std::size_t i = 0; i < enc.size(); ++i) {
+    for (char c : {'\0', ',', '9', 'x', '\xff'}) {
+      std::string m = enc;
+      if (m[i] == c) continue;
+      m[i] = c;
+      try {
+        decode_job(m);
+      } catch (const DataError&) {
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "byte " << i << " -> " << int(c) << ": " << e.what();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace walfold::queue
