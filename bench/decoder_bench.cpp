@@ -101,7 +101,8 @@ void BM_AssembleAndEncode(benchmark::State& state) {
     lsn += 100;
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["bytes_per_job"] = static_cast<double>(bytes) / static_cast<double>(state.iterations());
+  state.counters["bytes_per_job"] =
+      static_cast<double>(bytes) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_AssembleAndEncode);
 

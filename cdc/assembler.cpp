@@ -10,11 +10,14 @@ namespace {
 constexpr std::uint32_t kNumericOid = 1700;
 constexpr std::uint32_t kInt8Oid = 20, kInt4Oid = 23, kInt2Oid = 21;
 
-int id_field(Model) { return 0; }  // `id` is field 0 of every model
+int id_field(Model) {
+  return 0;
+}  // `id` is field 0 of every model
 
 }  // namespace
 
-Assembler::Assembler(const Config& cfg, CommitFn on_commit) : cfg_(cfg), on_commit_(std::move(on_commit)) {}
+Assembler::Assembler(const Config& cfg, CommitFn on_commit)
+    : cfg_(cfg), on_commit_(std::move(on_commit)) {}
 
 void Assembler::reset() {
   in_txn_ = false;
@@ -25,7 +28,8 @@ void Assembler::reset() {
 }
 
 void Assembler::on_begin(const Begin& b) {
-  if (in_txn_) throw DecodeError("Begin at " + format_lsn(b.final_lsn) + " inside an open transaction");
+  if (in_txn_)
+    throw DecodeError("Begin at " + format_lsn(b.final_lsn) + " inside an open transaction");
   in_txn_ = true;
   txn_ = {};
   txn_.commit_lsn = b.final_lsn;
@@ -57,8 +61,10 @@ void Assembler::on_relation(const Relation& r) {
   info.name = r.nspname + "." + r.relname;
   info.table = cfg_.table(r.nspname, r.relname);
   if (!info.table) {
-    spdlog::warn("relation {} (oid {}) is in the publication but not in the configuration's tables; "
-                 "its changes are ignored", info.name, r.relid);
+    spdlog::warn(
+        "relation {} (oid {}) is in the publication but not in the configuration's tables; "
+        "its changes are ignored",
+        info.name, r.relid);
     relations_[r.relid] = std::move(info);
     return;
   }
@@ -77,8 +83,9 @@ void Assembler::on_relation(const Relation& r) {
     if (col < 0) return;
     for (auto o : oids)
       if (r.columns[col].type_oid == o) return;
-    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) + "' has type oid " +
-                    std::to_string(r.columns[col].type_oid) + ", but walfold needs " + what +
+    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) +
+                    "' has type oid " + std::to_string(r.columns[col].type_oid) +
+                    ", but walfold needs " + what +
                     "; refusing to fold it inexactly (fix the schema or the configuration)");
   };
   check_type(id_field(m), {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
@@ -86,7 +93,8 @@ void Assembler::on_relation(const Relation& r) {
     check_type(queue::kTxAmount, {kNumericOid}, "numeric (money is exact)");
     check_type(queue::kTxAccountId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
   }
-  if (m == Model::Accounts) check_type(queue::kAcctUserId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
+  if (m == Model::Accounts)
+    check_type(queue::kAcctUserId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
   relations_[r.relid] = std::move(info);
 }
 
@@ -105,8 +113,12 @@ std::vector<queue::Value> Assembler::row(const RelInfo& r, Tuple t) const {
     if (col < 0 || static_cast<std::size_t>(col) >= t.size()) continue;  // Missing
     const auto& v = t[col];
     switch (v.kind) {
-      case 'n': out[f].kind = queue::Value::Null; break;
-      case 'u': out[f].kind = queue::Value::Unchanged; break;
+      case 'n':
+        out[f].kind = queue::Value::Null;
+        break;
+      case 'u':
+        out[f].kind = queue::Value::Unchanged;
+        break;
       default:
         out[f].kind = queue::Value::Text;
         out[f].text.assign(v.data);
@@ -115,7 +127,8 @@ std::vector<queue::Value> Assembler::row(const RelInfo& r, Tuple t) const {
   return out;
 }
 
-std::string Assembler::key_for(const RelInfo& r, const std::vector<queue::Value>& row, bool old) const {
+std::string Assembler::key_for(const RelInfo& r, const std::vector<queue::Value>& row,
+                               bool old) const {
   Model m = r.table->model;
   int f = m == Model::Transactions ? queue::kTxAccountId : 0;
   if (row[f].kind != queue::Value::Text)
@@ -149,7 +162,8 @@ void Assembler::on_insert(std::uint32_t relid, Tuple t) {
 void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple new_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table->model, 'U', row(r, new_t), old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
+  queue::Change c{r.table->model, 'U', row(r, new_t),
+                  old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
   // The primary key changed: fold it as a delete of the old row and an insert of the new one.
   const auto& old_id = c.old_row.empty() ? queue::Value{} : c.old_row[0];
   if (old_id.kind == queue::Value::Text && c.new_row[0].kind == queue::Value::Text &&
@@ -176,11 +190,14 @@ void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
   queue::Change c{r.table->model, 'D', {}, row(r, old_t)};
-  if (r.table->model == Model::Transactions && c.old_row[queue::kTxAccountId].kind != queue::Value::Text)
-    throw DataError("DELETE on " + r.name + " id=" + (c.old_row[0].kind == queue::Value::Text ? c.old_row[0].text : "?") +
-                    " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
-                    " carries only the key: set REPLICA IDENTITY FULL on it (`walfold setup` does) so "
-                    "walfold can take the old amount out of the balance");
+  if (r.table->model == Model::Transactions &&
+      c.old_row[queue::kTxAccountId].kind != queue::Value::Text)
+    throw DataError(
+        "DELETE on " + r.name +
+        " id=" + (c.old_row[0].kind == queue::Value::Text ? c.old_row[0].text : "?") +
+        " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
+        " carries only the key: set REPLICA IDENTITY FULL on it (`walfold setup` does) so "
+        "walfold can take the old amount out of the balance");
   auto key = key_for(r, c.old_row, true);
   add(r, key, std::move(c));
 }
@@ -189,9 +206,10 @@ void Assembler::on_truncate(const Truncate& t) {
   for (auto relid : t.relids) {
     const auto& r = rel(relid);
     if (r.table)
-      throw DataError("TRUNCATE of " + r.name + " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
-                      ": the read model cannot follow it row by row; run `walfold reconcile --full` "
-                      "to rebuild it");
+      throw DataError(
+          "TRUNCATE of " + r.name + " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
+          ": the read model cannot follow it row by row; run `walfold reconcile --full` "
+          "to rebuild it");
   }
 }
 

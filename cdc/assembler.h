@@ -46,7 +46,7 @@ class Assembler : public Handler {
   struct RelInfo {
     const TableConfig* table = nullptr;  // nullptr: not projected
     std::string name;
-    std::vector<int> field_column;       // model field -> column index in the tuple, -1 if absent
+    std::vector<int> field_column;  // model field -> column index in the tuple, -1 if absent
   };
   const RelInfo& rel(std::uint32_t relid) const;
   std::vector<queue::Value> row(const RelInfo& r, Tuple t) const;

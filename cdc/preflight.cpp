@@ -9,7 +9,9 @@
 namespace walfold::cdc {
 namespace {
 
-std::string qualified(const TableConfig& t) { return quote_ident(t.schema) + "." + quote_ident(t.name); }
+std::string qualified(const TableConfig& t) {
+  return quote_ident(t.schema) + "." + quote_ident(t.name);
+}
 
 bool needs_full_identity(const TableConfig& t) {
   return t.model == Model::Transactions || t.model == Model::Accounts;
@@ -18,9 +20,10 @@ bool needs_full_identity(const TableConfig& t) {
 void check_wal_level(PgConn& c) {
   auto level = c.scalar("SHOW wal_level").value_or("?");
   if (level != "logical")
-    throw ConfigError("postgresql at " + c.address() + " has wal_level = '" + level +
-                      "'; logical replication needs 'logical' (ALTER SYSTEM SET wal_level = logical; "
-                      "then restart PostgreSQL)");
+    throw ConfigError(
+        "postgresql at " + c.address() + " has wal_level = '" + level +
+        "'; logical replication needs 'logical' (ALTER SYSTEM SET wal_level = logical; "
+        "then restart PostgreSQL)");
 }
 
 }  // namespace
@@ -35,32 +38,38 @@ SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg) {
   if (PQntuples(r.get()) == 0) return s;
   s.exists = true;
   s.plugin = PQgetisnull(r.get(), 0, 0) ? "" : PQgetvalue(r.get(), 0, 0);
-  s.confirmed_flush = PQgetisnull(r.get(), 0, 1) ? 0 : parse_lsn(PQgetvalue(r.get(), 0, 1)).value_or(0);
+  s.confirmed_flush =
+      PQgetisnull(r.get(), 0, 1) ? 0 : parse_lsn(PQgetvalue(r.get(), 0, 1)).value_or(0);
   s.restart_lsn = PQgetisnull(r.get(), 0, 2) ? 0 : parse_lsn(PQgetvalue(r.get(), 0, 2)).value_or(0);
   s.wal_status = PQgetisnull(r.get(), 0, 3) ? "" : PQgetvalue(r.get(), 0, 3);
   bool same_db = std::string(PQgetvalue(r.get(), 0, 4)) == "t";
   if (s.plugin != "pgoutput" || !same_db)
-    throw DataError("replication slot '" + pg.slot + "' on " + c.address() + " is not a pgoutput slot of this database (plugin '" +
-                    s.plugin + "'); choose another postgres.slot");
-  if (s.wal_status == "lost")
     throw DataError("replication slot '" + pg.slot + "' on " + c.address() +
-                    " is invalidated (wal_status = 'lost'): PostgreSQL removed WAL it still needed, so "
-                    "changes were lost to it. Rebuild the read model with `walfold reconcile --full`");
+                    " is not a pgoutput slot of this database (plugin '" + s.plugin +
+                    "'); choose another postgres.slot");
+  if (s.wal_status == "lost")
+    throw DataError(
+        "replication slot '" + pg.slot + "' on " + c.address() +
+        " is invalidated (wal_status = 'lost'): PostgreSQL removed WAL it still needed, so "
+        "changes were lost to it. Rebuild the read model with `walfold reconcile --full`");
   return s;
 }
 
 SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
   auto s = read_slot(dsn, pg);
   if (!s.exists)
-    throw DataError("replication slot '" + pg.slot + "' does not exist; create it with `walfold setup` "
-                    "(if it existed before, changes since it was dropped are missing from the read model: "
-                    "run `walfold reconcile --full`)");
+    throw DataError(
+        "replication slot '" + pg.slot +
+        "' does not exist; create it with `walfold setup` "
+        "(if it existed before, changes since it was dropped are missing from the read model: "
+        "run `walfold reconcile --full`)");
   return s;
 }
 
 void create_slot(const std::string& dsn, const PostgresConfig& pg) {
   PgConn rc(dsn, {{"replication", "database"}}, "create slot");
-  auto r = rc.exec("CREATE_REPLICATION_SLOT " + quote_ident(pg.slot) + " LOGICAL pgoutput (SNAPSHOT 'nothing')");
+  auto r = rc.exec("CREATE_REPLICATION_SLOT " + quote_ident(pg.slot) +
+                   " LOGICAL pgoutput (SNAPSHOT 'nothing')");
   spdlog::info("created replication slot '{}' at {}", pg.slot,
                PQntuples(r.get()) > 0 ? PQgetvalue(r.get(), 0, 1) : "?");
 }
@@ -68,26 +77,31 @@ void create_slot(const std::string& dsn, const PostgresConfig& pg) {
 void verify_source(const Config& cfg) {
   PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "preflight");
   check_wal_level(c);
-  auto pub = c.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.postgres.publication});
+  auto pub =
+      c.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.postgres.publication});
   if (PQntuples(pub.get()) == 0)
-    throw ConfigError("publication '" + cfg.postgres.publication + "' does not exist on " + c.address() +
-                      "; create it with `walfold setup`");
+    throw ConfigError("publication '" + cfg.postgres.publication + "' does not exist on " +
+                      c.address() + "; create it with `walfold setup`");
   for (const auto& [name, t] : cfg.tables) {
     auto r = c.exec_params(
         "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $3 "
         "AND p.schemaname = $1 AND p.tablename = $2) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
+        "c.relname = $2",
         {t.schema, t.name, cfg.postgres.publication});
     if (PQntuples(r.get()) == 0)
-      throw ConfigError("table " + name + " (configured as the " + model_name(t.model) + " model) does not exist on " +
-                        c.address() + "; create it (`walfold setup --schema` creates the bank tables)");
+      throw ConfigError("table " + name + " (configured as the " + model_name(t.model) +
+                        " model) does not exist on " + c.address() +
+                        "; create it (`walfold setup --schema` creates the bank tables)");
     if (std::string(PQgetvalue(r.get(), 0, 1)) != "t")
       throw ConfigError("table " + name + " is not in publication '" + cfg.postgres.publication +
                         "'; `walfold setup` adds it");
     if (needs_full_identity(t) && std::string(PQgetvalue(r.get(), 0, 0)) != "f")
-      throw ConfigError("table " + name + " does not have REPLICA IDENTITY FULL, so corrections (UPDATE/DELETE) "
-                        "would reach walfold without the old row; run `walfold setup` or ALTER TABLE " +
-                        name + " REPLICA IDENTITY FULL");
+      throw ConfigError(
+          "table " + name +
+          " does not have REPLICA IDENTITY FULL, so corrections (UPDATE/DELETE) "
+          "would reach walfold without the old row; run `walfold setup` or ALTER TABLE " +
+          name + " REPLICA IDENTITY FULL");
   }
 }
 
@@ -108,7 +122,8 @@ void run_setup(const Config& cfg, const SetupOptions& opts) {
     if (needs_full_identity(t)) c.exec("ALTER TABLE " + qualified(t) + " REPLICA IDENTITY FULL");
     tables.push_back(qualified(t));
   }
-  auto pub = c.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.postgres.publication});
+  auto pub =
+      c.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.postgres.publication});
   if (PQntuples(pub.get()) == 0) {
     std::string list;
     for (const auto& t : tables) list += (list.empty() ? "" : ", ") + t;
@@ -117,10 +132,12 @@ void run_setup(const Config& cfg, const SetupOptions& opts) {
   } else {
     for (const auto& [name, t] : cfg.tables) {
       auto in = c.exec_params(
-          "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+          "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND "
+          "tablename = $3",
           {cfg.postgres.publication, t.schema, t.name});
       if (PQntuples(in.get()) == 0) {
-        c.exec("ALTER PUBLICATION " + quote_ident(cfg.postgres.publication) + " ADD TABLE " + qualified(t));
+        c.exec("ALTER PUBLICATION " + quote_ident(cfg.postgres.publication) + " ADD TABLE " +
+               qualified(t));
         spdlog::info("setup: added {} to publication '{}'", name, cfg.postgres.publication);
       }
     }

@@ -36,7 +36,8 @@ class Reader::Session {
   void run(const std::atomic<bool>& stop) {
     const std::string dsn = postgres_dsn_with_password(cfg_.postgres);
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
-    queue_ = std::make_unique<queue::JobQueue>(*redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
+    queue_ = std::make_unique<queue::JobQueue>(
+        *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
     // Commits whose jobs are already in Redis (a restart of the reader alone) are not enqueued
     // again; if Redis lost its data this is 0 and everything from the slot is replayed.
     skip_through_ = queue_->enqueued_end_lsn();
@@ -53,10 +54,11 @@ class Reader::Session {
     stream_ = std::make_unique<ReplicationStream>(dsn);
     auto id = stream_->identify_system();
     stream_->start(cfg_.postgres.slot, cfg_.postgres.publication, 0);
-    spdlog::info("reader: streaming slot '{}' (publication '{}') from {} on {} (system {}, timeline {}); "
-                 "jobs already in redis through {}",
-                 cfg_.postgres.slot, cfg_.postgres.publication, format_lsn(slot.confirmed_flush),
-                 stream_->address(), id.system_id, id.timeline, format_lsn(skip_through_));
+    spdlog::info(
+        "reader: streaming slot '{}' (publication '{}') from {} on {} (system {}, timeline {}); "
+        "jobs already in redis through {}",
+        cfg_.postgres.slot, cfg_.postgres.publication, format_lsn(slot.confirmed_flush),
+        stream_->address(), id.system_id, id.timeline, format_lsn(skip_through_));
     owner_.reconnect_backoff_reset_ = true;
 
     auto next_status = Clock::now();
@@ -65,7 +67,8 @@ class Reader::Session {
       auto now = Clock::now();
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now);
       if (!buffer_.empty())
-        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(buffer_deadline_ - now));
+        wait = std::min(
+            wait, std::chrono::duration_cast<std::chrono::milliseconds>(buffer_deadline_ - now));
       wait = std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
       auto data = stream_->read(wait);
       if (!data.empty()) {
@@ -74,8 +77,9 @@ class Reader::Session {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
         if (owner_.opts_.stop_at && !owner_.reached_stop_) ask_position();
       }
-      if (!buffer_.empty() && (buffer_.size() >= static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs) ||
-                               Clock::now() >= buffer_deadline_))
+      if (!buffer_.empty() &&
+          (buffer_.size() >= static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs) ||
+           Clock::now() >= buffer_deadline_))
         flush_buffer();
       if (Clock::now() >= next_status) {
         send_status(false);
@@ -192,7 +196,9 @@ Reader::Reader(const Config& cfg, Progress& progress, ReaderOptions opts)
     : cfg_(cfg), progress_(progress), opts_(opts) {}
 Reader::~Reader() = default;
 
-Lsn Reader::confirmed() const { return confirmed_; }
+Lsn Reader::confirmed() const {
+  return confirmed_;
+}
 
 void Reader::run(const std::atomic<bool>& stop) {
   std::mt19937 rng(std::random_device{}());

@@ -55,10 +55,10 @@ class Reader {
 // Redis, what is received but not yet in Redis, and the end of the last commit handed to
 // Redis, the highest LSN that is safe to confirm as flushed.
 struct CheckpointInputs {
-  std::optional<Lsn> oldest_pending;        // commit LSN of the oldest unacknowledged job
-  std::optional<Lsn> oldest_unenqueued;     // commit LSN of the oldest commit not yet in Redis
-  Lsn enqueued_end = 0;                     // end LSN of the last commit fully in Redis
-  Lsn idle_wal_end = 0;                     // server WAL end seen while nothing was in flight
+  std::optional<Lsn> oldest_pending;     // commit LSN of the oldest unacknowledged job
+  std::optional<Lsn> oldest_unenqueued;  // commit LSN of the oldest commit not yet in Redis
+  Lsn enqueued_end = 0;                  // end LSN of the last commit fully in Redis
+  Lsn idle_wal_end = 0;                  // server WAL end seen while nothing was in flight
   bool in_transaction = false;
 };
 Lsn safe_flush_lsn(const CheckpointInputs& in);

@@ -28,8 +28,9 @@ SystemIdentity ReplicationStream::identify_system() {
 
 void ReplicationStream::start(const std::string& slot, const std::string& publication, Lsn start) {
   std::string pubs = publication;
-  std::string sql = "START_REPLICATION SLOT " + quote_ident(slot) + " LOGICAL " + format_lsn(start) +
-                    " (proto_version '1', publication_names " + quote_literal(quote_ident(pubs)) + ")";
+  std::string sql = "START_REPLICATION SLOT " + quote_ident(slot) + " LOGICAL " +
+                    format_lsn(start) + " (proto_version '1', publication_names " +
+                    quote_literal(quote_ident(pubs)) + ")";
   conn_.exec(sql);  // PGRES_COPY_BOTH on success
   streaming_ = true;
 }
@@ -69,7 +70,8 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
     if (!PQconsumeInput(c)) {
       std::string why = PQerrorMessage(c);
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-      throw UnavailableError("postgresql at " + address() + ": replication connection lost: " + why);
+      throw UnavailableError("postgresql at " + address() +
+                             ": replication connection lost: " + why);
     }
   }
   return {};
@@ -78,11 +80,13 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
 void ReplicationStream::send_status(Lsn write, Lsn flush, Lsn apply, bool reply_requested) {
   auto msg = encode_standby_status(write, flush, apply, pg_now_us(), reply_requested);
   PGconn* c = conn_.get();
-  if (PQputCopyData(c, reinterpret_cast<const char*>(msg.data()), static_cast<int>(msg.size())) <= 0 ||
+  if (PQputCopyData(c, reinterpret_cast<const char*>(msg.data()), static_cast<int>(msg.size())) <=
+          0 ||
       PQflush(c) != 0) {
     std::string why = PQerrorMessage(c);
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    throw UnavailableError("postgresql at " + address() + ": sending standby status failed: " + why);
+    throw UnavailableError("postgresql at " + address() +
+                           ": sending standby status failed: " + why);
   }
 }
 

@@ -25,7 +25,8 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   if (PQstatus(c) != CONNECTION_OK) {
     std::string msg = PQerrorMessage(c);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    throw UnavailableError("postgresql at " + address_ + (purpose.empty() ? "" : " (" + purpose + ")") +
+    throw UnavailableError("postgresql at " + address_ +
+                           (purpose.empty() ? "" : " (" + purpose + ")") +
                            " is unreachable or refused the connection: " + msg);
   }
 }
@@ -40,11 +41,14 @@ PgResult PgConn::check(PGresult* raw, const std::string& sql) {
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   std::string head = sql.substr(0, 60);
   if (PQstatus(conn_.get()) == CONNECTION_BAD)
-    throw UnavailableError("postgresql at " + address_ + ": connection lost during '" + head + "': " + msg);
+    throw UnavailableError("postgresql at " + address_ + ": connection lost during '" + head +
+                           "': " + msg);
   throw std::runtime_error("postgresql at " + address_ + ": '" + head + "' failed: " + msg);
 }
 
-PgResult PgConn::exec(const std::string& sql) { return check(PQexec(conn_.get(), sql.c_str()), sql); }
+PgResult PgConn::exec(const std::string& sql) {
+  return check(PQexec(conn_.get(), sql.c_str()), sql);
+}
 
 PgResult PgConn::exec_params(const std::string& sql,
                              const std::vector<std::optional<std::string>>& params) {

@@ -28,7 +28,8 @@ class PgConn {
 
   // Runs SQL; throws std::runtime_error naming the server and the statement's first words.
   PgResult exec(const std::string& sql);
-  PgResult exec_params(const std::string& sql, const std::vector<std::optional<std::string>>& params);
+  PgResult exec_params(const std::string& sql,
+                       const std::vector<std::optional<std::string>>& params);
   // First column of the first row, or nullopt if no row / NULL.
   std::optional<std::string> scalar(const std::string& sql);
 

@@ -89,7 +89,8 @@ std::optional<std::int64_t> parse_pg_timestamptz(std::string_view s) {
     }
   }
   if (pos != s.size()) return std::nullopt;
-  std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  std::int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
   return secs * 1000000 + micros;
 }

@@ -30,8 +30,8 @@ void check_keys(const Ctx& ctx, const YAML::Node& node, const std::string& where
     if (!allowed.count(key)) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      ctx.fail(kv.first.Mark(), "unknown key '" + key + "' in " + where + " (expected one of: " +
-                                    list + ")");
+      ctx.fail(kv.first.Mark(),
+               "unknown key '" + key + "' in " + where + " (expected one of: " + list + ")");
     }
   }
 }
@@ -77,9 +77,12 @@ Model parse_model(const Ctx& ctx, const YAML::Node& node) {
 
 const char* model_name(Model m) {
   switch (m) {
-    case Model::Users: return "users";
-    case Model::Accounts: return "accounts";
-    case Model::Transactions: return "transactions";
+    case Model::Users:
+      return "users";
+    case Model::Accounts:
+      return "accounts";
+    case Model::Transactions:
+      return "transactions";
   }
   return "?";
 }
@@ -106,9 +109,9 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   Config c;
   c.source_file = source_name;
   if (!root || root.IsNull()) ctx.fail(YAML::Mark::null_mark(), "the file is empty");
-  check_keys(ctx, root, "the top level",
-             {"postgres", "redis", "mongodb", "tables", "reader", "workers", "log_level",
-              "state_dir"});
+  check_keys(
+      ctx, root, "the top level",
+      {"postgres", "redis", "mongodb", "tables", "reader", "workers", "log_level", "state_dir"});
 
   auto pg = root["postgres"];
   if (!pg) ctx.fail(root.Mark(), "missing section 'postgres'");
@@ -117,11 +120,13 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   if (c.postgres.dsn.empty()) ctx.fail(pg.Mark(), "postgres.dsn is required");
   c.postgres.password_file = get<std::string>(ctx, pg, "password_file", "postgres", "");
   c.postgres.slot = get<std::string>(ctx, pg, "slot", "postgres", c.postgres.slot);
-  c.postgres.publication = get<std::string>(ctx, pg, "publication", "postgres", c.postgres.publication);
-  for (const auto& [key, value] : {std::pair{"slot", c.postgres.slot},
-                                   std::pair{"publication", c.postgres.publication}}) {
+  c.postgres.publication =
+      get<std::string>(ctx, pg, "publication", "postgres", c.postgres.publication);
+  for (const auto& [key, value] :
+       {std::pair{"slot", c.postgres.slot}, std::pair{"publication", c.postgres.publication}}) {
     bool ok = !value.empty() && value.size() <= 63;
-    for (char ch : value) ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+    for (char ch : value)
+      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
     if (!ok)
       ctx.fail(pg[key] ? pg[key].Mark() : pg.Mark(),
                std::string("postgres.") + key + " '" + value +
@@ -137,14 +142,16 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
     c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
     c.redis.prefix = get<std::string>(ctx, r, "prefix", "redis", c.redis.prefix);
     if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
-      ctx.fail(r["prefix"].Mark(), "redis.prefix must be non-empty without '{', '}', ':' or blanks");
+      ctx.fail(r["prefix"].Mark(),
+               "redis.prefix must be non-empty without '{', '}', ':' or blanks");
   }
 
   if (auto m = root["mongodb"]) {
     check_keys(ctx, m, "mongodb", {"uri", "database", "write_concern"});
     c.mongodb.uri = get<std::string>(ctx, m, "uri", "mongodb", c.mongodb.uri);
     c.mongodb.database = get<std::string>(ctx, m, "database", "mongodb", c.mongodb.database);
-    c.mongodb.write_concern = get<std::string>(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
+    c.mongodb.write_concern =
+        get<std::string>(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
     if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
       ctx.fail(m["uri"].Mark(), "mongodb.uri must start with mongodb:// or mongodb+srv://");
   }
@@ -187,19 +194,27 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
     check_keys(ctx, rd, "reader",
                {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
                 "reconnect_min_ms", "reconnect_max_ms"});
-    c.reader.status_interval = get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
-    c.reader.enqueue_max_delay = get_ms(ctx, rd, "enqueue_max_delay_ms", "reader", c.reader.enqueue_max_delay, 0, 10000);
-    c.reader.enqueue_batch_jobs = get_int(ctx, rd, "enqueue_batch_jobs", "reader", c.reader.enqueue_batch_jobs, 1, 100000);
-    c.reader.reconnect_min = get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
-    c.reader.reconnect_max = get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
+    c.reader.status_interval =
+        get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
+    c.reader.enqueue_max_delay =
+        get_ms(ctx, rd, "enqueue_max_delay_ms", "reader", c.reader.enqueue_max_delay, 0, 10000);
+    c.reader.enqueue_batch_jobs =
+        get_int(ctx, rd, "enqueue_batch_jobs", "reader", c.reader.enqueue_batch_jobs, 1, 100000);
+    c.reader.reconnect_min =
+        get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
+    c.reader.reconnect_max =
+        get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
   }
   if (auto w = root["workers"]) {
-    check_keys(ctx, w, "workers", {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms"});
+    check_keys(ctx, w, "workers",
+               {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms"});
     c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
     c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
-    c.workers.batch_jobs_per_key = get_int(ctx, w, "batch_jobs_per_key", "workers", c.workers.batch_jobs_per_key, 1, 10000);
+    c.workers.batch_jobs_per_key =
+        get_int(ctx, w, "batch_jobs_per_key", "workers", c.workers.batch_jobs_per_key, 1, 10000);
     c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
-    c.workers.idle_poll_max = get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
+    c.workers.idle_poll_max =
+        get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
   }
   c.log_level = get<std::string>(ctx, root, "log_level", "top level", c.log_level);
   c.state_dir = get<std::string>(ctx, root, "state_dir", "top level", c.state_dir);

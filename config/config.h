@@ -15,9 +15,9 @@ const char* model_name(Model m);
 
 struct TableConfig {
   std::string schema = "public";
-  std::string name;     // PostgreSQL table name
+  std::string name;  // PostgreSQL table name
   Model model;
-  int priority = 5;     // 0 (served first) .. 255
+  int priority = 5;  // 0 (served first) .. 255
 };
 
 struct PostgresConfig {
@@ -30,7 +30,7 @@ struct PostgresConfig {
 struct RedisConfig {
   std::string host = "127.0.0.1";
   int port = 6379;
-  std::string unix_socket;    // when set, used instead of host/port
+  std::string unix_socket;  // when set, used instead of host/port
   std::string password_file;
   int db = 0;
   std::string prefix = "walfold";  // keys: <prefix>:{<slot>}:...
@@ -43,16 +43,17 @@ struct MongoConfig {
 };
 
 struct ReaderConfig {
-  std::chrono::milliseconds status_interval{1000};   // standby status updates to PostgreSQL
-  std::chrono::milliseconds enqueue_max_delay{20};   // flush queued jobs to Redis at least this often
-  int enqueue_batch_jobs = 2000;                      // or when this many jobs are waiting
+  std::chrono::milliseconds status_interval{1000};  // standby status updates to PostgreSQL
+  std::chrono::milliseconds enqueue_max_delay{
+      20};                        // flush queued jobs to Redis at least this often
+  int enqueue_batch_jobs = 2000;  // or when this many jobs are waiting
   std::chrono::milliseconds reconnect_min{500}, reconnect_max{30000};
 };
 
 struct WorkerConfig {
   int count = 2;
-  int batch_keys = 256;          // ordering keys claimed at once
-  int batch_jobs_per_key = 64;   // jobs taken from one key per claim
+  int batch_keys = 256;         // ordering keys claimed at once
+  int batch_jobs_per_key = 64;  // jobs taken from one key per claim
   std::chrono::milliseconds lease{30000};
   std::chrono::milliseconds idle_poll_max{50};
 };

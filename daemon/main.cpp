@@ -1,8 +1,8 @@
 // walfold: PostgreSQL logical replication -> Redis jobs -> MongoDB read model.
 // Subcommands: setup, run, status, loadgen, report. Exit codes follow sysexits.h.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <sysexits.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -29,7 +29,8 @@ int status_command(const Config& cfg) {
   if (slot.exists) {
     auto lag = c.exec_params("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint",
                              {format_lsn(slot.confirmed_flush)});
-    std::cout << "slot          " << cfg.postgres.slot << " (wal_status " << slot.wal_status << ")\n"
+    std::cout << "slot          " << cfg.postgres.slot << " (wal_status " << slot.wal_status
+              << ")\n"
               << "confirmed     " << format_lsn(slot.confirmed_flush) << "\n"
               << "wal end       " << current << "\n"
               << "lag bytes     " << PQgetvalue(lag.get(), 0, 0) << "\n";
@@ -52,15 +53,18 @@ int status_command(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"walfold: sync a bank's PostgreSQL write model into a MongoDB read model through "
-               "logical replication and a Redis job queue"};
+  CLI::App app{
+      "walfold: sync a bank's PostgreSQL write model into a MongoDB read model through "
+      "logical replication and a Redis job queue"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("walfold ") + WALFOLD_VERSION);
   std::string config_path = "/etc/walfold/walfold.yaml";
   std::string log_level;
   app.add_option("--log-level", log_level, "Override log_level from the configuration");
 
-  auto* setup = app.add_subcommand("setup", "Create the publication and the replication slot (and with --schema the bank tables)");
+  auto* setup = app.add_subcommand(
+      "setup",
+      "Create the publication and the replication slot (and with --schema the bank tables)");
   setup->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
   bool schema = false;
   setup->add_flag("--schema", schema, "Also create the bank tables if missing");
@@ -69,36 +73,49 @@ int main(int argc, char** argv) {
   run->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
   daemon::RunOptions ropts;
   std::string role = "all";
-  run->add_option("--role", role, "reader, worker or all")->check(CLI::IsMember({"all", "reader", "worker"}))->capture_default_str();
+  run->add_option("--role", role, "reader, worker or all")
+      ->check(CLI::IsMember({"all", "reader", "worker"}))
+      ->capture_default_str();
   run->add_option("--workers", ropts.workers, "Worker threads (default: workers.count)");
-  run->add_option("--stop-at-lsn", ropts.stop_at,
-                  "Exit 0 once every change up to this LSN (or 'current': the WAL end at start) is folded");
+  run->add_option(
+      "--stop-at-lsn", ropts.stop_at,
+      "Exit 0 once every change up to this LSN (or 'current': the WAL end at start) is folded");
 
   auto* status = app.add_subcommand("status", "Show the slot position, lag and queue counts");
   status->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
 
-  auto* loadgen = app.add_subcommand("loadgen", "Write bank activity (users, accounts, transactions) to PostgreSQL");
-  loadgen->add_option("-c,--config", config_path, "Configuration file (for postgres.dsn)")->capture_default_str();
+  auto* loadgen = app.add_subcommand(
+      "loadgen", "Write bank activity (users, accounts, transactions) to PostgreSQL");
+  loadgen->add_option("-c,--config", config_path, "Configuration file (for postgres.dsn)")
+      ->capture_default_str();
   tools::LoadgenOptions lg;
   std::string lg_dsn;
-  loadgen->add_option("--dsn", lg_dsn, "PostgreSQL connection string (instead of the configuration's)");
+  loadgen->add_option("--dsn", lg_dsn,
+                      "PostgreSQL connection string (instead of the configuration's)");
   loadgen->add_option("--users", lg.users, "Users to create first")->capture_default_str();
-  loadgen->add_option("--transactions", lg.transactions, "Bank operations to run")->capture_default_str();
-  loadgen->add_option("--rate", lg.rate, "Operations per second (0: as fast as possible)")->capture_default_str();
+  loadgen->add_option("--transactions", lg.transactions, "Bank operations to run")
+      ->capture_default_str();
+  loadgen->add_option("--rate", lg.rate, "Operations per second (0: as fast as possible)")
+      ->capture_default_str();
   loadgen->add_option("--transfer-share", lg.transfer_share)->capture_default_str();
   loadgen->add_option("--update-share", lg.update_share)->capture_default_str();
   loadgen->add_option("--delete-share", lg.delete_share)->capture_default_str();
   loadgen->add_option("--currencies", lg.currencies)->delimiter(',')->capture_default_str();
   loadgen->add_option("--seed", lg.seed, "Random seed (0: random)")->capture_default_str();
-  loadgen->add_option("--ops-per-commit", lg.ops_per_commit, "Operations per PostgreSQL transaction")->capture_default_str();
+  loadgen
+      ->add_option("--ops-per-commit", lg.ops_per_commit, "Operations per PostgreSQL transaction")
+      ->capture_default_str();
   bool no_progress = false;
   loadgen->add_flag("--no-progress", no_progress, "No progress display");
   loadgen->add_flag("--reuse", lg.reuse_existing, "Use existing users and accounts");
 
-  auto* report = app.add_subcommand("report", "Print balances and last transactions from either side, in one format");
+  auto* report = app.add_subcommand(
+      "report", "Print balances and last transactions from either side, in one format");
   report->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
   std::string from;
-  report->add_option("--from", from, "postgres or mongo")->required()->check(CLI::IsMember({"postgres", "mongo"}));
+  report->add_option("--from", from, "postgres or mongo")
+      ->required()
+      ->check(CLI::IsMember({"postgres", "mongo"}));
 
   try {
     app.parse(argc, argv);
@@ -119,7 +136,9 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (*run) {
-        ropts.role = role == "reader" ? daemon::Role::Reader : role == "worker" ? daemon::Role::Worker : daemon::Role::All;
+        ropts.role = role == "reader"   ? daemon::Role::Reader
+                     : role == "worker" ? daemon::Role::Worker
+                                        : daemon::Role::All;
         return daemon::run(cfg, config_path, ropts);
       }
       if (*status) return status_command(cfg);
@@ -139,9 +158,11 @@ int main(int argc, char** argv) {
     }
     lg.progress = !no_progress;
     auto st = tools::run_loadgen(lg);
-    spdlog::info("loadgen: {} users, {} accounts, {} deposits, {} withdrawals, {} transfers, {} updates, "
-                 "{} deletes in {:.1f} s",
-                 st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes, st.seconds);
+    spdlog::info(
+        "loadgen: {} users, {} accounts, {} deposits, {} withdrawals, {} transfers, {} updates, "
+        "{} deletes in {:.1f} s",
+        st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes,
+        st.seconds);
     return 0;
   } catch (const ConfigError& e) {
     std::cerr << "walfold: configuration error: " << e.what() << "\n";

@@ -30,7 +30,8 @@ Lsn current_wal_end(const Config& cfg) {
   c.exec("SELECT pg_logical_emit_message(true, 'walfold', 'stop-at')");
   auto v = c.scalar("SELECT pg_current_wal_lsn()");
   auto lsn = v ? parse_lsn(*v) : std::nullopt;
-  if (!lsn) throw UnavailableError("postgresql at " + c.address() + ": cannot read pg_current_wal_lsn()");
+  if (!lsn)
+    throw UnavailableError("postgresql at " + c.address() + ": cannot read pg_current_wal_lsn()");
   return *lsn;
 }
 
@@ -69,10 +70,13 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       ropts.stop_at = current_wal_end(cfg);
     } else if (!opts.stop_at.empty()) {
       auto l = parse_lsn(opts.stop_at);
-      if (!l) throw ConfigError("--stop-at-lsn '" + opts.stop_at + "' is not an LSN like 16/B374D848 or 'current'");
+      if (!l)
+        throw ConfigError("--stop-at-lsn '" + opts.stop_at +
+                          "' is not an LSN like 16/B374D848 or 'current'");
       ropts.stop_at = *l;
     }
-    if (ropts.stop_at) spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
+    if (ropts.stop_at)
+      spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
   }
 
   std::unique_ptr<projections::MongoPool> pool;
@@ -92,7 +96,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
     std::atomic<bool>& b;
     ~StopAll() { a = b = true; }
   } stop_all{stop_reader, stop_workers};
-  for (int i = 0; i < nworkers; ++i) worker_threads.list.emplace_back([&, i] { workers[i]->run(stop_workers); });
+  for (int i = 0; i < nworkers; ++i)
+    worker_threads.list.emplace_back([&, i] { workers[i]->run(stop_workers); });
   if (reader_role) {
     reader_thread.list.emplace_back([&] {
       try {
@@ -110,8 +115,12 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
     });
   }
   spdlog::info("run: role {}, {} worker(s), slot '{}', redis {}, mongodb {} (database '{}')",
-               opts.role == Role::All ? "all" : opts.role == Role::Reader ? "reader" : "worker", nworkers,
-               cfg.postgres.slot, cfg.redis.unix_socket.empty() ? cfg.redis.host + ":" + std::to_string(cfg.redis.port) : cfg.redis.unix_socket,
+               opts.role == Role::All      ? "all"
+               : opts.role == Role::Reader ? "reader"
+                                           : "worker",
+               nworkers, cfg.postgres.slot,
+               cfg.redis.unix_socket.empty() ? cfg.redis.host + ":" + std::to_string(cfg.redis.port)
+                                             : cfg.redis.unix_socket,
                redact_secrets(cfg.mongodb.uri), cfg.mongodb.database);
   sd_notify(0, "READY=1\nSTATUS=streaming");
 
@@ -136,8 +145,9 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       try {
         auto fresh = load_config(config_path);
         spdlog::set_level(spdlog::level::from_str(fresh.log_level));
-        spdlog::info("run: reloaded {}: log level '{}' applied; other settings apply after a restart",
-                     config_path, fresh.log_level);
+        spdlog::info(
+            "run: reloaded {}: log level '{}' applied; other settings apply after a restart",
+            config_path, fresh.log_level);
       } catch (const std::exception& e) {
         spdlog::error("run: reload failed, keeping the running configuration: {}", e.what());
       }
@@ -166,7 +176,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       try {
         if (!queue) {
           redis = std::make_unique<queue::Redis>(cfg.redis);
-          queue = std::make_unique<queue::JobQueue>(*redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
+          queue = std::make_unique<queue::JobQueue>(
+              *redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
         }
         if (queue->oldest_pending_commit()) {
           drained_since = 0;
@@ -188,10 +199,13 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   reader_thread.join();
   stop_workers = true;
   worker_threads.join();
-  spdlog::info("run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs folded, "
-               "{} MongoDB write commands for {} changes)",
-               format_lsn(reader.confirmed()), progress.commits_seen.load(), progress.jobs_enqueued.load(),
-               progress.jobs_folded.load(), progress.mongo_write_commands.load(), progress.changes_folded.load());
+  spdlog::info(
+      "run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs "
+      "folded, "
+      "{} MongoDB write commands for {} changes)",
+      format_lsn(reader.confirmed()), progress.commits_seen.load(), progress.jobs_enqueued.load(),
+      progress.jobs_folded.load(), progress.mongo_write_commands.load(),
+      progress.changes_folded.load());
   return exit_code;
 }
 

@@ -11,8 +11,8 @@ enum class Role { All, Reader, Worker };
 
 struct RunOptions {
   Role role = Role::All;
-  int workers = -1;           // -1: workers.count from the config
-  std::string stop_at;        // "" | "X/Y" | "current": exit once caught up to it and drained
+  int workers = -1;     // -1: workers.count from the config
+  std::string stop_at;  // "" | "X/Y" | "current": exit once caught up to it and drained
 };
 
 // Returns the process exit code.

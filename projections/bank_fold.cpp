@@ -19,14 +19,17 @@ std::string where(const Job& job, const Change& c, std::string_view column) {
   const auto& row = c.new_row.empty() ? c.old_row : c.new_row;
   std::string id = !row.empty() && row[0].kind == Value::Text ? row[0].text : "?";
   return std::string(model_name(c.model)) + " row id=" + id + " (" +
-         (c.op == 'I' ? "INSERT" : c.op == 'U' ? "UPDATE" : "DELETE") + " at commit LSN " +
-         format_lsn(job.commit_lsn) + ")" + (column.empty() ? "" : ", column " + std::string(column));
+         (c.op == 'I'   ? "INSERT"
+          : c.op == 'U' ? "UPDATE"
+                        : "DELETE") +
+         " at commit LSN " + format_lsn(job.commit_lsn) + ")" +
+         (column.empty() ? "" : ", column " + std::string(column));
 }
 
 const std::string& text(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
   if (f >= static_cast<int>(row.size()) || row[f].kind != Value::Text) {
     std::string state = f >= static_cast<int>(row.size()) ? "missing"
-                        : row[f].kind == Value::Null    ? "NULL"
+                        : row[f].kind == Value::Null      ? "NULL"
                         : row[f].kind == Value::Unchanged ? "an unchanged TOAST value"
                                                           : "missing";
     throw DataError(where(job, c, queue::field_name(c.model, f)) + " is " + state +
@@ -42,7 +45,8 @@ std::int64_t to_int(const Job& job, const Change& c, const std::vector<Value>& r
   std::int64_t v = 0;
   auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (r.ec != std::errc{} || r.ptr != s.data() + s.size())
-    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s + "' is not an integer");
+    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+                    "' is not an integer");
   return v;
 }
 
@@ -50,15 +54,18 @@ Decimal to_decimal(const Job& job, const Change& c, const std::vector<Value>& ro
   const auto& s = text(job, c, row, f);
   auto d = Decimal::parse(s);
   if (!d)
-    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
-                    "' cannot be held exactly by Decimal128 (NaN, Infinity or more than 34 digits)");
+    throw DataError(
+        where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+        "' cannot be held exactly by Decimal128 (NaN, Infinity or more than 34 digits)");
   return *d;
 }
 
 std::int64_t to_time_us(const Job& job, const Change& c, const std::vector<Value>& row, int f) {
   const auto& s = text(job, c, row, f);
   auto t = parse_pg_timestamptz(s);
-  if (!t) throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s + "' is not a timestamp");
+  if (!t)
+    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+                    "' is not a timestamp");
   return *t;
 }
 
@@ -95,7 +102,8 @@ Decimal signed_amount(const Job& job, const Change& c, const std::vector<Value>&
 Decimal add(const Job& job, const Decimal& a, const Decimal& b, const std::string& what) {
   auto r = a.plus(b);
   if (!r)
-    throw DataError(what + " overflows 34 decimal digits at commit LSN " + format_lsn(job.commit_lsn));
+    throw DataError(what + " overflows 34 decimal digits at commit LSN " +
+                    format_lsn(job.commit_lsn));
   return *r;
 }
 
@@ -182,7 +190,9 @@ std::vector<std::int64_t> BankFold::accounts_needed(const std::vector<Job>& jobs
   return {ids.begin(), ids.end()};
 }
 
-void BankFold::set_account(std::int64_t id, const AccountSnapshot& snapshot) { accounts_[id] = snapshot; }
+void BankFold::set_account(std::int64_t id, const AccountSnapshot& snapshot) {
+  accounts_[id] = snapshot;
+}
 
 void BankFold::fold(const Job& job, WritePlan& plan) {
   auto [kind, id] = parse_ordering_key(job.key);
@@ -311,7 +321,8 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
       }
       if (added) {
         d = add(job, d, signed_amount(job, c, row), acct_name + " balance");
-        TxEntry e{tx_id, text(job, c, row, queue::kTxKind), to_decimal(job, c, row, queue::kTxAmount),
+        TxEntry e{tx_id, text(job, c, row, queue::kTxKind),
+                  to_decimal(job, c, row, queue::kTxAmount),
                   to_time_us(job, c, row, queue::kTxCreatedAt)};
         doc.tombstone = false;
         doc.full = true;
@@ -373,7 +384,8 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
   // transactions collection
   for (auto& [tx_id, st] : tx_docs) {
     if (st.tombstone || st.full) {
-      plan.transactions.push_back(ensure(tx_id, [](bson_t* d) { BSON_APPEND_BOOL(d, "deleted", false); }));
+      plan.transactions.push_back(
+          ensure(tx_id, [](bson_t* d) { BSON_APPEND_BOOL(d, "deleted", false); }));
       Statement s;
       s.filter = guarded_filter(tx_id, "applied_lsn", lsn);
       s.update = make_bson();

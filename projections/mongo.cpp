@@ -26,7 +26,8 @@ MongoPool::MongoPool(const MongoConfig& cfg) : cfg_(cfg) {
   mongo_global_init();
   bson_error_t err;
   uri_ = mongoc_uri_new_with_error(cfg.uri.c_str(), &err);
-  if (!uri_) throw ConfigError("mongodb.uri '" + redact_secrets(cfg.uri) + "' is invalid: " + err.message);
+  if (!uri_)
+    throw ConfigError("mongodb.uri '" + redact_secrets(cfg.uri) + "' is invalid: " + err.message);
   address_ = redact_secrets(cfg.uri);
   // Fail fast instead of libmongoc's 30 s default when the server is down.
   if (!mongoc_uri_has_option(uri_, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
@@ -43,7 +44,8 @@ MongoPool::MongoPool(const MongoConfig& cfg) : cfg_(cfg) {
     try {
       mongoc_write_concern_set_w(wc_, std::stoi(cfg.write_concern));
     } catch (...) {
-      throw ConfigError("mongodb.write_concern '" + cfg.write_concern + "' must be 'majority' or a number");
+      throw ConfigError("mongodb.write_concern '" + cfg.write_concern +
+                        "' must be 'majority' or a number");
     }
   }
 }
@@ -54,8 +56,11 @@ MongoPool::~MongoPool() {
   if (uri_) mongoc_uri_destroy(uri_);
 }
 
-MongoPool::Client::Client(MongoPool& pool) : pool_(pool), client_(mongoc_client_pool_pop(pool.pool_)) {}
-MongoPool::Client::~Client() { mongoc_client_pool_push(pool_.pool_, client_); }
+MongoPool::Client::Client(MongoPool& pool)
+    : pool_(pool), client_(mongoc_client_pool_pop(pool.pool_)) {}
+MongoPool::Client::~Client() {
+  mongoc_client_pool_push(pool_.pool_, client_);
+}
 
 mongoc_collection_t* MongoPool::Client::collection(const char* name) const {
   auto* c = mongoc_client_get_collection(client_, pool_.cfg_.database.c_str(), name);

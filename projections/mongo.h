@@ -35,7 +35,9 @@ class Bson {
  private:
   bson_t* p_;
 };
-inline Bson make_bson() { return Bson(); }
+inline Bson make_bson() {
+  return Bson();
+}
 std::string bson_json(const bson_t* b);
 
 // Call once per process before any other libmongoc use (idempotent, thread-safe).

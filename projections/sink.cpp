@@ -14,10 +14,14 @@ bool is_connection_error(const bson_error_t& e) {
 
 std::int64_t get_int64(const bson_iter_t& it) {
   switch (bson_iter_type(&it)) {
-    case BSON_TYPE_INT64: return bson_iter_int64(&it);
-    case BSON_TYPE_INT32: return bson_iter_int32(&it);
-    case BSON_TYPE_DOUBLE: return static_cast<std::int64_t>(bson_iter_double(&it));
-    default: return 0;
+    case BSON_TYPE_INT64:
+      return bson_iter_int64(&it);
+    case BSON_TYPE_INT32:
+      return bson_iter_int32(&it);
+    case BSON_TYPE_DOUBLE:
+      return static_cast<std::int64_t>(bson_iter_double(&it));
+    default:
+      return 0;
   }
 }
 
@@ -25,7 +29,8 @@ std::int64_t get_int64(const bson_iter_t& it) {
 
 MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
 
-std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(const std::vector<std::int64_t>& ids) {
+std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
+    const std::vector<std::int64_t>& ids) {
   std::map<std::int64_t, AccountSnapshot> out;
   if (ids.empty()) return out;
   Collection coll(client_.collection("accounts"));
@@ -33,15 +38,18 @@ std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(const std::vect
   bson_t idd, in;
   bson_append_document_begin(filter.get(), "_id", -1, &idd);
   bson_append_array_begin(&idd, "$in", -1, &in);
-  for (std::size_t i = 0; i < ids.size(); ++i) BSON_APPEND_INT64(&in, std::to_string(i).c_str(), ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    BSON_APPEND_INT64(&in, std::to_string(i).c_str(), ids[i]);
   bson_append_array_end(&idd, &in);
   bson_append_document_end(filter.get(), &idd);
   auto opts = make_bson();
   bson_t proj;
   bson_append_document_begin(opts.get(), "projection", -1, &proj);
-  for (const char* f : {"user_id", "currency", "balance", "applied_lsn", "deleted"}) BSON_APPEND_INT32(&proj, f, 1);
+  for (const char* f : {"user_id", "currency", "balance", "applied_lsn", "deleted"})
+    BSON_APPEND_INT32(&proj, f, 1);
   bson_append_document_end(opts.get(), &proj);
-  mongoc_cursor_t* cur = mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
+  mongoc_cursor_t* cur =
+      mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
   ++stats_.read_commands;
   const bson_t* doc;
   while (mongoc_cursor_next(cur, &doc)) {
@@ -51,11 +59,16 @@ std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(const std::vect
     if (!bson_iter_init(&it, doc)) continue;
     while (bson_iter_next(&it)) {
       std::string_view k = bson_iter_key(&it);
-      if (k == "_id") id = get_int64(it);
-      else if (k == "user_id") s.user_id = get_int64(it);
-      else if (k == "applied_lsn") s.applied_lsn = static_cast<Lsn>(get_int64(it));
-      else if (k == "deleted") s.deleted = bson_iter_as_bool(&it);
-      else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it)) s.currency = bson_iter_utf8(&it, nullptr);
+      if (k == "_id")
+        id = get_int64(it);
+      else if (k == "user_id")
+        s.user_id = get_int64(it);
+      else if (k == "applied_lsn")
+        s.applied_lsn = static_cast<Lsn>(get_int64(it));
+      else if (k == "deleted")
+        s.deleted = bson_iter_as_bool(&it);
+      else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
+        s.currency = bson_iter_utf8(&it, nullptr);
       else if (k == "balance" && BSON_ITER_HOLDS_DECIMAL128(&it)) {
         bson_decimal128_t d;
         bson_iter_decimal128(&it, &d);
@@ -89,12 +102,14 @@ void MongoSink::bulk(const char* collection, std::vector<Statement>& statements)
   Collection coll(client_.collection(collection));
   auto opts = make_bson();
   BSON_APPEND_BOOL(opts.get(), "ordered", true);
-  mongoc_bulk_operation_t* b = mongoc_collection_create_bulk_operation_with_opts(coll.get(), opts.get());
+  mongoc_bulk_operation_t* b =
+      mongoc_collection_create_bulk_operation_with_opts(coll.get(), opts.get());
   bson_error_t err;
   for (auto& s : statements) {
     auto o = make_bson();
     if (s.upsert) BSON_APPEND_BOOL(o.get(), "upsert", true);
-    if (!mongoc_bulk_operation_update_one_with_opts(b, s.filter.get(), s.update.get(), o.get(), &err)) {
+    if (!mongoc_bulk_operation_update_one_with_opts(b, s.filter.get(), s.update.get(), o.get(),
+                                                    &err)) {
       mongoc_bulk_operation_destroy(b);
       throw DataError(std::string("building the ") + collection + " bulk write: " + err.message +
                       " (update " + bson_json(s.update.get()) + ")");
@@ -127,7 +142,8 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   BSON_APPEND_INT32(&sort, "_id", -1);
   bson_append_document_end(opts.get(), &sort);
   BSON_APPEND_INT32(opts.get(), "batchSize", 8);
-  mongoc_cursor_t* cur = mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
+  mongoc_cursor_t* cur =
+      mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
   ++stats_.read_commands;
   auto set = make_bson();
   bson_t arr;
@@ -143,15 +159,22 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
     if (!bson_iter_init(&it, doc)) continue;
     while (bson_iter_next(&it)) {
       std::string_view k = bson_iter_key(&it);
-      if (k == "_id") id = get_int64(it);
-      else if (k == "applied_lsn") applied = get_int64(it);
-      else if (k == "created_at_us") us = get_int64(it);
-      else if (k == "created_at" && BSON_ITER_HOLDS_DATE_TIME(&it)) date = bson_iter_date_time(&it);
-      else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it)) kind = bson_iter_utf8(&it, nullptr);
-      else if (k == "amount") amount = bson_iter_value(&it);
+      if (k == "_id")
+        id = get_int64(it);
+      else if (k == "applied_lsn")
+        applied = get_int64(it);
+      else if (k == "created_at_us")
+        us = get_int64(it);
+      else if (k == "created_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
+        date = bson_iter_date_time(&it);
+      else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
+        kind = bson_iter_utf8(&it, nullptr);
+      else if (k == "amount")
+        amount = bson_iter_value(&it);
       else if (k == "left" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
         bson_iter_t sub;
-        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, left_key.c_str())) left = get_int64(sub);
+        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, left_key.c_str()))
+          left = get_int64(sub);
       }
     }
     // Moved out of this account after the write that put it here (the destination's job
@@ -171,7 +194,8 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   bool failed = mongoc_cursor_error(cur, &err);
   mongoc_cursor_destroy(cur);
   if (failed) {
-    std::string msg = "mongodb at " + pool_.address() + ": reading transactions failed: " + err.message;
+    std::string msg =
+        "mongodb at " + pool_.address() + ": reading transactions failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
     throw std::runtime_error(msg);
   }

@@ -14,7 +14,7 @@
 namespace walfold::projections {
 
 struct SinkStats {
-  std::uint64_t write_commands = 0;   // bulk write round trips
+  std::uint64_t write_commands = 0;  // bulk write round trips
   std::uint64_t statements = 0;
   std::uint64_t read_commands = 0;
 };

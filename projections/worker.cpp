@@ -20,7 +20,8 @@ std::size_t Worker::run_once() {
     queue_ = std::make_unique<queue::JobQueue>(
         *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
   }
-  auto claim = queue_->claim(cfg_.workers.batch_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
+  auto claim =
+      queue_->claim(cfg_.workers.batch_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
   if (claim.keys.empty()) return 0;
 
   struct KeyWork {
@@ -37,8 +38,10 @@ std::size_t Worker::run_once() {
     try {
       for (const auto& body : k.bodies) w.jobs.push_back(queue::decode_job(body));
     } catch (const DataError& e) {
-      spdlog::error("worker {}: key {}: job {} cannot be decoded: {}; the key waits for its lease to "
-                    "expire and is retried", index_, k.key, w.jobs.size() + 1, e.what());
+      spdlog::error(
+          "worker {}: key {}: job {} cannot be decoded: {}; the key waits for its lease to "
+          "expire and is retried",
+          index_, k.key, w.jobs.size() + 1, e.what());
       ++progress_.fold_errors;
     }
     for (const auto& j : w.jobs) all_jobs.push_back(j);
@@ -48,7 +51,8 @@ std::size_t Worker::run_once() {
   MongoSink sink(pool_);
   BankFold fold;
   try {
-    for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(all_jobs))) fold.set_account(id, snap);
+    for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(all_jobs)))
+      fold.set_account(id, snap);
     WritePlan plan;
     for (auto& w : work) {
       for (const auto& job : w.jobs) {
@@ -58,9 +62,10 @@ std::size_t Worker::run_once() {
         } catch (const DataError& e) {
           // A job that cannot be folded exactly stops its key (later jobs of the same account
           // must not overtake it); other keys go on.
-          spdlog::error("worker {}: cannot fold job for key {} at commit LSN {}: {}; the key is "
-                        "held until its lease expires, then retried",
-                        index_, w.claimed->key, format_lsn(job.commit_lsn), e.what());
+          spdlog::error(
+              "worker {}: cannot fold job for key {} at commit LSN {}: {}; the key is "
+              "held until its lease expires, then retried",
+              index_, w.claimed->key, format_lsn(job.commit_lsn), e.what());
           ++progress_.fold_errors;
           w.failed = true;
           break;
@@ -96,8 +101,10 @@ std::size_t Worker::run_once() {
   }
   auto rejected = queue_->ack(claim.fence, acks);
   for (const auto& k : rejected)
-    spdlog::warn("worker {}: the lease on key {} expired before its acknowledgement; another worker "
-                 "redoes its jobs (the fold is idempotent)", index_, k);
+    spdlog::warn(
+        "worker {}: the lease on key {} expired before its acknowledgement; another worker "
+        "redoes its jobs (the fold is idempotent)",
+        index_, k);
   progress_.jobs_folded += done;
   return done;
 }
@@ -121,8 +128,10 @@ void Worker::run(const std::atomic<bool>& stop) {
         redis_.reset();
         queue_.reset();
       }
-      auto jitter = std::chrono::milliseconds(std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 2))(rng));
-      spdlog::warn("worker {}: {}; retrying in {} ms", index_, e.what(), (backoff + jitter).count());
+      auto jitter = std::chrono::milliseconds(
+          std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 2))(rng));
+      spdlog::warn("worker {}: {}; retrying in {} ms", index_, e.what(),
+                   (backoff + jitter).count());
       for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
            slept += std::chrono::milliseconds(50))
         std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -55,9 +55,12 @@ class Reader {
 
 char model_char(Model m) {
   switch (m) {
-    case Model::Users: return 'u';
-    case Model::Accounts: return 'a';
-    case Model::Transactions: return 't';
+    case Model::Users:
+      return 'u';
+    case Model::Accounts:
+      return 'a';
+    case Model::Transactions:
+      return 't';
   }
   return '?';
 }
@@ -87,9 +90,12 @@ std::vector<Value> get_row(Reader& r, Model m) {
 
 int field_count(Model m) {
   switch (m) {
-    case Model::Users: return kUserFieldCount;
-    case Model::Accounts: return kAcctFieldCount;
-    case Model::Transactions: return kTxFieldCount;
+    case Model::Users:
+      return kUserFieldCount;
+    case Model::Accounts:
+      return kAcctFieldCount;
+    case Model::Transactions:
+      return kTxFieldCount;
   }
   return 0;
 }
@@ -100,14 +106,19 @@ const char* field_name(Model m, int f) {
   static const char* txs[] = {"id", "account_id", "amount", "kind", "transfer_id", "created_at"};
   if (f < 0 || f >= field_count(m)) return "?";
   switch (m) {
-    case Model::Users: return users[f];
-    case Model::Accounts: return accounts[f];
-    case Model::Transactions: return txs[f];
+    case Model::Users:
+      return users[f];
+    case Model::Accounts:
+      return accounts[f];
+    case Model::Transactions:
+      return txs[f];
   }
   return "?";
 }
 
-std::string Job::pending_member() const { return lsn_key(commit_lsn) + ":" + key; }
+std::string Job::pending_member() const {
+  return lsn_key(commit_lsn) + ":" + key;
+}
 
 std::string encode_job(const Job& job) {
   std::string out;
@@ -142,10 +153,17 @@ Job decode_job(std::string_view encoded) {
   for (std::uint64_t i = 0; i < n; ++i) {
     Change c;
     switch (r.ch()) {
-      case 'u': c.model = Model::Users; break;
-      case 'a': c.model = Model::Accounts; break;
-      case 't': c.model = Model::Transactions; break;
-      default: r.fail("bad model");
+      case 'u':
+        c.model = Model::Users;
+        break;
+      case 'a':
+        c.model = Model::Accounts;
+        break;
+      case 't':
+        c.model = Model::Transactions;
+        break;
+      default:
+        r.fail("bad model");
     }
     c.op = r.ch();
     if (c.op != 'I' && c.op != 'U' && c.op != 'D') r.fail("bad operation");

@@ -19,7 +19,15 @@ namespace walfold::queue {
 //   transactions: id, account_id, amount, kind, transfer_id, created_at
 enum UserField { kUserId, kUserFullName, kUserEmail, kUserCreatedAt, kUserFieldCount };
 enum AccountField { kAcctId, kAcctUserId, kAcctCurrency, kAcctCreatedAt, kAcctFieldCount };
-enum TxField { kTxId, kTxAccountId, kTxAmount, kTxKind, kTxTransferId, kTxCreatedAt, kTxFieldCount };
+enum TxField {
+  kTxId,
+  kTxAccountId,
+  kTxAmount,
+  kTxKind,
+  kTxTransferId,
+  kTxCreatedAt,
+  kTxFieldCount
+};
 int field_count(Model m);
 const char* field_name(Model m, int field);
 
@@ -31,16 +39,16 @@ struct Value {
 
 struct Change {
   Model model;
-  char op;                       // 'I' insert, 'U' update, 'D' delete
-  std::vector<Value> new_row;    // insert/update
-  std::vector<Value> old_row;    // update/delete: old values ('O' full row or 'K' key only)
+  char op;                     // 'I' insert, 'U' update, 'D' delete
+  std::vector<Value> new_row;  // insert/update
+  std::vector<Value> old_row;  // update/delete: old values ('O' full row or 'K' key only)
 };
 
 struct Job {
-  Lsn commit_lsn = 0;   // start of the commit record: the checkpoint unit
-  Lsn end_lsn = 0;      // end of the commit record
+  Lsn commit_lsn = 0;  // start of the commit record: the checkpoint unit
+  Lsn end_lsn = 0;     // end of the commit record
   std::int64_t commit_time_us = 0;
-  std::string key;      // ordering key: "a:<account id>" or "u:<user id>"
+  std::string key;  // ordering key: "a:<account id>" or "u:<user id>"
   std::vector<Change> changes;
 
   // Identity of this job in the pending set: "<16 hex digits of commit_lsn>:<key>".

@@ -66,7 +66,9 @@ std::optional<Lsn> JobQueue::oldest_pending_commit() {
   if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
   std::string_view member(r->element[0]->str, r->element[0]->len);
   auto lsn = parse_lsn_key(member.substr(0, 16));
-  if (!lsn) throw DataError("redis " + prefix_ + ":pending holds a malformed member '" + std::string(member) + "'");
+  if (!lsn)
+    throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
+                    std::string(member) + "'");
   return lsn;
 }
 

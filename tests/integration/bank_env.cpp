@@ -40,7 +40,8 @@ void for_each_doc(const std::string& uri, const std::string& db, const char* col
 
 }  // namespace
 
-std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri, const std::string& db) {
+std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
+                                                         const std::string& db) {
   std::map<std::int64_t, MongoAccount> out;
   for_each_doc(uri, db, "accounts", [&](const bson_t* doc) {
     bson_iter_t it;
@@ -69,8 +70,8 @@ std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
   return out;
 }
 
-std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(const std::string& uri,
-                                                                                  const std::string& db) {
+std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(
+    const std::string& uri, const std::string& db) {
   std::map<std::int64_t, std::map<std::string, std::string>> out;
   for_each_doc(uri, db, "users", [&](const bson_t* doc) {
     bson_iter_t it;

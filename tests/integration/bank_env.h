@@ -28,16 +28,22 @@ struct BankEnv {
     dir = mkdtemp(tmpl);
     config_path = dir + "/walfold.yaml";
     std::ofstream f(config_path);
-    f << "postgres:\n  dsn: \"" << dsn << "\"\n  slot: " << name << "\n  publication: " << name << "\n"
-      << "redis:\n  host: " << s.redis_host << "\n  port: " << s.redis_port << "\n  prefix: " << redis_prefix << "\n"
+    f << "postgres:\n  dsn: \"" << dsn << "\"\n  slot: " << name << "\n  publication: " << name
+      << "\n"
+      << "redis:\n  host: " << s.redis_host << "\n  port: " << s.redis_port
+      << "\n  prefix: " << redis_prefix << "\n"
       << "mongodb:\n  uri: \"" << s.mongo_uri << "\"\n  database: " << mongo_db << "\n"
       << "reader:\n  status_interval_ms: 200\n"
       << "workers:\n  count: 2\n  batch_keys: 64\n"
-      << "log_level: info\n" << extra_yaml;
+      << "log_level: info\n"
+      << extra_yaml;
   }
   ~BankEnv() {
     try {
-      pg_query(dsn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '" + name + "' AND NOT active");
+      pg_query(dsn,
+               "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
+               "slot_name = '" +
+                   name + "' AND NOT active");
     } catch (...) {
     }
   }
@@ -47,7 +53,8 @@ struct BankEnv {
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv, timeout_s);
   }
-  CmdResult cmd(const std::string& sub, std::vector<std::string> more = {}, int timeout_s = 300) const {
+  CmdResult cmd(const std::string& sub, std::vector<std::string> more = {},
+                int timeout_s = 300) const {
     std::vector<std::string> args{sub, "--config", config_path};
     args.insert(args.end(), more.begin(), more.end());
     return walfold(args, timeout_s);
@@ -62,9 +69,10 @@ struct MongoAccount {
   std::vector<std::int64_t> last_ids;
   std::int64_t user_id = 0;
 };
-std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri, const std::string& db);
+std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
+                                                         const std::string& db);
 // users: id -> currency -> canonical total
-std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(const std::string& uri,
-                                                                                  const std::string& db);
+std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(
+    const std::string& uri, const std::string& db);
 
 }  // namespace walfold::test

@@ -30,18 +30,24 @@ struct PgTruth {
 
 PgTruth pg_truth(const std::string& dsn) {
   PgTruth t;
-  for (auto& r : pg_query(dsn,
-                          "SELECT a.id, coalesce(sum(CASE t.kind WHEN 'deposit' THEN t.amount ELSE -t.amount END), 0) "
-                          "FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id GROUP BY a.id"))
+  for (auto& r :
+       pg_query(dsn,
+                "SELECT a.id, coalesce(sum(CASE t.kind WHEN 'deposit' THEN t.amount ELSE -t.amount "
+                "END), 0) "
+                "FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id GROUP BY a.id"))
     t.balance[std::stoll(*r[0])] = canon(*r[1]);
-  for (auto& r : pg_query(dsn,
-                          "SELECT account_id, id FROM (SELECT id, account_id, row_number() OVER (PARTITION BY account_id "
-                          "ORDER BY created_at DESC, id DESC) AS rn FROM transactions) x WHERE rn <= 3 "
-                          "ORDER BY account_id, rn"))
+  for (auto& r :
+       pg_query(dsn,
+                "SELECT account_id, id FROM (SELECT id, account_id, row_number() OVER (PARTITION "
+                "BY account_id "
+                "ORDER BY created_at DESC, id DESC) AS rn FROM transactions) x WHERE rn <= 3 "
+                "ORDER BY account_id, rn"))
     t.last3[std::stoll(*r[0])].push_back(std::stoll(*r[1]));
   for (auto& r : pg_query(dsn,
-                          "SELECT a.user_id, trim(a.currency), coalesce(sum(CASE t.kind WHEN 'deposit' THEN t.amount "
-                          "ELSE -t.amount END), 0) FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id "
+                          "SELECT a.user_id, trim(a.currency), coalesce(sum(CASE t.kind WHEN "
+                          "'deposit' THEN t.amount "
+                          "ELSE -t.amount END), 0) FROM accounts a LEFT JOIN transactions t ON "
+                          "t.account_id = a.id "
                           "GROUP BY a.user_id, trim(a.currency)"))
     t.user_totals[std::stoll(*r[0])][*r[1]] = canon(*r[2]);
   return t;
@@ -61,7 +67,8 @@ void expect_read_model_exact(const BankEnv& env) {
       continue;
     }
     if (it->second.balance != bal) {
-      ADD_FAILURE() << "account " << id << ": MongoDB balance " << it->second.balance << ", PostgreSQL " << bal;
+      ADD_FAILURE() << "account " << id << ": MongoDB balance " << it->second.balance
+                    << ", PostgreSQL " << bal;
       ++mismatches;
     }
     auto want = truth.last3.count(id) ? truth.last3.at(id) : std::vector<std::int64_t>{};
@@ -69,7 +76,8 @@ void expect_read_model_exact(const BankEnv& env) {
       std::string got, exp;
       for (auto x : it->second.last_ids) got += std::to_string(x) + " ";
       for (auto x : want) exp += std::to_string(x) + " ";
-      ADD_FAILURE() << "account " << id << ": last_transactions [" << got << "], PostgreSQL's newest 3 [" << exp << "]";
+      ADD_FAILURE() << "account " << id << ": last_transactions [" << got
+                    << "], PostgreSQL's newest 3 [" << exp << "]";
       ++mismatches;
     }
     if (mismatches > 10) return;
@@ -112,8 +120,9 @@ void expect_reports_identical(const BankEnv& env) {
     la.clear();
     lb.clear();
   }
-  ADD_FAILURE() << "reports differ (postgres " << pg.output.size() << " bytes, mongo " << mg.output.size()
-                << " bytes); first differences:\n" << shown;
+  ADD_FAILURE() << "reports differ (postgres " << pg.output.size() << " bytes, mongo "
+                << mg.output.size() << " bytes); first differences:\n"
+                << shown;
 }
 
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {}) {
@@ -126,41 +135,65 @@ void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {}
 // Corrections, moves and deletes that loadgen does not do, each in its own commit.
 void edge_case_activity(const std::string& dsn) {
   pg_query(dsn,
-           "UPDATE transactions t SET account_id = coalesce((SELECT a2.id FROM accounts a1 JOIN accounts a2 "
-           "ON a2.currency = a1.currency AND a2.id <> a1.id WHERE a1.id = t.account_id ORDER BY a2.id LIMIT 1), "
-           "t.account_id) WHERE t.id IN (SELECT id FROM transactions ORDER BY id DESC LIMIT 20 OFFSET 7)");
-  pg_query(dsn, "UPDATE users SET email = 'changed-' || id || '@example.test', full_name = full_name || ' Jr.' "
-                "WHERE id % 17 = 0");
-  pg_query(dsn, "UPDATE accounts SET user_id = (SELECT min(id) FROM users) WHERE id IN "
-                "(SELECT id FROM accounts ORDER BY id DESC LIMIT 4)");
-  pg_query(dsn, "UPDATE accounts SET currency = 'CHF' WHERE id IN (SELECT id FROM accounts ORDER BY id LIMIT 2 OFFSET 10)");
-  pg_query(dsn, "BEGIN; CREATE TEMP TABLE victims AS SELECT id FROM accounts ORDER BY id LIMIT 3 OFFSET 20; "
-                "DELETE FROM transactions WHERE account_id IN (SELECT id FROM victims); "
-                "DELETE FROM accounts WHERE id IN (SELECT id FROM victims); COMMIT");
-  pg_query(dsn, "BEGIN; CREATE TEMP TABLE gone AS SELECT id FROM users ORDER BY id LIMIT 2 OFFSET 30; "
-                "DELETE FROM transactions WHERE account_id IN (SELECT a.id FROM accounts a JOIN gone g ON g.id = a.user_id); "
-                "DELETE FROM accounts WHERE user_id IN (SELECT id FROM gone); "
-                "DELETE FROM users WHERE id IN (SELECT id FROM gone); COMMIT");
+           "UPDATE transactions t SET account_id = coalesce((SELECT a2.id FROM accounts a1 JOIN "
+           "accounts a2 "
+           "ON a2.currency = a1.currency AND a2.id <> a1.id WHERE a1.id = t.account_id ORDER BY "
+           "a2.id LIMIT 1), "
+           "t.account_id) WHERE t.id IN (SELECT id FROM transactions ORDER BY id DESC LIMIT 20 "
+           "OFFSET 7)");
+  pg_query(dsn,
+           "UPDATE users SET email = 'changed-' || id || '@example.test', full_name = full_name || "
+           "' Jr.' "
+           "WHERE id % 17 = 0");
+  pg_query(dsn,
+           "UPDATE accounts SET user_id = (SELECT min(id) FROM users) WHERE id IN "
+           "(SELECT id FROM accounts ORDER BY id DESC LIMIT 4)");
+  pg_query(dsn,
+           "UPDATE accounts SET currency = 'CHF' WHERE id IN (SELECT id FROM accounts ORDER BY id "
+           "LIMIT 2 OFFSET 10)");
+  pg_query(
+      dsn,
+      "BEGIN; CREATE TEMP TABLE victims AS SELECT id FROM accounts ORDER BY id LIMIT 3 OFFSET 20; "
+      "DELETE FROM transactions WHERE account_id IN (SELECT id FROM victims); "
+      "DELETE FROM accounts WHERE id IN (SELECT id FROM victims); COMMIT");
+  pg_query(dsn,
+           "BEGIN; CREATE TEMP TABLE gone AS SELECT id FROM users ORDER BY id LIMIT 2 OFFSET 30; "
+           "DELETE FROM transactions WHERE account_id IN (SELECT a.id FROM accounts a JOIN gone g "
+           "ON g.id = a.user_id); "
+           "DELETE FROM accounts WHERE user_id IN (SELECT id FROM gone); "
+           "DELETE FROM users WHERE id IN (SELECT id FROM gone); COMMIT");
   // One commit touching every account.
-  pg_query(dsn, "INSERT INTO transactions (account_id, amount, kind) SELECT id, (id % 97) + 0.0001, 'deposit' FROM accounts");
+  pg_query(dsn,
+           "INSERT INTO transactions (account_id, amount, kind) SELECT id, (id % 97) + 0.0001, "
+           "'deposit' FROM accounts");
   // User, account and money created in one commit.
-  pg_query(dsn, "WITH u AS (INSERT INTO users (full_name, email) VALUES ('Same Commit', 'same@example.test') RETURNING id), "
-                "a AS (INSERT INTO accounts (user_id, currency) SELECT id, 'USD' FROM u RETURNING id) "
-                "INSERT INTO transactions (account_id, amount, kind) SELECT id, 5.5555, 'deposit' FROM a");
+  pg_query(
+      dsn,
+      "WITH u AS (INSERT INTO users (full_name, email) VALUES ('Same Commit', 'same@example.test') "
+      "RETURNING id), "
+      "a AS (INSERT INTO accounts (user_id, currency) SELECT id, 'USD' FROM u RETURNING id) "
+      "INSERT INTO transactions (account_id, amount, kind) SELECT id, 5.5555, 'deposit' FROM a");
   // Insert, correct and delete inside one commit; and a correction of the newest row.
-  pg_query(dsn, "BEGIN; INSERT INTO transactions (id, account_id, amount, kind) VALUES (9000001, 1, 1.0000, 'deposit'); "
-                "UPDATE transactions SET amount = 2.0000 WHERE id = 9000001; "
-                "DELETE FROM transactions WHERE id = 9000001; COMMIT");
-  pg_query(dsn, "UPDATE transactions SET amount = amount + 0.0001, kind = 'withdrawal' WHERE id = (SELECT max(id) FROM transactions)");
-  pg_query(dsn, "DELETE FROM transactions WHERE id IN (SELECT id FROM transactions ORDER BY created_at DESC, id DESC LIMIT 5)");
+  pg_query(dsn,
+           "BEGIN; INSERT INTO transactions (id, account_id, amount, kind) VALUES (9000001, 1, "
+           "1.0000, 'deposit'); "
+           "UPDATE transactions SET amount = 2.0000 WHERE id = 9000001; "
+           "DELETE FROM transactions WHERE id = 9000001; COMMIT");
+  pg_query(dsn,
+           "UPDATE transactions SET amount = amount + 0.0001, kind = 'withdrawal' WHERE id = "
+           "(SELECT max(id) FROM transactions)");
+  pg_query(dsn,
+           "DELETE FROM transactions WHERE id IN (SELECT id FROM transactions ORDER BY created_at "
+           "DESC, id DESC LIMIT 5)");
 }
 
 TEST(EndToEnd, RandomBankActivityLandsExactly) {
   BankEnv env;
   auto s = env.cmd("setup", {"--schema"});
   ASSERT_EQ(s.status, 0) << s.output;
-  auto lg = env.cmd("loadgen", {"--users", "300", "--transactions", "4000", "--seed", "11", "--update-share", "0.1",
-                                "--delete-share", "0.05", "--currencies", "USD,EUR,GBP,JPY", "--no-progress"});
+  auto lg = env.cmd("loadgen", {"--users", "300", "--transactions", "4000", "--seed", "11",
+                                "--update-share", "0.1", "--delete-share", "0.05", "--currencies",
+                                "USD,EUR,GBP,JPY", "--no-progress"});
   ASSERT_EQ(lg.status, 0) << lg.output;
   edge_case_activity(env.dsn);
   auto before = parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
@@ -168,27 +201,33 @@ TEST(EndToEnd, RandomBankActivityLandsExactly) {
   expect_read_model_exact(env);
   expect_reports_identical(env);
   // The slot was advanced past everything folded, and nothing is left in flight.
-  auto confirmed = parse_lsn(pg_scalar(env.dsn, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'"));
+  auto confirmed = parse_lsn(pg_scalar(
+      env.dsn,
+      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'"));
   ASSERT_TRUE(confirmed && before);
   EXPECT_GE(*confirmed, *before);
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "0");
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":ready"}), "0");
-  EXPECT_EQ(redis_cmd({"EXISTS", env.queue_prefix() + ":k:a:1"}), "0") << "finished jobs must be removed";
+  EXPECT_EQ(redis_cmd({"EXISTS", env.queue_prefix() + ":k:a:1"}), "0")
+      << "finished jobs must be removed";
 }
 
 TEST(EndToEnd, FollowsLiveWritesAndResumesAfterRestart) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   Process daemon({walfold_binary(), "run", "--config", env.config_path});
-  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60))) << daemon.output();
-  auto lg = env.cmd("loadgen", {"--users", "100", "--transactions", "2000", "--rate", "1500", "--seed", "5", "--no-progress"});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  auto lg = env.cmd("loadgen", {"--users", "100", "--transactions", "2000", "--rate", "1500",
+                                "--seed", "5", "--no-progress"});
   ASSERT_EQ(lg.status, 0) << lg.output;
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value()) << "walfold did not stop on SIGTERM";
   EXPECT_EQ(*st, 0) << daemon.output();
   // More writes while walfold is down, then catch up from the checkpoint.
-  auto lg2 = env.cmd("loadgen", {"--reuse", "--transactions", "1000", "--seed", "6", "--no-progress"});
+  auto lg2 =
+      env.cmd("loadgen", {"--reuse", "--transactions", "1000", "--seed", "6", "--no-progress"});
   ASSERT_EQ(lg2.status, 0) << lg2.output;
   run_until_caught_up(env);
   expect_read_model_exact(env);
@@ -198,8 +237,10 @@ TEST(EndToEnd, FollowsLiveWritesAndResumesAfterRestart) {
 TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  ASSERT_EQ(env.cmd("loadgen", {"--users", "80", "--transactions", "1500", "--seed", "3", "--update-share", "0.15",
-                                "--no-progress"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "80", "--transactions", "1500", "--seed", "3",
+                                "--update-share", "0.15", "--no-progress"})
+                .status,
+            0);
   // Reader only: every job is in Redis, none folded yet. Keep a copy of all of them.
   ASSERT_EQ(env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"}).status, 0);
   RedisConfig rc;
@@ -223,11 +264,13 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
   expect_read_model_exact(env);
   // Deliver every job a second time, in a different order across keys; fold again.
   std::reverse(copy.begin(), copy.end());
-  std::stable_sort(copy.begin(), copy.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+  std::stable_sort(copy.begin(), copy.end(),
+                   [](const auto& a, const auto& b) { return a.key < b.key; });
   queue::JobQueue q(redis, env.queue_prefix());
   for (std::size_t i = 0; i < copy.size(); i += 500) {
     // Per key, the copies must stay in commit order: re-sort each key's slice by member.
-    std::vector<queue::EnqueueItem> part(copy.begin() + i, copy.begin() + std::min(copy.size(), i + 500));
+    std::vector<queue::EnqueueItem> part(copy.begin() + i,
+                                         copy.begin() + std::min(copy.size(), i + 500));
     std::stable_sort(part.begin(), part.end(), [](const auto& a, const auto& b) {
       return a.key != b.key ? a.key < b.key : a.member < b.member;
     });

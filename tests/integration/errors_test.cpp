@@ -1,8 +1,8 @@
 // Bad input gets a clear error that names the problem, and the right exit code (sysexits).
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -14,7 +14,9 @@ namespace {
 
 constexpr int kExUnavailable = 69, kExConfig = 78, kExDataErr = 65;
 
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
 
 // A loopback port with nothing listening on it.
 int closed_port() {
@@ -69,7 +71,8 @@ TEST(Errors, MissingConfigFileIsNamed) {
 
 TEST(Errors, UnreachablePostgresNamesItsAddress) {
   int port = closed_port();
-  auto path = write_file("postgres:\n  dsn: \"host=127.0.0.1 port=" + std::to_string(port) + " dbname=x user=y password=hunter2\"\n");
+  auto path = write_file("postgres:\n  dsn: \"host=127.0.0.1 port=" + std::to_string(port) +
+                         " dbname=x user=y password=hunter2\"\n");
   auto r = walfold({"setup", "--config", path});
   EXPECT_EQ(r.status, kExUnavailable) << r.output;
   EXPECT_TRUE(contains(r.output, "postgresql at 127.0.0.1:" + std::to_string(port))) << r.output;
@@ -80,19 +83,22 @@ TEST(Errors, UnreachableRedisNamesItsAddress) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   int port = closed_port();
-  auto path = write_file("postgres:\n  dsn: \"" + env.dsn + "\"\n  slot: " + env.name + "\n  publication: " + env.name +
+  auto path = write_file("postgres:\n  dsn: \"" + env.dsn + "\"\n  slot: " + env.name +
+                         "\n  publication: " + env.name +
                          "\nredis:\n  host: 127.0.0.1\n  port: " + std::to_string(port) + "\n");
   auto r = walfold({"status", "--config", path});
   EXPECT_EQ(r.status, kExUnavailable) << r.output;
-  EXPECT_TRUE(contains(r.output, "redis at 127.0.0.1:" + std::to_string(port) + " is unreachable")) << r.output;
+  EXPECT_TRUE(contains(r.output, "redis at 127.0.0.1:" + std::to_string(port) + " is unreachable"))
+      << r.output;
 }
 
 TEST(Errors, UnreachableMongoNamesItsAddress) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   int port = closed_port();
-  auto path = write_file("postgres:\n  dsn: \"" + env.dsn + "\"\nmongodb:\n  uri: \"mongodb://127.0.0.1:" +
-                         std::to_string(port) + "/?serverSelectionTimeoutMS=1000\"\n");
+  auto path = write_file("postgres:\n  dsn: \"" + env.dsn +
+                         "\"\nmongodb:\n  uri: \"mongodb://127.0.0.1:" + std::to_string(port) +
+                         "/?serverSelectionTimeoutMS=1000\"\n");
   auto r = walfold({"report", "--from", "mongo", "--config", path});
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "127.0.0.1:" + std::to_string(port))) << r.output;
@@ -100,7 +106,8 @@ TEST(Errors, UnreachableMongoNamesItsAddress) {
 
 TEST(Errors, MissingPublicationIsReportedBeforeStreaming) {
   BankEnv env;
-  pg_query(env.dsn, std::string("CREATE TABLE users (id bigserial primary key, full_name text, email text, created_at timestamptz);"));
+  pg_query(env.dsn, std::string("CREATE TABLE users (id bigserial primary key, full_name text, "
+                                "email text, created_at timestamptz);"));
   auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 60);
   EXPECT_EQ(r.status, kExConfig) << r.output;
   EXPECT_TRUE(contains(r.output, "publication '" + env.name + "' does not exist")) << r.output;
@@ -139,10 +146,12 @@ TEST(Errors, WrongWalLevelIsReported) {
   }
   auto init = as_pg(s.pg_bin_dir + "/initdb -D " + dir + "/data -U admin --auth=trust");
   ASSERT_EQ(init.status, 0) << init.output;
-  auto start = as_pg(s.pg_bin_dir + "/pg_ctl -D " + dir + "/data -l " + dir + "/log -w start -o \"-p " + std::to_string(port) +
-                     " -k " + dir + " -c listen_addresses=127.0.0.1 -c wal_level=replica\"");
+  auto start = as_pg(s.pg_bin_dir + "/pg_ctl -D " + dir + "/data -l " + dir +
+                     "/log -w start -o \"-p " + std::to_string(port) + " -k " + dir +
+                     " -c listen_addresses=127.0.0.1 -c wal_level=replica\"");
   ASSERT_EQ(start.status, 0) << start.output;
-  auto path = write_file("postgres:\n  dsn: \"host=127.0.0.1 port=" + std::to_string(port) + " dbname=postgres user=admin\"\n");
+  auto path = write_file("postgres:\n  dsn: \"host=127.0.0.1 port=" + std::to_string(port) +
+                         " dbname=postgres user=admin\"\n");
   auto r = walfold({"setup", "--config", path, "--schema"});
   as_pg(s.pg_bin_dir + "/pg_ctl -D " + dir + "/data -m immediate stop");
   EXPECT_EQ(r.status, kExConfig) << r.output;
@@ -153,7 +162,8 @@ TEST(Errors, WrongWalLevelIsReported) {
 TEST(Errors, TruncateStopsTheReaderAndPointsToReconcile) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  ASSERT_EQ(env.cmd("loadgen", {"--users", "5", "--transactions", "20", "--no-progress"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "5", "--transactions", "20", "--no-progress"}).status,
+            0);
   pg_query(env.dsn, "TRUNCATE transactions");
   auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
   EXPECT_EQ(r.status, kExDataErr) << r.output;
@@ -164,28 +174,43 @@ TEST(Errors, TruncateStopsTheReaderAndPointsToReconcile) {
 TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  ASSERT_EQ(env.cmd("loadgen", {"--users", "10", "--transactions", "50", "--seed", "2", "--no-progress"}).status, 0);
+  ASSERT_EQ(
+      env.cmd("loadgen", {"--users", "10", "--transactions", "50", "--seed", "2", "--no-progress"})
+          .status,
+      0);
   // numeric NaN passes CHECK (amount > 0); walfold must refuse to fold it, not poison a balance.
-  pg_query(env.dsn, "INSERT INTO transactions (account_id, amount, kind) VALUES (1, 'NaN', 'deposit')");
-  pg_query(env.dsn, "INSERT INTO transactions (account_id, amount, kind) VALUES (2, 7.0000, 'deposit')");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) VALUES (1, 'NaN', 'deposit')");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) VALUES (2, 7.0000, 'deposit')");
   Process daemon({walfold_binary(), "run", "--config", env.config_path});
-  ASSERT_TRUE(daemon.wait_for_output("cannot be held exactly by Decimal128", std::chrono::seconds(60))) << daemon.output();
+  ASSERT_TRUE(
+      daemon.wait_for_output("cannot be held exactly by Decimal128", std::chrono::seconds(60)))
+      << daemon.output();
   // Everything else is folded: account 2 got its deposit, account 1 is held before the NaN.
-  ASSERT_TRUE(wait_until([&] {
-    auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
-    auto want = pg_scalar(env.dsn, "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM transactions WHERE account_id = 2");
-    return acc.count(2) && acc[2].balance == *Decimal::canonicalize(want);
-  }, std::chrono::seconds(60)));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
+        auto want = pg_scalar(env.dsn,
+                              "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) "
+                              "FROM transactions WHERE account_id = 2");
+        return acc.count(2) && acc[2].balance == *Decimal::canonicalize(want);
+      },
+      std::chrono::seconds(60)));
   auto out = daemon.output();
   EXPECT_TRUE(contains(out, "transactions row id=")) << out;
   EXPECT_TRUE(contains(out, "column amount")) << out;
-  EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "1") << "only the NaN job stays pending";
+  EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "1")
+      << "only the NaN job stays pending";
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value());
   // The slot is held before the poison commit: it is replayed once fixed.
-  auto held = pg_scalar(env.dsn, "SELECT confirmed_flush_lsn < (SELECT max(lsn) FROM pg_logical_slot_peek_binary_changes('" + env.name +
-                                     "', NULL, NULL, 'proto_version', '1', 'publication_names', '" + env.name + "')) FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
+  auto held = pg_scalar(
+      env.dsn,
+      "SELECT confirmed_flush_lsn < (SELECT max(lsn) FROM pg_logical_slot_peek_binary_changes('" +
+          env.name + "', NULL, NULL, 'proto_version', '1', 'publication_names', '" + env.name +
+          "')) FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
   EXPECT_EQ(held, "t");
 }
 

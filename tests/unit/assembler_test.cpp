@@ -22,13 +22,22 @@ struct Fixture : ::testing::Test {
     return r;
   }
   void relations() {
-    a.on_relation(rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}, {"created_at", 1184}}));
-    a.on_relation(rel(2, "accounts", {{"id", 20}, {"user_id", 20}, {"currency", 1042}, {"created_at", 1184}}));
-    a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 1700}, {"kind", 25},
-                                          {"transfer_id", 2950}, {"created_at", 1184}}));
+    a.on_relation(
+        rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}, {"created_at", 1184}}));
+    a.on_relation(rel(2, "accounts",
+                      {{"id", 20}, {"user_id", 20}, {"currency", 1042}, {"created_at", 1184}}));
+    a.on_relation(rel(3, "transactions",
+                      {{"id", 20},
+                       {"account_id", 20},
+                       {"amount", 1700},
+                       {"kind", 25},
+                       {"transfer_id", 2950},
+                       {"created_at", 1184}}));
   }
-  static std::vector<TupleValue> tx(const char* id, const char* acct, const char* amount, const char* kind) {
-    return {{'t', id}, {'t', acct}, {'t', amount}, {'t', kind}, {'n', {}}, {'t', "2026-11-23 02:19:57.123456+00"}};
+  static std::vector<TupleValue> tx(const char* id, const char* acct, const char* amount,
+                                    const char* kind) {
+    return {{'t', id},   {'t', acct}, {'t', amount},
+            {'t', kind}, {'n', {}},   {'t', "2026-11-23 02:19:57.123456+00"}};
   }
 };
 
@@ -41,7 +50,8 @@ TEST_F(Fixture, GroupsRowsByOrderingKeyInRowOrder) {
   a.on_insert(3, w);
   a.on_insert(3, d);
   a.on_insert(3, d2);
-  std::vector<TupleValue> user{{'t', "5"}, {'t', "Ada"}, {'t', "ada@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  std::vector<TupleValue> user{
+      {'t', "5"}, {'t', "Ada"}, {'t', "ada@x"}, {'t', "2026-01-01 00:00:00+00"}};
   a.on_insert(1, user);
   EXPECT_TRUE(a.in_transaction());
   a.on_commit({0, 100, 164, 0});
@@ -64,11 +74,16 @@ TEST_F(Fixture, GroupsRowsByOrderingKeyInRowOrder) {
 }
 
 TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
-  a.on_relation(rel(3, "transactions", {{"note", 25}, {"kind", 25}, {"created_at", 1184}, {"amount", 1700},
-                                        {"account_id", 20}, {"id", 20}}));
+  a.on_relation(rel(3, "transactions",
+                    {{"note", 25},
+                     {"kind", 25},
+                     {"created_at", 1184},
+                     {"amount", 1700},
+                     {"account_id", 20},
+                     {"id", 20}}));
   a.on_begin({100, 0, 7});
-  std::vector<TupleValue> row{{'t', "hello"}, {'t', "deposit"}, {'t', "2026-11-23 02:19:57+00"},
-                              {'t', "3.5000"}, {'t', "42"}, {'t', "9"}};
+  std::vector<TupleValue> row{{'t', "hello"},  {'t', "deposit"}, {'t', "2026-11-23 02:19:57+00"},
+                              {'t', "3.5000"}, {'t', "42"},      {'t', "9"}};
   a.on_insert(3, row);
   a.on_commit({0, 100, 120, 0});
   ASSERT_EQ(out.size(), 1u);
@@ -80,9 +95,11 @@ TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
 }
 
 TEST_F(Fixture, MoneyColumnWithAnotherTypeFailsClosed) {
-  EXPECT_THROW(a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 701},
-                                                     {"kind", 25}, {"created_at", 1184}})),
-               DataError);
+  EXPECT_THROW(
+      a.on_relation(rel(
+          3, "transactions",
+          {{"id", 20}, {"account_id", 20}, {"amount", 701}, {"kind", 25}, {"created_at", 1184}})),
+      DataError);
   try {
     a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 701}}));
   } catch (const DataError& e) {
@@ -139,7 +156,8 @@ TEST_F(Fixture, PrimaryKeyChangeBecomesDeleteAndInsert) {
 TEST_F(Fixture, DeleteWithoutFullOldRowPointsToReplicaIdentity) {
   relations();
   a.on_begin({100, 0, 7});
-  std::vector<TupleValue> key_only{{'t', "1"}, {'n', {}}, {'n', {}}, {'n', {}}, {'n', {}}, {'n', {}}};
+  std::vector<TupleValue> key_only{{'t', "1"}, {'n', {}}, {'n', {}},
+                                   {'n', {}},  {'n', {}}, {'n', {}}};
   try {
     a.on_delete(3, 'K', key_only);
     FAIL() << "expected DataError";
@@ -162,8 +180,10 @@ TEST_F(Fixture, TruncateOfAProjectedTableFailsLoudly) {
 TEST_F(Fixture, NullsAndUnchangedToastAreCarried) {
   relations();
   a.on_begin({100, 0, 7});
-  std::vector<TupleValue> oldu{{'t', "5"}, {'t', "Ada"}, {'t', "a@x"}, {'t', "2026-01-01 00:00:00+00"}};
-  std::vector<TupleValue> newu{{'t', "5"}, {'u', {}}, {'t', "b@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  std::vector<TupleValue> oldu{
+      {'t', "5"}, {'t', "Ada"}, {'t', "a@x"}, {'t', "2026-01-01 00:00:00+00"}};
+  std::vector<TupleValue> newu{
+      {'t', "5"}, {'u', {}}, {'t', "b@x"}, {'t', "2026-01-01 00:00:00+00"}};
   a.on_update(1, 'O', oldu, newu);
   a.on_commit({0, 100, 120, 0});
   const auto& c = out[0].jobs[0].changes[0];

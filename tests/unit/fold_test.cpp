@@ -13,11 +13,16 @@ using queue::Change;
 using queue::Job;
 using queue::Value;
 
-Value t(const std::string& s) { return {Value::Text, s}; }
-Value null() { return {Value::Null, ""}; }
+Value t(const std::string& s) {
+  return {Value::Text, s};
+}
+Value null() {
+  return {Value::Null, ""};
+}
 
 std::vector<Value> txrow(const std::string& id, const std::string& acct, const std::string& amount,
-                         const std::string& kind, const std::string& ts = "2026-11-23 02:19:57.123456+00") {
+                         const std::string& kind,
+                         const std::string& ts = "2026-11-23 02:19:57.123456+00") {
   return {t(id), t(acct), t(amount), t(kind), null(), t(ts)};
 }
 std::vector<Value> acctrow(const std::string& id, const std::string& user, const std::string& cur) {
@@ -35,13 +40,17 @@ Job job(const std::string& key, Lsn lsn, std::vector<Change> changes) {
 
 std::string json(const std::vector<Statement>& v) {
   std::string s;
-  for (const auto& st : v) s += bson_json(st.filter.get()) + " => " + bson_json(st.update.get()) + "\n";
+  for (const auto& st : v)
+    s += bson_json(st.filter.get()) + " => " + bson_json(st.update.get()) + "\n";
   return s;
 }
 
-bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+bool has(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
 
-AccountSnapshot known(std::int64_t user, const std::string& cur, const std::string& balance, Lsn applied) {
+AccountSnapshot known(std::int64_t user, const std::string& cur, const std::string& balance,
+                      Lsn applied) {
   AccountSnapshot s;
   s.exists = true;
   s.user_id = user;
@@ -60,7 +69,10 @@ TEST(Fold, AccountInsertCreatesAccountAndUserMembership) {
   EXPECT_TRUE(has(acc, R"("applied_lsn" : { "$not" : { "$gte" : 100 } })")) << acc;
   EXPECT_TRUE(has(acc, R"("user_id" : 3, "currency" : "USD")")) << acc;
   EXPECT_TRUE(has(users, R"("acct_lsn.7" : { "$not" : { "$gte" : 100 } })")) << users;
-  EXPECT_TRUE(has(users, R"("$inc" : { "balances.USD" : { "$numberDecimal" : "0" }, "account_count.USD" : 1 })")) << users;
+  EXPECT_TRUE(
+      has(users,
+          R"("$inc" : { "balances.USD" : { "$numberDecimal" : "0" }, "account_count.USD" : 1 })"))
+      << users;
   EXPECT_TRUE(has(users, R"("$addToSet" : { "accounts" : 7 })")) << users;
   EXPECT_TRUE(p.transactions.empty());
 }
@@ -71,7 +83,10 @@ TEST(Fold, DepositsAndWithdrawalsAreExactAndCoalescedPerDocument) {
   WritePlan p;
   f.fold(job("a:7", 100,
              {{Model::Transactions, 'I', txrow("1", "7", "100.5000", "deposit"), {}},
-              {Model::Transactions, 'I', txrow("2", "7", "0.1234", "withdrawal", "2026-11-23 02:19:58+00"), {}}}),
+              {Model::Transactions,
+               'I',
+               txrow("2", "7", "0.1234", "withdrawal", "2026-11-23 02:19:58+00"),
+               {}}}),
          p);
   auto acc = json(p.accounts), users = json(p.users), txs = json(p.transactions);
   // One guarded update per document: +100.5000 - 0.1234 = 100.3766, never a double.
@@ -79,8 +94,13 @@ TEST(Fold, DepositsAndWithdrawalsAreExactAndCoalescedPerDocument) {
   EXPECT_TRUE(has(users, R"("balances.EUR" : { "$numberDecimal" : "100.3766" })")) << users;
   EXPECT_TRUE(has(acc, R"("$slice" : 3)")) << acc;
   EXPECT_TRUE(has(acc, R"("$sort" : { "created_at_us" : -1, "id" : -1 })")) << acc;
-  EXPECT_TRUE(has(acc, R"("id" : 1, "kind" : "deposit", "amount" : { "$numberDecimal" : "100.5000" })")) << acc;
-  EXPECT_TRUE(has(txs, R"("account_id" : 7, "kind" : "withdrawal", "amount" : { "$numberDecimal" : "0.1234" })")) << txs;
+  EXPECT_TRUE(
+      has(acc, R"("id" : 1, "kind" : "deposit", "amount" : { "$numberDecimal" : "100.5000" })"))
+      << acc;
+  EXPECT_TRUE(
+      has(txs,
+          R"("account_id" : 7, "kind" : "withdrawal", "amount" : { "$numberDecimal" : "0.1234" })"))
+      << txs;
   EXPECT_EQ(p.accounts.size(), 2u);  // ensure + guarded
   EXPECT_EQ(p.users.size(), 2u);
   EXPECT_EQ(p.transactions.size(), 4u);
@@ -91,7 +111,8 @@ TEST(Fold, AJobTheAccountDocumentAlreadyHoldsWritesNothing) {
   BankFold f;
   f.set_account(7, known(3, "EUR", "10.0000", 100));
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}), p);
+  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
+         p);
   f.fold(job("a:7", 90, {{Model::Transactions, 'I', txrow("0", "7", "1.0000", "deposit"), {}}}), p);
   EXPECT_TRUE(p.accounts.empty());
   EXPECT_TRUE(p.users.empty());
@@ -102,14 +123,26 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
   BankFold f;
   f.set_account(7, known(3, "EUR", "0", 50));
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "5.0000", "deposit"), {}}}), p);
+  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "5.0000", "deposit"), {}}}),
+         p);
   // The account moves to user 4 later in the same batch: its balance (5) moves too.
-  f.fold(job("a:7", 200, {{Model::Accounts, 'U', acctrow("7", "4", "EUR"), acctrow("7", "3", "EUR")}}), p);
+  f.fold(
+      job("a:7", 200, {{Model::Accounts, 'U', acctrow("7", "4", "EUR"), acctrow("7", "3", "EUR")}}),
+      p);
   auto users = json(p.users);
-  EXPECT_TRUE(has(users, R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })")) << users;
+  EXPECT_TRUE(has(
+      users,
+      R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })"))
+      << users;
   // The currency leaves user 3 once no account of it is left there.
-  EXPECT_TRUE(has(users, R"({ "_id" : 3, "account_count.EUR" : 0 } => { "$unset" : { "balances.EUR" : "", "account_count.EUR" : "" } })")) << users;
-  EXPECT_TRUE(has(users, R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })")) << users;
+  EXPECT_TRUE(has(
+      users,
+      R"({ "_id" : 3, "account_count.EUR" : 0 } => { "$unset" : { "balances.EUR" : "", "account_count.EUR" : "" } })"))
+      << users;
+  EXPECT_TRUE(has(
+      users,
+      R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })"))
+      << users;
 }
 
 TEST(Fold, CorrectionsTakeTheOldAmountOutAndRecomputeTheWindow) {
@@ -117,7 +150,8 @@ TEST(Fold, CorrectionsTakeTheOldAmountOutAndRecomputeTheWindow) {
   f.set_account(7, known(3, "USD", "100.0000", 50));
   WritePlan p;
   f.fold(job("a:7", 100,
-             {{Model::Transactions, 'U', txrow("1", "7", "30.0000", "deposit"), txrow("1", "7", "100.0000", "deposit")}}),
+             {{Model::Transactions, 'U', txrow("1", "7", "30.0000", "deposit"),
+               txrow("1", "7", "100.0000", "deposit")}}),
          p);
   auto acc = json(p.accounts);
   EXPECT_TRUE(has(acc, R"("balance" : { "$numberDecimal" : "-70.0000" })")) << acc;
@@ -126,9 +160,11 @@ TEST(Fold, CorrectionsTakeTheOldAmountOutAndRecomputeTheWindow) {
   EXPECT_EQ(p.dirty_windows[7], 100u);
 
   WritePlan d;
-  f.fold(job("a:7", 200, {{Model::Transactions, 'D', {}, txrow("1", "7", "30.0000", "deposit")}}), d);
+  f.fold(job("a:7", 200, {{Model::Transactions, 'D', {}, txrow("1", "7", "30.0000", "deposit")}}),
+         d);
   auto txs = json(d.transactions);
-  EXPECT_TRUE(has(txs, R"("deleted" : true, "applied_lsn" : 200)")) << txs;  // tombstone, not a delete
+  EXPECT_TRUE(has(txs, R"("deleted" : true, "applied_lsn" : 200)"))
+      << txs;  // tombstone, not a delete
   EXPECT_TRUE(has(json(d.accounts), R"("balance" : { "$numberDecimal" : "-30.0000" })"));
   EXPECT_EQ(d.dirty_windows[7], 200u);
 }
@@ -137,23 +173,33 @@ TEST(Fold, TransactionMovedOutLeavesAMarkAndTheOtherAccountGetsIt) {
   BankFold f;
   f.set_account(7, known(3, "USD", "10.0000", 50));
   f.set_account(8, known(3, "USD", "0", 50));
-  Change move{Model::Transactions, 'U', txrow("1", "8", "10.0000", "deposit"), txrow("1", "7", "10.0000", "deposit")};
+  Change move{Model::Transactions, 'U', txrow("1", "8", "10.0000", "deposit"),
+              txrow("1", "7", "10.0000", "deposit")};
   WritePlan p;
   f.fold(job("a:7", 100, {move}), p);
   f.fold(job("a:8", 100, {move}), p);
   auto txs = json(p.transactions), acc = json(p.accounts);
   EXPECT_TRUE(has(txs, R"("$max" : { "left.7" : 100 })")) << txs;
   EXPECT_TRUE(has(txs, R"("account_id" : 8)")) << txs;
-  EXPECT_TRUE(has(acc, R"({ "_id" : 7, "applied_lsn" : { "$not" : { "$gte" : 100 } } } => { "$inc" : { "balance" : { "$numberDecimal" : "-10.0000" } })")) << acc;
-  EXPECT_TRUE(has(acc, R"({ "_id" : 8, "applied_lsn" : { "$not" : { "$gte" : 100 } } } => { "$inc" : { "balance" : { "$numberDecimal" : "10.0000" } })")) << acc;
+  EXPECT_TRUE(has(
+      acc,
+      R"({ "_id" : 7, "applied_lsn" : { "$not" : { "$gte" : 100 } } } => { "$inc" : { "balance" : { "$numberDecimal" : "-10.0000" } })"))
+      << acc;
+  EXPECT_TRUE(has(
+      acc,
+      R"({ "_id" : 8, "applied_lsn" : { "$not" : { "$gte" : 100 } } } => { "$inc" : { "balance" : { "$numberDecimal" : "10.0000" } })"))
+      << acc;
   EXPECT_EQ(p.dirty_windows.size(), 2u);
 }
 
 TEST(Fold, UserProfileChangesAreGuardedSeparately) {
   BankFold f;
   WritePlan p;
-  f.fold(job("u:3", 100, {{Model::Users, 'U', {t("3"), {Value::Unchanged, ""}, t("new@x"), t("2026-01-01 00:00:00+00")},
-                           {t("3"), t("Ada"), t("old@x"), t("2026-01-01 00:00:00+00")}}}),
+  f.fold(job("u:3", 100,
+             {{Model::Users,
+               'U',
+               {t("3"), {Value::Unchanged, ""}, t("new@x"), t("2026-01-01 00:00:00+00")},
+               {t("3"), t("Ada"), t("old@x"), t("2026-01-01 00:00:00+00")}}}),
          p);
   auto users = json(p.users);
   EXPECT_TRUE(has(users, R"("profile_lsn" : { "$not" : { "$gte" : 100 } })")) << users;
@@ -167,7 +213,12 @@ TEST(Fold, UserProfileChangesAreGuardedSeparately) {
 TEST(Fold, UnchangedToastWithoutOldValueIsNeverWritten) {
   BankFold f;
   WritePlan p;
-  f.fold(job("u:3", 100, {{Model::Users, 'U', {t("3"), {Value::Unchanged, ""}, t("e@x"), t("2026-01-01 00:00:00+00")}, {}}}), p);
+  f.fold(job("u:3", 100,
+             {{Model::Users,
+               'U',
+               {t("3"), {Value::Unchanged, ""}, t("e@x"), t("2026-01-01 00:00:00+00")},
+               {}}}),
+         p);
   auto users = json(p.users);
   EXPECT_FALSE(has(users, "full_name")) << users;
   EXPECT_TRUE(has(users, R"("email" : "e@x")")) << users;
@@ -178,7 +229,9 @@ TEST(Fold, NanAmountIsRejectedWithItsLocation) {
   f.set_account(7, known(3, "USD", "0", 50));
   WritePlan p;
   try {
-    f.fold(job("a:7", 0x1A2B3C, {{Model::Transactions, 'I', txrow("99", "7", "NaN", "deposit"), {}}}), p);
+    f.fold(
+        job("a:7", 0x1A2B3C, {{Model::Transactions, 'I', txrow("99", "7", "NaN", "deposit"), {}}}),
+        p);
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
     std::string m = e.what();
@@ -197,14 +250,21 @@ TEST(Fold, NullMoneyAndUnknownKindAreRejected) {
   auto row = txrow("1", "7", "1.0000", "deposit");
   row[queue::kTxAmount] = null();
   EXPECT_THROW(f.fold(job("a:7", 100, {{Model::Transactions, 'I', row, {}}}), p), DataError);
-  EXPECT_THROW(f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1", "refund"), {}}}), p), DataError);
+  EXPECT_THROW(
+      f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1", "refund"), {}}}), p),
+      DataError);
 }
 
 TEST(Fold, DeleteWithoutOldRowNamesReplicaIdentity) {
   BankFold f;
   f.set_account(7, known(3, "USD", "0", 50));
   WritePlan p;
-  std::vector<Value> key_only{t("1"), t("7"), {Value::Missing, ""}, {Value::Missing, ""}, {Value::Missing, ""}, {Value::Missing, ""}};
+  std::vector<Value> key_only{t("1"),
+                              t("7"),
+                              {Value::Missing, ""},
+                              {Value::Missing, ""},
+                              {Value::Missing, ""},
+                              {Value::Missing, ""}};
   try {
     f.fold(job("a:7", 100, {{Model::Transactions, 'D', {}, key_only}}), p);
     FAIL();
@@ -217,7 +277,8 @@ TEST(Fold, MoneyForAnAccountTheReadModelDoesNotKnowIsAnError) {
   BankFold f;
   WritePlan p;
   try {
-    f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}), p);
+    f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
+           p);
     FAIL();
   } catch (const DataError& e) {
     EXPECT_TRUE(has(e.what(), "account 7")) << e.what();

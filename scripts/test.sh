@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# README command 2 (and what .ci/run calls): install dependencies from apt, build with
+# -Werror, run unit tests, then integration tests against real PostgreSQL 15 and Redis and the
+# MongoDB stand-in (or WALFOLD_TEST_MONGODB_URI), then the same under ASan+UBSan, then the
+# format check. Servers are private: loopback, free ports, temporary directories.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+start=$(date +%s)
+phase() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+phase "dependencies"
+bash tests/harness/servers.sh install-deps
+
+if [ -n "${WALFOLD_TEST_MONGODB_URI:-}" ]; then
+  echo "MongoDB for this run: real server at ${WALFOLD_TEST_MONGODB_URI%%@*}..." | sed 's#//[^@]*@#//***@#'
+else
+  echo "MongoDB for this run: the stand-in (tests/harness/mongo_standin.py); set WALFOLD_TEST_MONGODB_URI for a real one"
+fi
+
+phase "build (-Werror)"
+cmake -S . -B build/ci -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALFOLD_WERROR=ON >/dev/null
+cmake --build build/ci -j "$jobs"
+
+phase "unit tests"
+ctest --test-dir build/ci -L unit --output-on-failure -j "$jobs" --no-tests=error
+
+phase "integration tests (PostgreSQL, Redis, MongoDB)"
+ctest --test-dir build/ci -L integration --output-on-failure --no-tests=error --timeout 900
+
+phase "build with AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWALFOLD_WERROR=ON -DWALFOLD_SANITIZE=ON -DWALFOLD_BUILD_BENCH=OFF >/dev/null
+cmake --build build/asan -j "$jobs"
+
+phase "unit and integration tests under ASan+UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build/asan -L 'unit|integration' -E mongo_standin_selftest --output-on-failure --no-tests=error --timeout 900
+
+phase "clang-format"
+files=$(git ls-files '*.cpp' '*.h' 2>/dev/null || find . -name '*.cpp' -o -name '*.h' | grep -v build/)
+clang-format --dry-run --Werror $files
+
+phase "done"
