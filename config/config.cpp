@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -229,7 +230,30 @@ Config load_config(const std::string& path) {
   return parse_config(ss.str(), path);
 }
 
-std::string read_secret_file(const std::string& path) {
+std::string expand_environment(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      auto close = text.find('}', i + 2);
+      if (close == std::string::npos) throw ConfigError("'" + text + "': unterminated ${...}");
+      std::string name = text.substr(i + 2, close - i - 2);
+      const char* value = std::getenv(name.c_str());
+      if (!value)
+        throw ConfigError("'" + text + "' refers to ${" + name + "}, which is not set" +
+                          (name == "CREDENTIALS_DIRECTORY"
+                               ? " (is LoadCredential= configured for the unit?)"
+                               : ""));
+      out += value;
+      i = close;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string read_secret_file(const std::string& configured_path) {
+  const std::string path = expand_environment(configured_path);
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot read the secret file");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -78,8 +78,11 @@ struct Config {
 Config load_config(const std::string& path);
 Config parse_config(const std::string& yaml_text, const std::string& source_name);
 
-// Reads a secret file (trailing newline stripped). Throws ConfigError naming the file, never
-// the content.
+// "${NAME}" replaced by the environment variable NAME (e.g. ${CREDENTIALS_DIRECTORY} under
+// systemd's LoadCredential=); ConfigError when it is not set.
+std::string expand_environment(const std::string& text);
+// Reads a secret file (trailing newline stripped; ${VAR} in the path expanded). Throws ConfigError
+// naming the file, never the content.
 std::string read_secret_file(const std::string& path);
 // `dsn` plus the password from `password_file` when one is configured.
 std::string postgres_dsn_with_password(const PostgresConfig& pg);

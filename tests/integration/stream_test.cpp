@@ -1,0 +1,113 @@
+// The replication loop against a real PostgreSQL: reconnects, keepalives, and the rule that
+// the flush position never passes what MongoDB has.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "common/lsn.h"
+#include "tests/integration/bank_env.h"
+
+namespace walfold::test {
+namespace {
+
+Lsn slot_confirmed(const BankEnv& env) {
+  auto v = pg_scalar(
+      env.dsn,
+      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
+  auto l = parse_lsn(v);
+  if (!l) throw std::runtime_error("no confirmed_flush_lsn: '" + v + "'");
+  return *l;
+}
+
+TEST(Stream, ReaderAloneNeverConfirmsUnfoldedWork) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "20", "--transactions", "200", "--no-progress"}).status,
+            0);
+  auto r = env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  // Everything is in Redis but nothing is folded: the slot must still hold the oldest commit.
+  auto oldest = redis_cmd({"ZRANGE", env.queue_prefix() + ":pending", "0", "0"});
+  ASSERT_EQ(oldest.size(), 16u + 1 + oldest.substr(17).size());
+  Lsn oldest_commit = std::stoull(oldest.substr(0, 16), nullptr, 16);
+  EXPECT_LE(slot_confirmed(env), oldest_commit)
+      << "confirmed " << format_lsn(slot_confirmed(env)) << " passes pending commit "
+      << format_lsn(oldest_commit);
+  // Folding then lets it move past everything.
+  auto after = parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  ASSERT_EQ(env.cmd("run", {"--stop-at-lsn", "current"}).status, 0);
+  EXPECT_GE(slot_confirmed(env), *after);
+}
+
+TEST(Stream, ReconnectsAfterPostgresRestartsMidStream) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  ASSERT_EQ(
+      env.cmd("loadgen", {"--users", "50", "--transactions", "500", "--seed", "1", "--no-progress"})
+          .status,
+      0);
+  servers_ctl({"restart-pg"});
+  ASSERT_TRUE(daemon.wait_for_output("reconnecting in", std::chrono::seconds(60)))
+      << daemon.output();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return daemon.output().find("reader: streaming slot",
+                                    daemon.output().find("reconnecting in")) != std::string::npos;
+      },
+      std::chrono::seconds(90)))
+      << daemon.output();
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "500", "--seed", "2", "--no-progress"})
+                .status,
+            0);
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << daemon.output();
+  ASSERT_EQ(env.cmd("run", {"--stop-at-lsn", "current"}).status, 0);
+  auto pg = env.cmd("report", {"--from", "postgres"});
+  auto mg = env.cmd("report", {"--from", "mongo"});
+  ASSERT_EQ(pg.status, 0);
+  EXPECT_GT(pg.output.size(), 1000u);
+  EXPECT_TRUE(pg.output == mg.output) << "reports differ after the reconnect";
+}
+
+TEST(Stream, AnswersKeepalivesUnderAShortSenderTimeout) {
+  // Status updates only every 60 s: the connection survives a 2 s wal_sender_timeout only if
+  // walfold answers the server's keepalives that ask for a reply.
+  BankEnv env;
+  std::string cfg = env.dir + "/slow-status.yaml";
+  run_command({"bash", "-c",
+               "sed 's/status_interval_ms: 200/status_interval_ms: 60000/' " + env.config_path +
+                   " > " + cfg},
+              10);
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  const std::string admin = pg_admin_dsn();
+  pg_query(admin, "ALTER SYSTEM SET wal_sender_timeout = '2s'");
+  pg_query(admin, "SELECT pg_reload_conf()");
+  struct Restore {
+    std::string dsn;
+    ~Restore() {
+      pg_query(dsn, "ALTER SYSTEM RESET wal_sender_timeout");
+      pg_query(dsn, "SELECT pg_reload_conf()");
+    }
+  } restore{admin};
+  Process daemon({walfold_binary(), "run", "--config", cfg});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  std::this_thread::sleep_for(std::chrono::seconds(7));
+  auto out = daemon.output();
+  EXPECT_EQ(out.find("reconnecting"), std::string::npos) << out;
+  EXPECT_EQ(pg_scalar(env.dsn, "SELECT active FROM pg_replication_slots WHERE slot_name = '" +
+                                   env.name + "'"),
+            "t");
+  daemon.signal(SIGTERM);
+  EXPECT_TRUE(daemon.wait(std::chrono::seconds(60)).has_value());
+}
+
+}  // namespace
+}  // namespace walfold::test
