@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -27,6 +28,8 @@ void check_keys(const Ctx& ctx, const YAML::Node& node, const std::string& where
                 const std::set<std::string>& allowed) {
   if (!node.IsMap()) ctx.fail(node.Mark(), where + " must be a mapping");
   for (const auto& kv : node) {
+    if (!kv.first.IsScalar())
+      ctx.fail(kv.first.Mark(), "a key in " + where + " must be a plain name");
     auto key = kv.first.as<std::string>();
     if (!allowed.count(key)) {
       std::string list;
@@ -67,6 +70,7 @@ std::chrono::milliseconds get_ms(const Ctx& ctx, const YAML::Node& parent, const
 }
 
 Model parse_model(const Ctx& ctx, const YAML::Node& node) {
+  if (!node.IsScalar()) ctx.fail(node.Mark(), "model must be one of users, accounts, transactions");
   auto s = node.as<std::string>();
   if (s == "users") return Model::Users;
   if (s == "accounts") return Model::Accounts;
@@ -99,7 +103,22 @@ const TableConfig* Config::table_for(Model m) const {
   return nullptr;
 }
 
+namespace {
+Config parse_config_nodes(const std::string& yaml_text, const std::string& source_name);
+}
+
 Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+  try {
+    return parse_config_nodes(yaml_text, source_name);
+  } catch (const YAML::Exception& e) {
+    // A conversion the checks above did not anticipate (a list where a name belongs, a
+    // mapping as a key): still a configuration error with its place.
+    Ctx{source_name}.fail(e.mark, e.msg);
+  }
+}
+
+namespace {
+Config parse_config_nodes(const std::string& yaml_text, const std::string& source_name) {
   Ctx ctx{source_name};
   YAML::Node root;
   try {
@@ -160,6 +179,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   if (auto t = root["tables"]) {
     if (!t.IsMap()) ctx.fail(t.Mark(), "tables must be a mapping of schema.table to settings");
     for (const auto& kv : t) {
+      if (!kv.first.IsScalar())
+        ctx.fail(kv.first.Mark(), "a table name must be a plain schema.table name");
       auto full = kv.first.as<std::string>();
       auto dot = full.find('.');
       TableConfig tc;
@@ -174,6 +195,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
       if (!v["model"]) ctx.fail(v.Mark(), "tables." + full + ".model is required");
       tc.model = parse_model(ctx, v["model"]);
       tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
+      if (c.tables.count(tc.schema + "." + tc.name))
+        ctx.fail(kv.first.Mark(), "table " + tc.schema + "." + tc.name + " is configured twice");
       c.tables[tc.schema + "." + tc.name] = tc;
     }
   }
@@ -218,9 +241,24 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
         get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
   }
   c.log_level = get<std::string>(ctx, root, "log_level", "top level", c.log_level);
+  static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
+                                            "error", "critical", "off"};
+  if (!levels.count(c.log_level))
+    ctx.fail(root["log_level"].Mark(),
+             "log_level '" + c.log_level +
+                 "' is not one of trace, debug, info, warn, error, critical, off");
+  if (c.mongodb.write_concern != "majority" &&
+      c.mongodb.write_concern.find_first_not_of("0123456789") != std::string::npos)
+    ctx.fail(
+        root["mongodb"]["write_concern"].Mark(),
+        "mongodb.write_concern '" + c.mongodb.write_concern + "' must be 'majority' or a number");
+  if (c.reader.reconnect_min > c.reader.reconnect_max)
+    ctx.fail(root["reader"].Mark(),
+             "reader.reconnect_min_ms is larger than reader.reconnect_max_ms");
   c.state_dir = get<std::string>(ctx, root, "state_dir", "top level", c.state_dir);
   return c;
 }
+}  // namespace
 
 Config load_config(const std::string& path) {
   std::ifstream in(path);
@@ -254,6 +292,9 @@ std::string expand_environment(const std::string& text) {
 
 std::string read_secret_file(const std::string& configured_path) {
   const std::string path = expand_environment(configured_path);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw ConfigError(path + ": the secret file does not exist or is not a regular file");
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot read the secret file");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -4,6 +4,7 @@
 //   P:ready             ZSET   ordering keys with jobs and no owner, scored by head job
 //   P:active            ZSET   claimed ordering keys, scored by lease deadline (ms)
 //   P:owner             HASH   claimed ordering key -> fence token of its claim
+//   P:lift              HASH   claimed ordering key -> most urgent score enqueued meanwhile
 //   P:pending           ZSET   "<commit lsn hex>:<key>" for every job not yet folded (score 0,
 //                              lexicographic = LSN order): its minimum is the checkpoint
 //   P:meta              HASH   seq, fence, enqueued_end_lsn

@@ -114,6 +114,13 @@ class Progress {
     print(done, now, false);
   }
 
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  // An aborted run (exception) still ends the \r-updated line, so the error starts on its own.
+  ~Progress() {
+    if (open_line_) std::fputc('\n', stderr);
+  }
+
   void finish(long done) {
     if (enabled_) print(done, Clock::now(), true);
   }
@@ -138,6 +145,7 @@ class Progress {
     }
     if (tty_) {
       std::fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+      open_line_ = !final;
     } else {
       std::fprintf(stderr, "%s\n", line);
     }
@@ -146,6 +154,7 @@ class Progress {
 
   bool enabled_;
   bool tty_;
+  bool open_line_ = false;
   const char* what_;
   long total_;
   Clock::time_point start_;
@@ -535,7 +544,15 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
       } else {
         op = unit(rng) < 0.6 ? Op::Deposit : Op::Withdrawal;
       }
-      if ((op == Op::Update || op == Op::Delete) && pool.empty()) op = Op::Deposit;
+      if ((op == Op::Update || op == Op::Delete) && pool.empty()) {
+        // Inserts still in flight will fill the pool: read their ids first, so the mix is
+        // right from the start of the run.
+        if (pipe.ops_in_flight() > 0) {
+          pipe.drain();
+          progress.update(pipe.completed());
+        }
+        if (pool.empty()) op = Op::Deposit;
+      }
 
       std::size_t account = book.pick(rng);
       std::int64_t account_id = book.id(account);

@@ -37,7 +37,8 @@ struct LoadgenStats {
 // transfer together, in one statement. About 1 in 10 corrections of a plain deposit/withdrawal
 // also flips its kind. Each operation is one statement; with ops_per_commit == 1 each is its own
 // transaction. Statements are prepared and pipelined (up to 256 in flight), so throughput with
-// ops_per_commit == 1 is bounded by the server's commit (WAL flush) rate.
+// ops_per_commit == 1 is bounded by the server's commit (WAL flush) rate. `rate` paces whole
+// groups of ops_per_commit operations (a group is sent at once when it is due).
 // Throws std::runtime_error (walfold::ConfigError for bad options, UnavailableError when the
 // server cannot be reached, PgError when a statement fails) with a message naming the server.
 LoadgenStats run_loadgen(const LoadgenOptions& options);

@@ -18,7 +18,13 @@ for _ = 1, n do
     redis.call('ZREM', active, key)
     redis.call('HDEL', owner, key)
     local head = redis.call('LINDEX', list, 0)
-    if head then redis.call('ZADD', ready, string.match(head, '^(%d+)|'), key) end
+    if head then
+      local score = tonumber(string.match(head, '^(%d+)|'))
+      local lift = redis.call('HGET', p .. ':lift', key)
+      if lift and tonumber(lift) < score then score = tonumber(lift) end
+      redis.call('ZADD', ready, string.format('%.0f', score), key)
+    end
+    redis.call('HDEL', p .. ':lift', key)
   else
     rejected[#rejected + 1] = key
   end

@@ -14,8 +14,12 @@ for _, key in ipairs(expired) do
   redis.call('HDEL', owner, key)
   local head = redis.call('LINDEX', p .. ':k:' .. key, 0)
   if head then
-    redis.call('ZADD', ready, string.match(head, '^(%d+)|'), key)
+    local score = tonumber(string.match(head, '^(%d+)|'))
+    local lift = redis.call('HGET', p .. ':lift', key)
+    if lift and tonumber(lift) < score then score = tonumber(lift) end
+    redis.call('ZADD', ready, string.format('%.0f', score), key)
   end
+  redis.call('HDEL', p .. ':lift', key)
 end
 
 local popped = redis.call('ZPOPMIN', ready, max_keys)

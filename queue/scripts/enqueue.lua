@@ -18,7 +18,11 @@ for j = 0, n - 1 do
   local s = string.format('%.0f', score)
   redis.call('RPUSH', p .. ':k:' .. key, s .. '|' .. body)
   redis.call('ZADD', pending, 0, member)
-  if not redis.call('ZSCORE', active, key) then
+  if redis.call('ZSCORE', active, key) then
+    -- Claimed right now: remember the most urgent score, applied when the key goes back.
+    local lift = redis.call('HGET', p .. ':lift', key)
+    if (not lift) or tonumber(lift) > score then redis.call('HSET', p .. ':lift', key, s) end
+  else
     redis.call('ZADD', ready, 'LT', s, key)
   end
 end

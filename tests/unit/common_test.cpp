@@ -60,9 +60,9 @@ TEST(Decimal, ParsesPostgresNumericText) {
 }
 
 TEST(Decimal, RejectsNonFiniteAndMalformed) {
-  for (const char* bad : {"NaN", "nan", "Infinity", "-Infinity", "inf", "1e5", "1E5", "", "-",
-                          "+", ".", "-.", "1.2.3", " 1", "1 ", "1,5", "12a", "--1", "+-1",
-                          "0x10", "1_000"}) {
+  for (const char* bad :
+       {"NaN", "nan",   "Infinity", "-Infinity", "inf", "1e5", "1E5", "",    "-",    "+",    ".",
+        "-.",  "1.2.3", " 1",       "1 ",        "1,5", "12a", "--1", "+-1", "0x10", "1_000"}) {
     EXPECT_FALSE(Decimal::parse(bad).has_value()) << "accepted '" << bad << "'";
   }
 }
@@ -178,10 +178,11 @@ TEST(Decimal, CanonicalizeDecimal128Strings) {
     const char* in;
     const char* out;
   } cases[] = {
-      {"1.00E+3", "1000"},  {"1.5E-3", "0.0015"}, {"-0E+2", "0"},      {"0E-6176", "0"},
-      {"1E+0", "1"},        {"12345E-2", "123.45"}, {"-1.5E+1", "-15"}, {"100.5000", "100.5"},
-      {"-0.000", "0"},      {"5e2", "500"},       {"1.50E-1", "0.15"}, {"-123.4500", "-123.45"},
-      {"1.2E2", "120"},     {"7.", "7"},          {"0", "0"},
+      {"1.00E+3", "1000"}, {"1.5E-3", "0.0015"},  {"-0E+2", "0"},
+      {"0E-6176", "0"},    {"1E+0", "1"},         {"12345E-2", "123.45"},
+      {"-1.5E+1", "-15"},  {"100.5000", "100.5"}, {"-0.000", "0"},
+      {"5e2", "500"},      {"1.50E-1", "0.15"},   {"-123.4500", "-123.45"},
+      {"1.2E2", "120"},    {"7.", "7"},           {"0", "0"},
   };
   for (const auto& c : cases) {
     auto got = Decimal::canonicalize(c.in);
@@ -312,20 +313,26 @@ TEST(Timestamp, LeapDay) {
   // 2000 was a leap year, 1900 and 2100 were not.
   EXPECT_EQ(format_timestamp_us(*parse_pg_timestamptz("2000-02-29 00:00:00+00")),
             "2000-02-29T00:00:00.000000Z");
-  EXPECT_EQ(format_timestamp_us(*parse_pg_timestamptz("2100-02-28 00:00:00+00") +
-                                86400LL * 1000000),
-            "2100-03-01T00:00:00.000000Z");
-  EXPECT_EQ(format_timestamp_us(*parse_pg_timestamptz("1900-02-28 00:00:00+00") +
-                                86400LL * 1000000),
-            "1900-03-01T00:00:00.000000Z");
+  EXPECT_EQ(
+      format_timestamp_us(*parse_pg_timestamptz("2100-02-28 00:00:00+00") + 86400LL * 1000000),
+      "2100-03-01T00:00:00.000000Z");
+  EXPECT_EQ(
+      format_timestamp_us(*parse_pg_timestamptz("1900-02-28 00:00:00+00") + 86400LL * 1000000),
+      "1900-03-01T00:00:00.000000Z");
 }
 
 TEST(Timestamp, RoundTrips) {
   std::mt19937_64 rng(12345);
   // Years 0001..9999.
   std::uniform_int_distribution<std::int64_t> dist(-62135596800000000LL, 253402300799999999LL);
-  std::vector<std::int64_t> values = {0, 1, -1, kSample, 1709208000000000, -62135596800000000LL,
-                                      253402300799999999LL, 951782400000000 /* 2000-02-29 */};
+  std::vector<std::int64_t> values = {0,
+                                      1,
+                                      -1,
+                                      kSample,
+                                      1709208000000000,
+                                      -62135596800000000LL,
+                                      253402300799999999LL,
+                                      951782400000000 /* 2000-02-29 */};
   for (int i = 0; i < 5000; ++i) values.push_back(dist(rng));
   for (auto us : values) {
     auto text = format_timestamp_us(us);
@@ -366,9 +373,9 @@ TEST(Lsn, RoundTrip) {
 }
 
 TEST(Lsn, ParseRejects) {
-  for (const char* bad : {"", "/", "1/", "/1", "x/1", "1/x", "123456789/1", "1/123456789",
-                          "1", "1//1", "1/2/3", " 1/1", "1/1 ", "-1/1", "+1/1", "0x1/1",
-                          "1/-1", "G/0"}) {
+  for (const char* bad :
+       {"", "/", "1/", "/1", "x/1", "1/x", "123456789/1", "1/123456789", "1", "1//1", "1/2/3",
+        " 1/1", "1/1 ", "-1/1", "+1/1", "0x1/1", "1/-1", "G/0"}) {
     EXPECT_FALSE(parse_lsn(bad).has_value()) << "accepted '" << bad << "'";
   }
 }
@@ -379,8 +386,8 @@ TEST(Lsn, KeyIsFixedWidthLowercaseHexAndSortsLikeNumbers) {
   EXPECT_EQ(lsn_key(0xFFFFFFFFFFFFFFFFULL), "ffffffffffffffff");
 
   std::mt19937_64 rng(99);
-  std::vector<Lsn> values = {0, 9, 10, 15, 16, 0xFF, 0x100, 0xFFFFFFFFu, 0x100000000ULL,
-                             0xFFFFFFFFFFFFFFFFULL};
+  std::vector<Lsn> values = {
+      0, 9, 10, 15, 16, 0xFF, 0x100, 0xFFFFFFFFu, 0x100000000ULL, 0xFFFFFFFFFFFFFFFFULL};
   for (int i = 0; i < 1000; ++i) values.push_back(rng() >> (rng() % 64));
   for (Lsn v : values) {
     auto k = lsn_key(v);
@@ -430,11 +437,11 @@ TEST(Redact, Uris) {
 }
 
 TEST(Redact, NoSecretsUnchanged) {
-  for (const char* s : {"", "host=a port=5432 dbname=bank user=b",
-                        "postgresql://u@h/db", "postgresql://h:5432/db",
-                        "mongodb://127.0.0.1:27017", "mongodb://127.0.0.1:27017/?replicaSet=rs0",
-                        "redis at 127.0.0.1:6379 is unreachable", "password_file=/run/x",
-                        "plain text with no secrets", "user@example.com"}) {
+  for (const char* s :
+       {"", "host=a port=5432 dbname=bank user=b", "postgresql://u@h/db", "postgresql://h:5432/db",
+        "mongodb://127.0.0.1:27017", "mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        "redis at 127.0.0.1:6379 is unreachable", "password_file=/run/x",
+        "plain text with no secrets", "user@example.com"}) {
     EXPECT_EQ(redact_secrets(s), s);
   }
 }

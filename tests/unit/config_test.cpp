@@ -306,8 +306,8 @@ TEST(Config, DefaultsWhenSectionsOmitted) {
 }
 
 TEST(Config, PartialSectionsKeepOtherDefaults) {
-  Config c = parse_config(
-      "postgres:\n  dsn: x\nredis:\n  port: 7000\nworkers:\n  count: 8\n", "cfg.yaml");
+  Config c =
+      parse_config("postgres:\n  dsn: x\nredis:\n  port: 7000\nworkers:\n  count: 8\n", "cfg.yaml");
   EXPECT_EQ(c.redis.port, 7000);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.prefix, "walfold");
@@ -466,7 +466,8 @@ TEST(Config, BadSlotOrPublicationName) {
   expect_contains(msg, {"postgres.slot"});
 
   // 63 characters of [a-z0-9_] are fine.
-  Config c = parse_config("postgres:\n  dsn: x\n  slot: " + std::string(62, 'a') + "_\n", "cfg.yaml");
+  Config c =
+      parse_config("postgres:\n  dsn: x\n  slot: " + std::string(62, 'a') + "_\n", "cfg.yaml");
   EXPECT_EQ(c.postgres.slot.size(), 63u);
 }
 
@@ -532,6 +533,22 @@ TEST(Config, BadModelName) {
   expect_contains(msg, {"public.users.model", "required"});
 }
 
+// A non-scalar model or key is a ConfigError naming cfg.yaml:LINE:COLUMN, not a yaml-cpp
+// conversion error escaping parse_config.
+TEST(Config, NonScalarModelOrKeyIsAConfigError) {
+  auto msg = config_error(
+      "postgres:\n  dsn: x\ntables:\n  public.users: { model: [users] }\n"
+      "  public.accounts: { model: accounts }\n  public.transactions: { model: transactions }\n");
+  expect_located(msg, 4);
+  expect_contains(msg, {"model"});
+
+  msg = config_error("postgres:\n  dsn: x\n[a, b]: 1\n");
+  expect_located(msg, 3);
+
+  msg = config_error("postgres:\n  dsn: x\ntables:\n  [a]: { model: users }\n");
+  expect_located(msg, 4);
+}
+
 TEST(Config, LoadConfigNamesThePath) {
   TempDir dir;
   auto good = dir.write("good.yaml", kExampleYaml);
@@ -570,6 +587,21 @@ TEST(Config, ReadSecretFile) {
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+  }
+}
+
+// KNOWN BUG (config/config.cpp, read_secret_file): a directory opens fine as an ifstream and the
+// read then throws std::ios_base::failure ("basic_filebuf::underflow ... Is a directory"): not a
+// ConfigError, and the path is not named. Enable once fixed.
+TEST(Config, SecretFileThatIsADirectory) {
+  TempDir dir;
+  try {
+    read_secret_file(dir.path().string());
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path().string()), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected ConfigError, got: " << e.what();
   }
 }
 

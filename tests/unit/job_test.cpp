@@ -16,10 +16,18 @@ namespace {
 
 using namespace std::string_literals;
 
-Value text(std::string s) { return Value{Value::Text, std::move(s)}; }
-Value null() { return Value{Value::Null, {}}; }
-Value unchanged() { return Value{Value::Unchanged, {}}; }
-Value missing() { return Value{Value::Missing, {}}; }
+Value text(std::string s) {
+  return Value{Value::Text, std::move(s)};
+}
+Value null() {
+  return Value{Value::Null, {}};
+}
+Value unchanged() {
+  return Value{Value::Unchanged, {}};
+}
+Value missing() {
+  return Value{Value::Missing, {}};
+}
 
 // A job with every model and operation, NULL/unchanged/missing values and hostile text.
 Job sample_job() {
@@ -29,30 +37,39 @@ Job sample_job() {
   j.commit_time_us = 1795400397123456;
   j.key = "a:42";
   // users
-  j.changes.push_back({Model::Users, 'I',
-                       {text("7"), text("Zoë | O'Brien, \"jr\"\n"), null(),
-                        text("2026-11-23 02:19:57.123456+00")},
-                       {}});
-  j.changes.push_back({Model::Users, 'U',
+  j.changes.push_back(
+      {Model::Users,
+       'I',
+       {text("7"), text("Zoë | O'Brien, \"jr\"\n"), null(), text("2026-11-23 02:19:57.123456+00")},
+       {}});
+  j.changes.push_back({Model::Users,
+                       'U',
                        {text("7"), text("Zoë O'Brien"), text("zoe@example.com"), unchanged()},
                        {text("7"), missing(), missing(), missing()}});
-  j.changes.push_back(
-      {Model::Users, 'D', {}, {text("7"), null(), text("a,b|c"), text("")}});
+  j.changes.push_back({Model::Users, 'D', {}, {text("7"), null(), text("a,b|c"), text("")}});
   // accounts
-  j.changes.push_back(
-      {Model::Accounts, 'I', {text("42"), text("7"), text("EUR"), text("2026-01-01 00:00:00+00")}, {}});
-  j.changes.push_back({Model::Accounts, 'U', {text("42"), text("8"), unchanged(), null()},
+  j.changes.push_back({Model::Accounts,
+                       'I',
+                       {text("42"), text("7"), text("EUR"), text("2026-01-01 00:00:00+00")},
+                       {}});
+  j.changes.push_back({Model::Accounts,
+                       'U',
+                       {text("42"), text("8"), unchanged(), null()},
                        {text("42"), text("7"), text("EUR"), text("2026-01-01 00:00:00+00")}});
   j.changes.push_back({Model::Accounts, 'D', {}, {text("42"), missing(), missing(), missing()}});
   // transactions
-  j.changes.push_back({Model::Transactions, 'I',
+  j.changes.push_back({Model::Transactions,
+                       'I',
                        {text("1001"), text("42"), text("-123.4500"), text("transfer"),
                         text("\0nul\0"s), text("2026-11-23 02:19:57+00")},
                        {}});
-  j.changes.push_back({Model::Transactions, 'U',
-                       {text("1001"), text("42"), text("100.25"), text("deposit"), null(), unchanged()},
-                       {text("1001"), missing(), missing(), missing(), missing(), missing()}});
-  j.changes.push_back({Model::Transactions, 'D',
+  j.changes.push_back(
+      {Model::Transactions,
+       'U',
+       {text("1001"), text("42"), text("100.25"), text("deposit"), null(), unchanged()},
+       {text("1001"), missing(), missing(), missing(), missing(), missing()}});
+  j.changes.push_back({Model::Transactions,
+                       'D',
                        {},
                        {text("1001"), text("42"), text("100.25"), text("10,|\n\r\t"), null(),
                         text(std::string(1000, 'x'))}});
@@ -182,7 +199,9 @@ TEST(Job, DecodeRejectsTrailingBytes) {
 
 // Builds an encoding by hand: "J1" commit, end, time, key, changes.
 std::string header(const std::string& key, int changes) {
-  return "J1" "1,2,3," + std::to_string(key.size()) + "," + key + std::to_string(changes) + ",";
+  return "J1"
+         "1,2,3," +
+         std::to_string(key.size()) + "," + key + std::to_string(changes) + ",";
 }
 
 TEST(Job, HandBuiltEncodingDecodes) {
@@ -244,7 +263,10 @@ TEST(Job, DecodeRejectsMalformedNumbers) {
 TEST(Job, DecodeRejectsHugeLengths) {
   const std::string max = std::to_string(std::numeric_limits<std::uint64_t>::max());
   expect_data_error("J11,2,3," + max + ",a:1" + "0,", "key length 2^64-1");
-  expect_data_error("J11,2,3,1000000,a:1" "0,", "key length past the end");
+  expect_data_error(
+      "J11,2,3,1000000,a:1"
+      "0,",
+      "key length past the end");
   expect_data_error("J11,2,3,4,a:1", "key length one past the end");
   expect_data_error("J11,2,3,99999999999999999999999,a:1", "key length beyond 64 bits");
   expect_data_error(header("a:1", 0).substr(0, header("a:1", 0).size() - 2) + max + ",",
