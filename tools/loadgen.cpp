@@ -36,7 +36,9 @@ constexpr long kPreloadLimit = 100000;
 std::int64_t uniform(Rng& rng, std::int64_t lo, std::int64_t hi) {
   return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
 }
-double unit(Rng& rng) { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+double unit(Rng& rng) {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
 
 // An amount in ten-thousandths: 1 .. 100,000,000 (0.0001 .. 10000.0000). Mostly arbitrary
 // (non-zero last digits), some whole cents and whole units so canonical forms with stripped
@@ -57,13 +59,13 @@ std::string format_amount(std::int64_t ten_thousandths) {
 }
 
 std::string random_name(Rng& rng) {
-  static const char* const kFirst[] = {"Ada",   "Alan",   "Grace",  "Edsger", "Barbara", "Donald",
-                                       "Frances", "Ken",  "Margaret", "Dennis", "Radia", "Niklaus",
-                                       "Zoë",   "José",   "Björn",  "Søren",  "Anaïs",   "Łukasz"};
-  static const char* const kLast[] = {"Lovelace", "Turing",  "Hopper",  "Dijkstra", "Liskov",
-                                      "Knuth",    "Allen",   "Thompson", "Hamilton", "Ritchie",
-                                      "Perlman",  "Wirth",   "O'Brien", "Müller",   "García",
-                                      "van der Berg", "Nuñez", "Østergaard"};
+  static const char* const kFirst[] = {
+      "Ada",    "Alan",  "Grace",   "Edsger", "Barbara", "Donald", "Frances", "Ken",   "Margaret",
+      "Dennis", "Radia", "Niklaus", "Zoë",    "José",    "Björn",  "Søren",   "Anaïs", "Łukasz"};
+  static const char* const kLast[] = {"Lovelace",     "Turing", "Hopper",    "Dijkstra", "Liskov",
+                                      "Knuth",        "Allen",  "Thompson",  "Hamilton", "Ritchie",
+                                      "Perlman",      "Wirth",  "O'Brien",   "Müller",   "García",
+                                      "van der Berg", "Nuñez",  "Østergaard"};
   // Now and then a name that needs escaping in the report.
   static const char* const kOdd[] = {"Jean \"JJ\" Dupont", "Back\\slash Bob", "Quote \"Q\" \\ Mix"};
   if (uniform(rng, 0, 199) == 0) return kOdd[uniform(rng, 0, std::size(kOdd) - 1)];
@@ -139,8 +141,8 @@ class Progress {
         long left = static_cast<long>(std::ceil(static_cast<double>(total_ - done) / per_sec));
         std::snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", left / 3600, left / 60 % 60, left % 60);
       }
-      std::snprintf(line, sizeof line, "loadgen: %s %ld/%ld (%.1f%%), %.0f/s, ETA %s", what_,
-                    done, total_, 100.0 * static_cast<double>(done) / static_cast<double>(total_),
+      std::snprintf(line, sizeof line, "loadgen: %s %ld/%ld (%.1f%%), %.0f/s, ETA %s", what_, done,
+                    total_, 100.0 * static_cast<double>(done) / static_cast<double>(total_),
                     per_sec, eta);
     }
     if (tty_) {
@@ -182,7 +184,8 @@ class AccountBook {
     const Account& a = accounts_[index];
     const std::vector<std::int64_t>& same = by_currency_[a.currency];
     if (same.size() < 2) return 0;
-    auto pos = static_cast<std::size_t>(uniform(rng, 0, static_cast<std::int64_t>(same.size()) - 2));
+    auto pos =
+        static_cast<std::size_t>(uniform(rng, 0, static_cast<std::int64_t>(same.size()) - 2));
     if (pos >= a.pos_in_currency) ++pos;
     return same[pos];
   }
@@ -234,11 +237,16 @@ enum class Op { Deposit, Withdrawal, Transfer, Update, Delete };
 
 const char* op_name(Op op) {
   switch (op) {
-    case Op::Deposit: return "deposit";
-    case Op::Withdrawal: return "withdrawal";
-    case Op::Transfer: return "transfer";
-    case Op::Update: return "correction (update)";
-    case Op::Delete: return "delete";
+    case Op::Deposit:
+      return "deposit";
+    case Op::Withdrawal:
+      return "withdrawal";
+    case Op::Transfer:
+      return "transfer";
+    case Op::Update:
+      return "correction (update)";
+    case Op::Delete:
+      return "delete";
   }
   return "?";
 }
@@ -259,8 +267,8 @@ class Pipeline {
   }
 
   void send(const char* statement, const PgParams& params, Op op, std::int64_t subject) {
-    if (PQsendQueryPrepared(conn_.get(), statement, static_cast<int>(params.size()),
-                            params.data(), nullptr, nullptr, 0) == 0) {
+    if (PQsendQueryPrepared(conn_.get(), statement, static_cast<int>(params.size()), params.data(),
+                            nullptr, nullptr, 0) == 0) {
       throw conn_.error(nullptr, context(op, subject));
     }
     expected_.push_back({op, subject, false});
@@ -366,8 +374,9 @@ void validate(const LoadgenOptions& o) {
     bad("transactions must be >= 0 (got " + std::to_string(o.transactions) + ")");
   }
   if (!std::isfinite(o.rate) || o.rate < 0) bad("rate must be >= 0 operations per second");
-  for (auto [name, v] : {std::pair{"transfer", o.transfer_share}, std::pair{"update", o.update_share},
-                         std::pair{"delete", o.delete_share}}) {
+  for (auto [name, v] :
+       {std::pair{"transfer", o.transfer_share}, std::pair{"update", o.update_share},
+        std::pair{"delete", o.delete_share}}) {
     if (!std::isfinite(v) || v < 0 || v > 1) {
       bad(std::string(name) + " share must be between 0 and 1 (got " + std::to_string(v) + ")");
     }
@@ -465,7 +474,8 @@ void load_existing(PgConnection& conn, AccountBook& book, TxPool& pool, LoadgenS
   conn.stream(
       "SELECT id, btrim(currency::text) FROM accounts ORDER BY id",
       [&](const PGresult& row) {
-        book.add(to_int64(pg_value(row, 0, 0), conn, "accounts.id"), std::string(pg_value(row, 0, 1)));
+        book.add(to_int64(pg_value(row, 0, 0), conn, "accounts.id"),
+                 std::string(pg_value(row, 0, 1)));
       },
       "reading existing accounts");
   if (book.empty()) return;

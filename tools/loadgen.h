@@ -9,16 +9,19 @@
 namespace walfold::tools {
 
 struct LoadgenOptions {
-  std::string pg_dsn;                // libpq connection string
-  long users = 1000;                 // users to create first (each gets 1-3 accounts in random currencies)
-  long transactions = 10000;         // bank operations to run after users/accounts exist
-  double rate = 0;                   // operations per second; 0 = as fast as possible
-  double transfer_share = 0.2, update_share = 0.05, delete_share = 0.03;   // rest: deposits (60%) / withdrawals (40%)
+  std::string pg_dsn;         // libpq connection string
+  long users = 1000;          // users to create first (each gets 1-3 accounts in random currencies)
+  long transactions = 10000;  // bank operations to run after users/accounts exist
+  double rate = 0;            // operations per second; 0 = as fast as possible
+  double transfer_share = 0.2, update_share = 0.05,
+         delete_share = 0.03;  // rest: deposits (60%) / withdrawals (40%)
   std::vector<std::string> currencies{"USD", "EUR", "GBP"};
-  std::uint64_t seed = 0;            // 0 = random
-  int ops_per_commit = 1;            // >1 groups several operations into one PostgreSQL transaction
-  bool progress = true;              // progress line on stderr (\r-updated, ~4x per second: done/total, ops/s, ETA); plain lines when stderr is not a TTY, at most every 2 s
-  bool reuse_existing = false;       // when true and users/accounts already exist, use them instead of creating new
+  std::uint64_t seed = 0;  // 0 = random
+  int ops_per_commit = 1;  // >1 groups several operations into one PostgreSQL transaction
+  bool progress = true;  // progress line on stderr (\r-updated, ~4x per second: done/total, ops/s,
+                         // ETA); plain lines when stderr is not a TTY, at most every 2 s
+  bool reuse_existing =
+      false;  // when true and users/accounts already exist, use them instead of creating new
 };
 
 // users/accounts: how many this run worked with (created, or found when reuse_existing).

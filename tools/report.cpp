@@ -34,10 +34,17 @@ void append_quoted(std::string& line, std::string_view text) {
   line.push_back('"');
   for (char c : text) {
     switch (c) {
-      case '"': line += "\\\""; break;
-      case '\\': line += "\\\\"; break;
-      case '\n': line += "\\n"; break;
-      default: line.push_back(c);
+      case '"':
+        line += "\\\"";
+        break;
+      case '\\':
+        line += "\\\\";
+        break;
+      case '\n':
+        line += "\\n";
+        break;
+      default:
+        line.push_back(c);
     }
   }
   line.push_back('"');
@@ -248,8 +255,8 @@ long report_postgres(const ReportOptions& o, std::ostream& out) {
         Decimal& total = user->totals[std::string(trim(pg_value(row, 0, 5)))];
         std::optional<Decimal> sum = total.plus(*balance);
         if (!sum) {
-          throw DataError("PostgreSQL " + conn.address() + ": total of user " +
-                          std::to_string(id) + " overflows 34 significant digits");
+          throw DataError("PostgreSQL " + conn.address() + ": total of user " + std::to_string(id) +
+                          " overflows 34 significant digits");
         }
         total = *sum;
       },
@@ -310,9 +317,12 @@ class DocContext {
       : server_(server), ns_(ns) {
     bson_iter_t it;
     if (bson_iter_init_find(&it, doc, "_id")) {
-      if (BSON_ITER_HOLDS_INT64(&it)) id_ = std::to_string(bson_iter_int64(&it));
-      else if (BSON_ITER_HOLDS_INT32(&it)) id_ = std::to_string(bson_iter_int32(&it));
-      else id_ = "(non-integer)";
+      if (BSON_ITER_HOLDS_INT64(&it))
+        id_ = std::to_string(bson_iter_int64(&it));
+      else if (BSON_ITER_HOLDS_INT32(&it))
+        id_ = std::to_string(bson_iter_int32(&it));
+      else
+        id_ = "(non-integer)";
     }
   }
   [[noreturn]] void fail(std::string_view field, std::string_view problem) const {
@@ -373,10 +383,11 @@ class MongoSource {
 
     BsonPtr ping(BCON_NEW("ping", BCON_INT32(1)));
     bson_t reply;
-    bool ok = mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, &reply,
-                                           &err);
+    bool ok =
+        mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, &reply, &err);
     bson_destroy(&reply);
-    if (!ok) throw UnavailableError("MongoDB " + server_ + ": cannot reach the server: " + err.message);
+    if (!ok)
+      throw UnavailableError("MongoDB " + server_ + ": cannot reach the server: " + err.message);
   }
 
   // Calls `fn` with each document of `collection` in ascending _id order.
@@ -483,8 +494,7 @@ long report_mongo(const ReportOptions& o, std::ostream& out) {
   });
 
   BsonPtr user_fields(BCON_NEW("full_name", BCON_INT32(1), "email", BCON_INT32(1), "accounts",
-                               BCON_INT32(1), "balances", BCON_INT32(1), "deleted",
-                               BCON_INT32(1)));
+                               BCON_INT32(1), "balances", BCON_INT32(1), "deleted", BCON_INT32(1)));
   std::vector<std::int64_t> accounts;
   std::map<std::string, std::string> totals;
   mongo.scan("users", user_fields.get(), [&](const DocContext& ctx, const bson_t* doc) {
