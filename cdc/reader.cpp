@@ -69,7 +69,11 @@ class Reader::Session {
       if (!buffer_.empty())
         wait = std::min(
             wait, std::chrono::duration_cast<std::chrono::milliseconds>(buffer_deadline_ - now));
-      wait = std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
+      // Waiting for a stop position: ask for the server's WAL end soon after the data stops.
+      const auto longest = owner_.opts_.stop_at && !owner_.reached_stop_
+                               ? std::chrono::milliseconds(20)
+                               : std::chrono::milliseconds(100);
+      wait = std::clamp(wait, std::chrono::milliseconds(0), longest);
       auto data = stream_->read(wait);
       if (!data.empty()) {
         handle(data);
@@ -158,7 +162,7 @@ class Reader::Session {
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
   void ask_position() {
     auto now = Clock::now();
-    if (now - last_ask_ < std::chrono::milliseconds(200)) return;
+    if (now - last_ask_ < std::chrono::milliseconds(20)) return;
     last_ask_ = now;
     stream_->send_status(received_, confirmed_, confirmed_, true);
   }

@@ -41,7 +41,10 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
     buf_ = nullptr;
   }
   PGconn* c = conn_.get();
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Returns empty only when no complete message arrived before the deadline: a message that
+  // is still arriving is not "idle" (the reader flushes its batch to Redis when idle).
+  while (true) {
     int n = PQgetCopyData(c, &buf_, 1);
     if (n > 0) return {reinterpret_cast<const std::uint8_t*>(buf_), static_cast<std::size_t>(n)};
     if (n == -1) {
@@ -61,20 +64,21 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
       throw UnavailableError("postgresql at " + address() + ": replication stream broke: " + why);
     }
-    if (attempt == 1) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() < 0) return {};
     pollfd p{PQsocket(c), POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
     if (rc < 0 && errno != EINTR)
       throw UnavailableError("postgresql at " + address() + ": poll failed");
-    if (rc <= 0) return {};
-    if (!PQconsumeInput(c)) {
+    if (rc == 0) return {};
+    if (rc > 0 && !PQconsumeInput(c)) {
       std::string why = PQerrorMessage(c);
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
       throw UnavailableError("postgresql at " + address() +
                              ": replication connection lost: " + why);
     }
   }
-  return {};
 }
 
 void ReplicationStream::send_status(Lsn write, Lsn flush, Lsn apply, bool reply_requested) {

@@ -133,7 +133,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   int exit_code = 0;
 
   while (true) {
-    timespec ts{0, 200 * 1000 * 1000};
+    timespec ts{0, 50 * 1000 * 1000};
     int sig = sigtimedwait(&sigs, nullptr, &ts);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("run: signal {} received, stopping", sig);
