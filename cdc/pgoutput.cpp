@@ -1,5 +1,7 @@
 #include "cdc/pgoutput.h"
 
+#include "cdc/bytes.h"
+
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -8,24 +10,8 @@ namespace walfold::cdc {
 
 namespace {
 
-// "'I' (0x49)" for printable bytes, "0x05" otherwise.
-std::string describe_byte(std::uint8_t b) {
-  char buf[16];
-  if (b >= 0x20 && b < 0x7f) {
-    std::snprintf(buf, sizeof buf, "'%c' (0x%02x)", static_cast<char>(b), b);
-  } else {
-    std::snprintf(buf, sizeof buf, "0x%02x", b);
-  }
-  return buf;
-}
-
-template <typename T>
-T load_be(const std::uint8_t* p) {
-  using U = std::make_unsigned_t<T>;
-  U v = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) v = static_cast<U>((v << 8) | p[i]);
-  return static_cast<T>(v);  // modular conversion (well-defined since C++20)
-}
+using bytes::describe_byte;
+using bytes::load_be;
 
 // Cursor over one pgoutput message. Every accessor checks the remaining length first and throws
 // DecodeError naming the message type, the byte offset and what was expected.

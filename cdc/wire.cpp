@@ -1,5 +1,7 @@
 #include "cdc/wire.h"
 
+#include "cdc/bytes.h"
+
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -9,10 +11,9 @@ namespace walfold::cdc {
 namespace {
 
 std::uint64_t load_be64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-  return v;
+  return bytes::load_be<std::uint64_t>(p);
 }
+using bytes::describe_byte;
 
 void store_be64(std::uint8_t* p, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) {
@@ -23,16 +24,6 @@ void store_be64(std::uint8_t* p, std::uint64_t v) {
 
 [[noreturn]] void fail(const std::string& detail) {
   throw DecodeError("replication CopyData message: " + detail);
-}
-
-std::string describe_byte(std::uint8_t b) {
-  char buf[16];
-  if (b >= 0x20 && b < 0x7f) {
-    std::snprintf(buf, sizeof buf, "'%c' (0x%02x)", static_cast<char>(b), b);
-  } else {
-    std::snprintf(buf, sizeof buf, "0x%02x", b);
-  }
-  return buf;
 }
 
 }  // namespace

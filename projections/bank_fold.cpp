@@ -135,6 +135,20 @@ Statement ensure(std::int64_t id, const Defaults& defaults) {
   return s;
 }
 
+// A user document with empty collections, created by whichever key reaches it first.
+Statement ensure_user(std::int64_t user_id) {
+  return ensure(user_id, [](bson_t* d) {
+    bson_t arr, bal, lsns;
+    bson_append_array_begin(d, "accounts", -1, &arr);
+    bson_append_array_end(d, &arr);
+    bson_append_document_begin(d, "balances", -1, &bal);
+    bson_append_document_end(d, &bal);
+    bson_append_document_begin(d, "acct_lsn", -1, &lsns);
+    bson_append_document_end(d, &lsns);
+    BSON_APPEND_BOOL(d, "deleted", false);
+  });
+}
+
 struct TxEntry {
   std::int64_t id;
   std::string kind;
@@ -228,15 +242,7 @@ void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& pl
       created_us = to_time_us(job, c, row, queue::kUserCreatedAt);
   }
   if (!touched) return;
-  plan.users.push_back(ensure(user_id, [](bson_t* d) {
-    bson_t arr, bal, lsns;
-    bson_append_array_begin(d, "accounts", -1, &arr);
-    bson_append_array_end(d, &arr);
-    bson_append_document_begin(d, "balances", -1, &bal);
-    bson_append_document_end(d, &bal);
-    bson_append_document_begin(d, "acct_lsn", -1, &lsns);
-    bson_append_document_end(d, &lsns);
-  }));
+  plan.users.push_back(ensure_user(user_id));
   Statement s;
   s.filter = guarded_filter(user_id, "profile_lsn", job.commit_lsn);
   s.update = make_bson();
@@ -425,16 +431,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
   // users collection: one guarded update per user this account's job touched
   std::string acct_path = "acct_lsn." + std::to_string(account_id);
   for (auto& [user_id, ud] : users) {
-    plan.users.push_back(ensure(user_id, [](bson_t* d) {
-      bson_t arr, bal, lsns;
-      bson_append_array_begin(d, "accounts", -1, &arr);
-      bson_append_array_end(d, &arr);
-      bson_append_document_begin(d, "balances", -1, &bal);
-      bson_append_document_end(d, &bal);
-      bson_append_document_begin(d, "acct_lsn", -1, &lsns);
-      bson_append_document_end(d, &lsns);
-      BSON_APPEND_BOOL(d, "deleted", false);
-    }));
+    plan.users.push_back(ensure_user(user_id));
     Statement s;
     s.filter = guarded_filter(user_id, acct_path, lsn);
     s.update = make_bson();
