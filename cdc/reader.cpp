@@ -107,7 +107,7 @@ class Reader::Session {
     auto& k = std::get<Keepalive>(msg);
     if (!assembler_.in_transaction()) {
       received_ = std::max(received_, k.wal_end);
-      if (buffer_.empty()) idle_wal_end_ = std::max(idle_wal_end_, k.wal_end);
+      if (buffer_.empty() && !in_flight_first_) idle_wal_end_ = std::max(idle_wal_end_, k.wal_end);
       if (owner_.opts_.stop_at && k.wal_end >= owner_.opts_.stop_at) reach_stop();
     }
     if (k.reply_requested) send_status(false, /*query_redis=*/false);
@@ -137,6 +137,7 @@ class Reader::Session {
 
   void reach_stop() {
     flush_buffer();
+    sync_enqueued();
     if (!owner_.reached_stop_) {
       spdlog::info("reader: reached the requested stop position {} (received {})",
                    format_lsn(owner_.opts_.stop_at), format_lsn(received_));
@@ -144,19 +145,36 @@ class Reader::Session {
     }
   }
 
+  // Hands the buffered commits to Redis without waiting for Redis to run them: the reader goes
+  // on reading WAL meanwhile. The batch counts as "not yet in Redis" for the checkpoint until
+  // sync_enqueued() has Redis's reply.
   void flush_buffer() {
     if (buffer_.empty()) return;
+    sync_enqueued();
     const std::size_t chunk = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
-    for (std::size_t i = 0; i < buffer_.size(); i += chunk) {
-      std::size_t end = std::min(buffer_.size(), i + chunk);
-      std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin() + i),
-                                           std::make_move_iterator(buffer_.begin() + end));
-      queue_->enqueue(part, end == buffer_.size() ? buffer_last_end_ : 0);
+    // Oversized batches (a huge transaction) go in chunks; only the last completes the commit.
+    while (buffer_.size() > chunk) {
+      std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin()),
+                                           std::make_move_iterator(buffer_.begin() + chunk));
+      buffer_.erase(buffer_.begin(), buffer_.begin() + chunk);
       owner_.progress_.jobs_enqueued += part.size();
       ++owner_.progress_.enqueue_calls;
+      queue_->enqueue(part, 0);
     }
+    owner_.progress_.jobs_enqueued += buffer_.size();
+    ++owner_.progress_.enqueue_calls;
+    in_flight_first_ = buffer_first_commit_;
+    in_flight_end_ = buffer_last_end_;
+    queue_->enqueue_send(std::move(buffer_), buffer_last_end_);
     buffer_.clear();
-    enqueued_end_ = std::max(enqueued_end_, buffer_last_end_);
+  }
+
+  // Waits for Redis to acknowledge the batch in flight; its commits are then in Redis.
+  void sync_enqueued() {
+    if (!in_flight_first_) return;
+    queue_->enqueue_wait();
+    enqueued_end_ = std::max(enqueued_end_, in_flight_end_);
+    in_flight_first_.reset();
   }
 
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
@@ -169,9 +187,13 @@ class Reader::Session {
 
   void send_status(bool reply, bool query_redis = true) {
     if (query_redis) {
+      sync_enqueued();
       CheckpointInputs in;
       in.oldest_pending = queue_->oldest_pending_commit();
       if (!buffer_.empty()) in.oldest_unenqueued = buffer_first_commit_;
+      if (in_flight_first_)
+        in.oldest_unenqueued =
+            std::min(in.oldest_unenqueued.value_or(*in_flight_first_), *in_flight_first_);
       in.enqueued_end = enqueued_end_;
       in.idle_wal_end = idle_wal_end_;
       in.in_transaction = assembler_.in_transaction();
@@ -192,6 +214,8 @@ class Reader::Session {
   std::unique_ptr<queue::JobQueue> queue_;
   std::vector<queue::EnqueueItem> buffer_;
   Lsn buffer_first_commit_ = 0, buffer_last_end_ = 0;
+  std::optional<Lsn> in_flight_first_;  // first commit of the batch Redis has not acknowledged
+  Lsn in_flight_end_ = 0;
   Clock::time_point buffer_deadline_{}, last_ask_{};
   Lsn skip_through_ = 0, enqueued_end_ = 0, idle_wal_end_ = 0, received_ = 0, confirmed_ = 0;
 };

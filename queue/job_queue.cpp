@@ -41,13 +41,12 @@ std::string queue_prefix(const std::string& redis_prefix, const std::string& slo
 
 JobQueue::JobQueue(Redis& redis, std::string prefix) : redis_(redis), prefix_(std::move(prefix)) {}
 
-void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
-  std::deque<std::string> owned;  // deque: views into it stay valid
-
+std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
+                                                     std::deque<std::string>& owned) const {
   std::vector<std::string_view> args;
   args.reserve(3 + items.size() * 4);
   args.push_back(prefix_);
-  owned.push_back(completes_end_lsn ? lsn_key(completes_end_lsn) : std::string());
+  owned.push_back(end ? lsn_key(end) : std::string());
   args.push_back(owned.back());
   owned.push_back(std::to_string(items.size()));
   args.push_back(owned.back());
@@ -58,10 +57,42 @@ void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_
     args.push_back(it.member);
     args.push_back(it.body);
   }
-  redis_.eval(enqueue_script(), {}, args);
+  return args;
+}
+
+void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
+  enqueue_wait();
+  std::deque<std::string> owned;  // deque: views into it stay valid
+  redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+}
+
+void JobQueue::enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn) {
+  enqueue_wait();
+  std::deque<std::string> owned;
+  auto args = enqueue_args(items, completes_end_lsn, owned);
+  std::vector<std::string_view> argv{"EVALSHA", enqueue_script().sha(), "0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  redis_.append(argv);
+  redis_.send();
+  in_flight_ = InFlight{std::move(items), completes_end_lsn};
+}
+
+void JobQueue::enqueue_wait() {
+  if (!in_flight_) return;
+  auto batch = std::move(*in_flight_);
+  in_flight_.reset();
+  try {
+    redis_.read_reply();
+  } catch (const UnavailableError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    if (std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) throw;
+    enqueue(batch.items, batch.end);  // EVALSHA fell back to EVAL: the script is loaded again
+  }
 }
 
 std::optional<Lsn> JobQueue::oldest_pending_commit() {
+  enqueue_wait();
   auto r = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
   if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
   std::string_view member(r->element[0]->str, r->element[0]->len);
@@ -73,12 +104,14 @@ std::optional<Lsn> JobQueue::oldest_pending_commit() {
 }
 
 Lsn JobQueue::enqueued_end_lsn() {
+  enqueue_wait();
   auto r = redis_.command({"HGET", prefix_ + ":meta", "enqueued_end_lsn"});
   if (r->type != REDIS_REPLY_STRING) return 0;
   return parse_lsn_key(std::string_view(r->str, r->len)).value_or(0);
 }
 
 Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds lease) {
+  enqueue_wait();
   auto mk = std::to_string(max_keys), mj = std::to_string(max_jobs),
        ls = std::to_string(lease.count());
   auto r = redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls});
@@ -103,6 +136,7 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
 }
 
 std::vector<std::string> JobQueue::ack(std::int64_t fence, const std::vector<AckItem>& items) {
+  enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
   std::size_t total = 3;
   for (const auto& it : items) total += 3 + it.members.size();
@@ -130,6 +164,7 @@ std::vector<std::string> JobQueue::ack(std::int64_t fence, const std::vector<Ack
 }
 
 QueueCounts JobQueue::counts() {
+  enqueue_wait();
   QueueCounts c;
   redis_.append({"ZCARD", prefix_ + ":ready"});
   redis_.append({"ZCARD", prefix_ + ":active"});

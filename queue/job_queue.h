@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +57,12 @@ class JobQueue {
 
   // Reader side.
   void enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
+  // The same without waiting: the batch is sent and Redis runs it while the caller goes on
+  // reading WAL. enqueue_wait() collects its reply (re-sending it with EVAL if Redis lost the
+  // script); every other call waits for it first. At most one batch is in flight.
+  void enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn);
+  void enqueue_wait();
+  bool enqueue_in_flight() const { return in_flight_.has_value(); }
   std::optional<Lsn> oldest_pending_commit();
   Lsn enqueued_end_lsn();
 
@@ -67,8 +74,15 @@ class JobQueue {
   QueueCounts counts();
 
  private:
+  struct InFlight {
+    std::vector<EnqueueItem> items;
+    Lsn end;
+  };
+  std::vector<std::string_view> enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
+                                             std::deque<std::string>& owned) const;
   Redis& redis_;
   std::string prefix_;
+  std::optional<InFlight> in_flight_;
 };
 
 // "<prefix>:{<slot>}"

@@ -134,6 +134,18 @@ void Redis::append(const std::vector<std::string_view>& argv) {
     throw UnavailableError("redis at " + address_ + ": cannot queue a pipelined command");
 }
 
+void Redis::send() {
+  int done = 0;
+  while (!done) {
+    if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) {
+      std::string msg =
+          "redis at " + address_ + ": sending failed: " + (ctx_->errstr[0] ? ctx_->errstr : "?");
+      ctx_.reset();
+      throw UnavailableError(msg);
+    }
+  }
+}
+
 Reply Redis::read_reply() {
   void* r = nullptr;
   if (redisGetReply(ctx_.get(), &r) != REDIS_OK) r = nullptr;

@@ -42,8 +42,10 @@ class Redis {
   Reply eval(const RedisScript& script, const std::vector<std::string_view>& keys,
              const std::vector<std::string_view>& args);
 
-  // Pipelining: append, then read replies in order.
+  // Pipelining: append, then read replies in order. send() writes what was appended to the
+  // socket without waiting for the replies.
   void append(const std::vector<std::string_view>& argv);
+  void send();
   Reply read_reply();
 
   void reconnect();
