@@ -111,3 +111,32 @@ TEST(Stream, AnswersKeepalivesUnderAShortSenderTimeout) {
 
 }  // namespace
 }  // namespace walfold::test
+
+namespace walfold::test {
+namespace {
+
+TEST(Stream, IdleSlotAdvancesWhileOtherDatabasesWriteWal) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  const std::string other = fresh_pg_database("busy");
+  pg_query(other, "CREATE TABLE noise (id bigserial primary key, payload text)");
+  const Lsn start = slot_confirmed(env);
+  Lsn written = 0;
+  for (int i = 0; i < 5; ++i) {
+    pg_query(other,
+             "INSERT INTO noise (payload) SELECT repeat('x', 200) FROM generate_series(1, 5000)");
+    written = *parse_lsn(pg_scalar(other, "SELECT pg_current_wal_lsn()"));
+  }
+  // Nothing of ours changed, yet the slot must not hold the other database's WAL.
+  EXPECT_TRUE(wait_until([&] { return slot_confirmed(env) >= written; }, std::chrono::seconds(30)))
+      << "confirmed " << format_lsn(slot_confirmed(env)) << " (started at " << format_lsn(start)
+      << "), WAL written up to " << format_lsn(written);
+  daemon.signal(SIGTERM);
+  EXPECT_TRUE(daemon.wait(std::chrono::seconds(60)).has_value());
+}
+
+}  // namespace
+}  // namespace walfold::test
