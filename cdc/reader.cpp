@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <thread>
 
@@ -25,6 +26,15 @@ Lsn safe_flush_lsn(const CheckpointInputs& in) {
   return safe;
 }
 
+namespace {
+std::string random_epoch() {
+  std::random_device rd;
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
+}
+}  // namespace
+
 // One connected streaming session; a reconnect builds a new one.
 class Reader::Session {
  public:
@@ -39,8 +49,22 @@ class Reader::Session {
     queue_ = std::make_unique<queue::JobQueue>(
         *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
     // Commits whose jobs are already in Redis (a restart of the reader alone) are not enqueued
-    // again; if Redis lost its data this is 0 and everything from the slot is replayed.
-    skip_through_ = queue_->enqueued_end_lsn();
+    // again. If Redis lost its data, nothing it says about the past is trusted: everything from
+    // the slot's confirmed position (never past an unfolded commit) is enqueued again.
+    auto [epoch, epoch_state] =
+        queue_->ensure_epoch(random_epoch(), owner_.epoch_.value_or(""), owner_.last_seq_);
+    const bool lost = epoch_state == 2;
+    if (lost)
+      spdlog::error(
+          "redis at {} lost walfold's queue: the queue was emptied and every change not yet folded "
+          "is replayed from the slot's confirmed position, in commit order",
+          redis_->address());
+    else if (epoch_state == 1)
+      spdlog::info("redis at {}: no queue state yet; streaming from the slot's confirmed position",
+                   redis_->address());
+    owner_.epoch_ = epoch;
+    owner_.last_seq_ = queue_->state().seq;
+    skip_through_ = lost ? 0 : queue_->enqueued_end_lsn();
     auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
     if (!slot.exists) {
       // A first start creates its slot; a slot that vanished after walfold used it is a gap.
@@ -189,7 +213,22 @@ class Reader::Session {
     if (query_redis) {
       sync_enqueued();
       CheckpointInputs in;
-      in.oldest_pending = queue_->oldest_pending_commit();
+      auto st = queue_->state();
+      // Redis lost data since the last look: the pending set can no longer be trusted to bound
+      // the checkpoint. Stop before confirming anything; the next session replays.
+      owner_.last_seq_ = std::max(owner_.last_seq_, queue_->last_seq());
+      if (!st.epoch || *st.epoch != *owner_.epoch_ || st.seq < owner_.last_seq_)
+        throw UnavailableError("redis at " + redis_->address() + " lost walfold's queue (" +
+                               (!st.epoch ? std::string("its epoch is gone")
+                                : *st.epoch != *owner_.epoch_
+                                    ? std::string("its epoch changed")
+                                    : "the job sequence went back from " +
+                                          std::to_string(owner_.last_seq_) + " to " +
+                                          std::to_string(st.seq)) +
+                               "); confirmed flush position stays at " + format_lsn(confirmed_) +
+                               " and everything after it is replayed");
+      owner_.last_seq_ = st.seq;
+      in.oldest_pending = st.oldest_pending;
       if (!buffer_.empty()) in.oldest_unenqueued = buffer_first_commit_;
       if (in_flight_first_)
         in.oldest_unenqueued =

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/lsn.h"
@@ -49,6 +50,11 @@ class Reader {
   std::atomic<bool> reached_stop_{false};
   std::atomic<Lsn> confirmed_{0};
   bool reconnect_backoff_reset_ = false;
+  // What this process knows of the queue across sessions: Redis's epoch and the last job
+  // sequence number it returned. A different epoch, or a sequence that went back, means Redis
+  // lost data.
+  std::optional<std::string> epoch_;
+  long long last_seq_ = 0;
 };
 
 // The checkpoint arithmetic, separated so it can be unit-tested: given what is still pending in

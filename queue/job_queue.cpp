@@ -17,6 +17,14 @@ const RedisScript& claim_script() {
   static const RedisScript s("claim", scripts::claim);
   return s;
 }
+const RedisScript& checkpoint_script() {
+  static const RedisScript s("checkpoint", scripts::checkpoint);
+  return s;
+}
+const RedisScript& epoch_script() {
+  static const RedisScript s("epoch", scripts::epoch);
+  return s;
+}
 const RedisScript& ack_script() {
   static const RedisScript s("ack", scripts::ack);
   return s;
@@ -63,7 +71,8 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
 void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
-  redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  auto r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
 }
 
 void JobQueue::enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn) {
@@ -82,7 +91,8 @@ void JobQueue::enqueue_wait() {
   auto batch = std::move(*in_flight_);
   in_flight_.reset();
   try {
-    redis_.read_reply();
+    auto r = redis_.read_reply();
+    if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
   } catch (const UnavailableError&) {
     throw;
   } catch (const std::runtime_error& e) {
@@ -101,6 +111,35 @@ std::optional<Lsn> JobQueue::oldest_pending_commit() {
     throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
                     std::string(member) + "'");
   return lsn;
+}
+
+std::pair<std::string, int> JobQueue::ensure_epoch(const std::string& fresh,
+                                                   const std::string& known, long long known_seq) {
+  enqueue_wait();
+  auto seq = std::to_string(known_seq);
+  auto r = redis_.eval(epoch_script(), {}, {prefix_, fresh, known, seq});
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("epoch: unexpected reply");
+  return {std::string(r->element[0]->str, r->element[0]->len),
+          static_cast<int>(r->element[1]->integer)};
+}
+
+JobQueue::State JobQueue::state() {
+  enqueue_wait();
+  auto r = redis_.eval(checkpoint_script(), {}, {prefix_});
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+    throw DataError("checkpoint: unexpected reply");
+  State st;
+  if (r->element[0]->type == REDIS_REPLY_STRING)
+    st.epoch.emplace(r->element[0]->str, r->element[0]->len);
+  st.seq = r->element[1]->integer;
+  if (r->element[2]->type == REDIS_REPLY_STRING) {
+    std::string_view member(r->element[2]->str, r->element[2]->len);
+    st.oldest_pending = parse_lsn_key(member.substr(0, 16));
+    if (!st.oldest_pending)
+      throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
+                      std::string(member) + "'");
+  }
+  return st;
 }
 
 Lsn JobQueue::enqueued_end_lsn() {

@@ -7,7 +7,8 @@
 //   P:lift              HASH   claimed ordering key -> most urgent score enqueued meanwhile
 //   P:pending           ZSET   "<commit lsn hex>:<key>" for every job not yet folded (score 0,
 //                              lexicographic = LSN order): its minimum is the checkpoint
-//   P:meta              HASH   seq, fence, enqueued_end_lsn
+//   P:meta              HASH   epoch (random, set by the reader: its absence means Redis lost
+//                              walfold's data), seq, fence, enqueued_end_lsn
 // Per-key order holds because a key has at most one owner and is only trimmed at its head.
 #pragma once
 
@@ -64,6 +65,22 @@ class JobQueue {
   void enqueue_wait();
   bool enqueue_in_flight() const { return in_flight_.has_value(); }
   std::optional<Lsn> oldest_pending_commit();
+
+  // Redis-loss detection (queue/scripts/epoch.lua). At the start of a reader session, with the
+  // epoch and sequence number this process saw last: {epoch, 0 adopted | 1 first start |
+  // 2 Redis lost data: the queue was emptied, replay everything after the checkpoint}. Workers
+  // claim nothing until a queue has an epoch. state() reads the epoch, the last job sequence
+  // number and the oldest pending commit in one atomic step.
+  std::pair<std::string, int> ensure_epoch(const std::string& fresh, const std::string& known = "",
+                                           long long known_seq = 0);
+  struct State {
+    std::optional<std::string> epoch;
+    long long seq = 0;
+    std::optional<Lsn> oldest_pending;
+  };
+  State state();
+  // The sequence number Redis returned for the last enqueued batch (0 before any).
+  long long last_seq() const { return last_seq_; }
   Lsn enqueued_end_lsn();
 
   // Worker side.
@@ -83,6 +100,7 @@ class JobQueue {
   Redis& redis_;
   std::string prefix_;
   std::optional<InFlight> in_flight_;
+  long long last_seq_ = 0;
 };
 
 // "<prefix>:{<slot>}"

@@ -5,4 +5,6 @@ namespace walfold::queue::scripts {
 extern const char* const enqueue;
 extern const char* const claim;
 extern const char* const ack;
+extern const char* const checkpoint;
+extern const char* const epoch;
 }  // namespace walfold::queue::scripts

@@ -7,6 +7,9 @@ local max_keys, max_jobs, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready, active, owner = p .. ':ready', p .. ':active', p .. ':owner'
+-- No epoch: Redis lost walfold's data and the reader has not rebuilt the queue yet. Folding a
+-- job now could put a newer change of a key before an older one that is about to be replayed.
+if not redis.call('HGET', p .. ':meta', 'epoch') then return {0, {}} end
 
 local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, 1000)
 for _, key in ipairs(expired) do
@@ -24,7 +27,15 @@ end
 
 local popped = redis.call('ZPOPMIN', ready, max_keys)
 if #popped == 0 then return {0, {}} end
+-- Fence tokens only grow, even across a Redis that lost its data (the counter restarts): they
+-- are floored at Redis's clock in microseconds, so a worker holding a token from before the loss
+-- can never match a newer claim.
 local fence = redis.call('HINCRBY', p .. ':meta', 'fence', 1)
+local floor_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fence < floor_us then
+  fence = floor_us
+  redis.call('HSET', p .. ':meta', 'fence', string.format('%.0f', fence))
+end
 local out = {}
 for i = 1, #popped, 2 do
   local key = popped[i]

@@ -1,5 +1,8 @@
 #include "tests/integration/bank_env.h"
 
+#include <gtest/gtest.h>
+
+#include <sstream>
 #include <stdexcept>
 
 #include "common/decimal.h"
@@ -92,6 +95,123 @@ std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_total
     if (!deleted) out[id] = totals;
   });
   return out;
+}
+
+std::string canon(const std::string& s) {
+  auto c = Decimal::canonicalize(s);
+  if (!c) throw std::runtime_error("not a decimal: " + s);
+  return *c;
+}
+
+// PostgreSQL's truth, computed here with SQL of the test's own (not the report code).
+struct PgTruth {
+  std::map<std::int64_t, std::string> balance;
+  std::map<std::int64_t, std::vector<std::int64_t>> last3;
+  std::map<std::int64_t, std::map<std::string, std::string>> user_totals;
+};
+
+PgTruth pg_truth(const std::string& dsn) {
+  PgTruth t;
+  for (auto& r :
+       pg_query(dsn,
+                "SELECT a.id, coalesce(sum(CASE t.kind WHEN 'deposit' THEN t.amount ELSE -t.amount "
+                "END), 0) "
+                "FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id GROUP BY a.id"))
+    t.balance[std::stoll(*r[0])] = canon(*r[1]);
+  for (auto& r :
+       pg_query(dsn,
+                "SELECT account_id, id FROM (SELECT id, account_id, row_number() OVER (PARTITION "
+                "BY account_id "
+                "ORDER BY created_at DESC, id DESC) AS rn FROM transactions) x WHERE rn <= 3 "
+                "ORDER BY account_id, rn"))
+    t.last3[std::stoll(*r[0])].push_back(std::stoll(*r[1]));
+  for (auto& r : pg_query(dsn,
+                          "SELECT a.user_id, trim(a.currency), coalesce(sum(CASE t.kind WHEN "
+                          "'deposit' THEN t.amount "
+                          "ELSE -t.amount END), 0) FROM accounts a LEFT JOIN transactions t ON "
+                          "t.account_id = a.id "
+                          "GROUP BY a.user_id, trim(a.currency)"))
+    t.user_totals[std::stoll(*r[0])][*r[1]] = canon(*r[2]);
+  return t;
+}
+
+void expect_read_model_exact(const BankEnv& env) {
+  const auto truth = pg_truth(env.dsn);
+  const auto accounts = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
+  ASSERT_FALSE(truth.balance.empty());
+  EXPECT_EQ(accounts.size(), truth.balance.size()) << "live accounts in MongoDB vs PostgreSQL";
+  std::size_t mismatches = 0;
+  for (const auto& [id, bal] : truth.balance) {
+    auto it = accounts.find(id);
+    if (it == accounts.end()) {
+      ADD_FAILURE() << "account " << id << " missing in MongoDB";
+      if (++mismatches > 10) return;
+      continue;
+    }
+    if (it->second.balance != bal) {
+      ADD_FAILURE() << "account " << id << ": MongoDB balance " << it->second.balance
+                    << ", PostgreSQL " << bal;
+      ++mismatches;
+    }
+    auto want = truth.last3.count(id) ? truth.last3.at(id) : std::vector<std::int64_t>{};
+    if (it->second.last_ids != want) {
+      std::string got, exp;
+      for (auto x : it->second.last_ids) got += std::to_string(x) + " ";
+      for (auto x : want) exp += std::to_string(x) + " ";
+      ADD_FAILURE() << "account " << id << ": last_transactions [" << got
+                    << "], PostgreSQL's newest 3 [" << exp << "]";
+      ++mismatches;
+    }
+    if (mismatches > 10) return;
+  }
+  const auto users = read_mongo_user_totals(servers().mongo_uri, env.mongo_db);
+  for (const auto& [uid, totals] : truth.user_totals) {
+    auto it = users.find(uid);
+    ASSERT_NE(it, users.end()) << "user " << uid << " missing in MongoDB";
+    for (const auto& [cur, sum] : totals) {
+      auto c = it->second.find(cur);
+      ASSERT_NE(c, it->second.end()) << "user " << uid << " has no " << cur << " total in MongoDB";
+      EXPECT_EQ(c->second, sum) << "user " << uid << " " << cur;
+    }
+    // Currencies the user no longer has an account in may remain, but only as zero.
+    for (const auto& [cur, sum] : it->second) {
+      if (!totals.count(cur)) {
+        EXPECT_EQ(sum, "0") << "user " << uid << " stale " << cur << " total";
+      }
+    }
+  }
+}
+
+void expect_reports_identical(const BankEnv& env) {
+  auto pg = env.cmd("report", {"--from", "postgres"});
+  auto mg = env.cmd("report", {"--from", "mongo"});
+  ASSERT_EQ(pg.status, 0) << pg.output;
+  ASSERT_EQ(mg.status, 0) << mg.output;
+  ASSERT_GT(pg.output.size(), 100u);
+  if (pg.output == mg.output) return;
+  // Show the first differing lines.
+  std::istringstream a(pg.output), b(mg.output);
+  std::string la, lb, shown;
+  int n = 0;
+  while (n < 5 && (std::getline(a, la) || std::getline(b, lb))) {
+    if (!b.eof() && lb.empty()) std::getline(b, lb);
+    if (la != lb) {
+      shown += "  postgres: " + la + "\n  mongo:    " + lb + "\n";
+      ++n;
+    }
+    la.clear();
+    lb.clear();
+  }
+  ADD_FAILURE() << "reports differ (postgres " << pg.output.size() << " bytes, mongo "
+                << mg.output.size() << " bytes); first differences:\n"
+                << shown;
+}
+
+void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra) {
+  std::vector<std::string> args{"--stop-at-lsn", "current"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = env.cmd("run", args, 600);
+  ASSERT_EQ(r.status, 0) << r.output;
 }
 
 }  // namespace walfold::test

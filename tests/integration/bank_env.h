@@ -75,4 +75,13 @@ std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
 std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(
     const std::string& uri, const std::string& db);
 
+// The read model equals PostgreSQL: every live account's balance (exact) and last three
+// transactions, every user's totals; computed with the test's own SQL and read straight from
+// MongoDB. Reports failures through gtest.
+void expect_read_model_exact(const BankEnv& env);
+// `report --from postgres` and `report --from mongo` are byte-identical.
+void expect_reports_identical(const BankEnv& env);
+// `walfold run --stop-at-lsn current` (plus extra arguments) exits 0.
+void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {});
+
 }  // namespace walfold::test

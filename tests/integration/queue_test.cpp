@@ -67,6 +67,7 @@ class QueueTest : public ::testing::Test {
     redis_ = std::make_unique<Redis>(redis_config());
     prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
     q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+    q_->ensure_epoch("test-epoch");  // what a reader does first; workers claim nothing before
   }
 
   long long integer(const std::vector<std::string_view>& argv) {
@@ -235,6 +236,7 @@ TEST_F(QueueTest, PriorityOrderWithinOneClaim) {
   // Extreme priorities keep their order too (scores stay exact below 2^53).
   prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
   q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+  q_->ensure_epoch("test-epoch");
   q_->enqueue({item("p255", 255, 1, "a"), item("p254", 254, 2, "b"), item("p255b", 255, 3, "c"),
                item("p0", 0, 4, "d")},
               0);
@@ -257,6 +259,7 @@ TEST_F(QueueTest, MixedPriorityKeyIsLiftedButKeepsFifo) {
   // A later, less urgent job does not push a key back (ZADD LT).
   prefix_ = queue_prefix(test::unique_name("wfq"), "walfold");
   q_ = std::make_unique<JobQueue>(*redis_, prefix_);
+  q_->ensure_epoch("test-epoch");
   q_->enqueue({item("k", 1, 1, "k0")}, 0);
   q_->enqueue({item("x", 5, 2, "x0")}, 0);
   q_->enqueue({item("k", 200, 3, "k1")}, 0);
@@ -751,6 +754,39 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
   EXPECT_EQ(q_->enqueued_end_lsn(), lsn_of(kKeys, kTotal));
   EXPECT_TRUE(q_->claim(100, 100, kLongLease).keys.empty());
+}
+
+}  // namespace
+}  // namespace walfold::queue
+
+namespace walfold::queue {
+namespace {
+
+TEST(QueueEpoch, NothingIsClaimedUntilAReaderHasSetTheEpochAndALossEmptiesTheQueue) {
+  const auto& s = test::servers();
+  RedisConfig rc;
+  rc.host = s.redis_host;
+  rc.port = s.redis_port;
+  Redis redis(rc);
+  JobQueue q(redis, test::unique_name("epochq") + ":{x}");
+  q.enqueue({{"k", 5, lsn_key(0x10) + ":k", "j1"}}, 0);
+  EXPECT_TRUE(q.claim(10, 10, std::chrono::milliseconds(30000)).keys.empty())
+      << "claimed without an epoch";
+  // The queue holds state without an epoch (as after FLUSHALL and a later enqueue): a reader
+  // that knew another epoch sees a loss, and the queue is emptied before the new epoch is set.
+  auto [epoch, state] = q.ensure_epoch("e2", "e1", 0);
+  EXPECT_EQ(epoch, "e2");
+  EXPECT_EQ(state, 2);
+  EXPECT_FALSE(q.oldest_pending_commit().has_value());
+  EXPECT_TRUE(q.claim(10, 10, std::chrono::milliseconds(30000)).keys.empty());
+  // Adopted by the same reader later; a new job is claimable now.
+  EXPECT_EQ(q.ensure_epoch("e3", "e2", 0).second, 0);
+  q.enqueue({{"k", 5, lsn_key(0x20) + ":k", "j2"}}, 0);
+  auto c = q.claim(10, 10, std::chrono::milliseconds(30000));
+  ASSERT_EQ(c.keys.size(), 1u);
+  EXPECT_EQ(c.keys[0].bodies, std::vector<std::string>{"j2"});
+  // A sequence that went back (an AOF that lost its tail) is a loss too.
+  EXPECT_EQ(q.ensure_epoch("e4", "e2", 1000).second, 2);
 }
 
 }  // namespace

@@ -1,0 +1,31 @@
+-- Start of a reader session: decide, atomically, whether Redis lost walfold's data.
+-- ARGV[1] prefix, ARGV[2] a fresh random epoch, ARGV[3] the epoch this reader process last saw
+-- ('' if none), ARGV[4] the last job sequence number it saw.
+-- Lost when: the queue state is there without its epoch (flushed, then written again), the
+-- epoch changed, the queue came back empty under a reader that knew it, or the sequence went
+-- back (an AOF that lost its tail). Then every queue key is deleted before the new epoch is set:
+-- everything after the slot's confirmed position is enqueued again, in commit order, and no
+-- worker can fold a newer job of a key before an older replayed one (workers claim nothing
+-- while there is no epoch).
+-- Returns {epoch, state}: 0 = adopted, 1 = first start (no state), 2 = lost and reset.
+local p, fresh, known, known_seq = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local meta = p .. ':meta'
+local cur = redis.call('HGET', meta, 'epoch')
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local lost = false
+if cur then
+  lost = (known ~= '' and cur ~= known) or seq < known_seq
+else
+  lost = redis.call('EXISTS', meta) == 1 or known ~= ''
+end
+if lost then
+  for _, k in ipairs(redis.call('KEYS', p .. ':k:*')) do redis.call('DEL', k) end
+  for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'lift', 'meta'}) do
+    redis.call('DEL', p .. ':' .. s)
+  end
+  cur = nil
+end
+if cur then return {cur, 0} end
+redis.call('HSET', meta, 'epoch', fresh)
+if lost then return {fresh, 2} end
+return {fresh, 1}
