@@ -588,6 +588,27 @@ def _patch_mongomock():
                        127: 'maxKey'}.items():
         tm[code] = tm[name]
 
+    # A plain top-level equality ({account_id: 17, ...}) is checked against the raw document
+    # with a cheap comparison first; the full matcher still decides. It never drops a document
+    # the matcher could accept: arrays (which match by element), Decimal128 (compared
+    # numerically by MongoDB) and documents without a plain value stay candidates. Without it
+    # every find scans the whole collection through the generic matcher (no secondary indexes
+    # here), which made walfold's last_transactions recompute the stand-in's bottleneck.
+    def equality_prefilter(cands, flt):
+        if not isinstance(flt, dict):
+            return cands
+        for k, v in flt.items():
+            if k.startswith('$') or '.' in k or isinstance(v, bool) or not isinstance(v, (int, str)):
+                continue
+            missing = object()
+
+            def maybe(d, k=k, v=v, missing=missing):
+                x = d.get(k, missing)
+                return x == v or isinstance(x, (list, Decimal128, float))
+
+            return [d for d in cands if maybe(d)]
+        return cands
+
     # mongomock's find/count/distinct/aggregate-$lookup iterate through here: look documents up
     # by _id when the filter pins it, and match with the same matcher as the write path.
     def _iter_documents(self, filter):  # pylint: disable=redefined-builtin
@@ -598,6 +619,7 @@ def _patch_mongomock():
             cands = id_candidates(self._store._documents, filter)  # pylint: disable=protected-access
         if cands is None:
             cands = list(self._store.documents)  # pylint: disable=protected-access
+            cands = equality_prefilter(cands, filter)
         if not cands and filter:
             filter_applies(filter, {})  # still reject invalid filters
         return (d for d in cands if filter_applies(filter, d))

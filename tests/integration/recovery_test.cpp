@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <random>
 #include <thread>
 
 #include "tests/integration/bank_env.h"
@@ -82,6 +83,43 @@ TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
       << "the outage was not reported";
   EXPECT_TRUE(run.daemon->is_running()) << run.daemon->output();
   run.finish();
+}
+
+}  // namespace
+}  // namespace walfold::test
+
+namespace walfold::test {
+namespace {
+
+TEST(Recovery, SigkillAtRandomMomentsLosesNothingAndDoublesNothing) {
+  // Short leases so keys held by a killed worker come back quickly.
+  BankEnv env("", "  lease_ms: 1500\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "200", "--transactions", "0", "--no-progress"}).status,
+            0);
+  Process load({walfold_binary(), "loadgen", "--config", env.config_path, "--reuse",
+                "--transactions", "12000", "--rate", "500", "--seed", "31", "--update-share", "0.1",
+                "--delete-share", "0.05", "--no-progress"});
+  std::mt19937 rng(12345);
+  int kills = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    Process daemon({walfold_binary(), "run", "--config", env.config_path});
+    ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+        << daemon.output();
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 900)(rng)));
+    ASSERT_TRUE(daemon.is_running()) << "walfold died on its own: " << daemon.output();
+    daemon.signal(SIGKILL);
+    ASSERT_TRUE(daemon.wait(std::chrono::seconds(10)).has_value());
+    ++kills;
+  }
+  EXPECT_EQ(kills, 20);
+  auto st = load.wait(std::chrono::seconds(120));
+  ASSERT_TRUE(st.has_value());
+  ASSERT_EQ(*st, 0) << load.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_reports_identical(env);
 }
 
 }  // namespace
