@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "daemon/run.h"
 #include "queue/job_queue.h"
+#include "reconcile/verify.h"
 #include "tools/loadgen.h"
 #include "tools/report.h"
 
@@ -117,6 +118,16 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"postgres", "mongo"}));
 
+  auto* reconcile = app.add_subcommand(
+      "reconcile", "Compare the MongoDB read model with PostgreSQL (more modes: issue #3)");
+  reconcile->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  bool verify = false;
+  reconcile
+      ->add_flag("--verify", verify,
+                 "Print every account and user whose documents differ from PostgreSQL "
+                 "(nothing when clean); exit 1 on drift")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -142,6 +153,15 @@ int main(int argc, char** argv) {
         return daemon::run(cfg, config_path, ropts);
       }
       if (*status) return status_command(cfg);
+      if (*reconcile) {
+        reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
+                                   cfg.mongodb.database};
+        auto r = reconcile::verify(v, std::cout);
+        std::cout.flush();
+        spdlog::info("reconcile --verify: {} accounts and {} users compared, {} drifted",
+                     r.accounts, r.users, r.drifted);
+        return r.drifted == 0 ? 0 : 1;
+      }
       if (*report) {
         tools::ReportOptions o;
         o.from = from == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo;

@@ -43,6 +43,27 @@ void for_each_doc(const std::string& uri, const std::string& db, const char* col
 
 }  // namespace
 
+void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::int64_t id,
+                           const std::string& value) {
+  projections::mongo_global_init();
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  mongoc_collection_t* c = mongoc_client_get_collection(client, db.c_str(), "accounts");
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  BSON_APPEND_INT64(&filter, "_id", id);
+  bson_decimal128_t d;
+  bson_decimal128_from_string(value.c_str(), &d);
+  bson_append_document_begin(&update, "$set", -1, &set);
+  BSON_APPEND_DECIMAL128(&set, "balance", &d);
+  bson_append_document_end(&update, &set);
+  bson_error_t err;
+  bool ok = mongoc_collection_update_one(c, &filter, &update, nullptr, nullptr, &err);
+  bson_destroy(&filter);
+  bson_destroy(&update);
+  mongoc_collection_destroy(c);
+  mongoc_client_destroy(client);
+  if (!ok) throw std::runtime_error(std::string("corrupting the balance failed: ") + err.message);
+}
+
 std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
                                                          const std::string& db) {
   std::map<std::int64_t, MongoAccount> out;

@@ -76,6 +76,10 @@ std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
 std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_totals(
     const std::string& uri, const std::string& db);
 
+// Sets accounts.<id>.balance to Decimal128(value) directly in MongoDB (corruption on purpose).
+void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::int64_t id,
+                           const std::string& value);
+
 // The read model equals PostgreSQL: every live account's balance (exact) and last three
 // transactions, every user's totals; computed with the test's own SQL and read straight from
 // MongoDB. Reports failures through gtest.
