@@ -100,14 +100,29 @@ void ReplicationStream::finish() {
   PGconn* c = conn_.get();
   if (PQputCopyEnd(c, nullptr) <= 0) return;
   PQflush(c);
-  // Drain what the server still sends until it ends COPY BOTH.
-  for (int i = 0; i < 10000; ++i) {
+  // Drain until the server ends the stream, for at most a few seconds: a walsender still
+  // sending a backlog may not read our CopyDone soon. Whatever arrives now is not confirmed,
+  // so closing the connection instead loses nothing.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
     char* b = nullptr;
-    int n = PQgetCopyData(c, &b, 0);
+    int n = PQgetCopyData(c, &b, 1);
     if (b) PQfreemem(b);
-    if (n < 0) break;
+    if (n > 0) continue;
+    if (n < 0) break;  // the server ended the copy (or the connection broke)
+    pollfd p{PQsocket(c), POLLIN, 0};
+    if (::poll(&p, 1, 100) < 0 && errno != EINTR) break;
+    if (!PQconsumeInput(c)) break;
   }
-  while (PGresult* r = PQgetResult(c)) PQclear(r);
+  // The end-of-stream results; a result still in a COPY state means the server did not end
+  // the stream in time (PQgetResult would return it forever): the destructor closes it.
+  for (int i = 0; i < 8; ++i) {
+    PGresult* r = PQgetResult(c);
+    if (!r) break;
+    auto st = PQresultStatus(r);
+    PQclear(r);
+    if (st == PGRES_COPY_BOTH || st == PGRES_COPY_OUT || st == PGRES_COPY_IN) break;
+  }
 }
 
 }  // namespace walfold::cdc
