@@ -110,12 +110,12 @@ class Reader::Session {
            Clock::now() >= buffer_deadline_))
         flush_buffer();
       if (Clock::now() >= next_status) {
-        send_status(false);
+        send_status();
         next_status = Clock::now() + cfg_.reader.status_interval;
       }
     }
     flush_buffer();
-    send_status(false);
+    send_status();
     stream_->finish();
   }
 
@@ -134,7 +134,7 @@ class Reader::Session {
       if (buffer_.empty() && !in_flight_first_) idle_wal_end_ = std::max(idle_wal_end_, k.wal_end);
       if (owner_.opts_.stop_at && k.wal_end >= owner_.opts_.stop_at) reach_stop();
     }
-    if (k.reply_requested) send_status(false, /*query_redis=*/false);
+    if (k.reply_requested) send_status(/*query_redis=*/false);
   }
 
   void on_commit(CommittedTransaction&& t) {
@@ -209,7 +209,7 @@ class Reader::Session {
     stream_->send_status(received_, confirmed_, confirmed_, true);
   }
 
-  void send_status(bool reply, bool query_redis = true) {
+  void send_status(bool query_redis = true) {
     if (query_redis) {
       sync_enqueued();
       CheckpointInputs in;
@@ -241,7 +241,7 @@ class Reader::Session {
       owner_.progress_.confirmed_lsn = confirmed_;
     }
     owner_.progress_.received_lsn = received_;
-    stream_->send_status(std::max(received_, confirmed_), confirmed_, confirmed_, reply);
+    stream_->send_status(std::max(received_, confirmed_), confirmed_, confirmed_, false);
   }
 
   Reader& owner_;

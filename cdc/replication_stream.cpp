@@ -52,16 +52,14 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
       streaming_ = false;
       std::string why;
       while (PGresult* r = PQgetResult(c)) {
-        if (PQresultStatus(r) == PGRES_FATAL_ERROR) why = PQresultErrorMessage(r);
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR) why = pg_error_text(c, r);
         PQclear(r);
       }
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
       throw UnavailableError("postgresql at " + address() + ": replication stream ended" +
                              (why.empty() ? "" : ": " + why));
     }
     if (n == -2) {
-      std::string why = PQerrorMessage(c);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      std::string why = pg_error_text(c);
       throw UnavailableError("postgresql at " + address() + ": replication stream broke: " + why);
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -73,8 +71,7 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
       throw UnavailableError("postgresql at " + address() + ": poll failed");
     if (rc == 0) return {};
     if (rc > 0 && !PQconsumeInput(c)) {
-      std::string why = PQerrorMessage(c);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      std::string why = pg_error_text(c);
       throw UnavailableError("postgresql at " + address() +
                              ": replication connection lost: " + why);
     }
@@ -87,8 +84,7 @@ void ReplicationStream::send_status(Lsn write, Lsn flush, Lsn apply, bool reply_
   if (PQputCopyData(c, reinterpret_cast<const char*>(msg.data()), static_cast<int>(msg.size())) <=
           0 ||
       PQflush(c) != 0) {
-    std::string why = PQerrorMessage(c);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    std::string why = pg_error_text(c);
     throw UnavailableError("postgresql at " + address() +
                            ": sending standby status failed: " + why);
   }

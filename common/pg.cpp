@@ -23,8 +23,7 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   const char* port = PQport(c);
   address_ = std::string(host ? host : "?") + ":" + (port ? port : "?");
   if (PQstatus(c) != CONNECTION_OK) {
-    std::string msg = PQerrorMessage(c);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string msg = pg_error_text(c);
     throw UnavailableError("postgresql at " + address_ +
                            (purpose.empty() ? "" : " (" + purpose + ")") +
                            " is unreachable or refused the connection: " + msg);
@@ -37,8 +36,7 @@ PgResult PgConn::check(PGresult* raw, const std::string& sql) {
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_BOTH ||
       st == PGRES_COPY_IN || st == PGRES_COPY_OUT)
     return r;
-  std::string msg = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_.get());
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  std::string msg = pg_error_text(conn_.get(), r.get());
   std::string head = sql.substr(0, 60);
   if (PQstatus(conn_.get()) == CONNECTION_BAD)
     throw UnavailableError("postgresql at " + address_ + ": connection lost during '" + head +
@@ -63,6 +61,12 @@ std::optional<std::string> PgConn::scalar(const std::string& sql) {
   auto r = exec(sql);
   if (PQntuples(r.get()) == 0 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
   return std::string(PQgetvalue(r.get(), 0, 0));
+}
+
+std::string pg_error_text(PGconn* conn, const PGresult* result) {
+  std::string msg = result ? PQresultErrorMessage(result) : PQerrorMessage(conn);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
 }
 
 std::string quote_ident(const std::string& name) {

@@ -39,6 +39,9 @@ class PgConn {
   std::string address_;
 };
 
+// libpq's error text for a connection or result, without its trailing newline.
+std::string pg_error_text(PGconn* conn, const PGresult* result = nullptr);
+
 // SQL identifier quoting ("name").
 std::string quote_ident(const std::string& name);
 std::string quote_literal(const std::string& value);

@@ -195,10 +195,10 @@ std::pair<char, std::int64_t> parse_ordering_key(const std::string& key) {
   throw DataError("malformed ordering key '" + key + "'");
 }
 
-std::vector<std::int64_t> BankFold::accounts_needed(const std::vector<Job>& jobs) {
+std::vector<std::int64_t> BankFold::accounts_needed(const std::vector<std::string>& keys) {
   std::set<std::int64_t> ids;
-  for (const auto& j : jobs) {
-    auto [kind, id] = parse_ordering_key(j.key);
+  for (const auto& k : keys) {
+    auto [kind, id] = parse_ordering_key(k);
     if (kind == 'a') ids.insert(id);
   }
   return {ids.begin(), ids.end()};

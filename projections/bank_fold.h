@@ -51,8 +51,8 @@ std::pair<char, std::int64_t> parse_ordering_key(const std::string& key);
 
 class BankFold {
  public:
-  // Account ids whose snapshot the fold needs (the account keys among the jobs).
-  static std::vector<std::int64_t> accounts_needed(const std::vector<queue::Job>& jobs);
+  // Account ids whose snapshot the fold needs: the account keys among the claimed keys.
+  static std::vector<std::int64_t> accounts_needed(const std::vector<std::string>& keys);
   void set_account(std::int64_t id, const AccountSnapshot& snapshot);
 
   // Folds one job into the plan. Jobs of one key must be folded in commit order. Throws

@@ -32,7 +32,7 @@ std::size_t Worker::run_once() {
   };
   std::vector<KeyWork> work;
   work.reserve(claim.keys.size());
-  std::vector<queue::Job> all_jobs;
+  std::vector<std::string> keys;
   for (const auto& k : claim.keys) {
     KeyWork w{&k, {}, 0, false};
     try {
@@ -44,14 +44,14 @@ std::size_t Worker::run_once() {
           index_, k.key, w.jobs.size() + 1, e.what());
       ++progress_.fold_errors;
     }
-    for (const auto& j : w.jobs) all_jobs.push_back(j);
+    keys.push_back(k.key);
     work.push_back(std::move(w));
   }
 
   MongoSink sink(pool_);
   BankFold fold;
   try {
-    for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(all_jobs)))
+    for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(keys)))
       fold.set_account(id, snap);
     WritePlan plan;
     for (auto& w : work) {
