@@ -203,13 +203,10 @@ void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
 }
 
 void Assembler::on_truncate(const Truncate& t) {
+  // Not foldable row by row: the reader rebuilds the read model after this commit.
   for (auto relid : t.relids) {
     const auto& r = rel(relid);
-    if (r.table)
-      throw DataError(
-          "TRUNCATE of " + r.name + " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
-          ": the read model cannot follow it row by row; run `walfold reconcile --full` "
-          "to rebuild it");
+    if (r.table) txn_.truncated.push_back(r.name);
   }
 }
 

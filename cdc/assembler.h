@@ -21,6 +21,7 @@ struct CommittedTransaction {
   std::uint32_t xid = 0;
   std::vector<queue::Job> jobs;  // one per ordering key, first-touched first
   std::vector<int> priorities;   // per job: the highest priority (lowest number) of its rows
+  std::vector<std::string> truncated;  // bank tables this transaction TRUNCATEd (a rebuild)
 };
 
 class Assembler : public Handler {

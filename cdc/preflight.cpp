@@ -28,10 +28,21 @@ void check_wal_level(PgConn& c) {
 
 }  // namespace
 
+SlotInfo read_slot_impl(const std::string& dsn, const PostgresConfig& pg, bool strict);
+
 SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg) {
+  return read_slot_impl(dsn, pg, true);
+}
+
+SlotInfo read_slot_any(const std::string& dsn, const PostgresConfig& pg) {
+  return read_slot_impl(dsn, pg, false);
+}
+
+SlotInfo read_slot_impl(const std::string& dsn, const PostgresConfig& pg, bool strict) {
   PgConn c(dsn, {}, "slot check");
   auto r = c.exec_params(
-      "SELECT plugin, confirmed_flush_lsn, restart_lsn, wal_status, database = current_database() "
+      "SELECT plugin, confirmed_flush_lsn, restart_lsn, wal_status, database = current_database(), "
+      "COALESCE(active_pid, 0) "
       "FROM pg_replication_slots WHERE slot_name = $1",
       {pg.slot});
   SlotInfo s;
@@ -43,6 +54,8 @@ SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg) {
   s.restart_lsn = PQgetisnull(r.get(), 0, 2) ? 0 : parse_lsn(PQgetvalue(r.get(), 0, 2)).value_or(0);
   s.wal_status = PQgetisnull(r.get(), 0, 3) ? "" : PQgetvalue(r.get(), 0, 3);
   bool same_db = std::string(PQgetvalue(r.get(), 0, 4)) == "t";
+  s.active_pid = std::atoi(PQgetvalue(r.get(), 0, 5));
+  if (!strict) return s;
   if (s.plugin != "pgoutput" || !same_db)
     throw DataError("replication slot '" + pg.slot + "' on " + c.address() +
                     " is not a pgoutput slot of this database (plugin '" + s.plugin +
@@ -66,12 +79,17 @@ SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
   return s;
 }
 
-void create_slot(const std::string& dsn, const PostgresConfig& pg) {
-  PgConn rc(dsn, {{"replication", "database"}}, "create slot");
-  auto r = rc.exec("CREATE_REPLICATION_SLOT " + quote_ident(pg.slot) +
-                   " LOGICAL pgoutput (SNAPSHOT 'nothing')");
-  spdlog::info("created replication slot '{}' at {}", pg.slot,
-               PQntuples(r.get()) > 0 ? PQgetvalue(r.get(), 0, 1) : "?");
+void drop_slot(const std::string& dsn, const PostgresConfig& pg) {
+  PgConn c(dsn, {}, "drop slot");
+  auto r = c.exec_params(
+      "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", {pg.slot});
+  if (PQntuples(r.get()) == 0) return;
+  if (!PQgetisnull(r.get(), 0, 0))
+    throw DataError("replication slot '" + pg.slot + "' on " + c.address() +
+                    " is being streamed by PID " + PQgetvalue(r.get(), 0, 0) +
+                    " (a running walfold reader?): stop it first");
+  c.exec_params("SELECT pg_drop_replication_slot($1)", {pg.slot});
+  spdlog::warn("dropped replication slot '{}' on {}", pg.slot, c.address());
 }
 
 void verify_source(const Config& cfg) {
@@ -141,13 +159,6 @@ void run_setup(const Config& cfg, const SetupOptions& opts) {
         spdlog::info("setup: added {} to publication '{}'", name, cfg.postgres.publication);
       }
     }
-  }
-  auto slot = read_slot(dsn, cfg.postgres);
-  if (!slot.exists) {
-    create_slot(dsn, cfg.postgres);
-  } else {
-    spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
-                 format_lsn(slot.confirmed_flush));
   }
 }
 

@@ -16,16 +16,19 @@ struct SlotInfo {
   Lsn confirmed_flush = 0;
   Lsn restart_lsn = 0;
   std::string wal_status;  // reserved | extended | unreserved | lost
+  int active_pid = 0;      // walsender streaming it right now, 0 if none
 };
 
 // Reads the slot; throws DataError when it is lost or not a pgoutput slot of this database,
 // UnavailableError when PostgreSQL cannot be reached. Missing slot: exists == false.
 SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg);
+// The same without judging it (a lost or foreign slot is returned as it is).
+SlotInfo read_slot_any(const std::string& dsn, const PostgresConfig& pg);
 // read_slot, and a missing slot is an error that points to `walfold setup`.
 SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg);
 
-// CREATE_REPLICATION_SLOT <slot> LOGICAL pgoutput over a replication connection.
-void create_slot(const std::string& dsn, const PostgresConfig& pg);
+// pg_drop_replication_slot, when it exists and nobody streams it (DataError otherwise).
+void drop_slot(const std::string& dsn, const PostgresConfig& pg);
 
 // wal_level, the tables, REPLICA IDENTITY FULL where corrections need it, the publication and
 // its tables. Throws ConfigError naming the first problem and the fix.
@@ -35,7 +38,8 @@ struct SetupOptions {
   bool schema = false;  // create the bank tables (examples/bank/schema.sql) if missing
 };
 // Idempotent: creates the tables (with --schema), sets REPLICA IDENTITY FULL, creates or
-// completes the publication and creates the slot. Logs what it did.
+// completes the publication. Logs what it did. (The slot is created, with its initial
+// snapshot, by reconcile::initial_load.)
 void run_setup(const Config& cfg, const SetupOptions& opts);
 
 // The bank schema shipped with walfold (examples/bank/schema.sql, embedded).

@@ -12,6 +12,9 @@
 #include "cdc/replication_stream.h"
 #include "cdc/wire.h"
 #include "common/error.h"
+#include "common/pg.h"
+#include "reconcile/rebuild.h"
+#include "reconcile/snapshot.h"
 
 namespace walfold::cdc {
 
@@ -27,6 +30,16 @@ Lsn safe_flush_lsn(const CheckpointInputs& in) {
 }
 
 namespace {
+
+// Another reader streams the slot: this one waits as a standby.
+struct SlotBusy : UnavailableError {
+  using UnavailableError::UnavailableError;
+};
+// The session ended on purpose (after a rebuild): reconnect at once.
+struct Restart : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 std::string random_epoch() {
   std::random_device rd;
   char buf[33];
@@ -65,24 +78,27 @@ class Reader::Session {
     owner_.epoch_ = epoch;
     owner_.last_seq_ = queue_->state().seq;
     skip_through_ = lost ? 0 : queue_->enqueued_end_lsn();
-    auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
-    if (!slot.exists) {
-      // A first start creates its slot; a slot that vanished after walfold used it is a gap.
-      if (skip_through_ != 0) slot = check_slot(dsn, cfg_.postgres);
-      create_slot(dsn, cfg_.postgres);
-      slot = check_slot(dsn, cfg_.postgres);
-    }
-    enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
-    confirmed_ = slot.confirmed_flush;
-
     stream_ = std::make_unique<ReplicationStream>(dsn);
     auto id = stream_->identify_system();
-    stream_->start(cfg_.postgres.slot, cfg_.postgres.publication, 0);
+    auto slot = prepare_slot(dsn, id);
+    enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
+    confirmed_ = slot.confirmed_flush;
+    const Lsn start_at = std::max(owner_.opts_.start_at, slot.confirmed_flush);
+    try {
+      stream_->start(cfg_.postgres.slot, cfg_.postgres.publication, owner_.opts_.start_at);
+    } catch (const std::runtime_error& e) {
+      if (std::string_view(e.what()).find("is active for PID") != std::string_view::npos)
+        throw SlotBusy(e.what());
+      throw;
+    }
+    if (owner_.standby_logged_)
+      spdlog::warn("reader: slot '{}' is free again: this reader takes over", cfg_.postgres.slot);
+    owner_.standby_logged_ = false;
     spdlog::info(
         "reader: streaming slot '{}' (publication '{}') from {} on {} (system {}, timeline {}); "
-        "jobs already in redis through {}",
-        cfg_.postgres.slot, cfg_.postgres.publication, format_lsn(slot.confirmed_flush),
-        stream_->address(), id.system_id, id.timeline, format_lsn(skip_through_));
+        "jobs already in redis through {}; checkpoint {}",
+        cfg_.postgres.slot, cfg_.postgres.publication, format_lsn(start_at), stream_->address(),
+        id.system_id, id.timeline, format_lsn(skip_through_), format_lsn(slot.confirmed_flush));
     owner_.reconnect_backoff_reset_ = true;
 
     auto next_status = Clock::now();
@@ -101,6 +117,7 @@ class Reader::Session {
       auto data = stream_->read(wait);
       if (!data.empty()) {
         handle(data);
+        if (truncate_) rebuild_after_truncate(dsn);
       } else {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
         if (owner_.opts_.stop_at && !owner_.reached_stop_) ask_position();
@@ -113,6 +130,7 @@ class Reader::Session {
         send_status();
         next_status = Clock::now() + cfg_.reader.status_interval;
       }
+      heartbeat(dsn);
     }
     flush_buffer();
     send_status();
@@ -124,6 +142,7 @@ class Reader::Session {
     auto msg = parse_copy_data(data);
     if (auto* x = std::get_if<XLogData>(&msg)) {
       if (owner_.reached_stop_) return;  // past the requested end: not ours to enqueue
+      last_data_ = Clock::now();
       received_ = std::max(received_, x->data_start);
       decoder_.decode(x->payload, assembler_);
       return;
@@ -141,6 +160,16 @@ class Reader::Session {
     auto& p = owner_.progress_;
     ++p.commits_seen;
     if (t.end_lsn <= skip_through_) return;  // already in Redis
+    if (!t.truncated.empty()) {
+      if (t.commit_lsn < owner_.rebuilt_lsn_) {
+        spdlog::info(
+            "reader: TRUNCATE of {} at {} is already covered by the rebuild at {}; skipping it",
+            t.truncated.front(), format_lsn(t.commit_lsn), format_lsn(owner_.rebuilt_lsn_));
+        return;
+      }
+      truncate_ = std::move(t);  // the read loop rebuilds before it reads anything else
+      return;
+    }
     std::size_t changes = 0;
     for (std::size_t i = 0; i < t.jobs.size(); ++i) {
       auto& job = t.jobs[i];
@@ -236,12 +265,153 @@ class Reader::Session {
       in.enqueued_end = enqueued_end_;
       in.idle_wal_end = idle_wal_end_;
       in.in_transaction = assembler_.in_transaction();
-      confirmed_ = std::max(confirmed_, safe_flush_lsn(in));
+      const Lsn candidate = std::max(confirmed_, safe_flush_lsn(in));
+      if (candidate != confirmed_) {
+        // MongoDB (and the state directory) hear of the checkpoint before PostgreSQL does.
+        try {
+          owner_.store_.save(candidate);
+          confirmed_ = candidate;
+          save_failing_ = false;
+        } catch (const UnavailableError& e) {
+          if (!save_failing_)
+            spdlog::warn("reader: cannot save the checkpoint {} ({}); PostgreSQL stays at {}",
+                         format_lsn(candidate), e.what(), format_lsn(confirmed_));
+          save_failing_ = true;
+        }
+      }
       owner_.confirmed_ = confirmed_;
       owner_.progress_.confirmed_lsn = confirmed_;
     }
     owner_.progress_.received_lsn = received_;
     stream_->send_status(std::max(received_, confirmed_), confirmed_, confirmed_, false);
+  }
+
+  // The slot against the saved checkpoint (see reader.h). Creates it, with the initial
+  // snapshot, on a first start.
+  SlotInfo prepare_slot(const std::string& dsn, const SystemIdentity& id) {
+    auto& store = owner_.store_;
+    auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
+    if (slot.exists && slot.active_pid != 0) throw_busy(slot.active_pid);
+    auto saved = store.load_mongo();
+    if (saved && saved->loading) {
+      spdlog::warn(
+          "reader: the initial load of slot '{}' (started {}) did not finish; dropping the slot "
+          "and loading again",
+          cfg_.postgres.slot, checkpoint::format_time_ms(saved->saved_at_ms));
+      if (slot.exists) drop_slot(dsn, cfg_.postgres);
+      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot (retried)");
+      return check_slot(dsn, cfg_.postgres);
+    }
+    auto local = store.load_state_dir();
+    if (!slot.exists) {
+      if (saved || local || skip_through_ != 0) {
+        const auto& c = saved ? *saved : local ? *local : checkpoint::Checkpoint{};
+        throw DataError(
+            "replication slot '" + cfg_.postgres.slot + "' is gone: walfold's checkpoint is at " +
+            format_lsn(c.lsn) + " (slot created at " + format_lsn(c.identity.created_lsn) + " on " +
+            checkpoint::format_time_ms(c.identity.created_at_ms) +
+            "), and the changes after it cannot be streamed any more. Refusing to skip ahead: "
+            "rebuild the read model with `walfold reconcile --full`");
+      }
+      spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
+      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot");
+      return check_slot(dsn, cfg_.postgres);
+    }
+    if (!saved) {
+      if (local)
+        throw DataError(
+            "MongoDB (" + owner_.pool_.address() + ", database '" + cfg_.mongodb.database +
+            "') holds no checkpoint for slot '" + cfg_.postgres.slot + "', but " +
+            store.state_file() + " says the read model was at " + format_lsn(local->lsn) +
+            ": the read model was dropped, or this is another MongoDB. Rebuild it with `walfold "
+            "reconcile --full`");
+      spdlog::warn(
+          "reader: slot '{}' was not created by walfold (no checkpoint in MongoDB or {}); adopting "
+          "it at its confirmed position {}. Rows written before it was created are not in the "
+          "read model: `walfold reconcile --repair` adds them",
+          cfg_.postgres.slot, store.state_file(), format_lsn(slot.confirmed_flush));
+      store.begin({cfg_.postgres.slot, id.system_id, slot.confirmed_flush, checkpoint::now_ms()},
+                  false, "slot adopted");
+      return slot;
+    }
+    if (saved->identity.system_id != id.system_id)
+      throw DataError("replication slot '" + cfg_.postgres.slot + "' is on PostgreSQL system " +
+                      id.system_id + ", but walfold's checkpoint belongs to system " +
+                      saved->identity.system_id +
+                      " (a server restored or promoted from another cluster): the read model "
+                      "cannot be continued from this slot. Rebuild it with `walfold reconcile "
+                      "--full`");
+    if (slot.confirmed_flush > saved->lsn)
+      throw DataError(
+          "replication slot '" + cfg_.postgres.slot + "' is confirmed up to " +
+          format_lsn(slot.confirmed_flush) + ", past walfold's checkpoint " +
+          format_lsn(saved->lsn) + " (slot created at " + format_lsn(saved->identity.created_lsn) +
+          " on " + checkpoint::format_time_ms(saved->identity.created_at_ms) +
+          "): the slot was recreated or advanced by something else, or MongoDB was restored "
+          "from an older backup, so changes in between never reached the read model. Refusing "
+          "to skip ahead: run `walfold reconcile --full`");
+    owner_.rebuilt_lsn_ = std::max(owner_.rebuilt_lsn_, saved->rebuilt_lsn);
+    return slot;
+  }
+
+  [[noreturn]] void throw_busy(int pid) {
+    throw SlotBusy("replication slot '" + cfg_.postgres.slot + "' is streamed by PID " +
+                   std::to_string(pid) + " (another walfold reader)");
+  }
+
+  // A TRUNCATE of a bank table cannot be followed row by row: the read model is rebuilt from
+  // the tables, inside a snapshot taken after it, then streaming goes on from where it was. The
+  // documents the rebuild writes carry its position, so the commits streamed again between the
+  // TRUNCATE and the snapshot change nothing.
+  void rebuild_after_truncate(const std::string& dsn) {
+    auto t = std::move(*truncate_);
+    truncate_.reset();
+    flush_buffer();
+    sync_enqueued();
+    send_status();
+    std::string tables;
+    for (const auto& n : t.truncated) tables += (tables.empty() ? "" : ", ") + n;
+    stream_->finish();
+    stream_.reset();
+    spdlog::error(
+        "reader: TRUNCATE of {} in the transaction at {}: rebuilding the read model from the "
+        "tables (logged in the checkpoint history)",
+        tables, format_lsn(t.commit_lsn));
+    const std::string tmp =
+        (cfg_.postgres.slot.size() > 40 ? cfg_.postgres.slot.substr(0, 40) : cfg_.postgres.slot) +
+        "_rebuild";
+    auto snap = reconcile::create_slot_with_snapshot(dsn, tmp, /*temporary=*/true);
+    auto st = reconcile::load_read_model(cfg_, owner_.pool_, snap.name, snap.consistent_point);
+    owner_.store_.finish_load(confirmed_,
+                              "rebuilt after TRUNCATE of " + tables + " at " +
+                                  format_lsn(t.commit_lsn) + " (snapshot " +
+                                  format_lsn(snap.consistent_point) + ")",
+                              snap.consistent_point);
+    owner_.rebuilt_lsn_ = snap.consistent_point;
+    spdlog::warn(
+        "reader: rebuild after TRUNCATE done: {} accounts, {} users, {} transactions at {} ({} "
+        "documents tombstoned) in {:.1f} s; streaming resumes",
+        st.accounts, st.users, st.transactions, format_lsn(snap.consistent_point), st.tombstoned,
+        st.seconds);
+    throw Restart("rebuilt after TRUNCATE");
+  }
+
+  // While the published tables are idle, a logical message in this database keeps the slot
+  // moving (the reader confirms the WAL end once nothing is in flight).
+  void heartbeat(const std::string& dsn) {
+    const auto every = cfg_.reader.heartbeat_interval;
+    if (every.count() == 0) return;
+    const auto now = Clock::now();
+    if (now - last_data_ < every || now - last_heartbeat_ < every) return;
+    last_heartbeat_ = now;
+    try {
+      if (!heartbeat_conn_) heartbeat_conn_ = std::make_unique<PgConn>(dsn, std::map<std::string, std::string>{}, "heartbeat");
+      heartbeat_conn_->exec("SELECT pg_logical_emit_message(false, 'walfold_heartbeat', '')");
+      ++owner_.progress_.heartbeats;
+    } catch (const std::exception& e) {
+      spdlog::warn("reader: heartbeat failed: {}", e.what());
+      heartbeat_conn_.reset();
+    }
   }
 
   Reader& owner_;
@@ -256,11 +426,16 @@ class Reader::Session {
   std::optional<Lsn> in_flight_first_;  // first commit of the batch Redis has not acknowledged
   Lsn in_flight_end_ = 0;
   Clock::time_point buffer_deadline_{}, last_ask_{};
+  Clock::time_point last_data_ = Clock::now(), last_heartbeat_{};
+  std::unique_ptr<PgConn> heartbeat_conn_;
+  std::optional<CommittedTransaction> truncate_;
+  bool save_failing_ = false;
   Lsn skip_through_ = 0, enqueued_end_ = 0, idle_wal_end_ = 0, received_ = 0, confirmed_ = 0;
 };
 
-Reader::Reader(const Config& cfg, Progress& progress, ReaderOptions opts)
-    : cfg_(cfg), progress_(progress), opts_(opts) {}
+Reader::Reader(const Config& cfg, projections::MongoPool& pool, Progress& progress,
+               ReaderOptions opts)
+    : cfg_(cfg), pool_(pool), store_(cfg, pool), progress_(progress), opts_(opts) {}
 Reader::~Reader() = default;
 
 Lsn Reader::confirmed() const {
@@ -271,10 +446,25 @@ void Reader::run(const std::atomic<bool>& stop) {
   std::mt19937 rng(std::random_device{}());
   auto backoff = cfg_.reader.reconnect_min;
   while (!stop.load()) {
+    progress_.standby = false;
     try {
       Session s(*this);
       s.run(stop);
       return;
+    } catch (const Restart&) {
+      continue;
+    } catch (const SlotBusy& e) {
+      // Standby: poll every second, so the takeover follows the active reader's death within
+      // seconds (PostgreSQL frees the slot when its connection closes).
+      if (!standby_logged_)
+        spdlog::warn("reader: standby: {}; taking over when it is free", e.what());
+      standby_logged_ = true;
+      progress_.standby = true;
+      for (int i = 0; i < 20 && !stop.load(); ++i) {
+        progress_.reader_tick = Progress::now_ns();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      continue;
     } catch (const UnavailableError& e) {
       if (reconnect_backoff_reset_) backoff = cfg_.reader.reconnect_min;
       reconnect_backoff_reset_ = false;

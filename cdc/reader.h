@@ -2,12 +2,19 @@
 //
 //   forward:  PostgreSQL WAL -> ReplicationStream::read -> Decoder (pgoutput) -> Assembler
 //             (transaction complete at Commit) -> jobs buffered -> JobQueue::enqueue (Redis)
-//   backward: workers ack jobs in Redis -> checkpoint() = oldest commit still pending (or the
-//             end of the last commit when nothing is) -> standby status "flush" to PostgreSQL,
-//             which lets the slot release WAL.
+//   backward: workers ack jobs in Redis -> send_status(): oldest commit still pending (or the
+//             end of the last commit when nothing is) -> checkpoint::Store::save (MongoDB, then
+//             the state directory) -> standby status "flush" to PostgreSQL, which lets the slot
+//             release WAL.
 //
 // The flush position sent to PostgreSQL never passes a commit whose jobs MongoDB has not
-// acknowledged; the write position is what was received.
+// acknowledged, nor the saved checkpoint; the write position is what was received.
+//
+// At the start of every session the slot is checked against the saved checkpoint: a slot that
+// is missing, recreated, from another cluster, or confirmed past the checkpoint is a gap and
+// stops the reader (exit 65) with a pointer to `walfold reconcile`. A first start creates the
+// slot with an exported snapshot and loads the read model from it (reconcile/rebuild.h). A
+// slot streamed by another reader makes this one a standby that takes over when it is free.
 #pragma once
 
 #include <atomic>
@@ -17,9 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/store.h"
 #include "common/lsn.h"
 #include "common/progress.h"
 #include "config/config.h"
+#include "projections/mongo.h"
 #include "queue/job_queue.h"
 
 namespace walfold::cdc {
@@ -28,11 +37,14 @@ struct ReaderOptions {
   // Stop once every commit up to this LSN has been received and handed to Redis (tests,
   // benchmarks, the README's demo). 0 = run until stopped.
   Lsn stop_at = 0;
+  // START_REPLICATION at this position (reconcile --from-lsn); 0 = the slot's confirmed one.
+  Lsn start_at = 0;
 };
 
 class Reader {
  public:
-  Reader(const Config& cfg, Progress& progress, ReaderOptions opts = {});
+  Reader(const Config& cfg, projections::MongoPool& pool, Progress& progress,
+         ReaderOptions opts = {});
   ~Reader();
   // Streams until `stop` is set or stop_at is reached. Reconnects with backoff on connection
   // loss; throws on errors that retrying cannot fix (DataError, slot missing, config).
@@ -45,6 +57,8 @@ class Reader {
  private:
   class Session;
   const Config& cfg_;
+  projections::MongoPool& pool_;
+  checkpoint::Store store_;
   Progress& progress_;
   ReaderOptions opts_;
   std::atomic<bool> reached_stop_{false};
@@ -55,6 +69,9 @@ class Reader {
   // lost data.
   std::optional<std::string> epoch_;
   long long last_seq_ = 0;
+  // A rebuild after a TRUNCATE loaded the read model at this LSN: older commits are in it.
+  Lsn rebuilt_lsn_ = 0;
+  bool standby_logged_ = false;
 };
 
 // The checkpoint arithmetic, separated so it can be unit-tested: given what is still pending in

@@ -10,7 +10,8 @@ namespace walfold {
 struct Progress {
   // Reader
   std::atomic<std::uint64_t> commits_seen{0}, changes_seen{0}, jobs_enqueued{0}, enqueue_calls{0};
-  std::atomic<std::uint64_t> received_lsn{0}, confirmed_lsn{0};
+  std::atomic<std::uint64_t> received_lsn{0}, confirmed_lsn{0}, heartbeats{0};
+  std::atomic<bool> standby{false};  // another reader streams the slot
   // Workers
   std::atomic<std::uint64_t> jobs_folded{0}, changes_folded{0}, mongo_write_commands{0},
       mongo_statements{0}, fold_errors{0};

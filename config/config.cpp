@@ -217,6 +217,7 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
   if (auto rd = root["reader"]) {
     check_keys(ctx, rd, "reader",
                {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
+                "heartbeat_interval_ms", "checkpoint_history_interval_ms",
                 "reconnect_min_ms", "reconnect_max_ms"});
     c.reader.status_interval =
         get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
@@ -228,6 +229,11 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
         get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
     c.reader.reconnect_max =
         get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
+    c.reader.heartbeat_interval = get_ms(ctx, rd, "heartbeat_interval_ms", "reader",
+                                         c.reader.heartbeat_interval, 0, 3600000);
+    c.reader.checkpoint_history_interval =
+        get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
+               c.reader.checkpoint_history_interval, 0, 86400000);
   }
   if (auto w = root["workers"]) {
     check_keys(ctx, w, "workers",

@@ -48,6 +48,11 @@ struct ReaderConfig {
       20};                        // flush queued jobs to Redis at least this often
   int enqueue_batch_jobs = 2000;  // or when this many jobs are waiting
   std::chrono::milliseconds reconnect_min{500}, reconnect_max{30000};
+  // While no change of the published tables arrives for this long, write a logical message
+  // (pg_logical_emit_message) so the slot keeps a recent position to confirm. 0 = off.
+  std::chrono::milliseconds heartbeat_interval{10000};
+  // A saved checkpoint joins the listable history at most this often (0: every save).
+  std::chrono::milliseconds checkpoint_history_interval{60000};
 };
 
 struct WorkerConfig {

@@ -7,12 +7,15 @@
 #include <iostream>
 
 #include "cdc/preflight.h"
+#include "checkpoint/store.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/pg.h"
 #include "config/config.h"
 #include "daemon/run.h"
 #include "queue/job_queue.h"
+#include "projections/mongo.h"
+#include "reconcile/rebuild.h"
 #include "reconcile/verify.h"
 #include "tools/loadgen.h"
 #include "tools/report.h"
@@ -48,6 +51,117 @@ int status_command(const Config& cfg) {
             << "active keys   " << counts.active_keys << "\n"
             << "oldest commit " << (oldest ? format_lsn(*oldest) : "-") << "\n"
             << "enqueued thru " << format_lsn(q.enqueued_end_lsn()) << "\n";
+  return 0;
+}
+
+// `walfold setup`: the PostgreSQL side, then the slot with its initial snapshot.
+int setup_command(const Config& cfg, bool schema) {
+  cdc::run_setup(cfg, {.schema = schema});
+  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  auto slot = cdc::read_slot(dsn, cfg.postgres);
+  if (slot.exists) {
+    spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
+                 format_lsn(slot.confirmed_flush));
+    return 0;
+  }
+  projections::MongoPool pool(cfg.mongodb);
+  checkpoint::Store store(cfg, pool);
+  auto saved = store.load_mongo();
+  if (!saved) saved = store.load_state_dir();
+  if (saved && !saved->loading)
+    throw DataError("replication slot '" + cfg.postgres.slot +
+                    "' is gone but walfold has a checkpoint for it at " + format_lsn(saved->lsn) +
+                    ": changes after it are lost to the slot. Rebuild with `walfold reconcile "
+                    "--full` (it creates the slot)");
+  reconcile::initial_load(cfg, pool, store, "initial snapshot (setup)");
+  return 0;
+}
+
+// The slot must exist and nobody may stream it (the daemon's reader is stopped).
+void require_idle_slot(const Config& cfg, const cdc::SlotInfo& slot, const char* what) {
+  if (slot.active_pid != 0)
+    throw DataError(std::string(what) + " needs the slot to itself, but replication slot '" +
+                    cfg.postgres.slot + "' is streamed by PID " + std::to_string(slot.active_pid) +
+                    ": stop walfold first (systemctl stop walfold)");
+}
+
+// Empties walfold's queue in Redis (a new epoch), so every change is enqueued again in order.
+void reset_queue(const Config& cfg) {
+  queue::Redis redis(cfg.redis);
+  queue::JobQueue q(redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
+  q.ensure_epoch(std::to_string(checkpoint::now_ms()) + "-reconcile", "reset-by-reconcile", 0);
+}
+
+int reconcile_full(const Config& cfg) {
+  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  auto slot = cdc::read_slot_any(dsn, cfg.postgres);
+  require_idle_slot(cfg, slot, "reconcile --full");
+  projections::MongoPool pool(cfg.mongodb);
+  pool.ping();
+  if (slot.exists) cdc::drop_slot(dsn, cfg.postgres);
+  reset_queue(cfg);
+  checkpoint::Store store(cfg, pool);
+  auto cp = reconcile::initial_load(cfg, pool, store, "reconcile --full");
+  std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp)
+            << "; slot '" << cfg.postgres.slot << "' streams from there (start walfold)\n";
+  return 0;
+}
+
+int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const std::string& text) {
+  auto from = parse_lsn(text);
+  if (!from) throw ConfigError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
+  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  auto slot = cdc::check_slot(dsn, cfg.postgres);
+  require_idle_slot(cfg, slot, "reconcile --from-lsn");
+  if (*from < slot.confirmed_flush)
+    throw DataError("cannot replay from " + format_lsn(*from) + ": replication slot '" +
+                    cfg.postgres.slot + "' is confirmed up to " +
+                    format_lsn(slot.confirmed_flush) +
+                    ", and PostgreSQL keeps no WAL for it before that. The oldest replayable LSN "
+                    "is " + format_lsn(slot.confirmed_flush) +
+                    "; to rebuild from the tables instead, run `walfold reconcile --full`");
+  spdlog::warn(
+      "reconcile --from-lsn {}: emptying walfold's queue in redis and replaying every change "
+      "from {} to the current WAL end (the folds are idempotent: what MongoDB has stays)",
+      format_lsn(*from), format_lsn(*from));
+  reset_queue(cfg);
+  daemon::RunOptions o;
+  o.stop_at = "current";
+  o.start_at = *from;
+  return daemon::run(cfg, config_path, o);
+}
+
+int checkpoints_command(const Config& cfg) {
+  projections::MongoPool pool(cfg.mongodb);
+  checkpoint::Store store(cfg, pool);
+  std::optional<checkpoint::Checkpoint> c;
+  std::string source = "mongodb " + pool.address() + " database '" + cfg.mongodb.database + "'";
+  try {
+    c = store.load_mongo();
+  } catch (const UnavailableError& e) {
+    std::cerr << "walfold: " << e.what() << "; showing " << store.state_file() << "\n";
+  }
+  if (!c) {
+    c = store.load_state_dir();
+    source = store.state_file();
+    if (c) c->history = store.read_history_file();
+  }
+  if (!c) {
+    std::cout << "no checkpoint for slot '" << cfg.postgres.slot << "' (walfold never ran it)\n";
+    return 1;
+  }
+  std::cout << "source        " << source << "\n"
+            << "slot          " << cfg.postgres.slot << " (system " << c->identity.system_id
+            << ", created at " << format_lsn(c->identity.created_lsn) << " on "
+            << checkpoint::format_time_ms(c->identity.created_at_ms) << ")\n"
+            << "checkpoint    " << format_lsn(c->lsn) << " (saved "
+            << checkpoint::format_time_ms(c->saved_at_ms) << ")"
+            << (c->loading ? "  LOADING: an initial load has not finished" : "") << "\n";
+  if (c->rebuilt_lsn) std::cout << "rebuilt at    " << format_lsn(c->rebuilt_lsn) << "\n";
+  std::cout << "history (oldest first):\n";
+  for (const auto& h : c->history)
+    std::cout << "  " << (h.at_ms ? checkpoint::format_time_ms(h.at_ms) + "  " : std::string())
+              << format_lsn(h.lsn) << "  " << h.event << "\n";
   return 0;
 }
 
@@ -119,14 +233,33 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"postgres", "mongo"}));
 
   auto* reconcile = app.add_subcommand(
-      "reconcile", "Compare the MongoDB read model with PostgreSQL (more modes: issue #3)");
+      "reconcile", "Check, repair, replay or rebuild the MongoDB read model against PostgreSQL");
   reconcile->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
-  bool verify = false;
-  reconcile
-      ->add_flag("--verify", verify,
-                 "Print every account and user whose documents differ from PostgreSQL "
-                 "(nothing when clean); exit 1 on drift")
-      ->required();
+  bool verify = false, repair = false, full = false;
+  std::string from_lsn;
+  auto* o_verify = reconcile->add_flag(
+      "--verify", verify,
+      "Print every account and user whose documents differ from PostgreSQL (nothing when "
+      "clean); exit 1 on drift");
+  auto* o_repair = reconcile->add_flag(
+      "--repair", repair,
+      "Rewrite the documents that differ from a consistent PostgreSQL snapshot (safe while "
+      "walfold runs)");
+  auto* o_full = reconcile->add_flag(
+      "--full", full,
+      "Rebuild the read model from the tables and recreate the slot (walfold must be stopped)");
+  auto* o_from = reconcile->add_option(
+      "--from-lsn", from_lsn,
+      "Empty the queue and replay every change from this LSN through the slot (walfold must be "
+      "stopped)");
+  for (auto* a : {o_verify, o_repair, o_full, o_from})
+    for (auto* b : {o_verify, o_repair, o_full, o_from})
+      if (a != b) a->excludes(b);
+
+  auto* checkpoints = app.add_subcommand(
+      "checkpoints", "Show the slot's identity, the saved checkpoint and its history");
+  checkpoints->add_option("-c,--config", config_path, "Configuration file")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -142,10 +275,8 @@ int main(int argc, char** argv) {
     } else {
       Config cfg = load_config(config_path);
       init_logging(log_level.empty() ? cfg.log_level : log_level);
-      if (*setup) {
-        cdc::run_setup(cfg, {.schema = schema});
-        return 0;
-      }
+      if (*setup) return setup_command(cfg, schema);
+      if (*checkpoints) return checkpoints_command(cfg);
       if (*run) {
         ropts.role = role == "reader"   ? daemon::Role::Reader
                      : role == "worker" ? daemon::Role::Worker
@@ -153,6 +284,23 @@ int main(int argc, char** argv) {
         return daemon::run(cfg, config_path, ropts);
       }
       if (*status) return status_command(cfg);
+      if (*reconcile && !verify && !repair && !full && from_lsn.empty()) {
+        std::cerr << "walfold reconcile: say what to do: --verify, --repair, --full or "
+                     "--from-lsn X/Y\n";
+        return EX_USAGE;
+      }
+      if (*reconcile && full) return reconcile_full(cfg);
+      if (*reconcile && !from_lsn.empty()) return reconcile_from_lsn(cfg, config_path, from_lsn);
+      if (*reconcile && repair) {
+        projections::MongoPool pool(cfg.mongodb);
+        auto r = reconcile::repair(cfg, pool, std::cout);
+        std::cout.flush();
+        spdlog::info(
+            "reconcile --repair: {} accounts and {} users compared at {}, {} rewritten, {} "
+            "skipped",
+            r.accounts, r.users, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped);
+        return r.skipped == 0 ? 0 : 1;
+      }
       if (*reconcile) {
         reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
                                    cfg.mongodb.database};

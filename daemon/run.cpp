@@ -64,6 +64,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   std::atomic<int> fatal{0};
 
   cdc::ReaderOptions ropts;
+  ropts.start_at = opts.start_at;
   if (reader_role) {
     cdc::verify_source(cfg);
     if (opts.stop_at == "current") {
@@ -79,13 +80,11 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
   }
 
-  std::unique_ptr<projections::MongoPool> pool;
-  if (worker_role) {
-    pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
-    projections::MongoSink(*pool).ensure_indexes();
-  }
+  // The reader saves its checkpoint in MongoDB; workers write the read model there.
+  auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
+  if (worker_role) projections::MongoSink(*pool).ensure_indexes();
 
-  cdc::Reader reader(cfg, progress, ropts);
+  cdc::Reader reader(cfg, *pool, progress, ropts);
   std::vector<std::unique_ptr<projections::Worker>> workers;
   for (int i = 0; i < nworkers; ++i)
     workers.push_back(std::make_unique<projections::Worker>(cfg, *pool, i, progress));

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "common/lsn.h"
+
 #include "config/config.h"
 
 namespace walfold::daemon {
@@ -13,6 +15,7 @@ struct RunOptions {
   Role role = Role::All;
   int workers = -1;     // -1: workers.count from the config
   std::string stop_at;  // "" | "X/Y" | "current": exit once caught up to it and drained
+  Lsn start_at = 0;     // stream from this LSN instead of the slot's confirmed one
 };
 
 // Returns the process exit code.

@@ -84,13 +84,6 @@ std::vector<Value> effective_new_row(const Change& c) {
   return row;
 }
 
-void append_decimal(bson_t* doc, const char* key, const Decimal& d) {
-  bson_decimal128_t dec;
-  std::string s = d.to_string();
-  bson_decimal128_from_string(s.c_str(), &dec);
-  bson_append_decimal128(doc, key, -1, &dec);
-}
-
 Decimal signed_amount(const Job& job, const Change& c, const std::vector<Value>& row) {
   Decimal amount = to_decimal(job, c, row, queue::kTxAmount);
   const auto& kind = text(job, c, row, queue::kTxKind);
@@ -434,6 +427,16 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     plan.users.push_back(ensure_user(user_id));
     Statement s;
     s.filter = guarded_filter(user_id, acct_path, lsn);
+    {
+      // A user document loaded from a snapshot (reconcile/) carries floor_lsn: no account's job
+      // below it applies, including accounts the user no longer had at the snapshot.
+      bson_t g, n;
+      bson_append_document_begin(s.filter.get(), "floor_lsn", -1, &g);
+      bson_append_document_begin(&g, "$not", -1, &n);
+      BSON_APPEND_INT64(&n, "$gte", static_cast<std::int64_t>(lsn));
+      bson_append_document_end(&g, &n);
+      bson_append_document_end(s.filter.get(), &g);
+    }
     s.update = make_bson();
     bool any_count = false;
     for (auto& [cur, n] : ud.counts) any_count = any_count || n != 0;

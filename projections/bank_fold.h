@@ -21,12 +21,6 @@
 
 namespace walfold::projections {
 
-struct Statement {
-  Bson filter;
-  Bson update;
-  bool upsert = false;
-};
-
 // What one batch of jobs writes, per collection, in order.
 struct WritePlan {
   std::vector<Statement> transactions, users, accounts;

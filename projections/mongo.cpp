@@ -79,4 +79,72 @@ void MongoPool::ping() {
   if (!ok) throw UnavailableError("mongodb at " + address_ + " is unreachable: " + err.message);
 }
 
+void append_decimal(bson_t* doc, const char* key, const Decimal& d) {
+  bson_decimal128_t dec;
+  std::string s = d.to_string();
+  bson_decimal128_from_string(s.c_str(), &dec);
+  bson_append_decimal128(doc, key, -1, &dec);
+}
+
+std::int64_t get_int64(const bson_iter_t& it) {
+  switch (bson_iter_type(&it)) {
+    case BSON_TYPE_INT64:
+      return bson_iter_int64(&it);
+    case BSON_TYPE_INT32:
+      return bson_iter_int32(&it);
+    case BSON_TYPE_DOUBLE:
+      return static_cast<std::int64_t>(bson_iter_double(&it));
+    default:
+      return 0;
+  }
+}
+
+bool is_connection_error(const bson_error_t& e) {
+  return e.domain == MONGOC_ERROR_STREAM || e.domain == MONGOC_ERROR_SERVER_SELECTION ||
+         (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE);
+}
+
+void throw_mongo_error(const MongoPool& pool, const std::string& what, const bson_error_t& err) {
+  std::string msg = "mongodb at " + pool.address() + ": " + what + " failed: " + err.message;
+  if (is_connection_error(err)) throw UnavailableError(msg);
+  throw std::runtime_error(msg);
+}
+
+void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
+                std::vector<Statement>& statements, bool ordered) {
+  if (statements.empty()) return;
+  Collection coll(client.collection(collection));
+  auto opts = make_bson();
+  BSON_APPEND_BOOL(opts.get(), "ordered", ordered);
+  mongoc_bulk_operation_t* b =
+      mongoc_collection_create_bulk_operation_with_opts(coll.get(), opts.get());
+  bson_error_t err;
+  for (auto& s : statements) {
+    auto o = make_bson();
+    if (s.upsert) BSON_APPEND_BOOL(o.get(), "upsert", true);
+    bool added =
+        s.replace
+            ? mongoc_bulk_operation_replace_one_with_opts(b, s.filter.get(), s.update.get(),
+                                                          o.get(), &err)
+            : mongoc_bulk_operation_update_one_with_opts(b, s.filter.get(), s.update.get(),
+                                                         o.get(), &err);
+    if (!added) {
+      mongoc_bulk_operation_destroy(b);
+      throw DataError(std::string("building the ") + collection + " bulk write: " + err.message +
+                      " (" + bson_json(s.update.get()) + ")");
+    }
+  }
+  bson_t reply;
+  bool ok = mongoc_bulk_operation_execute(b, &reply, &err) != 0;
+  std::string detail = ok ? "" : bson_json(&reply);
+  bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(b);
+  if (!ok) {
+    std::string msg = "mongodb at " + pool.address() + ": bulk write to " + collection +
+                      " failed: " + err.message + " " + detail.substr(0, 2000);
+    if (is_connection_error(err)) throw UnavailableError(msg);
+    throw std::runtime_error(msg);
+  }
+}
+
 }  // namespace walfold::projections

@@ -4,8 +4,12 @@
 
 #include <mongoc/mongoc.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "common/decimal.h"
 
 #include "config/config.h"
 
@@ -76,6 +80,31 @@ class MongoPool {
   mongoc_client_pool_t* pool_ = nullptr;
   mongoc_write_concern_t* wc_ = nullptr;
 };
+
+// One write of a bulk: update (`update` holds operators) or, with `replace`, a whole-document
+// replacement; `upsert` inserts when the filter matches nothing.
+struct Statement {
+  Bson filter;
+  Bson update;
+  bool upsert = false;
+  bool replace = false;
+};
+
+// Sends `statements` to `collection` as one bulk write (ordered or not). Throws
+// UnavailableError when MongoDB cannot be reached, std::runtime_error on write errors.
+void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
+                std::vector<Statement>& statements, bool ordered);
+
+// Decimal -> Decimal128 (exact: the text keeps its scale).
+void append_decimal(bson_t* doc, const char* key, const Decimal& d);
+// int64/int32 (or a double, truncated) as int64; 0 for other types.
+std::int64_t get_int64(const bson_iter_t& it);
+// A connection-level failure (server unreachable, selection timeout), as opposed to a write
+// error.
+bool is_connection_error(const bson_error_t& e);
+// Throws UnavailableError or std::runtime_error: "mongodb at <address>: <what> failed: <msg>".
+[[noreturn]] void throw_mongo_error(const MongoPool& pool, const std::string& what,
+                                    const bson_error_t& err);
 
 struct CollectionDeleter {
   void operator()(mongoc_collection_t* c) const { mongoc_collection_destroy(c); }

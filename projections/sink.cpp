@@ -5,28 +5,6 @@
 #include "common/error.h"
 
 namespace walfold::projections {
-namespace {
-
-bool is_connection_error(const bson_error_t& e) {
-  return e.domain == MONGOC_ERROR_STREAM || e.domain == MONGOC_ERROR_SERVER_SELECTION ||
-         (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE);
-}
-
-std::int64_t get_int64(const bson_iter_t& it) {
-  switch (bson_iter_type(&it)) {
-    case BSON_TYPE_INT64:
-      return bson_iter_int64(&it);
-    case BSON_TYPE_INT32:
-      return bson_iter_int32(&it);
-    case BSON_TYPE_DOUBLE:
-      return static_cast<std::int64_t>(bson_iter_double(&it));
-    default:
-      return 0;
-  }
-}
-
-}  // namespace
-
 MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
 
 std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
@@ -99,35 +77,9 @@ std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
 
 void MongoSink::bulk(const char* collection, std::vector<Statement>& statements) {
   if (statements.empty()) return;
-  Collection coll(client_.collection(collection));
-  auto opts = make_bson();
-  BSON_APPEND_BOOL(opts.get(), "ordered", true);
-  mongoc_bulk_operation_t* b =
-      mongoc_collection_create_bulk_operation_with_opts(coll.get(), opts.get());
-  bson_error_t err;
-  for (auto& s : statements) {
-    auto o = make_bson();
-    if (s.upsert) BSON_APPEND_BOOL(o.get(), "upsert", true);
-    if (!mongoc_bulk_operation_update_one_with_opts(b, s.filter.get(), s.update.get(), o.get(),
-                                                    &err)) {
-      mongoc_bulk_operation_destroy(b);
-      throw DataError(std::string("building the ") + collection + " bulk write: " + err.message +
-                      " (update " + bson_json(s.update.get()) + ")");
-    }
-  }
-  bson_t reply;
-  bool ok = mongoc_bulk_operation_execute(b, &reply, &err) != 0;
-  std::string detail = ok ? "" : bson_json(&reply);
-  bson_destroy(&reply);
-  mongoc_bulk_operation_destroy(b);
+  bulk_write(pool_, client_, collection, statements, /*ordered=*/true);
   ++stats_.write_commands;
   stats_.statements += statements.size();
-  if (!ok) {
-    std::string msg = "mongodb at " + pool_.address() + ": bulk write to " + collection +
-                      " failed: " + err.message + " " + detail.substr(0, 2000);
-    if (is_connection_error(err)) throw UnavailableError(msg);
-    throw std::runtime_error(msg);
-  }
 }
 
 void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<Statement>& out) {

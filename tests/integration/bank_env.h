@@ -37,6 +37,7 @@ struct BankEnv {
       << "reader:\n  status_interval_ms: 200\n"
       << "workers:\n  count: 2\n  batch_keys: 64\n"
       << workers_yaml << "log_level: info\n"
+      << "state_dir: " << dir << "/state\n"
       << extra_yaml;
   }
   ~BankEnv() {

@@ -1,0 +1,402 @@
+#include "checkpoint/store.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace walfold::checkpoint {
+namespace {
+
+constexpr const char* kCollection = "checkpoints";
+constexpr int kHistoryKeep = 1000;  // entries kept in MongoDB and in the history file
+
+using projections::Bson;
+using projections::make_bson;
+
+std::string lsn_text(Lsn l) {
+  return format_lsn(l);
+}
+
+void append_history_entry(bson_t* arr, const char* idx, const HistoryEntry& e) {
+  bson_t d;
+  bson_append_document_begin(arr, idx, -1, &d);
+  BSON_APPEND_INT64(&d, "lsn", static_cast<std::int64_t>(e.lsn));
+  BSON_APPEND_UTF8(&d, "lsn_text", lsn_text(e.lsn).c_str());
+  BSON_APPEND_DATE_TIME(&d, "at", e.at_ms);
+  BSON_APPEND_UTF8(&d, "event", e.event.c_str());
+  bson_append_document_end(arr, &d);
+}
+
+// {$push: {history: {$each: [e], $slice: -keep}}}
+void append_push(bson_t* update, const HistoryEntry& e) {
+  bson_t push, h, each;
+  bson_append_document_begin(update, "$push", -1, &push);
+  bson_append_document_begin(&push, "history", -1, &h);
+  bson_append_array_begin(&h, "$each", -1, &each);
+  append_history_entry(&each, "0", e);
+  bson_append_array_end(&h, &each);
+  BSON_APPEND_INT32(&h, "$slice", -kHistoryKeep);
+  bson_append_document_end(&push, &h);
+  bson_append_document_end(update, &push);
+}
+
+void write_file_durably(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0)
+    throw ConfigError("state_dir: cannot write " + tmp + ": " + std::strerror(errno) +
+                      " (set state_dir to a directory walfold may write)");
+  const char* p = content.data();
+  std::size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw ConfigError("state_dir: writing " + tmp + ": " + std::strerror(e));
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    throw ConfigError("state_dir: flushing " + tmp + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw ConfigError("state_dir: renaming " + tmp + ": " + std::strerror(errno));
+  auto slash = path.rfind('/');
+  int dfd = ::open(slash == std::string::npos ? "." : path.substr(0, slash).c_str(),
+                   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+void ensure_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw ConfigError("state_dir " + dir + " is not a directory");
+    return;
+  }
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
+    throw ConfigError("state_dir " + dir + " does not exist and cannot be created: " +
+                      std::strerror(errno) + " (under systemd, StateDirectory=walfold creates it)");
+}
+
+Checkpoint parse_doc(const bson_t* doc) {
+  Checkpoint c;
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc)) return c;
+  while (bson_iter_next(&it)) {
+    std::string_view k = bson_iter_key(&it);
+    if (k == "_id" && BSON_ITER_HOLDS_UTF8(&it))
+      c.identity.slot = bson_iter_utf8(&it, nullptr);
+    else if (k == "system_id" && BSON_ITER_HOLDS_UTF8(&it))
+      c.identity.system_id = bson_iter_utf8(&it, nullptr);
+    else if (k == "slot_created_lsn")
+      c.identity.created_lsn = static_cast<Lsn>(projections::get_int64(it));
+    else if (k == "slot_created_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
+      c.identity.created_at_ms = bson_iter_date_time(&it);
+    else if (k == "lsn")
+      c.lsn = static_cast<Lsn>(projections::get_int64(it));
+    else if (k == "saved_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
+      c.saved_at_ms = bson_iter_date_time(&it);
+    else if (k == "loading")
+      c.loading = bson_iter_as_bool(&it);
+    else if (k == "rebuilt_lsn")
+      c.rebuilt_lsn = static_cast<Lsn>(projections::get_int64(it));
+    else if (k == "history" && BSON_ITER_HOLDS_ARRAY(&it)) {
+      bson_iter_t arr;
+      bson_iter_recurse(&it, &arr);
+      while (bson_iter_next(&arr)) {
+        bson_iter_t e;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) continue;
+        HistoryEntry h;
+        while (bson_iter_next(&e)) {
+          std::string_view f = bson_iter_key(&e);
+          if (f == "lsn")
+            h.lsn = static_cast<Lsn>(projections::get_int64(e));
+          else if (f == "at" && BSON_ITER_HOLDS_DATE_TIME(&e))
+            h.at_ms = bson_iter_date_time(&e);
+          else if (f == "event" && BSON_ITER_HOLDS_UTF8(&e))
+            h.event = bson_iter_utf8(&e, nullptr);
+        }
+        c.history.push_back(std::move(h));
+      }
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string format_time_ms(std::int64_t ms) {
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+Store::Store(const Config& cfg, projections::MongoPool& pool)
+    : cfg_(cfg),
+      pool_(pool),
+      state_file_(cfg.state_dir + "/" + cfg.postgres.slot + ".checkpoint"),
+      history_file_(cfg.state_dir + "/" + cfg.postgres.slot + ".history") {}
+
+std::optional<Checkpoint> Store::load_mongo() {
+  projections::MongoPool::Client client(pool_);
+  projections::Collection coll(client.collection(kCollection));
+  auto filter = make_bson();
+  BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
+  mongoc_cursor_t* cur =
+      mongoc_collection_find_with_opts(coll.get(), filter.get(), nullptr, nullptr);
+  const bson_t* doc;
+  std::optional<Checkpoint> out;
+  if (mongoc_cursor_next(cur, &doc)) out = parse_doc(doc);
+  bson_error_t err;
+  bool failed = mongoc_cursor_error(cur, &err);
+  mongoc_cursor_destroy(cur);
+  if (failed) projections::throw_mongo_error(pool_, "reading the checkpoint", err);
+  return out;
+}
+
+std::optional<Checkpoint> Store::load_state_dir() {
+  std::ifstream in(state_file_);
+  if (!in) return std::nullopt;
+  Checkpoint c;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty() || line[0] == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos)
+      throw ConfigError(state_file_ + ":" + std::to_string(lineno) + ": expected key=value");
+    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    auto lsn = [&]() {
+      auto l = parse_lsn(v);
+      if (!l)
+        throw ConfigError(state_file_ + ":" + std::to_string(lineno) + ": " + k + " '" + v +
+                          "' is not an LSN");
+      return *l;
+    };
+    if (k == "slot")
+      c.identity.slot = v;
+    else if (k == "system_id")
+      c.identity.system_id = v;
+    else if (k == "slot_created_lsn")
+      c.identity.created_lsn = lsn();
+    else if (k == "slot_created_at_ms")
+      c.identity.created_at_ms = std::stoll(v);
+    else if (k == "lsn")
+      c.lsn = lsn();
+    else if (k == "saved_at_ms")
+      c.saved_at_ms = std::stoll(v);
+    else if (k == "loading")
+      c.loading = v == "1";
+    else if (k == "rebuilt_lsn")
+      c.rebuilt_lsn = lsn();
+  }
+  return c;
+}
+
+std::vector<HistoryEntry> Store::read_history_file() {
+  std::vector<HistoryEntry> out;
+  std::ifstream in(history_file_);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string at, lsn, event;
+    f >> at >> lsn;
+    std::getline(f, event);
+    auto l = parse_lsn(lsn);
+    if (!l) continue;
+    HistoryEntry e;
+    e.lsn = *l;
+    e.at_ms = 0;
+    e.event = at + (event.empty() ? "" : " " + event.substr(1));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void Store::write_state_file(const Checkpoint& c) {
+  ensure_dir(cfg_.state_dir);
+  std::ostringstream o;
+  o << "# walfold checkpoint: written by walfold after MongoDB has it; do not edit\n"
+    << "slot=" << c.identity.slot << "\n"
+    << "system_id=" << c.identity.system_id << "\n"
+    << "slot_created_lsn=" << lsn_text(c.identity.created_lsn) << "\n"
+    << "slot_created_at_ms=" << c.identity.created_at_ms << "\n"
+    << "lsn=" << lsn_text(c.lsn) << "\n"
+    << "saved_at_ms=" << c.saved_at_ms << "\n"
+    << "saved_at=" << format_time_ms(c.saved_at_ms) << "\n"
+    << "loading=" << (c.loading ? 1 : 0) << "\n"
+    << "rebuilt_lsn=" << lsn_text(c.rebuilt_lsn) << "\n";
+  write_file_durably(state_file_, o.str());
+}
+
+void Store::append_history_file(const HistoryEntry& e) {
+  ensure_dir(cfg_.state_dir);
+  {
+    std::ofstream out(history_file_, std::ios::app);
+    out << format_time_ms(e.at_ms) << " " << lsn_text(e.lsn) << " " << e.event << "\n";
+    if (!out) throw ConfigError("state_dir: cannot append to " + history_file_);
+  }
+  // Keep the file bounded: when it holds twice the limit, keep the newest half.
+  std::ifstream in(history_file_);
+  std::deque<std::string> lines;
+  std::string line;
+  std::size_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    lines.push_back(line);
+    if (lines.size() > static_cast<std::size_t>(kHistoryKeep)) lines.pop_front();
+  }
+  if (n > 2 * static_cast<std::size_t>(kHistoryKeep)) {
+    std::string content;
+    for (const auto& l : lines) content += l + "\n";
+    write_file_durably(history_file_, content);
+  }
+}
+
+void Store::begin(const SlotIdentity& identity, bool loading, const std::string& event) {
+  Checkpoint c;
+  c.identity = identity;
+  c.lsn = identity.created_lsn;
+  c.saved_at_ms = now_ms();
+  c.loading = loading;
+  HistoryEntry e{identity.created_lsn, c.saved_at_ms, event};
+  {
+    projections::MongoPool::Client client(pool_);
+    projections::Collection coll(client.collection(kCollection));
+    auto filter = make_bson();
+    BSON_APPEND_UTF8(filter.get(), "_id", identity.slot.c_str());
+    auto update = make_bson();
+    bson_t set;
+    bson_append_document_begin(update.get(), "$set", -1, &set);
+    BSON_APPEND_UTF8(&set, "system_id", identity.system_id.c_str());
+    BSON_APPEND_INT64(&set, "slot_created_lsn", static_cast<std::int64_t>(identity.created_lsn));
+    BSON_APPEND_UTF8(&set, "slot_created_lsn_text", lsn_text(identity.created_lsn).c_str());
+    BSON_APPEND_DATE_TIME(&set, "slot_created_at", identity.created_at_ms);
+    BSON_APPEND_INT64(&set, "lsn", static_cast<std::int64_t>(c.lsn));
+    BSON_APPEND_UTF8(&set, "lsn_text", lsn_text(c.lsn).c_str());
+    BSON_APPEND_DATE_TIME(&set, "saved_at", c.saved_at_ms);
+    BSON_APPEND_BOOL(&set, "loading", loading);
+    BSON_APPEND_INT64(&set, "rebuilt_lsn", 0);
+    bson_append_document_end(update.get(), &set);
+    append_push(update.get(), e);
+    auto opts = make_bson();
+    BSON_APPEND_BOOL(opts.get(), "upsert", true);
+    bson_error_t err;
+    if (!mongoc_collection_update_one(coll.get(), filter.get(), update.get(), opts.get(), nullptr,
+                                      &err))
+      projections::throw_mongo_error(pool_, "saving the checkpoint", err);
+  }
+  write_state_file(c);
+  append_history_file(e);
+  last_history_ms_ = c.saved_at_ms;
+  last_ = c;
+}
+
+void Store::push_history(const HistoryEntry& e, const char* set_field, Lsn value) {
+  projections::MongoPool::Client client(pool_);
+  projections::Collection coll(client.collection(kCollection));
+  auto filter = make_bson();
+  BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
+  auto update = make_bson();
+  bson_t set;
+  bson_append_document_begin(update.get(), "$set", -1, &set);
+  BSON_APPEND_INT64(&set, "lsn", static_cast<std::int64_t>(e.lsn));
+  BSON_APPEND_UTF8(&set, "lsn_text", lsn_text(e.lsn).c_str());
+  BSON_APPEND_DATE_TIME(&set, "saved_at", e.at_ms);
+  if (set_field) {
+    BSON_APPEND_BOOL(&set, "loading", false);
+    BSON_APPEND_INT64(&set, set_field, static_cast<std::int64_t>(value));
+  }
+  bson_append_document_end(update.get(), &set);
+  if (!e.event.empty()) append_push(update.get(), e);
+  bson_error_t err;
+  bson_t reply;
+  bool ok =
+      mongoc_collection_update_one(coll.get(), filter.get(), update.get(), nullptr, &reply, &err);
+  bson_iter_t it;
+  std::int64_t matched = 1;
+  if (ok && bson_iter_init_find(&it, &reply, "matchedCount")) matched = projections::get_int64(it);
+  bson_destroy(&reply);
+  if (!ok) projections::throw_mongo_error(pool_, "saving the checkpoint", err);
+  if (matched == 0)
+    throw DataError("the checkpoint of slot '" + cfg_.postgres.slot + "' vanished from MongoDB (" +
+                    pool_.address() + ", database '" + cfg_.mongodb.database +
+                    "'): was the read model dropped? Refusing to confirm anything; run "
+                    "`walfold reconcile --full`");
+}
+
+void Store::finish_load(Lsn lsn, const std::string& event, Lsn rebuilt_lsn) {
+  if (!last_) last_ = load_mongo();
+  if (!last_) throw DataError("finish_load without a checkpoint record");
+  HistoryEntry e{lsn, now_ms(), event};
+  push_history(e, "rebuilt_lsn", rebuilt_lsn);
+  last_->lsn = lsn;
+  last_->saved_at_ms = e.at_ms;
+  last_->loading = false;
+  last_->rebuilt_lsn = rebuilt_lsn;
+  write_state_file(*last_);
+  append_history_file(e);
+  last_history_ms_ = e.at_ms;
+}
+
+void Store::save(Lsn lsn) {
+  if (!last_) last_ = load_mongo();
+  if (!last_) throw DataError("saving a checkpoint before the slot's record exists");
+  if (last_->lsn == lsn) return;
+  const auto now = now_ms();
+  const bool to_history =
+      now - last_history_ms_ >= cfg_.reader.checkpoint_history_interval.count();
+  HistoryEntry e{lsn, now, to_history ? "checkpoint" : ""};
+  push_history(e, nullptr, 0);
+  last_->lsn = lsn;
+  last_->saved_at_ms = now;
+  write_state_file(*last_);
+  if (to_history) {
+    append_history_file(e);
+    last_history_ms_ = now;
+  }
+}
+
+void Store::forget() {
+  {
+    projections::MongoPool::Client client(pool_);
+    projections::Collection coll(client.collection(kCollection));
+    auto filter = make_bson();
+    BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
+    bson_error_t err;
+    if (!mongoc_collection_delete_one(coll.get(), filter.get(), nullptr, nullptr, &err))
+      projections::throw_mongo_error(pool_, "removing the checkpoint", err);
+  }
+  if (::unlink(state_file_.c_str()) != 0 && errno != ENOENT)
+    throw ConfigError("state_dir: cannot remove " + state_file_ + ": " + std::strerror(errno));
+  last_.reset();
+}
+
+}  // namespace walfold::checkpoint

@@ -1,0 +1,374 @@
+#include "reconcile/rebuild.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ostream>
+#include <sstream>
+
+#include "common/error.h"
+#include "projections/sink.h"
+#include "reconcile/snapshot.h"
+
+namespace walfold::reconcile {
+namespace {
+
+using projections::Bson;
+using projections::make_bson;
+
+std::string canon(const bson_iter_t& it) {
+  if (!BSON_ITER_HOLDS_DECIMAL128(&it)) return "?";
+  bson_decimal128_t d;
+  bson_iter_decimal128(&it, &d);
+  char buf[BSON_DECIMAL128_STRING];
+  bson_decimal128_to_string(&d, buf);
+  return Decimal::canonicalize(buf).value_or("?");
+}
+
+// The fields a report shows, in one canonical line, from either side.
+std::string account_key(const AccountTruth& a) {
+  std::ostringstream o;
+  o << "user " << a.user_id << " currency " << a.currency << " balance " << a.balance.canonical();
+  for (const auto& t : a.last)
+    o << " | " << t.id << " " << t.kind << " " << t.amount.canonical() << " " << t.created_at_us;
+  return o.str();
+}
+
+std::string user_key(const UserTruth& u) {
+  std::ostringstream o;
+  auto accts = u.accounts;
+  std::sort(accts.begin(), accts.end());
+  o << "name " << u.full_name << " email " << u.email << " accounts";
+  for (auto a : accts) o << " " << a;
+  o << " totals";
+  for (const auto& [cur, v] : u.balances) o << " " << cur << "=" << v.canonical();
+  return o.str();
+}
+
+// What repair needs of a MongoDB document: its canonical line and the guards to compare-and-set.
+struct MongoDoc {
+  std::int64_t id = 0;
+  bool deleted = false;
+  std::string key;
+  Bson cas;              // filter matching the document only while its guards are unchanged
+  Lsn newest_guard = 0;  // highest LSN among its guards
+};
+
+void cas_field(bson_t* filter, const char* name, const bson_iter_t* it) {
+  if (it) {
+    bson_append_iter(filter, name, -1, it);
+  } else {
+    bson_t e;
+    bson_append_document_begin(filter, name, -1, &e);
+    BSON_APPEND_BOOL(&e, "$exists", false);
+    bson_append_document_end(filter, &e);
+  }
+}
+
+MongoDoc parse_account(const bson_t* doc) {
+  MongoDoc m;
+  std::int64_t user = 0;
+  std::string currency, balance = "0";
+  std::vector<std::string> last;
+  bson_iter_t it, applied, window;
+  bool has_applied = false, has_window = false;
+  bson_iter_init(&it, doc);
+  while (bson_iter_next(&it)) {
+    std::string_view k = bson_iter_key(&it);
+    if (k == "_id") m.id = projections::get_int64(it);
+    else if (k == "user_id") user = projections::get_int64(it);
+    else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it)) currency = bson_iter_utf8(&it, nullptr);
+    else if (k == "balance") balance = canon(it);
+    else if (k == "deleted") m.deleted = bson_iter_as_bool(&it);
+    else if (k == "applied_lsn") {
+      applied = it;
+      has_applied = true;
+      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
+    } else if (k == "window_lsn") {
+      window = it;
+      has_window = true;
+      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
+    } else if (k == "last_transactions" && BSON_ITER_HOLDS_ARRAY(&it)) {
+      bson_iter_t arr;
+      bson_iter_recurse(&it, &arr);
+      while (bson_iter_next(&arr)) {
+        bson_iter_t e;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) continue;
+        std::int64_t id = 0, us = 0;
+        std::string kind, amount;
+        while (bson_iter_next(&e)) {
+          std::string_view f = bson_iter_key(&e);
+          if (f == "id") id = projections::get_int64(e);
+          else if (f == "kind" && BSON_ITER_HOLDS_UTF8(&e)) kind = bson_iter_utf8(&e, nullptr);
+          else if (f == "amount") amount = canon(e);
+          else if (f == "created_at_us") us = projections::get_int64(e);
+        }
+        last.push_back(std::to_string(id) + " " + kind + " " + amount + " " + std::to_string(us));
+      }
+    }
+  }
+  std::ostringstream o;
+  o << "user " << user << " currency " << currency << " balance " << balance;
+  for (const auto& l : last) o << " | " << l;
+  m.key = o.str();
+  m.cas = make_bson();
+  BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
+  cas_field(m.cas.get(), "applied_lsn", has_applied ? &applied : nullptr);
+  cas_field(m.cas.get(), "window_lsn", has_window ? &window : nullptr);
+  return m;
+}
+
+MongoDoc parse_user(const bson_t* doc) {
+  MongoDoc m;
+  std::string name, email;
+  std::vector<std::int64_t> accts;
+  std::map<std::string, std::string> totals;
+  bson_iter_t it, profile, floor, acct_lsn;
+  bool has_profile = false, has_floor = false, has_acct = false;
+  bson_iter_init(&it, doc);
+  while (bson_iter_next(&it)) {
+    std::string_view k = bson_iter_key(&it);
+    if (k == "_id") m.id = projections::get_int64(it);
+    else if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it)) name = bson_iter_utf8(&it, nullptr);
+    else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it)) email = bson_iter_utf8(&it, nullptr);
+    else if (k == "deleted") m.deleted = bson_iter_as_bool(&it);
+    else if (k == "accounts" && BSON_ITER_HOLDS_ARRAY(&it)) {
+      bson_iter_t arr;
+      bson_iter_recurse(&it, &arr);
+      while (bson_iter_next(&arr)) accts.push_back(projections::get_int64(arr));
+    } else if (k == "balances" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+      bson_iter_t sub;
+      bson_iter_recurse(&it, &sub);
+      while (bson_iter_next(&sub)) totals[bson_iter_key(&sub)] = canon(sub);
+    } else if (k == "profile_lsn" || k == "floor_lsn") {
+      (k == "profile_lsn" ? profile : floor) = it;
+      (k == "profile_lsn" ? has_profile : has_floor) = true;
+      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
+    } else if (k == "acct_lsn" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+      acct_lsn = it;
+      has_acct = true;
+      bson_iter_t sub;
+      bson_iter_recurse(&it, &sub);
+      while (bson_iter_next(&sub))
+        m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(sub));
+    }
+  }
+  std::sort(accts.begin(), accts.end());
+  std::ostringstream o;
+  o << "name " << name << " email " << email << " accounts";
+  for (auto a : accts) o << " " << a;
+  o << " totals";
+  for (const auto& [cur, v] : totals) o << " " << cur << "=" << v;
+  m.key = o.str();
+  m.cas = make_bson();
+  BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
+  cas_field(m.cas.get(), "profile_lsn", has_profile ? &profile : nullptr);
+  cas_field(m.cas.get(), "floor_lsn", has_floor ? &floor : nullptr);
+  cas_field(m.cas.get(), "acct_lsn", has_acct ? &acct_lsn : nullptr);
+  return m;
+}
+
+// Walks a collection in _id order alongside the truth (also in id order).
+class MongoWalk {
+ public:
+  MongoWalk(projections::MongoPool& pool, const projections::MongoPool::Client& client,
+            const char* collection, MongoDoc (*parse)(const bson_t*))
+      : pool_(pool), coll_(client.collection(collection)), parse_(parse) {
+    auto opts = make_bson();
+    bson_t sort;
+    bson_append_document_begin(opts.get(), "sort", -1, &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(opts.get(), &sort);
+    auto filter = make_bson();
+    cur_ = mongoc_collection_find_with_opts(coll_.get(), filter.get(), opts.get(), nullptr);
+    advance();
+  }
+  ~MongoWalk() { mongoc_cursor_destroy(cur_); }
+  const std::optional<MongoDoc>& current() const { return current_; }
+  MongoDoc take() {
+    MongoDoc d = std::move(*current_);
+    advance();
+    return d;
+  }
+  void advance() {
+    const bson_t* doc;
+    if (mongoc_cursor_next(cur_, &doc)) {
+      current_ = parse_(doc);
+      return;
+    }
+    current_.reset();
+    bson_error_t err;
+    if (mongoc_cursor_error(cur_, &err)) projections::throw_mongo_error(pool_, "reading", err);
+  }
+
+ private:
+  projections::MongoPool& pool_;
+  projections::Collection coll_;
+  MongoDoc (*parse_)(const bson_t*);
+  mongoc_cursor_t* cur_ = nullptr;
+  std::optional<MongoDoc> current_;
+};
+
+// Compare-and-set: true when the document was written (or inserted), false when it changed
+// meanwhile.
+bool cas_write(projections::MongoPool& pool, const projections::MongoPool::Client& client,
+               const char* collection, const Bson& filter, const Bson& doc, bool replace) {
+  projections::Collection coll(client.collection(collection));
+  auto opts = make_bson();
+  BSON_APPEND_BOOL(opts.get(), "upsert", true);
+  bson_t reply;
+  bson_error_t err;
+  bool ok = replace ? mongoc_collection_replace_one(coll.get(), filter.get(), doc.get(),
+                                                    opts.get(), &reply, &err)
+                    : mongoc_collection_update_one(coll.get(), filter.get(), doc.get(),
+                                                   opts.get(), &reply, &err);
+  std::int64_t changed = 0;
+  bson_iter_t it;
+  if (ok) {
+    for (const char* f : {"matchedCount", "upsertedCount"})
+      if (bson_iter_init_find(&it, &reply, f)) changed += projections::get_int64(it);
+  }
+  bson_destroy(&reply);
+  if (!ok) {
+    // An upsert that collides with a document created meanwhile: changed, leave it.
+    if (err.code == 11000) return false;
+    projections::throw_mongo_error(pool, std::string("repairing ") + collection, err);
+  }
+  return changed > 0;
+}
+
+Bson tombstone_update(const char* guard_field, Lsn guard) {
+  auto u = make_bson();
+  bson_t set;
+  bson_append_document_begin(u.get(), "$set", -1, &set);
+  BSON_APPEND_BOOL(&set, "deleted", true);
+  BSON_APPEND_INT64(&set, guard_field, static_cast<std::int64_t>(guard));
+  if (std::string_view(guard_field) == "profile_lsn")
+    BSON_APPEND_INT64(&set, "floor_lsn", static_cast<std::int64_t>(guard));
+  bson_append_document_end(u.get(), &set);
+  return u;
+}
+
+}  // namespace
+
+Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
+                 const std::string& event) {
+  const std::string dsn = postgres_dsn_with_password(cfg.postgres);
+  auto snap = create_slot_with_snapshot(dsn, cfg.postgres.slot, /*temporary=*/false);
+  spdlog::info(
+      "created replication slot '{}' at {} with an exported snapshot; loading the read model "
+      "from the tables inside it ({})",
+      cfg.postgres.slot, format_lsn(snap.consistent_point), event);
+  checkpoint::SlotIdentity id{cfg.postgres.slot, snap.system_id, snap.consistent_point,
+                              checkpoint::now_ms()};
+  store.begin(id, /*loading=*/true, "slot created");
+  projections::MongoSink(pool).ensure_indexes();
+  auto st = load_read_model(cfg, pool, snap.name, snap.consistent_point);
+  store.finish_load(snap.consistent_point, event);
+  spdlog::info(
+      "{}: {} accounts, {} users, {} transactions loaded at {} ({} stale documents "
+      "tombstoned) in {:.1f} s; streaming continues from there",
+      event, st.accounts, st.users, st.transactions, format_lsn(snap.consistent_point),
+      st.tombstoned, st.seconds);
+  return snap.consistent_point;
+}
+
+RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostream& out) {
+  const std::string dsn = postgres_dsn_with_password(cfg.postgres);
+  // A temporary slot gives a snapshot with an exact WAL position; it disappears with this
+  // connection.
+  const std::string tmp_slot =
+      (cfg.postgres.slot.size() > 40 ? cfg.postgres.slot.substr(0, 40) : cfg.postgres.slot) +
+      "_repair_" + std::to_string(::getpid());
+  auto snap = create_slot_with_snapshot(dsn, tmp_slot, /*temporary=*/true);
+  const Lsn cp = snap.consistent_point, guard = cp - 1;
+  RepairResult r;
+  r.snapshot_lsn = cp;
+  TruthReader truth(cfg, dsn, snap.name);
+  projections::MongoPool::Client client(pool);
+
+  auto handle = [&](const char* what, const char* coll, const char* guard_field,
+                    std::int64_t id, const std::string* truth_key, const Bson* truth_doc,
+                    const std::optional<MongoDoc>& m) {
+    const bool live = m && !m->deleted;
+    if (truth_key && live && m->key == *truth_key) return;
+    if (!truth_key && !live) return;
+    if (m && m->newest_guard >= cp) {
+      ++r.skipped;
+      out << "skipped: " << what << " " << id
+          << " (changed by the daemon after the snapshot at " << format_lsn(cp)
+          << "; run --repair again)\n";
+      return;
+    }
+    bool written;
+    if (truth_doc) {
+      auto filter = make_bson();
+      if (m) {
+        bson_copy_to(m->cas.get(), filter.get());
+      } else {
+        BSON_APPEND_INT64(filter.get(), "_id", id);
+      }
+      written = cas_write(pool, client, coll, filter, *truth_doc, /*replace=*/true);
+    } else {
+      written = cas_write(pool, client, coll, m->cas, tombstone_update(guard_field, guard),
+                          /*replace=*/false);
+    }
+    if (written) {
+      ++r.rewritten;
+      out << "repaired: " << what << " " << id << " (" << (truth_key ? "" : "not in PostgreSQL; ")
+          << "was: " << (m ? (m->deleted ? "deleted" : m->key) : std::string("missing"))
+          << "; now: " << (truth_key ? *truth_key : std::string("tombstone")) << ")\n";
+    } else {
+      ++r.skipped;
+      out << "skipped: " << what << " " << id << " (changed while repairing; run --repair again)\n";
+    }
+  };
+
+  {
+    MongoWalk walk(pool, client, "accounts", parse_account);
+    truth.accounts(std::nullopt, [&](AccountTruth&& a) {
+      ++r.accounts;
+      while (walk.current() && walk.current()->id < a.id) {
+        handle("account", "accounts", "applied_lsn", walk.current()->id, nullptr, nullptr,
+               walk.current());
+        walk.advance();
+      }
+      std::optional<MongoDoc> m;
+      if (walk.current() && walk.current()->id == a.id) {
+        m = walk.take();
+      }
+      auto key = account_key(a);
+      auto doc = account_document(a, guard);
+      handle("account", "accounts", "applied_lsn", a.id, &key, &doc, m);
+    });
+    for (; walk.current(); walk.advance())
+      handle("account", "accounts", "applied_lsn", walk.current()->id, nullptr, nullptr,
+             walk.current());
+  }
+  {
+    MongoWalk walk(pool, client, "users", parse_user);
+    truth.users(std::nullopt, [&](UserTruth&& u) {
+      ++r.users;
+      while (walk.current() && walk.current()->id < u.id) {
+        handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr,
+               walk.current());
+        walk.advance();
+      }
+      std::optional<MongoDoc> m;
+      if (walk.current() && walk.current()->id == u.id) {
+        m = walk.take();
+      }
+      auto key = user_key(u);
+      auto doc = user_document(u, guard);
+      handle("user", "users", "profile_lsn", u.id, &key, &doc, m);
+    });
+    for (; walk.current(); walk.advance())
+      handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr,
+             walk.current());
+  }
+  truth.connection().exec("COMMIT");
+  return r;
+}
+
+}  // namespace walfold::reconcile

@@ -1,0 +1,38 @@
+// Building the read model from PostgreSQL's tables instead of the WAL:
+//   - initial_load: a new slot, created with an exported snapshot; the read model is loaded
+//     inside that snapshot and the slot then streams from its consistent point (no gap, no
+//     double count). `walfold setup`, the reader's first start and `reconcile --full` use it.
+//   - repair: rewrites the documents that differ from a fresh snapshot, while the daemon runs.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "checkpoint/store.h"
+#include "common/lsn.h"
+#include "config/config.h"
+#include "projections/mongo.h"
+
+namespace walfold::reconcile {
+
+// Creates the slot (it must not exist) with an exported snapshot, records its identity as
+// "loading", loads the read model in the snapshot, and saves the checkpoint at the consistent
+// point. Returns the consistent point. `event` names the reason in the checkpoint history.
+Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
+                 const std::string& event);
+
+struct RepairResult {
+  std::size_t accounts = 0, users = 0;  // compared
+  std::size_t rewritten = 0;            // documents rewritten
+  std::size_t skipped = 0;  // drifted, but changed by the daemon after the snapshot: run again
+  Lsn snapshot_lsn = 0;
+};
+// Compares every account and user document with PostgreSQL inside one exported snapshot (a
+// temporary slot gives its exact WAL position CP) and rewrites the ones that differ. A rewrite is
+// a compare-and-set on the guards read (applied_lsn and window_lsn; profile_lsn, floor_lsn and
+// acct_lsn): when a worker folded something into the document meanwhile, it is left alone and
+// counted as skipped. Rewritten documents carry CP - 1 in their guards, so jobs below CP still
+// in the queue change nothing and jobs above it apply on top. Prints one line per rewrite.
+RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostream& out);
+
+}  // namespace walfold::reconcile
