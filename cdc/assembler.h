@@ -19,8 +19,8 @@ struct CommittedTransaction {
   Lsn commit_lsn = 0, end_lsn = 0;
   std::int64_t commit_time_us = 0;
   std::uint32_t xid = 0;
-  std::vector<queue::Job> jobs;  // one per ordering key, first-touched first
-  std::vector<int> priorities;   // per job: the highest priority (lowest number) of its rows
+  std::vector<queue::Job> jobs;        // one per ordering key, first-touched first
+  std::vector<int> priorities;         // per job: the highest priority (lowest number) of its rows
   std::vector<std::string> truncated;  // bank tables this transaction TRUNCATEd (a rebuild)
 };
 

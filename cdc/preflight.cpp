@@ -81,8 +81,8 @@ SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
 
 void drop_slot(const std::string& dsn, const PostgresConfig& pg) {
   PgConn c(dsn, {}, "drop slot");
-  auto r = c.exec_params(
-      "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", {pg.slot});
+  auto r =
+      c.exec_params("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", {pg.slot});
   if (PQntuples(r.get()) == 0) return;
   if (!PQgetisnull(r.get(), 0, 0))
     throw DataError("replication slot '" + pg.slot + "' on " + c.address() +

@@ -120,7 +120,8 @@ class Reader::Session {
         if (truncate_) rebuild_after_truncate(dsn);
       } else {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
-        if (owner_.opts_.stop_at && !owner_.reached_stop_) ask_position();
+        if ((owner_.opts_.stop_at && !owner_.reached_stop_) || Clock::now() < ask_until_)
+          ask_position();
       }
       if (!buffer_.empty() &&
           (buffer_.size() >= static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs) ||
@@ -405,9 +406,15 @@ class Reader::Session {
     if (now - last_data_ < every || now - last_heartbeat_ < every) return;
     last_heartbeat_ = now;
     try {
-      if (!heartbeat_conn_) heartbeat_conn_ = std::make_unique<PgConn>(dsn, std::map<std::string, std::string>{}, "heartbeat");
-      heartbeat_conn_->exec("SELECT pg_logical_emit_message(false, 'walfold_heartbeat', '')");
+      if (!heartbeat_conn_)
+        heartbeat_conn_ =
+            std::make_unique<PgConn>(dsn, std::map<std::string, std::string>{}, "heartbeat");
+      // Transactional: PostgreSQL 15 answers a transaction that is empty for the publication
+      // with a keepalive carrying its position, which the reader then confirms.
+      heartbeat_conn_->exec("SELECT pg_logical_emit_message(true, 'walfold_heartbeat', '')");
       ++owner_.progress_.heartbeats;
+      ask_until_ = now + std::chrono::seconds(1);
+      spdlog::debug("reader: heartbeat written ({} so far)", owner_.progress_.heartbeats.load());
     } catch (const std::exception& e) {
       spdlog::warn("reader: heartbeat failed: {}", e.what());
       heartbeat_conn_.reset();
@@ -426,7 +433,7 @@ class Reader::Session {
   std::optional<Lsn> in_flight_first_;  // first commit of the batch Redis has not acknowledged
   Lsn in_flight_end_ = 0;
   Clock::time_point buffer_deadline_{}, last_ask_{};
-  Clock::time_point last_data_ = Clock::now(), last_heartbeat_{};
+  Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
   std::unique_ptr<PgConn> heartbeat_conn_;
   std::optional<CommittedTransaction> truncate_;
   bool save_failing_ = false;

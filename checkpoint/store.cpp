@@ -371,8 +371,7 @@ void Store::save(Lsn lsn) {
   if (!last_) throw DataError("saving a checkpoint before the slot's record exists");
   if (last_->lsn == lsn) return;
   const auto now = now_ms();
-  const bool to_history =
-      now - last_history_ms_ >= cfg_.reader.checkpoint_history_interval.count();
+  const bool to_history = now - last_history_ms_ >= cfg_.reader.checkpoint_history_interval.count();
   HistoryEntry e{lsn, now, to_history ? "checkpoint" : ""};
   push_history(e, nullptr, 0);
   last_->lsn = lsn;

@@ -23,8 +23,8 @@ namespace walfold::checkpoint {
 
 struct SlotIdentity {
   std::string slot;
-  std::string system_id;          // IDENTIFY_SYSTEM's systemid
-  Lsn created_lsn = 0;            // the slot's consistent point when walfold created it
+  std::string system_id;           // IDENTIFY_SYSTEM's systemid
+  Lsn created_lsn = 0;             // the slot's consistent point when walfold created it
   std::int64_t created_at_ms = 0;  // Unix ms
 };
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -27,10 +28,16 @@ struct Ctx {
 void check_keys(const Ctx& ctx, const YAML::Node& node, const std::string& where,
                 const std::set<std::string>& allowed) {
   if (!node.IsMap()) ctx.fail(node.Mark(), where + " must be a mapping");
+  std::map<std::string, int> seen;  // key -> line (1-based)
   for (const auto& kv : node) {
     if (!kv.first.IsScalar())
       ctx.fail(kv.first.Mark(), "a key in " + where + " must be a plain name");
     auto key = kv.first.as<std::string>();
+    // yaml-cpp keeps one of two equal keys silently; a setting must not vanish that way.
+    auto [it, fresh] = seen.emplace(key, kv.first.Mark().line + 1);
+    if (!fresh)
+      ctx.fail(kv.first.Mark(), "duplicate key '" + key + "' in " + where + " (first at line " +
+                                    std::to_string(it->second) + ")");
     if (!allowed.count(key)) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
@@ -217,8 +224,8 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
   if (auto rd = root["reader"]) {
     check_keys(ctx, rd, "reader",
                {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
-                "heartbeat_interval_ms", "checkpoint_history_interval_ms",
-                "reconnect_min_ms", "reconnect_max_ms"});
+                "heartbeat_interval_ms", "checkpoint_history_interval_ms", "reconnect_min_ms",
+                "reconnect_max_ms"});
     c.reader.status_interval =
         get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
     c.reader.enqueue_max_delay =
@@ -229,8 +236,8 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
         get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
     c.reader.reconnect_max =
         get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
-    c.reader.heartbeat_interval = get_ms(ctx, rd, "heartbeat_interval_ms", "reader",
-                                         c.reader.heartbeat_interval, 0, 3600000);
+    c.reader.heartbeat_interval =
+        get_ms(ctx, rd, "heartbeat_interval_ms", "reader", c.reader.heartbeat_interval, 0, 3600000);
     c.reader.checkpoint_history_interval =
         get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
                c.reader.checkpoint_history_interval, 0, 86400000);

@@ -13,8 +13,8 @@
 #include "common/pg.h"
 #include "config/config.h"
 #include "daemon/run.h"
-#include "queue/job_queue.h"
 #include "projections/mongo.h"
+#include "queue/job_queue.h"
 #include "reconcile/rebuild.h"
 #include "reconcile/verify.h"
 #include "tools/loadgen.h"
@@ -102,8 +102,8 @@ int reconcile_full(const Config& cfg) {
   reset_queue(cfg);
   checkpoint::Store store(cfg, pool);
   auto cp = reconcile::initial_load(cfg, pool, store, "reconcile --full");
-  std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp)
-            << "; slot '" << cfg.postgres.slot << "' streams from there (start walfold)\n";
+  std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp) << "; slot '"
+            << cfg.postgres.slot << "' streams from there (start walfold)\n";
   return 0;
 }
 
@@ -115,10 +115,10 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
   require_idle_slot(cfg, slot, "reconcile --from-lsn");
   if (*from < slot.confirmed_flush)
     throw DataError("cannot replay from " + format_lsn(*from) + ": replication slot '" +
-                    cfg.postgres.slot + "' is confirmed up to " +
-                    format_lsn(slot.confirmed_flush) +
+                    cfg.postgres.slot + "' is confirmed up to " + format_lsn(slot.confirmed_flush) +
                     ", and PostgreSQL keeps no WAL for it before that. The oldest replayable LSN "
-                    "is " + format_lsn(slot.confirmed_flush) +
+                    "is " +
+                    format_lsn(slot.confirmed_flush) +
                     "; to rebuild from the tables instead, run `walfold reconcile --full`");
   spdlog::warn(
       "reconcile --from-lsn {}: emptying walfold's queue in redis and replaying every change "
@@ -258,8 +258,7 @@ int main(int argc, char** argv) {
 
   auto* checkpoints = app.add_subcommand(
       "checkpoints", "Show the slot's identity, the saved checkpoint and its history");
-  checkpoints->add_option("-c,--config", config_path, "Configuration file")
-      ->capture_default_str();
+  checkpoints->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
 
   try {
     app.parse(argc, argv);

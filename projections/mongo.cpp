@@ -122,12 +122,10 @@ void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const ch
   for (auto& s : statements) {
     auto o = make_bson();
     if (s.upsert) BSON_APPEND_BOOL(o.get(), "upsert", true);
-    bool added =
-        s.replace
-            ? mongoc_bulk_operation_replace_one_with_opts(b, s.filter.get(), s.update.get(),
-                                                          o.get(), &err)
-            : mongoc_bulk_operation_update_one_with_opts(b, s.filter.get(), s.update.get(),
-                                                         o.get(), &err);
+    bool added = s.replace ? mongoc_bulk_operation_replace_one_with_opts(
+                                 b, s.filter.get(), s.update.get(), o.get(), &err)
+                           : mongoc_bulk_operation_update_one_with_opts(
+                                 b, s.filter.get(), s.update.get(), o.get(), &err);
     if (!added) {
       mongoc_bulk_operation_destroy(b);
       throw DataError(std::string("building the ") + collection + " bulk write: " + err.message +

@@ -76,11 +76,16 @@ MongoDoc parse_account(const bson_t* doc) {
   bson_iter_init(&it, doc);
   while (bson_iter_next(&it)) {
     std::string_view k = bson_iter_key(&it);
-    if (k == "_id") m.id = projections::get_int64(it);
-    else if (k == "user_id") user = projections::get_int64(it);
-    else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it)) currency = bson_iter_utf8(&it, nullptr);
-    else if (k == "balance") balance = canon(it);
-    else if (k == "deleted") m.deleted = bson_iter_as_bool(&it);
+    if (k == "_id")
+      m.id = projections::get_int64(it);
+    else if (k == "user_id")
+      user = projections::get_int64(it);
+    else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
+      currency = bson_iter_utf8(&it, nullptr);
+    else if (k == "balance")
+      balance = canon(it);
+    else if (k == "deleted")
+      m.deleted = bson_iter_as_bool(&it);
     else if (k == "applied_lsn") {
       applied = it;
       has_applied = true;
@@ -99,10 +104,14 @@ MongoDoc parse_account(const bson_t* doc) {
         std::string kind, amount;
         while (bson_iter_next(&e)) {
           std::string_view f = bson_iter_key(&e);
-          if (f == "id") id = projections::get_int64(e);
-          else if (f == "kind" && BSON_ITER_HOLDS_UTF8(&e)) kind = bson_iter_utf8(&e, nullptr);
-          else if (f == "amount") amount = canon(e);
-          else if (f == "created_at_us") us = projections::get_int64(e);
+          if (f == "id")
+            id = projections::get_int64(e);
+          else if (f == "kind" && BSON_ITER_HOLDS_UTF8(&e))
+            kind = bson_iter_utf8(&e, nullptr);
+          else if (f == "amount")
+            amount = canon(e);
+          else if (f == "created_at_us")
+            us = projections::get_int64(e);
         }
         last.push_back(std::to_string(id) + " " + kind + " " + amount + " " + std::to_string(us));
       }
@@ -129,10 +138,14 @@ MongoDoc parse_user(const bson_t* doc) {
   bson_iter_init(&it, doc);
   while (bson_iter_next(&it)) {
     std::string_view k = bson_iter_key(&it);
-    if (k == "_id") m.id = projections::get_int64(it);
-    else if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it)) name = bson_iter_utf8(&it, nullptr);
-    else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it)) email = bson_iter_utf8(&it, nullptr);
-    else if (k == "deleted") m.deleted = bson_iter_as_bool(&it);
+    if (k == "_id")
+      m.id = projections::get_int64(it);
+    else if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it))
+      name = bson_iter_utf8(&it, nullptr);
+    else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it))
+      email = bson_iter_utf8(&it, nullptr);
+    else if (k == "deleted")
+      m.deleted = bson_iter_as_bool(&it);
     else if (k == "accounts" && BSON_ITER_HOLDS_ARRAY(&it)) {
       bson_iter_t arr;
       bson_iter_recurse(&it, &arr);
@@ -219,10 +232,10 @@ bool cas_write(projections::MongoPool& pool, const projections::MongoPool::Clien
   BSON_APPEND_BOOL(opts.get(), "upsert", true);
   bson_t reply;
   bson_error_t err;
-  bool ok = replace ? mongoc_collection_replace_one(coll.get(), filter.get(), doc.get(),
-                                                    opts.get(), &reply, &err)
-                    : mongoc_collection_update_one(coll.get(), filter.get(), doc.get(),
-                                                   opts.get(), &reply, &err);
+  bool ok = replace ? mongoc_collection_replace_one(coll.get(), filter.get(), doc.get(), opts.get(),
+                                                    &reply, &err)
+                    : mongoc_collection_update_one(coll.get(), filter.get(), doc.get(), opts.get(),
+                                                   &reply, &err);
   std::int64_t changed = 0;
   bson_iter_t it;
   if (ok) {
@@ -288,17 +301,16 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
   TruthReader truth(cfg, dsn, snap.name);
   projections::MongoPool::Client client(pool);
 
-  auto handle = [&](const char* what, const char* coll, const char* guard_field,
-                    std::int64_t id, const std::string* truth_key, const Bson* truth_doc,
+  auto handle = [&](const char* what, const char* coll, const char* guard_field, std::int64_t id,
+                    const std::string* truth_key, const Bson* truth_doc,
                     const std::optional<MongoDoc>& m) {
     const bool live = m && !m->deleted;
     if (truth_key && live && m->key == *truth_key) return;
     if (!truth_key && !live) return;
     if (m && m->newest_guard >= cp) {
       ++r.skipped;
-      out << "skipped: " << what << " " << id
-          << " (changed by the daemon after the snapshot at " << format_lsn(cp)
-          << "; run --repair again)\n";
+      out << "skipped: " << what << " " << id << " (changed by the daemon after the snapshot at "
+          << format_lsn(cp) << "; run --repair again)\n";
       return;
     }
     bool written;
@@ -364,8 +376,7 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
       handle("user", "users", "profile_lsn", u.id, &key, &doc, m);
     });
     for (; walk.current(); walk.advance())
-      handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr,
-             walk.current());
+      handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr, walk.current());
   }
   truth.connection().exec("COMMIT");
   return r;

@@ -15,8 +15,8 @@ using projections::make_bson;
 
 std::string qualified(const Config& cfg, Model m) {
   const TableConfig* t = cfg.table_for(m);
-  if (!t) throw ConfigError(std::string("no table is configured for the ") + model_name(m) +
-                            " model");
+  if (!t)
+    throw ConfigError(std::string("no table is configured for the ") + model_name(m) + " model");
   return quote_ident(t->schema) + "." + quote_ident(t->name);
 }
 
@@ -53,14 +53,13 @@ void append_date(bson_t* d, const char* key, std::int64_t us) {
 ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::string& slot,
                                            bool temporary) {
   ExportedSnapshot s;
-  s.connection = std::make_unique<PgConn>(dsn, std::map<std::string, std::string>{
-                                                   {"replication", "database"}},
-                                          "snapshot");
+  s.connection = std::make_unique<PgConn>(
+      dsn, std::map<std::string, std::string>{{"replication", "database"}}, "snapshot");
   auto id = s.connection->exec("IDENTIFY_SYSTEM");
   s.system_id = PQgetvalue(id.get(), 0, 0);
-  auto r = s.connection->exec("CREATE_REPLICATION_SLOT " + quote_ident(slot) +
-                              (temporary ? " TEMPORARY" : "") +
-                              " LOGICAL pgoutput (SNAPSHOT 'export')");
+  auto r =
+      s.connection->exec("CREATE_REPLICATION_SLOT " + quote_ident(slot) +
+                         (temporary ? " TEMPORARY" : "") + " LOGICAL pgoutput (SNAPSHOT 'export')");
   s.slot = slot;
   auto cp = parse_lsn(PQgetvalue(r.get(), 0, 1));
   if (!cp) throw UnavailableError("CREATE_REPLICATION_SLOT returned no consistent point");
@@ -135,8 +134,9 @@ void TruthReader::accounts(const std::optional<std::vector<std::int64_t>>& ids,
       std::string amount;
       f >> t.id >> t.kind >> amount >> t.created_at_us;
       auto d = Decimal::parse(amount);
-      if (!d) throw DataError("transaction " + std::to_string(t.id) + " amount '" + amount +
-                              "' is not a finite decimal");
+      if (!d)
+        throw DataError("transaction " + std::to_string(t.id) + " amount '" + amount +
+                        "' is not a finite decimal");
       t.amount = *d;
       t.account_id = a.id;
       a.last.push_back(std::move(t));
@@ -322,15 +322,14 @@ class Loader {
     bson_append_document_end(update.get(), &set);
     bson_t reply;
     bson_error_t err;
-    bool ok = mongoc_collection_update_many(coll.get(), filter.get(), update.get(), nullptr,
-                                            &reply, &err);
+    bool ok = mongoc_collection_update_many(coll.get(), filter.get(), update.get(), nullptr, &reply,
+                                            &err);
     std::size_t n_mod = 0;
     bson_iter_t it;
     if (ok && bson_iter_init_find(&it, &reply, "modifiedCount"))
       n_mod = static_cast<std::size_t>(projections::get_int64(it));
     bson_destroy(&reply);
-    if (!ok)
-      projections::throw_mongo_error(pool_, std::string("tombstoning ") + collection_, err);
+    if (!ok) projections::throw_mongo_error(pool_, std::string("tombstoning ") + collection_, err);
     return n_mod;
   }
   std::size_t count() const { return count_; }

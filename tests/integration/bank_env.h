@@ -22,8 +22,9 @@ struct BankEnv {
   std::string mongo_db = name;
   std::string redis_prefix = "wft";
 
-  // `workers_yaml`: extra lines inside the workers section (e.g. "  lease_ms: 2000\n").
-  explicit BankEnv(const std::string& extra_yaml = "", const std::string& workers_yaml = "") {
+  // `workers_yaml`, `reader_yaml`: extra lines inside those sections (e.g. "  lease_ms: 2000\n").
+  explicit BankEnv(const std::string& extra_yaml = "", const std::string& workers_yaml = "",
+                   const std::string& reader_yaml = "") {
     const auto& s = servers();
     char tmpl[] = "/tmp/wf-env-XXXXXX";
     dir = mkdtemp(tmpl);
@@ -35,7 +36,7 @@ struct BankEnv {
       << "\n  prefix: " << redis_prefix << "\n"
       << "mongodb:\n  uri: \"" << s.mongo_uri << "\"\n  database: " << mongo_db << "\n"
       << "reader:\n  status_interval_ms: 200\n"
-      << "workers:\n  count: 2\n  batch_keys: 64\n"
+      << reader_yaml << "workers:\n  count: 2\n  batch_keys: 64\n"
       << workers_yaml << "log_level: info\n"
       << "state_dir: " << dir << "/state\n"
       << extra_yaml;

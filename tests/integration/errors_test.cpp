@@ -159,18 +159,6 @@ TEST(Errors, WrongWalLevelIsReported) {
   EXPECT_TRUE(contains(r.output, "127.0.0.1:" + std::to_string(port))) << r.output;
 }
 
-TEST(Errors, TruncateStopsTheReaderAndPointsToReconcile) {
-  BankEnv env;
-  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  ASSERT_EQ(env.cmd("loadgen", {"--users", "5", "--transactions", "20", "--no-progress"}).status,
-            0);
-  pg_query(env.dsn, "TRUNCATE transactions");
-  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
-  EXPECT_EQ(r.status, kExDataErr) << r.output;
-  EXPECT_TRUE(contains(r.output, "TRUNCATE of public.transactions")) << r.output;
-  EXPECT_TRUE(contains(r.output, "reconcile --full")) << r.output;
-}
-
 TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);

@@ -629,3 +629,21 @@ TEST(Config, PostgresDsnWithPassword) {
 
 }  // namespace
 }  // namespace walfold
+
+namespace walfold {
+namespace {
+// yaml-cpp silently keeps one of two equal keys; walfold refuses, naming both lines.
+TEST(Config, DuplicateKeysAreErrors) {
+  auto top = config_error(
+      "postgres:\n  dsn: x\nreader:\n  status_interval_ms: 200\n"
+      "reader:\n  heartbeat_interval_ms: 0\n");
+  EXPECT_NE(top.find("cfg.yaml:5:1: duplicate key 'reader' in the top level (first at line 3)"),
+            std::string::npos)
+      << top;
+  auto inner = config_error("postgres:\n  dsn: x\n  slot: a\n  slot: b\n");
+  EXPECT_NE(inner.find("cfg.yaml:4:3: duplicate key 'slot' in postgres (first at line 3)"),
+            std::string::npos)
+      << inner;
+}
+}  // namespace
+}  // namespace walfold

@@ -132,7 +132,7 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
   auto users = json(p.users);
   EXPECT_TRUE(has(
       users,
-      R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })"))
+      R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })"))
       << users;
   // The currency leaves user 3 once no account of it is left there.
   EXPECT_TRUE(has(
@@ -141,7 +141,7 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
       << users;
   EXPECT_TRUE(has(
       users,
-      R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })"))
+      R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })"))
       << users;
 }
 

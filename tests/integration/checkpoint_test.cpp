@@ -1,0 +1,343 @@
+// Issue #3's checkpoint, snapshot, gap and reconcile scenarios, against real PostgreSQL and
+// Redis (and the MongoDB stand-in or a real MongoDB). Each ends with `reconcile --verify` clean
+// and the read model exactly equal to PostgreSQL.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/lsn.h"
+#include "tests/integration/bank_env.h"
+
+namespace walfold::test {
+namespace {
+
+constexpr int kExDataErr = 65;
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+void verify_clean(const BankEnv& env) {
+  auto v = env.cmd("reconcile", {"--verify"});
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_FALSE(contains(v.output, "drift:")) << v.output;
+}
+
+void schema_only(const BankEnv& env) {
+  std::ifstream f(source_dir() + "/examples/bank/schema.sql");
+  std::stringstream sql;
+  sql << f.rdbuf();
+  pg_query(env.dsn, sql.str());
+}
+
+std::unique_ptr<Process> activity(const BankEnv& env, int n, int rate, int seed) {
+  return std::make_unique<Process>(std::vector<std::string>{
+      walfold_binary(), "loadgen", "--config", env.config_path, "--reuse", "--transactions",
+      std::to_string(n), "--rate", std::to_string(rate), "--seed", std::to_string(seed),
+      "--update-share", "0.1", "--delete-share", "0.05", "--no-progress"});
+}
+
+void wait_ok(Process& p, int seconds = 180) {
+  auto st = p.wait(std::chrono::seconds(seconds));
+  ASSERT_TRUE(st.has_value()) << "did not finish: " << p.output();
+  ASSERT_EQ(*st, 0) << p.output();
+}
+
+std::string slot_confirmed(const BankEnv& env) {
+  return pg_scalar(env.dsn,
+                   "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE "
+                   "slot_name = '" +
+                       env.name + "'");
+}
+
+// The LSNs listed by `walfold checkpoints`, oldest first.
+std::vector<std::string> history_lsns(const BankEnv& env) {
+  auto r = env.cmd("checkpoints");
+  EXPECT_EQ(r.status, 0) << r.output;
+  std::vector<std::string> out;
+  std::istringstream in(r.output);
+  std::string line;
+  bool hist = false;
+  while (std::getline(in, line)) {
+    if (contains(line, "history (oldest first)")) {
+      hist = true;
+      continue;
+    }
+    if (!hist) continue;
+    std::istringstream w(line);
+    std::string at, lsn;
+    w >> at >> lsn;
+    if (parse_lsn(lsn)) out.push_back(lsn);
+  }
+  return out;
+}
+
+TEST(Snapshot, ExistingHistoryIsLoadedWhileWritesContinue) {
+  BankEnv env;
+  schema_only(env);
+  // History that predates walfold: it can only come from the snapshot.
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "150", "--transactions", "1500", "--seed", "31",
+                                "--update-share", "0.1", "--delete-share", "0.05", "--no-progress"})
+                .status,
+            0);
+  // Writes go on while setup creates the slot and loads the snapshot.
+  auto load = activity(env, 1500, 300, 32);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto setup = env.cmd("setup");
+  ASSERT_EQ(setup.status, 0) << setup.output;
+  EXPECT_TRUE(contains(setup.output, "exported snapshot")) << setup.output;
+  wait_ok(*load);
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  verify_clean(env);
+  auto cp = env.cmd("checkpoints");
+  EXPECT_TRUE(contains(cp.output, "initial snapshot (setup)")) << cp.output;
+  EXPECT_TRUE(contains(cp.output, "slot created")) << cp.output;
+}
+
+TEST(Snapshot, FirstRunCreatesTheSlotAndLoadsExistingRows) {
+  BankEnv env;
+  schema_only(env);
+  ASSERT_EQ(env.cmd("loadgen",
+                    {"--users", "50", "--transactions", "400", "--seed", "33", "--no-progress"})
+                .status,
+            0);
+  pg_query(env.dsn, "CREATE PUBLICATION " + env.name + " FOR TABLE users, accounts, transactions");
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 240);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "first start")) << r.output;
+  expect_read_model_exact(env);
+  verify_clean(env);
+}
+
+TEST(Checkpoint, SavedInMongoAndStateDirAndNeverBehindTheSlot) {
+  BankEnv env("", "", "  checkpoint_history_interval_ms: 0\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "40", "--transactions", "300", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  auto lsns = history_lsns(env);
+  ASSERT_GE(lsns.size(), 2u);
+  // The newest saved checkpoint is exactly what PostgreSQL confirmed.
+  EXPECT_EQ(lsns.back(), slot_confirmed(env));
+  std::ifstream state(env.dir + "/state/" + env.name + ".checkpoint");
+  std::stringstream text;
+  text << state.rdbuf();
+  EXPECT_TRUE(contains(text.str(), "lsn=" + slot_confirmed(env))) << text.str();
+  EXPECT_TRUE(contains(text.str(), "system_id=")) << text.str();
+  verify_clean(env);
+}
+
+TEST(Gap, DroppedSlotIsRefusedAndReconcileFullRebuilds) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "60", "--transactions", "500", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  pg_query(env.dsn, "SELECT pg_drop_replication_slot('" + env.name + "')");
+  // Changes the read model will never see through a slot.
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "300", "--seed", "7", "--update-share",
+                                "0.1", "--delete-share", "0.05", "--no-progress"})
+                .status,
+            0);
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, kExDataErr) << r.output;
+  EXPECT_TRUE(contains(r.output, "is gone")) << r.output;
+  EXPECT_TRUE(contains(r.output, "reconcile --full")) << r.output;
+  EXPECT_EQ(env.cmd("setup").status, kExDataErr);  // setup does not paper over it either
+  auto v = env.cmd("reconcile", {"--verify"});
+  EXPECT_EQ(v.status, 1) << "the missed changes should show as drift: " << v.output;
+
+  auto full = env.cmd("reconcile", {"--full"}, 240);
+  ASSERT_EQ(full.status, 0) << full.output;
+  verify_clean(env);
+  // And streaming goes on from the new slot.
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "200", "--seed", "8", "--no-progress"})
+                .status,
+            0);
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  verify_clean(env);
+}
+
+TEST(Gap, RecreatedOrAdvancedSlotIsRefused) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "20", "--transactions", "100", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "50", "--no-progress"}).status, 0);
+  // Something else moves the slot past walfold's checkpoint.
+  pg_query(env.dsn, "SELECT pg_replication_slot_advance('" + env.name + "', pg_current_wal_lsn())");
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, kExDataErr) << r.output;
+  EXPECT_TRUE(contains(r.output, "past walfold's checkpoint")) << r.output;
+  // Dropped and created again by hand: same refusal.
+  pg_query(env.dsn, "SELECT pg_drop_replication_slot('" + env.name + "')");
+  pg_query(env.dsn, "SELECT pg_create_logical_replication_slot('" + env.name + "', 'pgoutput')");
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "20", "--no-progress"}).status, 0);
+  pg_query(env.dsn, "SELECT pg_replication_slot_advance('" + env.name + "', pg_current_wal_lsn())");
+  r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, kExDataErr) << r.output;
+  EXPECT_TRUE(contains(r.output, "past walfold's checkpoint")) << r.output;
+  ASSERT_EQ(env.cmd("reconcile", {"--full"}, 240).status, 0);
+  verify_clean(env);
+}
+
+TEST(Reconcile, FromLsnReplaysAReplayableLsnAndRefusesATooOldOne) {
+  BankEnv env("", "", "  checkpoint_history_interval_ms: 0\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "60", "--transactions", "300", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  const std::string too_old = history_lsns(env).front();
+
+  // More activity reaches Redis (reader only: nothing folded, the slot stays at X) and then
+  // Redis loses part of the queue in a way its epoch cannot show.
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "400", "--seed", "9", "--update-share",
+                                "0.1", "--no-progress"})
+                .status,
+            0);
+  auto reader = env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"}, 120);
+  ASSERT_EQ(reader.status, 0) << reader.output;
+  // The newest saved checkpoint is where the slot is: nothing enqueued was confirmed.
+  auto lsns = history_lsns(env);
+  const std::string x = lsns.back();
+  ASSERT_EQ(x, slot_confirmed(env)) << env.cmd("checkpoints").output;
+  ASSERT_LT(*parse_lsn(too_old), *parse_lsn(x));
+  ASSERT_GT(std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"})), 0);
+  auto keys = redis_cmd({"KEYS", env.queue_prefix() + ":k:*"});
+  std::istringstream kin(keys);
+  std::string key;
+  int deleted = 0;
+  while (std::getline(kin, key) && deleted < 10) {
+    if (key.empty()) continue;
+    redis_cmd({"DEL", key});
+    ++deleted;
+  }
+  ASSERT_GT(deleted, 0) << keys;
+
+  auto old = env.cmd("reconcile", {"--from-lsn", too_old}, 120);
+  EXPECT_EQ(old.status, kExDataErr) << old.output;
+  EXPECT_TRUE(contains(old.output, "oldest replayable LSN is " + x)) << old.output;
+
+  auto replay = env.cmd("reconcile", {"--from-lsn", x}, 240);
+  ASSERT_EQ(replay.status, 0) << replay.output;
+  expect_read_model_exact(env);
+  verify_clean(env);
+}
+
+TEST(Reconcile, RepairFixesCorruptedDocumentsWhileTheDaemonRuns) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "80", "--transactions", "600", "--no-progress"}).status,
+            0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  auto load = activity(env, 600, 150, 41);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  corrupt_mongo_balance(servers().mongo_uri, env.mongo_db, 3, "123456.789");
+  corrupt_mongo_balance(servers().mongo_uri, env.mongo_db, 11, "-5");
+  // A repair may skip a document the daemon changed after its snapshot; it says so and exits
+  // 1, and the next run gets it.
+  bool repaired = false;
+  std::string outputs;
+  for (int i = 0; i < 10 && !repaired; ++i) {
+    auto r = env.cmd("reconcile", {"--repair"}, 120);
+    outputs += r.output;
+    ASSERT_TRUE(r.status == 0 || r.status == 1) << r.output;
+    repaired = r.status == 0;
+  }
+  EXPECT_TRUE(repaired) << outputs;
+  EXPECT_TRUE(contains(outputs, "repaired: account 3")) << outputs;
+  EXPECT_TRUE(contains(outputs, "repaired: account 11")) << outputs;
+  wait_ok(*load);
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(90));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << daemon.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  verify_clean(env);
+  // Nothing left to repair.
+  auto again = env.cmd("reconcile", {"--repair"}, 120);
+  EXPECT_EQ(again.status, 0) << again.output;
+  EXPECT_FALSE(contains(again.output, "repaired:")) << again.output;
+}
+
+TEST(Truncate, TruncateOfABankTableRebuildsTheReadModel) {
+  BankEnv env("", "", "  checkpoint_history_interval_ms: 0\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "30", "--transactions", "200", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "100", "--seed", "5", "--no-progress"})
+                .status,
+            0);
+  pg_query(env.dsn, "TRUNCATE transactions");
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "100", "--seed", "6", "--no-progress"})
+                .status,
+            0);
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 240);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "TRUNCATE of public.transactions")) << r.output;
+  EXPECT_TRUE(contains(r.output, "rebuild after TRUNCATE done")) << r.output;
+  expect_read_model_exact(env);
+  verify_clean(env);
+  auto cp = env.cmd("checkpoints");
+  EXPECT_TRUE(contains(cp.output, "rebuilt after TRUNCATE of public.transactions")) << cp.output;
+  // A restart does not rebuild again.
+  auto again = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_FALSE(contains(again.output, "rebuild after TRUNCATE done")) << again.output;
+  verify_clean(env);
+}
+
+TEST(Heartbeat, IdleTablesStillAdvanceTheSlot) {
+  BankEnv env("", "", "  heartbeat_interval_ms: 200\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  const std::string before = slot_confirmed(env);
+  Process daemon({walfold_binary(), "--log-level", "debug", "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: heartbeat", std::chrono::seconds(30)))
+      << daemon.output();
+  // The heartbeats themselves are WAL in this database: the slot moves with no table writes.
+  EXPECT_TRUE(wait_until([&] { return *parse_lsn(slot_confirmed(env)) > *parse_lsn(before); },
+                         std::chrono::seconds(30)))
+      << before << " " << slot_confirmed(env);
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << daemon.output();
+}
+
+TEST(Standby, SecondReaderTakesOverWhenTheFirstIsKilled) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "60", "--transactions", "0", "--no-progress"}).status,
+            0);
+  Process first({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(first.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << first.output();
+  Process second({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(second.wait_for_output("standby", std::chrono::seconds(60))) << second.output();
+  auto load = activity(env, 1200, 300, 51);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  first.signal(SIGKILL);
+  ASSERT_TRUE(second.wait_for_output("this reader takes over", std::chrono::seconds(30)))
+      << second.output();
+  wait_ok(*load);
+  second.signal(SIGTERM);
+  auto st = second.wait(std::chrono::seconds(90));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << second.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  verify_clean(env);
+}
+
+}  // namespace
+}  // namespace walfold::test
