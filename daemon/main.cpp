@@ -245,6 +245,11 @@ int main(int argc, char** argv) {
       "--repair", repair,
       "Rewrite the documents that differ from a consistent PostgreSQL snapshot (safe while "
       "walfold runs)");
+  int repair_wait = 60;
+  reconcile
+      ->add_option("--wait", repair_wait,
+                   "--repair: longest wait for walfold's checkpoint to pass the snapshot (s)")
+      ->capture_default_str();
   auto* o_full = reconcile->add_flag(
       "--full", full,
       "Rebuild the read model from the tables and recreate the slot (walfold must be stopped)");
@@ -292,12 +297,13 @@ int main(int argc, char** argv) {
       if (*reconcile && !from_lsn.empty()) return reconcile_from_lsn(cfg, config_path, from_lsn);
       if (*reconcile && repair) {
         projections::MongoPool pool(cfg.mongodb);
-        auto r = reconcile::repair(cfg, pool, std::cout);
+        auto r = reconcile::repair(cfg, pool, std::cout, std::chrono::seconds(repair_wait));
         std::cout.flush();
         spdlog::info(
             "reconcile --repair: {} accounts and {} users compared at {}, {} rewritten, {} "
-            "skipped",
-            r.accounts, r.users, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped);
+            "skipped (changed while rewriting: run again), {} unchecked (changed after the "
+            "snapshot)",
+            r.accounts, r.users, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped, r.unchecked);
         return r.skipped == 0 ? 0 : 1;
       }
       if (*reconcile) {
