@@ -293,5 +293,73 @@ TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
   expect_verify_clean(env);
 }
 
+// Runs statements one by one (a worker's bulk write, cut where the test wants).
+void write_statements(projections::MongoPool& pool, const char* collection,
+                      std::vector<projections::Statement>& statements) {
+  projections::MongoPool::Client client(pool);
+  mongoc_collection_t* c = client.collection(collection);
+  for (auto& s : statements) {
+    auto opts = projections::make_bson();
+    if (s.upsert) BSON_APPEND_BOOL(opts.get(), "upsert", true);
+    bson_error_t err;
+    bool ok =
+        mongoc_collection_update_one(c, s.filter.get(), s.update.get(), opts.get(), nullptr, &err);
+    if (!ok) {
+      mongoc_collection_destroy(c);
+      throw std::runtime_error(std::string("update failed: ") + err.message);
+    }
+  }
+  mongoc_collection_destroy(c);
+}
+
+// KNOWN BUG, disabled until fixed (it fails today with last_transactions [103 103 102]):
+// a late worker's last_transactions recompute (MongoSink::recompute_window) is guarded only by
+// window_lsn, and it reads the transactions collection, which may already hold the next job's
+// half-written state. Here A (lease expired) holds the correction of tx 101; B redoes it and
+// acks; B's next claim (insert of tx 103) has written its transactions document but not yet its
+// accounts update when A's late writes land: A's recompute passes its guard (window_lsn is
+// still A's LSN), includes tx 103, and B's $push then adds tx 103 a second time. No later job
+// repairs it unless the account gets another correction.
+TEST(Race, DISABLED_LateWindowRecomputeWhileTheNextJobIsHalfWritten) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  pg_query(env.dsn,
+           "BEGIN; INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'a@x.test'); "
+           "INSERT INTO accounts (id, user_id, currency) VALUES (1, 1, 'USD'); COMMIT;"
+           "BEGIN; INSERT INTO transactions (id, account_id, amount, kind) VALUES (101, 1, 1, "
+           "'deposit'); COMMIT;"
+           "BEGIN; INSERT INTO transactions (id, account_id, amount, kind) VALUES (102, 1, 2, "
+           "'deposit'); COMMIT;"
+           "BEGIN; UPDATE transactions SET amount = 5 WHERE id = 101; COMMIT;"
+           "BEGIN; INSERT INTO transactions (id, account_id, amount, kind) VALUES (103, 1, 3, "
+           "'deposit'); COMMIT;");
+  ASSERT_EQ(env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"}).status, 0);
+  queue::Redis redis(redis_config());
+  queue::JobQueue q(redis, env.queue_prefix());
+  projections::MongoPool pool(mongo_config(env));
+  // Everything up to tx 102, normally.
+  {
+    Folded f = claim_and_fold(q, pool, 10, 3, 60s);
+    write_plan(pool, f.plan);
+    ASSERT_TRUE(q.ack(f.claim.fence, f.acks).empty());
+  }
+  Folded a = claim_and_fold(q, pool, 1, 1, 300ms);  // the correction of 101
+  ASSERT_EQ(a.jobs, 1u);
+  std::this_thread::sleep_for(900ms);
+  Folded b = claim_and_fold(q, pool, 1, 1, 60s);  // the same job, taken over
+  write_plan(pool, b.plan);
+  ASSERT_TRUE(q.ack(b.claim.fence, b.acks).empty());
+  Folded b2 = claim_and_fold(q, pool, 1, 1, 60s);  // tx 103
+  ASSERT_EQ(b2.jobs, 1u);
+  write_statements(pool, "transactions", b2.plan.transactions);  // B2 is half-way...
+  write_plan(pool, a.plan);                                      // ...when A's writes land
+  write_statements(pool, "users", b2.plan.users);
+  write_statements(pool, "accounts", b2.plan.accounts);
+  ASSERT_TRUE(q.ack(b2.claim.fence, b2.acks).empty());
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
 }  // namespace
 }  // namespace walfold::test
