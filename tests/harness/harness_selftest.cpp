@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <set>
 #include <string>
@@ -236,6 +238,34 @@ TEST(HarnessMongo, PortAcceptsTcpConnections) {
   EXPECT_FALSE(tcp_port_open(host, port, 1000)) << "stand-in still listening after stop-mongo";
   servers_ctl({"start-mongo"});
   EXPECT_TRUE(tcp_port_open(host, port, 5000)) << "stand-in not back on the same port";
+}
+
+TEST(HarnessMongo, PauseStopsTheStandInAndResumeContinuesIt) {
+  const Servers& s = servers();
+  if (s.mongo_is_real) {
+    EXPECT_TRUE(contains(error_of([] { servers_ctl({"pause-mongo"}); }), "real server"));
+    return;
+  }
+  auto state = [] {
+    std::ifstream f("/proc/" + servers_env().at("WALFOLD_TEST_MONGO_PID") + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto p = stat.rfind(") ");
+    return p == std::string::npos ? '?' : stat[p + 2];
+  };
+  auto status = [&] { return run_command({"bash", servers_script(), "status", s.dir}, 30); };
+  const std::string pid = servers_env().at("WALFOLD_TEST_MONGO_PID");
+  servers_ctl({"pause-mongo"});
+  EXPECT_EQ(state(), 'T');
+  auto st = status();
+  EXPECT_EQ(st.status, 1) << st.output;
+  EXPECT_TRUE(contains(st.output, "mongo: stand-in paused")) << st.output;
+  auto [host, port] = mongo_host_port();
+  EXPECT_TRUE(tcp_port_open(host, port, 1000)) << "a paused server still accepts connections";
+  servers_ctl({"resume-mongo"});
+  EXPECT_NE(state(), 'T');
+  st = status();
+  EXPECT_EQ(st.status, 0) << st.output;
+  EXPECT_EQ(servers_env().at("WALFOLD_TEST_MONGO_PID"), pid) << "resume must not restart it";
 }
 
 // ---- environment, names, paths ---------------------------------------------------------------

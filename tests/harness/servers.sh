@@ -9,6 +9,7 @@
 #   servers.sh stop-redis DIR | start-redis DIR
 #   servers.sh restart-pg DIR | stop-pg DIR | start-pg DIR
 #   servers.sh stop-mongo DIR | start-mongo DIR
+#   servers.sh pause-mongo DIR | resume-mongo DIR   SIGSTOP/SIGCONT the stand-in (data kept)
 #   servers.sh status DIR                    print which servers are running (exit 1 if any is down)
 #   servers.sh install-deps                  apt-get install everything needed to build and test
 #
@@ -42,7 +43,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '3,15p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,16p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -483,6 +484,8 @@ mongo_stop() {
   [[ "${WALFOLD_TEST_MONGO_KIND:-}" == standin ]] || return 0
   local pid="${WALFOLD_TEST_MONGO_PID:-}"
   if pid_alive "$pid"; then
+    # A paused stand-in would not act on SIGTERM until continued.
+    kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
     if ! wait_pid_gone "$pid" 15; then
       log "MongoDB stand-in (pid $pid) ignored SIGTERM; killing it"
@@ -493,6 +496,41 @@ mongo_stop() {
   rm -f "$DIR/mongo.ready"
   WALFOLD_TEST_MONGO_PID=""
 }
+
+# The stand-in runs in its own session (setsid), so its pid is also its process group: stop or
+# continue the whole group. A stopped server keeps its data and its listening socket; the kernel
+# still accepts connections, but nothing is answered, so clients hang until their timeouts fire
+# (the realistic "unreachable" case, unlike a closed port that refuses at once).
+proc_state() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  stat="${stat##*) }"
+  printf '%s' "${stat:0:1}"
+}
+
+mongo_pause() {
+  local pid="${WALFOLD_TEST_MONGO_PID:-}" i
+  pid_alive "$pid" || die "MongoDB stand-in is not running (pid '${pid}'); cannot pause it"
+  kill -STOP -- "-$pid" 2>/dev/null || kill -STOP "$pid" || die "cannot SIGSTOP the MongoDB stand-in (pid $pid)"
+  for ((i = 0; i < 50; i++)); do
+    [[ "$(proc_state "$pid")" == T ]] && return 0
+    sleep 0.1
+  done
+  die "MongoDB stand-in (pid $pid) did not stop after SIGSTOP (state $(proc_state "$pid"))"
+}
+
+mongo_resume() {
+  local pid="${WALFOLD_TEST_MONGO_PID:-}" i
+  pid_alive "$pid" || die "MongoDB stand-in is not running (pid '${pid}'); cannot resume it"
+  kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid" || die "cannot SIGCONT the MongoDB stand-in (pid $pid)"
+  for ((i = 0; i < 50; i++)); do
+    [[ "$(proc_state "$pid")" != T ]] && tcp_open "$WALFOLD_TEST_MONGO_PORT" && return 0
+    sleep 0.1
+  done
+  die "MongoDB stand-in (pid $pid) is not running after SIGCONT (state $(proc_state "$pid"))"
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/$LOOPBACK/$1") 2>/dev/null; }
 
 require_standin() {
   [[ "$WALFOLD_TEST_MONGO_KIND" == standin ]] ||
@@ -667,6 +705,8 @@ cmd_ctl() {
       mongo_stop
       mongo_start
       ;;
+    pause-mongo) require_standin && mongo_pause ;;
+    resume-mongo) require_standin && mongo_resume ;;
   esac
   write_env
 }
@@ -678,6 +718,9 @@ cmd_status() {
   if pid_alive "$(redis_pid)"; then echo "redis: running pid $(redis_pid) port $WALFOLD_TEST_REDIS_PORT"; else echo "redis: stopped"; rc=1; fi
   if [[ "$WALFOLD_TEST_MONGO_KIND" == real ]]; then
     echo "mongo: real $WALFOLD_TEST_MONGODB_URI"
+  elif pid_alive "${WALFOLD_TEST_MONGO_PID:-}" && [[ "$(proc_state "$WALFOLD_TEST_MONGO_PID")" == T ]]; then
+    echo "mongo: stand-in paused (SIGSTOP) pid $WALFOLD_TEST_MONGO_PID port $WALFOLD_TEST_MONGO_PORT"
+    rc=1
   elif pid_alive "${WALFOLD_TEST_MONGO_PID:-}"; then
     echo "mongo: stand-in running pid $WALFOLD_TEST_MONGO_PID port $WALFOLD_TEST_MONGO_PORT"
   else
@@ -743,7 +786,7 @@ main() {
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     status) cmd_status "$@" ;;
-    stop-redis | start-redis | restart-redis | stop-pg | start-pg | restart-pg | stop-mongo | start-mongo | restart-mongo)
+    stop-redis | start-redis | restart-redis | stop-pg | start-pg | restart-pg | stop-mongo | start-mongo | restart-mongo | pause-mongo | resume-mongo)
       cmd_ctl "$sub" "$@"
       ;;
     __hold) cmd_hold "$DIR" "$@" ;;

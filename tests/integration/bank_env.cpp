@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -226,6 +228,24 @@ void expect_reports_identical(const BankEnv& env) {
   ADD_FAILURE() << "reports differ (postgres " << pg.output.size() << " bytes, mongo "
                 << mg.output.size() << " bytes); first differences:\n"
                 << shown;
+}
+
+void expect_verify_clean(const BankEnv& env) {
+  const std::string err_path = env.dir + "/verify.stderr";
+  // Through a shell only to split the streams: `run_command` interleaves them.
+  auto r = run_command({"/bin/sh", "-c", "exec \"$0\" reconcile --config \"$1\" --verify 2>\"$2\"",
+                        walfold_binary(), env.config_path, err_path},
+                       300);
+  std::ifstream f(err_path);
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The first lines of the drift are enough to see what went wrong.
+  std::string shown = r.output.substr(0, 4000);
+  if (shown.size() < r.output.size())
+    shown += "\n... (" + std::to_string(r.output.size()) + " bytes)";
+  EXPECT_EQ(r.status, 0) << "reconcile --verify found drift or failed; stdout:\n"
+                         << shown << "\nstderr:\n"
+                         << log;
+  EXPECT_TRUE(r.output.empty()) << "reconcile --verify printed drift:\n" << shown;
 }
 
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra) {

@@ -88,6 +88,10 @@ void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::i
 void expect_read_model_exact(const BankEnv& env);
 // `report --from postgres` and `report --from mongo` are byte-identical.
 void expect_reports_identical(const BankEnv& env);
+// `walfold reconcile --verify` exits 0 and prints nothing on stdout (no drift); otherwise the
+// failure shows the drift it printed and its log (stderr is kept apart so the log lines do
+// not count as output).
+void expect_verify_clean(const BankEnv& env);
 // `walfold run --stop-at-lsn current` (plus extra arguments) exits 0.
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {});
 

@@ -83,6 +83,7 @@ TEST(EndToEnd, RandomBankActivityLandsExactly) {
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);
+  expect_verify_clean(env);
   // The slot was advanced past everything folded, and nothing is left in flight.
   auto confirmed = parse_lsn(pg_scalar(
       env.dsn,
@@ -115,6 +116,7 @@ TEST(EndToEnd, FollowsLiveWritesAndResumesAfterRestart) {
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);
+  expect_verify_clean(env);
 }
 
 TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
@@ -164,6 +166,7 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "0");
   expect_read_model_exact(env);
   expect_reports_identical(env);
+  expect_verify_clean(env);
 }
 
 }  // namespace

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 
+#include "common/lsn.h"
 #include "tests/integration/bank_env.h"
 
 namespace walfold::test {
@@ -39,6 +42,7 @@ struct LiveRun {
     run_until_caught_up(env);
     expect_read_model_exact(env);
     expect_reports_identical(env);
+    expect_verify_clean(env);
   }
 };
 
@@ -85,6 +89,94 @@ TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
   run.finish();
 }
 
+Lsn slot_confirmed(const BankEnv& env) {
+  auto v = pg_scalar(
+      env.dsn,
+      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
+  auto l = parse_lsn(v);
+  if (!l) throw std::runtime_error("no confirmed_flush_lsn: '" + v + "'");
+  return *l;
+}
+
+long long pending_jobs(const BankEnv& env) {
+  return std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}));
+}
+
+TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
+  if (servers().mongo_is_real) GTEST_SKIP() << "pause-mongo controls the stand-in only";
+  BankEnv env;
+  // The same installation with socketTimeoutMS=2000 in the URI (libmongoc waits 5 minutes by
+  // default): operations on connections to the hung server give up, so the workers see errors,
+  // release their keys and back off; the requests they gave up on stay in the paused server's
+  // socket buffers and are applied when it resumes, late, after other attempts of the same jobs.
+  const std::string cfg = env.dir + "/short-socket-timeout.yaml";
+  {
+    std::ifstream in(env.config_path);
+    std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string uri = servers().mongo_uri;
+    auto at = yaml.find("\"" + uri + "\"");
+    ASSERT_NE(at, std::string::npos) << yaml;
+    yaml.insert(at + 1 + uri.size(), std::string(uri.find('?') == std::string::npos ? "/?" : "&") +
+                                         "socketTimeoutMS=2000");
+    std::ofstream(cfg) << yaml;
+  }
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "200", "--transactions", "0", "--no-progress"}).status,
+            0);
+  Process daemon({walfold_binary(), "run", "--config", cfg});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  Process load({walfold_binary(), "loadgen", "--config", cfg, "--reuse", "--transactions", "7200",
+                "--rate", "200", "--seed", "24", "--update-share", "0.1", "--delete-share", "0.05",
+                "--no-progress"});
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+
+  servers_ctl({"pause-mongo"});
+  struct Resume {  // never leave the shared stand-in stopped, whatever fails below
+    bool paused = true;
+    void now() {
+      if (paused) servers_ctl({"resume-mongo"});
+      paused = false;
+    }
+    ~Resume() {
+      try {
+        now();
+      } catch (...) {
+      }
+    }
+  } resume;
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  const Lsn confirmed_early = slot_confirmed(env);
+  const long long pending_early = pending_jobs(env);
+  std::this_thread::sleep_for(std::chrono::seconds(23));
+  const Lsn confirmed_late = slot_confirmed(env);
+  const long long pending_late = pending_jobs(env);
+  EXPECT_TRUE(daemon.is_running()) << "walfold died while MongoDB was unreachable:\n"
+                                   << daemon.output();
+  // The reader kept streaming into Redis, and the checkpoint did not move past work MongoDB
+  // could not have acknowledged.
+  EXPECT_GT(pending_late, pending_early) << "the reader stopped streaming while MongoDB hung";
+  EXPECT_EQ(format_lsn(confirmed_late), format_lsn(confirmed_early))
+      << "the slot was confirmed while MongoDB could acknowledge nothing";
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  resume.now();
+
+  wait_ok(load);
+  const auto out = daemon.output();
+  EXPECT_NE(out.find("retrying in"), std::string::npos)
+      << "the workers never reported MongoDB's outage:\n"
+      << out;
+  EXPECT_TRUE(daemon.is_running()) << out;
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(90));
+  ASSERT_TRUE(st.has_value()) << "walfold did not stop";
+  EXPECT_EQ(*st, 0) << daemon.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_reports_identical(env);
+  expect_verify_clean(env);
+}
+
 }  // namespace
 }  // namespace walfold::test
 
@@ -120,6 +212,7 @@ TEST(Recovery, SigkillAtRandomMomentsLosesNothingAndDoublesNothing) {
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);
+  expect_verify_clean(env);
 }
 
 }  // namespace

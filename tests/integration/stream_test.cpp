@@ -74,6 +74,54 @@ TEST(Stream, ReconnectsAfterPostgresRestartsMidStream) {
   ASSERT_EQ(pg.status, 0);
   EXPECT_GT(pg.output.size(), 1000u);
   EXPECT_TRUE(pg.output == mg.output) << "reports differ after the reconnect";
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
+TEST(Stream, RandomBankActivityAcrossAPostgresRestartEndsExact) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "100", "--transactions", "0", "--no-progress"}).status,
+            0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  // Bank activity that is still running when PostgreSQL goes down: loadgen dies with it (its
+  // connection is gone) after some commits; whatever committed is PostgreSQL's truth, and the
+  // transaction in flight is rolled back by the server. Nothing is counted from loadgen's side.
+  Process load({walfold_binary(), "loadgen", "--config", env.config_path, "--reuse",
+                "--transactions", "4000", "--rate", "400", "--seed", "51", "--update-share", "0.1",
+                "--delete-share", "0.05", "--no-progress"});
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto before = pg_scalar(env.dsn, "SELECT count(*) FROM transactions");
+  servers_ctl({"restart-pg"});
+  auto load_st = load.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(load_st.has_value()) << "loadgen did not notice the restart";
+  EXPECT_NE(*load_st, 0) << "loadgen was expected to lose its connection mid-run";
+  ASSERT_TRUE(daemon.wait_for_output("reconnecting in", std::chrono::seconds(60)))
+      << daemon.output();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto out = daemon.output();
+        return out.find("reader: streaming slot", out.find("reconnecting in")) != std::string::npos;
+      },
+      std::chrono::seconds(90)))
+      << daemon.output();
+  // More activity on the restarted server, with the daemon streaming it live.
+  auto lg =
+      env.cmd("loadgen", {"--reuse", "--transactions", "1500", "--rate", "1000", "--seed", "52",
+                          "--update-share", "0.1", "--delete-share", "0.05", "--no-progress"});
+  ASSERT_EQ(lg.status, 0) << lg.output;
+  EXPECT_GT(std::stoll(pg_scalar(env.dsn, "SELECT count(*) FROM transactions")),
+            std::stoll(before));
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << daemon.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_reports_identical(env);
+  expect_verify_clean(env);
 }
 
 TEST(Stream, AnswersKeepalivesUnderAShortSenderTimeout) {
