@@ -253,6 +253,10 @@ void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& pl
 void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePlan& plan) {
   const Lsn lsn = job.commit_lsn;
   AccountSnapshot& acct = accounts_[account_id];  // running state across the batch
+  // A window recompute runs after the batch's writes, so it is stamped with the account's last
+  // job in the batch (the recompute is refused once the account holds a later job).
+  if (auto it = plan.dirty_windows.find(account_id); it != plan.dirty_windows.end())
+    it->second = std::max(it->second, lsn);
   // The account document already holds this job: MongoDB acknowledged the accounts bulk, which
   // is written after the transactions and users bulks, so every document of the job has it.
   // Only last_transactions may still need its recompute (a crash between the two phases).

@@ -32,6 +32,10 @@ MongoPool::MongoPool(const MongoConfig& cfg) : cfg_(cfg) {
   // Fail fast instead of libmongoc's 30 s default when the server is down.
   if (!mongoc_uri_has_option(uri_, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
     mongoc_uri_set_option_as_int32(uri_, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+  // A server that stops answering (paused, partitioned) must become an error the worker backs
+  // off from, not a request that hangs for libmongoc's default of 5 minutes.
+  if (!mongoc_uri_has_option(uri_, MONGOC_URI_SOCKETTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri_, MONGOC_URI_SOCKETTIMEOUTMS, 30000);
   if (!mongoc_uri_has_option(uri_, MONGOC_URI_APPNAME))
     mongoc_uri_set_option_as_utf8(uri_, MONGOC_URI_APPNAME, "walfold");
   pool_ = mongoc_client_pool_new(uri_);

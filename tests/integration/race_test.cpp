@@ -312,15 +312,14 @@ void write_statements(projections::MongoPool& pool, const char* collection,
   mongoc_collection_destroy(c);
 }
 
-// KNOWN BUG, disabled until fixed (it fails today with last_transactions [103 103 102]):
-// a late worker's last_transactions recompute (MongoSink::recompute_window) is guarded only by
-// window_lsn, and it reads the transactions collection, which may already hold the next job's
-// half-written state. Here A (lease expired) holds the correction of tx 101; B redoes it and
-// acks; B's next claim (insert of tx 103) has written its transactions document but not yet its
-// accounts update when A's late writes land: A's recompute passes its guard (window_lsn is
-// still A's LSN), includes tx 103, and B's $push then adds tx 103 a second time. No later job
-// repairs it unless the account gets another correction.
-TEST(Race, DISABLED_LateWindowRecomputeWhileTheNextJobIsHalfWritten) {
+// Found by this test (it failed with last_transactions [103 103 102]) and fixed: a late worker's
+// last_transactions recompute (MongoSink::recompute_window) was guarded only by window_lsn and
+// read the transactions collection, which may already hold the next job's half-written state.
+// Here A (lease expired) holds the correction of tx 101; B redoes it and acks; B's next claim
+// (insert of tx 103) has written its transactions document but not yet its accounts update when
+// A's late writes land. The recompute now reads only documents written up to its LSN and is
+// refused once the account holds a later job; a batch stamps it with the account's last job.
+TEST(Race, LateWindowRecomputeWhileTheNextJobIsHalfWritten) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   pg_query(env.dsn,
