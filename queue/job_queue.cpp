@@ -269,6 +269,8 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
       auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
       k.bodies.push_back(std::move(e.body));
       k.members.push_back(std::move(e.member));
+      k.priorities.push_back(e.priority);
+      k.enqueued_ms.push_back(e.enqueued_ms);
     }
     c.keys.push_back(std::move(k));
   }

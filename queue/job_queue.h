@@ -58,6 +58,8 @@ struct ClaimedKey {
   std::string key;
   std::vector<std::string> bodies;   // job bodies, head first
   std::vector<std::string> members;  // their pending members
+  std::vector<int> priorities;       // their priorities
+  std::vector<long long> enqueued_ms;
 };
 
 struct Claim {
