@@ -3,11 +3,13 @@
 // CI; results in bench/README.md.
 //
 //   bench_queue_memory --port P [--host H] [--minutes M] [--rate JOBS_PER_S] [--every S]
+//   bench_queue_memory --port P --fill N     memory per queued job: N jobs, no workers
 //
 // One producer enqueues jobs of ~200 bytes over 20,000 accounts at a steady rate, in batches,
 // with mixed priorities; two workers claim, "fold" and acknowledge them; 1% of settlements are
 // transient failures (the key waits out a backoff and is retried), so the delayed and attempts
 // structures are exercised too. The queue prefix is removed at the end.
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +18,6 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "common/lsn.h"
@@ -30,13 +31,21 @@ int main(int argc, char** argv) {
   RedisConfig rc;
   double minutes = 10, every = 10;
   int rate = 5000;
+  long long fill = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--host") rc.host = argv[i + 1];
-    else if (a == "--port") rc.port = std::atoi(argv[i + 1]);
-    else if (a == "--minutes") minutes = std::atof(argv[i + 1]);
-    else if (a == "--rate") rate = std::atoi(argv[i + 1]);
-    else if (a == "--every") every = std::atof(argv[i + 1]);
+    if (a == "--host")
+      rc.host = argv[i + 1];
+    else if (a == "--port")
+      rc.port = std::atoi(argv[i + 1]);
+    else if (a == "--minutes")
+      minutes = std::atof(argv[i + 1]);
+    else if (a == "--rate")
+      rate = std::atoi(argv[i + 1]);
+    else if (a == "--every")
+      every = std::atof(argv[i + 1]);
+    else if (a == "--fill")
+      fill = std::atoll(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 64;
@@ -47,6 +56,40 @@ int main(int argc, char** argv) {
   queue::QueueOptions opts;
   opts.retry = {50, 1000, 10};
   queue::JobQueue(admin, prefix, opts).ensure_epoch("bench");
+
+  auto used = [&] {
+    auto info = admin.command({"INFO", "memory"});
+    std::string s(info->str, info->len);
+    auto at = s.find("used_memory:");
+    return std::atoll(s.c_str() + at + std::strlen("used_memory:"));
+  };
+  auto cleanup = [&] {
+    auto keys = admin.command({"KEYS", prefix + ":*"});
+    for (size_t i = 0; i < keys->elements; ++i)
+      admin.command({"DEL", std::string(keys->element[i]->str, keys->element[i]->len)});
+  };
+  if (fill > 0) {
+    queue::JobQueue q(admin, prefix, opts);
+    const std::string body(200, 'j');
+    const long long before = used();
+    std::mt19937 rng(1);
+    for (Lsn lsn = 1; lsn <= static_cast<Lsn>(fill);) {
+      std::vector<queue::EnqueueItem> items;
+      for (int i = 0; i < 1000 && lsn <= static_cast<Lsn>(fill); ++i, ++lsn) {
+        std::string key = "a:" + std::to_string(rng() % 20000);
+        items.push_back({key, static_cast<int>(rng() % 8), lsn_key(lsn) + ":" + key, body});
+      }
+      q.enqueue(items, lsn);
+    }
+    const long long after = used();
+    std::printf(
+        "%lld jobs with 200-byte bodies over 20000 keys: used_memory +%lld bytes, %.0f "
+        "bytes per job (%.0f besides the body)\n",
+        fill, after - before, double(after - before) / double(fill),
+        double(after - before) / double(fill) - 200);
+    cleanup();
+    return 0;
+  }
 
   std::atomic<bool> stop{false};
   std::atomic<long long> enqueued{0}, folded{0}, retried{0};
@@ -98,12 +141,6 @@ int main(int argc, char** argv) {
       }
     });
 
-  auto used = [&] {
-    auto info = admin.command({"INFO", "memory"});
-    std::string s(info->str, info->len);
-    auto at = s.find("used_memory:");
-    return std::atoll(s.c_str() + at + std::strlen("used_memory:"));
-  };
   const auto start = steady_clock::now();
   std::printf("%8s %12s %12s %10s %8s %14s\n", "seconds", "enqueued", "folded", "pending",
               "retried", "used_memory");
@@ -118,8 +155,6 @@ int main(int argc, char** argv) {
   stop = true;
   producer.join();
   for (auto& t : workers) t.join();
-  auto keys = admin.command({"KEYS", prefix + ":*"});
-  for (size_t i = 0; i < keys->elements; ++i)
-    admin.command({"DEL", std::string(keys->element[i]->str, keys->element[i]->len)});
+  cleanup();
   return 0;
 }

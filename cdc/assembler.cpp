@@ -93,9 +93,9 @@ void Assembler::on_relation(const Relation& r) {
     return;
   }
   for (const auto& rule : cfg_.priorities.rules) {
-    if (!rule.table.empty() ? rule.table == info.name
-                            : (!rule.kind && !rule.amount_above) ||
-                                  info.table->model == Model::Transactions)
+    if (!rule.table.empty()
+            ? rule.table == info.name
+            : (!rule.kind && !rule.amount_above) || info.table->model == Model::Transactions)
       info.rules.push_back(&rule);
   }
   Model m = info.table->model;

@@ -173,10 +173,9 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
   Config c;
   c.source_file = source_name;
   if (!root || root.IsNull()) ctx.fail(YAML::Mark::null_mark(), "the file is empty");
-  check_keys(
-      ctx, root, "the top level",
-      {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities", "log_level",
-       "state_dir"});
+  check_keys(ctx, root, "the top level",
+             {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
+              "log_level", "state_dir"});
 
   auto pg = root["postgres"];
   if (!pg) ctx.fail(root.Mark(), "missing section 'postgres'");
@@ -275,9 +274,9 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
         get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
   }
   if (auto w = root["workers"]) {
-    check_keys(ctx, w, "workers",
-               {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms",
-                "retry"});
+    check_keys(
+        ctx, w, "workers",
+        {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms", "retry"});
     c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
     c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
     c.workers.batch_jobs_per_key =

@@ -73,8 +73,8 @@ struct WorkerConfig {
 // A priority rule: a row that matches every condition given gets `priority` when that is more
 // urgent than its table's. `kind` and `amount_above` apply to the transactions model only.
 struct PriorityRule {
-  std::string table;                  // "schema.name"; "" = any table (or the transactions one)
-  std::optional<std::string> kind;    // transactions.kind equals this
+  std::string table;                    // "schema.name"; "" = any table (or the transactions one)
+  std::optional<std::string> kind;      // transactions.kind equals this
   std::optional<Decimal> amount_above;  // transactions.amount > this (exact decimal comparison)
   int priority = 0;
 };

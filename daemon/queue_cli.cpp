@@ -112,7 +112,8 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
     if (st.oldest_pending_member) {
       out << "commit " << format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))
           << " key " << st.oldest_pending_member->substr(17);
-      if (st.oldest_pending_age_ms) out << ", enqueued " << age(*st.oldest_pending_age_ms) << " ago";
+      if (st.oldest_pending_age_ms)
+        out << ", enqueued " << age(*st.oldest_pending_age_ms) << " ago";
       out << "\n";
     } else {
       out << "-\n";
@@ -120,8 +121,7 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
     out << "\npriority   ready  active delayed    dead      jobs\n";
     for (const auto& [p, k] : st.by_priority)
       out << std::setw(8) << p << std::setw(8) << k.ready << std::setw(8) << k.active
-          << std::setw(8) << k.delayed << std::setw(8) << k.dead << std::setw(10) << k.jobs
-          << "\n";
+          << std::setw(8) << k.delayed << std::setw(8) << k.dead << std::setw(10) << k.jobs << "\n";
     if (c.dead_keys > 0)
       out << "\n" << c.dead_keys << " dead key(s) block their accounts: walfold queue dead list\n";
     return 0;
@@ -129,9 +129,10 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
   if (*pause_ || *resume_) {
     const bool pause = static_cast<bool>(*pause_);
     q.set_paused(pause);
-    out << "queue " << q.prefix() << (pause ? " paused: workers claim nothing (the reader "
-                                                "goes on enqueueing); `walfold queue resume`"
-                                              : " resumed")
+    out << "queue " << q.prefix()
+        << (pause ? " paused: workers claim nothing (the reader "
+                    "goes on enqueueing); `walfold queue resume`"
+                  : " resumed")
         << "\n";
     spdlog::info("queue {} {}", q.prefix(), pause ? "paused" : "resumed");
     return 0;
@@ -144,8 +145,8 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
     }
     out << "key                  attempts  commit LSN         jobs  reason\n";
     for (const auto& d : dead)
-      out << std::left << std::setw(20) << d.key << std::right << std::setw(9) << d.attempts
-          << "  " << std::left << std::setw(17)
+      out << std::left << std::setw(20) << d.key << std::right << std::setw(9) << d.attempts << "  "
+          << std::left << std::setw(17)
           << (d.lsn.empty() ? std::string("?") : format_lsn(lsn_from_hex(d.lsn))) << std::right
           << std::setw(6) << d.jobs << "  " << printable(d.reason, 200) << "\n";
     return 0;
@@ -165,7 +166,8 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
     int i = 0;
     for (const auto& e : q.entries(key_, jobs_)) {
       out << "\n#" << ++i << " commit "
-          << format_lsn(lsn_from_hex(e.member.substr(0, std::min<std::size_t>(16, e.member.size()))))
+          << format_lsn(
+                 lsn_from_hex(e.member.substr(0, std::min<std::size_t>(16, e.member.size()))))
           << " priority " << e.priority << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
       try {
         auto job = queue::decode_job(e.body);

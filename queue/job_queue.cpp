@@ -120,8 +120,7 @@ QueueEntry parse_entry(std::string_view e) {
   unsigned long long score = 0;
   std::size_t mlen = 0;
   if (!take_number(e, pos, score) || !take_number(e, pos, q.priority) ||
-      !take_number(e, pos, q.enqueued_ms) || !take_number(e, pos, mlen) ||
-      mlen > e.size() - pos)
+      !take_number(e, pos, q.enqueued_ms) || !take_number(e, pos, mlen) || mlen > e.size() - pos)
     throw DataError("malformed queue entry '" + std::string(e.substr(0, 80)) + "'");
   q.score = static_cast<double>(score);
   q.member.assign(e.substr(pos, mlen));
@@ -143,10 +142,7 @@ std::string queue_prefix(const std::string& redis_prefix, const std::string& slo
 }
 
 JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
-    : redis_(redis),
-      prefix_(std::move(prefix)),
-      options_(options),
-      rng_(std::random_device{}()) {}
+    : redis_(redis), prefix_(std::move(prefix)), options_(options), rng_(std::random_device{}()) {}
 
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
                                                      std::deque<std::string>& owned) const {
@@ -303,8 +299,8 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
                    : it.outcome == Outcome::Poison ? "poison"
                                                    : "");
     args.push_back(it.reason);
-    int j = it.jitter < 0 ? jitter(rng_)
-                          : static_cast<int>(std::min(it.jitter, 1.0) * 1000000.0 + 0.5);
+    int j =
+        it.jitter < 0 ? jitter(rng_) : static_cast<int>(std::min(it.jitter, 1.0) * 1000000.0 + 0.5);
     args.push_back(own(std::to_string(j)));
     args.push_back(own(std::to_string(it.members.size())));
     for (const auto& m : it.members) args.push_back(m);
@@ -429,8 +425,8 @@ std::vector<DeadLetter> JobQueue::dead_letters() {
   auto r = redis_.command({"HGETALL", prefix_ + ":dead"});
   std::vector<DeadLetter> out;
   for (size_t i = 0; i + 1 < r->elements; i += 2)
-    out.push_back(dead_from_json(std::string(reply_view(r->element[i])),
-                                 reply_view(r->element[i + 1])));
+    out.push_back(
+        dead_from_json(std::string(reply_view(r->element[i])), reply_view(r->element[i + 1])));
   for (auto& d : out) d.jobs = redis_.command({"LLEN", prefix_ + ":k:" + d.key})->integer;
   std::sort(out.begin(), out.end(),
             [](const DeadLetter& a, const DeadLetter& b) { return a.lsn < b.lsn; });

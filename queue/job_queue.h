@@ -26,8 +26,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <random>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -88,8 +88,8 @@ struct AckItem {
   int jobs_done = 0;                 // removed from the head of the key's list
   std::vector<std::string> members;  // pending members of the done jobs
   Outcome outcome = Outcome::GiveBack;
-  std::string reason;   // for Retry/Poison: logged and kept with a dead letter
-  double jitter = -1;   // backoff fraction in [0, 1]; < 0: uniformly random (tests pin it)
+  std::string reason;  // for Retry/Poison: logged and kept with a dead letter
+  double jitter = -1;  // backoff fraction in [0, 1]; < 0: uniformly random (tests pin it)
 };
 
 struct AckResult {

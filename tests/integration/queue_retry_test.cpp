@@ -72,8 +72,8 @@ class QueueIssue4 : public ::testing::Test {
     auto path = std::filesystem::temp_directory_path() / (slot_ + ".yaml");
     std::ofstream(path) << "postgres: {dsn: \"host=127.0.0.1 dbname=unused\", slot: " << slot_
                         << "}\nredis: {host: " << test::servers().redis_host
-                        << ", port: " << test::servers().redis_port
-                        << ", prefix: " << redis_prefix_ << "}\n";
+                        << ", port: " << test::servers().redis_port << ", prefix: " << redis_prefix_
+                        << "}\n";
     return path.string();
   }
   test::CmdResult walfold(std::vector<std::string> args) {
@@ -157,8 +157,8 @@ TEST_F(QueueIssue4, NoStarvationUnderAFloodOfUrgentJobs) {
     ASSERT_TRUE(q_->ack(c.fence, {{k.key, 1, {k.members[0]}}}).empty());
     if (round % 50 == 0) std::this_thread::sleep_for(1ms);  // let Redis's clock move on
   }
-  ASSERT_TRUE(low_served) << "the priority-" << kPriority << " job starved behind "
-                          << served_high << " urgent jobs";
+  ASSERT_TRUE(low_served) << "the priority-" << kPriority << " job starved behind " << served_high
+                          << " urgent jobs";
   EXPECT_EQ(served_high_after_bound, 0)
       << "urgent jobs that arrived more than " << kPriority * o.aging_ms
       << " ms after the low one overtook it";
@@ -185,8 +185,8 @@ TEST_F(QueueIssue4, RetriesBackOffExponentiallyWithJitterAndACap) {
     EXPECT_TRUE(in("delayed", "k"));
     EXPECT_FALSE(in("ready", "k"));
     // Waiting out its backoff, the key is not claimable; other keys are.
-    EXPECT_EQ(keys_of(q_->claim(10, 10, kLease)), (i == 0 ? std::vector<std::string>{"m"}
-                                                          : std::vector<std::string>{}));
+    EXPECT_EQ(keys_of(q_->claim(10, 10, kLease)),
+              (i == 0 ? std::vector<std::string>{"m"} : std::vector<std::string>{}));
     end_backoff("k");
   }
   // Full jitter pinned at 1: the cap itself, doubling from initial_ms up to max_ms.
@@ -321,7 +321,8 @@ TEST_F(QueueIssue4, AWorkerKilledMidBatchHasItsJobsRedeliveredInOrderAndPriority
   auto fold = [&](const ClaimedKey& k, std::size_t upto) {
     for (std::size_t i = 0; i < upto; ++i) {
       Lsn l = 0;
-      for (char ch : k.members[i].substr(0, 16)) l = l * 16 + (ch <= '9' ? ch - '0' : ch - 'a' + 10);
+      for (char ch : k.members[i].substr(0, 16))
+        l = l * 16 + (ch <= '9' ? ch - '0' : ch - 'a' + 10);
       if (l > applied[k.key]) {
         applied[k.key] = l;
         ++effects[k.bodies[i]];
@@ -348,7 +349,8 @@ TEST_F(QueueIssue4, AWorkerKilledMidBatchHasItsJobsRedeliveredInOrderAndPriority
   }
   EXPECT_EQ(order, (std::vector<std::string>{"a:1", "a:2", "a:7"}));
   EXPECT_EQ(bodies_a1, (std::vector<std::string>{"1", "2", "4"}));
-  EXPECT_EQ(effects, (std::map<std::string, int>{{"1", 1}, {"2", 1}, {"3", 1}, {"4", 1}, {"5", 1}}));
+  EXPECT_EQ(effects,
+            (std::map<std::string, int>{{"1", 1}, {"2", 1}, {"3", 1}, {"4", 1}, {"5", 1}}));
   // The dead worker's acknowledgement, had it come late, is refused.
   EXPECT_EQ(q_->ack(dying.fence, {{"a:1", 2, {member(0x10, "a:1"), member(0x20, "a:1")}}}),
             (std::vector<std::string>{"a:1"}));
@@ -490,7 +492,8 @@ TEST_F(QueueIssue4, FinishedJobsLeaveNothingBehind) {
     Claim c = q_->claim(100, 100, kLease);
     if (c.keys.empty() && q_->counts().pending_jobs == 0) break;
     std::vector<AckItem> acks;
-    for (const auto& k : c.keys) acks.push_back({k.key, static_cast<int>(k.bodies.size()), k.members});
+    for (const auto& k : c.keys)
+      acks.push_back({k.key, static_cast<int>(k.bodies.size()), k.members});
     q_->settle(c.fence, acks);
   }
   auto keys = cmd({"KEYS", prefix_ + ":*"});

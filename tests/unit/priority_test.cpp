@@ -117,11 +117,11 @@ struct Assembled : ::testing::Test {
     a.on_relation(users);
     cdc::Relation tx{3, "public", "transactions", 'f', {}};
     for (auto [n, oid] : std::vector<std::pair<const char*, std::uint32_t>>{{"id", 20},
-                                                                             {"account_id", 20},
-                                                                             {"amount", 1700},
-                                                                             {"kind", 25},
-                                                                             {"transfer_id", 2950},
-                                                                             {"created_at", 1184}})
+                                                                            {"account_id", 20},
+                                                                            {"amount", 1700},
+                                                                            {"kind", 25},
+                                                                            {"transfer_id", 2950},
+                                                                            {"created_at", 1184}})
       tx.columns.push_back({0, n, oid, -1});
     a.on_relation(tx);
   }
@@ -145,9 +145,9 @@ TEST_F(Assembled, RulesGiveTheMostUrgentMatchingPriorityPerJob) {
   EXPECT_EQ(commit({row("1", "20000", "withdrawal")}), std::vector<int>{1});
   EXPECT_EQ(commit({row("1", "NaN", "deposit")}), std::vector<int>{5}) << "matches nothing";
   // A job is as urgent as its most urgent row; other keys keep their own priority.
-  EXPECT_EQ(commit({row("1", "1", "deposit"), row("2", "1", "deposit"),
-                    row("1", "50000", "deposit")}),
-            (std::vector<int>{1, 5}));
+  EXPECT_EQ(
+      commit({row("1", "1", "deposit"), row("2", "1", "deposit"), row("1", "50000", "deposit")}),
+      (std::vector<int>{1, 5}));
   // A table rule: users rows get priority 0.
   a.on_begin({200, 0, 1});
   std::vector<TupleValue> u{{'t', "5"}, {'t', "Ada"}, {'t', "a@x"}, {'t', "2026-01-01"}};
