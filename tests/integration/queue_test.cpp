@@ -587,7 +587,8 @@ TEST_F(QueueTest, PrefixesAreIndependent) {
   ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
 }
 
-// 8 workers, each with its own connection, claim and ack concurrently while a producer keeps
+// 8 workers, each with its own connection, claim and ack concurrently (with random delays,
+// partial acks, releases and retries through the backoff set) while a producer keeps
 // enqueueing; every key's jobs must be processed exactly once, in order.
 TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   constexpr int kKeys = 50, kJobs = 40, kWorkers = 8;
@@ -601,7 +602,7 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   std::vector<std::string> errors;
   std::atomic<int> done_total{0};
   std::atomic<bool> stop{false};
-  std::atomic<int> partial_acks{0}, releases{0};
+  std::atomic<int> partial_acks{0}, releases{0}, retries{0};
   auto error = [&](std::string e) {
     std::lock_guard lock(mu);
     if (errors.size() < 50) errors.push_back(std::move(e));
@@ -671,6 +672,13 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
           else if (jobs_done < n)
             ++partial_acks;
           AckItem a{k.key, jobs_done, {}};
+          // Sometimes the rest failed: a retry after a (zero-length) backoff through `delayed`.
+          if (jobs_done < n && std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+            a.outcome = Outcome::Retry;
+            a.reason = "test";
+            a.jitter = 0.0;
+            ++retries;
+          }
           for (int j = 0; j < jobs_done; ++j) {
             const std::string& body = k.bodies[j];
             auto p1 = body.find("|seq=");
@@ -741,6 +749,7 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   // The run exercised what it is meant to: partial acks and releases.
   EXPECT_GT(partial_acks.load(), 0);
   EXPECT_GT(releases.load(), 0);
+  EXPECT_GT(retries.load(), 0);
 
   std::vector<int> expected(kJobs);
   for (int i = 0; i < kJobs; ++i) expected[i] = i;
