@@ -641,7 +641,9 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   auto worker = [&](int id) {
     try {
       Redis r(redis_config());
-      JobQueue q(r, prefix_);
+      QueueOptions opts;
+      opts.retry = {5, 20, 1000};
+      JobQueue q(r, prefix_, opts);
       std::mt19937 rng(1000 + id);
       while (!stop && done_total < kTotal) {
         int max_keys = std::uniform_int_distribution<int>(1, 4)(rng);
@@ -672,11 +674,10 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
           else if (jobs_done < n)
             ++partial_acks;
           AckItem a{k.key, jobs_done, {}};
-          // Sometimes the rest failed: a retry after a (zero-length) backoff through `delayed`.
+          // Sometimes the rest failed: a retry after a short backoff (random, up to 20 ms).
           if (jobs_done < n && std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
             a.outcome = Outcome::Retry;
             a.reason = "test";
-            a.jitter = 0.0;
             ++retries;
           }
           for (int j = 0; j < jobs_done; ++j) {
