@@ -33,6 +33,7 @@
 
 #include "common/lsn.h"
 #include "queue/redis.h"
+#include "queue/settings.h"  // warn_about_redis_settings(), for `walfold run` at start
 
 namespace walfold::queue {
 
