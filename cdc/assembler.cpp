@@ -16,6 +16,28 @@ int id_field(Model) {
 
 }  // namespace
 
+int row_priority(const TableConfig& table, const std::vector<const PriorityRule*>& rules,
+                 const std::vector<queue::Value>& row) {
+  int best = table.priority;
+  for (const auto* rule : rules) {
+    if (rule->priority >= best) continue;
+    if (rule->kind || rule->amount_above) {
+      if (table.model != Model::Transactions || row.size() <= queue::kTxKind) continue;
+      if (rule->kind && (row[queue::kTxKind].kind != queue::Value::Text ||
+                         row[queue::kTxKind].text != *rule->kind))
+        continue;
+      if (rule->amount_above) {
+        if (row[queue::kTxAmount].kind != queue::Value::Text) continue;
+        auto amount = Decimal::parse(row[queue::kTxAmount].text);
+        // NaN and the like match nothing here; the fold refuses them with the row's details.
+        if (!amount || amount->compare(*rule->amount_above) <= 0) continue;
+      }
+    }
+    best = rule->priority;
+  }
+  return best;
+}
+
 Assembler::Assembler(const Config& cfg, CommitFn on_commit)
     : cfg_(cfg), on_commit_(std::move(on_commit)) {}
 
@@ -45,6 +67,8 @@ void Assembler::on_commit(const Commit& c) {
   txn_.end_lsn = c.end_lsn;
   // PostgreSQL epoch (2000-01-01) microseconds -> Unix microseconds.
   txn_.commit_time_us = c.commit_time + 946684800LL * 1000000;
+  if (replay_)
+    for (auto& pr : txn_.priorities) pr = cfg_.priorities.replay;
   for (auto& j : txn_.jobs) {
     j.commit_lsn = c.commit_lsn;
     j.end_lsn = c.end_lsn;
@@ -67,6 +91,12 @@ void Assembler::on_relation(const Relation& r) {
         info.name, r.relid);
     relations_[r.relid] = std::move(info);
     return;
+  }
+  for (const auto& rule : cfg_.priorities.rules) {
+    if (!rule.table.empty()
+            ? rule.table == info.name
+            : (!rule.kind && !rule.amount_above) || info.table->model == Model::Transactions)
+      info.rules.push_back(&rule);
   }
   Model m = info.table->model;
   int n = queue::field_count(m);
@@ -137,16 +167,16 @@ std::string Assembler::key_for(const RelInfo& r, const std::vector<queue::Value>
   return std::string(m == Model::Users ? "u:" : "a:") + row[f].text;
 }
 
-void Assembler::add(const RelInfo& r, const std::string& key, queue::Change c) {
+void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int priority) {
   auto [it, inserted] = job_index_.try_emplace(key, txn_.jobs.size());
   if (inserted) {
     queue::Job j;
     j.key = key;
     txn_.jobs.push_back(std::move(j));
-    txn_.priorities.push_back(r.table->priority);
+    txn_.priorities.push_back(priority);
   }
   auto& pr = txn_.priorities[it->second];
-  pr = std::min(pr, r.table->priority);
+  pr = std::min(pr, priority);
   txn_.jobs[it->second].changes.push_back(std::move(c));
   ++open_changes_;
 }
@@ -156,7 +186,8 @@ void Assembler::on_insert(std::uint32_t relid, Tuple t) {
   if (!r.table) return;
   queue::Change c{r.table->model, 'I', row(r, t), {}};
   auto key = key_for(r, c.new_row, false);
-  add(r, key, std::move(c));
+  int prio = row_priority(*r.table, r.rules, c.new_row);
+  add(r, key, std::move(c), prio);
 }
 
 void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple new_t) {
@@ -164,6 +195,9 @@ void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple
   if (!r.table) return;
   queue::Change c{r.table->model, 'U', row(r, new_t),
                   old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
+  // An update is as urgent as the more urgent of its old and new row.
+  int prio = row_priority(*r.table, r.rules, c.new_row);
+  if (!c.old_row.empty()) prio = std::min(prio, row_priority(*r.table, r.rules, c.old_row));
   // The primary key changed: fold it as a delete of the old row and an insert of the new one.
   const auto& old_id = c.old_row.empty() ? queue::Value{} : c.old_row[0];
   if (old_id.kind == queue::Value::Text && c.new_row[0].kind == queue::Value::Text &&
@@ -171,9 +205,9 @@ void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple
     queue::Change del{c.model, 'D', {}, c.old_row};
     queue::Change ins{c.model, 'I', c.new_row, {}};
     auto dk = key_for(r, del.old_row, true);
-    add(r, dk, std::move(del));
+    add(r, dk, std::move(del), prio);
     auto ik = key_for(r, ins.new_row, false);
-    add(r, ik, std::move(ins));
+    add(r, ik, std::move(ins), prio);
     return;
   }
   auto new_key = key_for(r, c.new_row, false);
@@ -181,9 +215,9 @@ void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple
       c.old_row[queue::kTxAccountId].kind == queue::Value::Text) {
     // A transaction moved between accounts: both accounts' keys see the change.
     auto old_key = key_for(r, c.old_row, true);
-    if (old_key != new_key) add(r, old_key, c);
+    if (old_key != new_key) add(r, old_key, c, prio);
   }
-  add(r, new_key, std::move(c));
+  add(r, new_key, std::move(c), prio);
 }
 
 void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
@@ -199,7 +233,8 @@ void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
         " carries only the key: set REPLICA IDENTITY FULL on it (`walfold setup` does) so "
         "walfold can take the old amount out of the balance");
   auto key = key_for(r, c.old_row, true);
-  add(r, key, std::move(c));
+  int prio = row_priority(*r.table, r.rules, c.old_row);
+  add(r, key, std::move(c), prio);
 }
 
 void Assembler::on_truncate(const Truncate& t) {

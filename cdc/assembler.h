@@ -24,6 +24,11 @@ struct CommittedTransaction {
   std::vector<std::string> truncated;  // bank tables this transaction TRUNCATEd (a rebuild)
 };
 
+// The priority of one row: its table's, or a more urgent one from a matching rule of
+// `priorities.rules` (config/README.md). `row` is the new row, or the old one for a delete.
+int row_priority(const TableConfig& table, const std::vector<const PriorityRule*>& rules,
+                 const std::vector<queue::Value>& row);
+
 class Assembler : public Handler {
  public:
   using CommitFn = std::function<void(CommittedTransaction&&)>;
@@ -34,6 +39,10 @@ class Assembler : public Handler {
   // Forget any half-received transaction and the relation cache (after a reconnect).
   void reset();
   std::size_t open_changes() const { return open_changes_; }
+  // Replay mode (snapshot, replay after a Redis loss, reconcile traffic): while on, every job
+  // committed gets priorities.replay instead of its rows' priority. For the reader to switch.
+  void set_replay(bool on) { replay_ = on; }
+  bool replay() const { return replay_; }
 
   void on_begin(const Begin&) override;
   void on_commit(const Commit&) override;
@@ -48,10 +57,11 @@ class Assembler : public Handler {
     const TableConfig* table = nullptr;  // nullptr: not projected
     std::string name;
     std::vector<int> field_column;  // model field -> column index in the tuple, -1 if absent
+    std::vector<const PriorityRule*> rules;  // priorities.rules that can apply to this table
   };
   const RelInfo& rel(std::uint32_t relid) const;
   std::vector<queue::Value> row(const RelInfo& r, Tuple t) const;
-  void add(const RelInfo& r, const std::string& key, queue::Change c);
+  void add(const RelInfo& r, const std::string& key, queue::Change c, int priority);
   std::string key_for(const RelInfo& r, const std::vector<queue::Value>& row, bool old) const;
 
   const Config& cfg_;
@@ -61,6 +71,7 @@ class Assembler : public Handler {
   CommittedTransaction txn_;
   std::unordered_map<std::string, std::size_t> job_index_;
   std::size_t open_changes_ = 0;
+  bool replay_ = false;
 };
 
 }  // namespace walfold::cdc

@@ -60,7 +60,8 @@ class Reader::Session {
     const std::string dsn = postgres_dsn_with_password(cfg_.postgres);
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(
-        *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
+        *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot),
+        queue::queue_options(cfg_));
     // Commits whose jobs are already in Redis (a restart of the reader alone) are not enqueued
     // again. If Redis lost its data, nothing it says about the past is trusted: everything from
     // the slot's confirmed position (never past an unfolded commit) is enqueued again.
@@ -81,6 +82,9 @@ class Reader::Session {
     stream_ = std::make_unique<ReplicationStream>(dsn);
     auto id = stream_->identify_system();
     auto slot = prepare_slot(dsn, id);
+    // Replays (after Redis lost data, or `reconcile --from-lsn`) of what the server already had
+    // when this session started go at priorities.replay, behind live traffic.
+    if (lost || owner_.opts_.start_at) replay_until_ = id.xlogpos;
     enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
     confirmed_ = slot.confirmed_flush;
     const Lsn start_at = std::max(owner_.opts_.start_at, slot.confirmed_flush);
@@ -145,6 +149,7 @@ class Reader::Session {
       if (owner_.reached_stop_) return;  // past the requested end: not ours to enqueue
       last_data_ = Clock::now();
       received_ = std::max(received_, x->data_start);
+      assembler_.set_replay(x->data_start < replay_until_);
       decoder_.decode(x->payload, assembler_);
       return;
     }
@@ -436,6 +441,7 @@ class Reader::Session {
   Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
   std::unique_ptr<PgConn> heartbeat_conn_;
   std::optional<CommittedTransaction> truncate_;
+  Lsn replay_until_ = 0;
   bool save_failing_ = false;
   Lsn skip_through_ = 0, enqueued_end_ = 0, idle_wal_end_ = 0, received_ = 0, confirmed_ = 0;
 };

@@ -49,6 +49,24 @@ std::optional<Decimal> Decimal::parse(std::string_view text) {
   return d;
 }
 
+int Decimal::compare(const Decimal& other) const {
+  if (sign() != other.sign()) return sign() < other.sign() ? -1 : 1;
+  // Same sign: bring the one with fewer fractional digits to the other's scale. Once it reaches
+  // 10^34 in magnitude it is larger in magnitude than the other (whose mantissa is below 10^34).
+  const bool this_low = scale_ < other.scale_;
+  __int128 lo = this_low ? mantissa_ : other.mantissa_;
+  const __int128 hi = this_low ? other.mantissa_ : mantissa_;
+  for (int i = std::min(scale_, other.scale_); i < std::max(scale_, other.scale_); ++i) {
+    lo *= 10;
+    if (lo >= kLimit || lo <= -kLimit) {
+      int low_vs_high = lo > 0 ? 1 : -1;  // |lo| larger: lo is further from zero
+      return this_low ? low_vs_high : -low_vs_high;
+    }
+  }
+  int low_vs_high = lo < hi ? -1 : (lo > hi ? 1 : 0);
+  return this_low ? low_vs_high : -low_vs_high;
+}
+
 std::optional<Decimal> Decimal::plus(const Decimal& other) const {
   int scale = std::max(scale_, other.scale_);
   auto rescale = [&](const Decimal& d) -> std::optional<__int128> {

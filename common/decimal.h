@@ -23,6 +23,8 @@ class Decimal {
   bool is_zero() const { return mantissa_ == 0; }
   int sign() const { return mantissa_ < 0 ? -1 : (mantissa_ > 0 ? 1 : 0); }
   int scale() const { return scale_; }
+  // -1, 0 or 1, exactly (any scales).
+  int compare(const Decimal& other) const;
 
   // Keeps the scale: "100.5000". This is what goes into Decimal128.
   std::string to_string() const;

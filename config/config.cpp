@@ -85,6 +85,50 @@ Model parse_model(const Ctx& ctx, const YAML::Node& node) {
   ctx.fail(node.Mark(), "model '" + s + "' is not one of users, accounts, transactions");
 }
 
+// priorities: {aging_ms, replay, rules: [{table, kind, amount_above, priority}, ...]}
+void parse_priorities(const Ctx& ctx, const YAML::Node& root, Config& c) {
+  auto pr = root["priorities"];
+  if (!pr) return;
+  check_keys(ctx, pr, "priorities", {"aging_ms", "replay", "rules"});
+  c.priorities.aging = get_ms(ctx, pr, "aging_ms", "priorities", c.priorities.aging, 1, 3600000);
+  c.priorities.replay = get_int(ctx, pr, "replay", "priorities", c.priorities.replay, 0, 255);
+  auto rules = pr["rules"];
+  if (!rules) return;
+  if (!rules.IsSequence()) ctx.fail(rules.Mark(), "priorities.rules must be a list of rules");
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const auto& n = rules[i];
+    const std::string where = "priorities.rules[" + std::to_string(i) + "]";
+    check_keys(ctx, n, where, {"table", "kind", "amount_above", "priority"});
+    PriorityRule rule;
+    if (!n["priority"]) ctx.fail(n.Mark(), where + ".priority is required");
+    rule.priority = get_int(ctx, n, "priority", where, 0, 0, 255);
+    rule.table = get<std::string>(ctx, n, "table", where, "");
+    if (n["kind"]) rule.kind = get<std::string>(ctx, n, "kind", where, "");
+    if (n["amount_above"]) {
+      auto text = get<std::string>(ctx, n, "amount_above", where, "");
+      rule.amount_above = Decimal::parse(text);
+      if (!rule.amount_above)
+        ctx.fail(n["amount_above"].Mark(),
+                 where + ".amount_above '" + text +
+                     "' is not a decimal number (write it as a string, e.g. \"10000.00\")");
+    }
+    if (rule.table.empty() && !rule.kind && !rule.amount_above)
+      ctx.fail(n.Mark(), where + " has no condition (table, kind or amount_above)");
+    const TableConfig* t = nullptr;
+    if (!rule.table.empty()) {
+      if (rule.table.find('.') == std::string::npos) rule.table = "public." + rule.table;
+      auto it = c.tables.find(rule.table);
+      if (it == c.tables.end())
+        ctx.fail(n["table"].Mark(), where + ".table '" + rule.table + "' is not in tables");
+      t = &it->second;
+    }
+    if ((rule.kind || rule.amount_above) && t && t->model != Model::Transactions)
+      ctx.fail(n.Mark(), where + ": kind and amount_above apply to the transactions table, not " +
+                             rule.table + " (model " + model_name(t->model) + ")");
+    c.priorities.rules.push_back(std::move(rule));
+  }
+}
+
 }  // namespace
 
 const char* model_name(Model m) {
@@ -136,9 +180,9 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
   Config c;
   c.source_file = source_name;
   if (!root || root.IsNull()) ctx.fail(YAML::Mark::null_mark(), "the file is empty");
-  check_keys(
-      ctx, root, "the top level",
-      {"postgres", "redis", "mongodb", "tables", "reader", "workers", "log_level", "state_dir"});
+  check_keys(ctx, root, "the top level",
+             {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
+              "log_level", "state_dir"});
 
   auto pg = root["postgres"];
   if (!pg) ctx.fail(root.Mark(), "missing section 'postgres'");
@@ -243,8 +287,9 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
                c.reader.checkpoint_history_interval, 0, 86400000);
   }
   if (auto w = root["workers"]) {
-    check_keys(ctx, w, "workers",
-               {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms"});
+    check_keys(
+        ctx, w, "workers",
+        {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms", "retry"});
     c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
     c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
     c.workers.batch_jobs_per_key =
@@ -252,7 +297,17 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
     c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
     c.workers.idle_poll_max =
         get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
+    if (auto rt = w["retry"]) {
+      auto& r = c.workers.retry;
+      check_keys(ctx, rt, "workers.retry", {"initial_ms", "max_ms", "max_attempts"});
+      r.initial = get_ms(ctx, rt, "initial_ms", "workers.retry", r.initial, 1, 3600000);
+      r.max = get_ms(ctx, rt, "max_ms", "workers.retry", r.max, 1, 86400000);
+      r.max_attempts = get_int(ctx, rt, "max_attempts", "workers.retry", r.max_attempts, 1, 1000);
+      if (r.initial > r.max)
+        ctx.fail(rt.Mark(), "workers.retry.initial_ms is larger than workers.retry.max_ms");
+    }
   }
+  parse_priorities(ctx, root, c);
   c.log_level = get<std::string>(ctx, root, "log_level", "top level", c.log_level);
   static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};

@@ -5,7 +5,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "common/decimal.h"
 
 namespace walfold {
 
@@ -55,12 +59,36 @@ struct ReaderConfig {
   std::chrono::milliseconds checkpoint_history_interval{60000};
 };
 
+// Retries of a key whose head job failed (queue/scripts/ack.lua): backoff with full jitter,
+// uniform in [0, min(max, initial * 2^(attempt - 1))].
+struct RetryConfig {
+  std::chrono::milliseconds initial{100}, max{60000};
+  int max_attempts = 10;  // poison failures before a job goes to the dead letters
+};
+
 struct WorkerConfig {
   int count = 2;
   int batch_keys = 256;         // ordering keys claimed at once
   int batch_jobs_per_key = 64;  // jobs taken from one key per claim
   std::chrono::milliseconds lease{30000};
   std::chrono::milliseconds idle_poll_max{50};
+  RetryConfig retry;
+};
+
+// A priority rule: a row that matches every condition given gets `priority` when that is more
+// urgent than its table's. `kind` and `amount_above` apply to the transactions model only.
+struct PriorityRule {
+  std::string table;                    // "schema.name"; "" = any table (or the transactions one)
+  std::optional<std::string> kind;      // transactions.kind equals this
+  std::optional<Decimal> amount_above;  // transactions.amount > this (exact decimal comparison)
+  int priority = 0;
+};
+
+struct PriorityConfig {
+  std::chrono::milliseconds aging{1000};  // bounded wait: a priority-p job waits at most like a
+                                          // priority-0 job that arrived p * aging later
+  int replay = 255;                       // jobs of replayed/snapshot traffic (reader hook)
+  std::vector<PriorityRule> rules;
 };
 
 struct Config {
@@ -71,6 +99,7 @@ struct Config {
   std::map<std::string, TableConfig> tables;  // key: "schema.name"
   ReaderConfig reader;
   WorkerConfig workers;
+  PriorityConfig priorities;
   std::string log_level = "info";
   std::string state_dir = "/var/lib/walfold";
 

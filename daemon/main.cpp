@@ -1,5 +1,5 @@
 // walfold: PostgreSQL logical replication -> Redis jobs -> MongoDB read model.
-// Subcommands: setup, run, status, loadgen, report. Exit codes follow sysexits.h.
+// Subcommands: setup, run, status, queue, loadgen, report, reconcile. Exit codes follow sysexits.h.
 #include <spdlog/spdlog.h>
 #include <sysexits.h>
 #include <CLI/CLI.hpp>
@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "config/config.h"
+#include "daemon/queue_cli.h"
 #include "daemon/run.h"
 #include "projections/mongo.h"
 #include "queue/job_queue.h"
@@ -49,6 +50,10 @@ int status_command(const Config& cfg) {
             << "pending jobs  " << counts.pending_jobs << "\n"
             << "ready keys    " << counts.ready_keys << "\n"
             << "active keys   " << counts.active_keys << "\n"
+            << "delayed keys  " << counts.delayed_keys << " (retrying after an error)\n"
+            << "dead keys     " << counts.dead_keys
+            << (counts.dead_keys ? " (blocked accounts: walfold queue dead list)" : "") << "\n"
+            << "paused        " << (counts.paused ? "yes (walfold queue resume)" : "no") << "\n"
             << "oldest commit " << (oldest ? format_lsn(*oldest) : "-") << "\n"
             << "enqueued thru " << format_lsn(q.enqueued_end_lsn()) << "\n";
   return 0;
@@ -265,6 +270,8 @@ int main(int argc, char** argv) {
       "checkpoints", "Show the slot's identity, the saved checkpoint and its history");
   checkpoints->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
 
+  daemon::QueueCli queue_cli(app, config_path);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -306,6 +313,7 @@ int main(int argc, char** argv) {
             r.accounts, r.users, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped, r.unchecked);
         return r.skipped == 0 ? 0 : 1;
       }
+      if (queue_cli.parsed()) return queue_cli.run(cfg, std::cout);
       if (*reconcile) {
         reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
                                    cfg.mongodb.database};

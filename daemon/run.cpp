@@ -80,6 +80,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
   }
 
+  queue::warn_about_redis_settings(cfg.redis);
   // The reader saves its checkpoint in MongoDB; workers write the read model there.
   auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
   if (worker_role) projections::MongoSink(*pool).ensure_indexes();

@@ -18,31 +18,34 @@ std::size_t Worker::run_once() {
   if (!redis_) {
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(
-        *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
+        *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot),
+        queue::queue_options(cfg_));
   }
-  auto claim =
-      queue_->claim(cfg_.workers.batch_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
+  // After a batch failed as a whole for a reason that may belong to one key, keys are taken one
+  // at a time for a while, so the others get through and the culprit is told apart.
+  const int max_keys = isolate_ > 0 ? 1 : cfg_.workers.batch_keys;
+  auto claim = queue_->claim(max_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
   if (claim.keys.empty()) return 0;
+  if (isolate_ > 0) --isolate_;
 
   struct KeyWork {
     const queue::ClaimedKey* claimed;
     std::vector<queue::Job> jobs;
     std::size_t folded = 0;  // jobs of this key in the plan
-    bool failed = false;
+    bool poison = false;     // the job after the folded ones cannot be folded
+    std::string reason;
   };
   std::vector<KeyWork> work;
   work.reserve(claim.keys.size());
   std::vector<std::string> keys;
   for (const auto& k : claim.keys) {
-    KeyWork w{&k, {}, 0, false};
+    KeyWork w{&k, {}, 0, false, {}};
     try {
       for (const auto& body : k.bodies) w.jobs.push_back(queue::decode_job(body));
     } catch (const DataError& e) {
-      spdlog::error(
-          "worker {}: key {}: job {} cannot be decoded: {}; the key waits for its lease to "
-          "expire and is retried",
-          index_, k.key, w.jobs.size() + 1, e.what());
-      ++progress_.fold_errors;
+      // The jobs before it can still be folded; the key stops at this one.
+      w.poison = true;
+      w.reason = std::string("the job cannot be decoded: ") + e.what();
     }
     keys.push_back(k.key);
     work.push_back(std::move(w));
@@ -62,12 +65,8 @@ std::size_t Worker::run_once() {
         } catch (const DataError& e) {
           // A job that cannot be folded exactly stops its key (later jobs of the same account
           // must not overtake it); other keys go on.
-          spdlog::error(
-              "worker {}: cannot fold job for key {} at commit LSN {}: {}; the key is "
-              "held until its lease expires, then retried",
-              index_, w.claimed->key, format_lsn(job.commit_lsn), e.what());
-          ++progress_.fold_errors;
-          w.failed = true;
+          w.poison = true;
+          w.reason = e.what();
           break;
         }
       }
@@ -76,16 +75,27 @@ std::size_t Worker::run_once() {
     progress_.mongo_write_commands += sink.stats().write_commands;
     progress_.mongo_statements += sink.stats().statements;
     progress_.changes_folded += plan.changes;
-  } catch (...) {
-    // Give the keys back at once so another attempt (ours after backoff, or another worker's)
-    // can take them; their jobs keep their place and priority.
+  } catch (const std::exception& e) {
+    // Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, a write
+    // error) are transient: every key waits out a backoff and is retried, forever. A data error
+    // of a one-key batch (its account document cannot be read exactly, a write that cannot be
+    // built) is that key's poison; in a larger batch it is not attributable: keys are then
+    // claimed one at a time for a while.
+    const bool data = dynamic_cast<const DataError*>(&e) != nullptr;
+    const bool unavailable = dynamic_cast<const UnavailableError*>(&e) != nullptr;
+    if (!unavailable && work.size() > 1) isolate_ = static_cast<int>(work.size());
     std::vector<queue::AckItem> release;
-    for (const auto& w : work) release.push_back({w.claimed->key, 0, {}});
+    for (const auto& w : work) {
+      queue::AckItem a{w.claimed->key, 0, {}};
+      a.outcome = data && work.size() == 1 ? queue::Outcome::Poison : queue::Outcome::Retry;
+      a.reason = e.what();
+      release.push_back(std::move(a));
+    }
     try {
-      queue_->ack(claim.fence, release);
-    } catch (const std::exception& e) {
+      report(queue_->settle(claim.fence, release), e.what());
+    } catch (const std::exception& e2) {
       spdlog::warn("worker {}: could not release {} keys ({}); their leases will expire", index_,
-                   release.size(), e.what());
+                   release.size(), e2.what());
     }
     throw;
   }
@@ -93,20 +103,66 @@ std::size_t Worker::run_once() {
   std::vector<queue::AckItem> acks;
   std::size_t done = 0;
   for (const auto& w : work) {
-    if (w.failed && w.folded == 0) continue;  // keep the lease: retried when it expires
     queue::AckItem a{w.claimed->key, static_cast<int>(w.folded), {}};
-    for (std::size_t i = 0; i < w.folded; ++i) a.members.push_back(w.jobs[i].pending_member());
+    a.members.assign(w.claimed->members.begin(),
+                     w.claimed->members.begin() + static_cast<std::ptrdiff_t>(w.folded));
+    if (w.poison) {
+      a.outcome = queue::Outcome::Poison;
+      a.reason = w.reason;
+      ++progress_.fold_errors;
+    }
     done += w.folded;
     acks.push_back(std::move(a));
   }
-  auto rejected = queue_->ack(claim.fence, acks);
-  for (const auto& k : rejected)
+  auto settled = queue_->settle(claim.fence, acks);
+  for (const auto& k : settled.rejected)
     spdlog::warn(
         "worker {}: the lease on key {} expired before its acknowledgement; another worker "
         "redoes its jobs (the fold is idempotent)",
         index_, k);
+  for (const auto& w : work) {
+    if (!w.poison) continue;
+    const std::string lsn = w.claimed->members.size() > w.folded
+                                ? w.claimed->members[w.folded].substr(0, 16)
+                                : std::string("?");
+    for (const auto& d : settled.delayed)
+      if (d.key == w.claimed->key)
+        spdlog::error(
+            "worker {}: key {}: the job at commit LSN {} cannot be folded (attempt {} of {}): "
+            "{}; the key is retried in {} ms, its later jobs wait",
+            index_, d.key, format_lsn(lsn_from_key(lsn)), d.attempts,
+            cfg_.workers.retry.max_attempts, w.reason, d.delay_ms);
+  }
+  report(settled, "");
   progress_.jobs_folded += done;
   return done;
+}
+
+Lsn Worker::lsn_from_key(const std::string& hex) {
+  Lsn v = 0;
+  for (char c : hex) {
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = (v << 4) | static_cast<Lsn>(d);
+  }
+  return v;
+}
+
+void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
+  for (const auto& d : r.dead) {
+    auto dl = queue_->dead_letter(d.key);
+    spdlog::error(
+        "DEAD LETTER: key {} is dead after {} failed attempts at commit LSN {}: {}. Its later "
+        "jobs wait and the checkpoint stays before it. Inspect: `walfold queue dead inspect {}`; "
+        "then `walfold queue dead retry {}` (after a fix) or `purge` (loses its changes until "
+        "`walfold reconcile --repair`)",
+        d.key, d.attempts, dl && !dl->lsn.empty() ? format_lsn(lsn_from_key(dl->lsn)) : "?",
+        dl ? dl->reason : std::string("?"), d.key, d.key);
+  }
+  if (!batch_error.empty())
+    for (const auto& d : r.delayed)
+      spdlog::debug("worker {}: key {} retried in {} ms (attempt {}): {}", index_, d.key,
+                    d.delay_ms, d.attempts, batch_error);
 }
 
 void Worker::run(const std::atomic<bool>& stop) {

@@ -17,7 +17,10 @@ namespace walfold::projections {
 class Worker {
  public:
   Worker(const Config& cfg, MongoPool& pool, int index, Progress& progress);
-  // Loops until `stop` is set. Transient errors (Redis, MongoDB down) back off and retry.
+  // Loops until `stop` is set. Transient errors (Redis, MongoDB down) back off and retry: the
+  // batch's keys wait out a per-key backoff (workers.retry) and this worker sleeps too. A job
+  // that cannot be decoded or folded is retried with backoff and, after
+  // workers.retry.max_attempts, goes to the dead letters (its key stays blocked).
   void run(const std::atomic<bool>& stop);
   // One claim-fold-write-ack round; returns the number of jobs acknowledged (0 when idle).
   // Throws on Redis/MongoDB errors after releasing the claimed keys when it can.
@@ -30,6 +33,11 @@ class Worker {
   Progress& progress_;
   std::unique_ptr<queue::Redis> redis_;
   std::unique_ptr<queue::JobQueue> queue_;
+  int isolate_ = 0;  // claims left that take one key at a time (after a batch-wide failure)
+
+  static Lsn lsn_from_key(const std::string& hex);
+  // Logs keys that went to the dead letters (ERROR) and, for a batch-wide error, the backoffs.
+  void report(const queue::AckResult& r, const std::string& batch_error);
 };
 
 }  // namespace walfold::projections

@@ -1,5 +1,7 @@
 #include "queue/job_queue.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <deque>
 
@@ -29,6 +31,75 @@ const RedisScript& ack_script() {
   static const RedisScript s("ack", scripts::ack);
   return s;
 }
+const RedisScript& dead_script() {
+  static const RedisScript s("dead", scripts::dead);
+  return s;
+}
+
+std::string_view reply_view(const redisReply* r) {
+  if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) return {r->str, r->len};
+  return {};
+}
+
+// One number followed by ':' at `pos`; advances past the ':'.
+template <typename T>
+bool take_number(std::string_view s, std::size_t& pos, T& out) {
+  auto r = std::from_chars(s.data() + pos, s.data() + s.size(), out);
+  if (r.ec != std::errc{} || r.ptr == s.data() + s.size() || *r.ptr != ':') return false;
+  pos = static_cast<std::size_t>(r.ptr - s.data()) + 1;
+  return true;
+}
+
+// Minimal reader for the JSON ack.lua writes with cjson: {"attempts":3,"reason":"...",...}.
+std::string json_field(std::string_view json, std::string_view name) {
+  std::string needle = "\"" + std::string(name) + "\":";
+  auto at = json.find(needle);
+  if (at == std::string_view::npos) return {};
+  std::size_t i = at + needle.size();
+  std::string out;
+  if (i < json.size() && json[i] == '"') {
+    for (++i; i < json.size() && json[i] != '"'; ++i) {
+      if (json[i] == '\\' && i + 1 < json.size()) {
+        char e = json[++i];
+        switch (e) {
+          case 'n':
+            out += '\n';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 'u':
+            // cjson escapes control characters as a 'u' and four hex digits.
+            if (i + 4 < json.size()) {
+              unsigned v = 0;
+              std::from_chars(json.data() + i + 1, json.data() + i + 5, v, 16);
+              out += static_cast<char>(v);
+              i += 4;
+            }
+            break;
+          default:
+            out += e;
+        }
+      } else {
+        out += json[i];
+      }
+    }
+    return out;
+  }
+  while (i < json.size() && json[i] != ',' && json[i] != '}') out += json[i++];
+  return out;
+}
+
+long long to_ll(const std::string& s) {
+  long long v = 0;
+  // cjson writes large integers as floats (1.7e+12): read them as doubles.
+  if (s.find_first_of(".eE") != std::string::npos) return static_cast<long long>(std::stod(s));
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
 
 std::optional<Lsn> parse_lsn_key(std::string_view hex) {
   if (hex.size() != 16) return std::nullopt;
@@ -43,20 +114,46 @@ std::optional<Lsn> parse_lsn_key(std::string_view hex) {
 
 }  // namespace
 
+QueueEntry parse_entry(std::string_view e) {
+  QueueEntry q;
+  std::size_t pos = 0;
+  unsigned long long score = 0;
+  std::size_t mlen = 0;
+  if (!take_number(e, pos, score) || !take_number(e, pos, q.priority) ||
+      !take_number(e, pos, q.enqueued_ms) || !take_number(e, pos, mlen) || mlen > e.size() - pos)
+    throw DataError("malformed queue entry '" + std::string(e.substr(0, 80)) + "'");
+  q.score = static_cast<double>(score);
+  q.member.assign(e.substr(pos, mlen));
+  q.body.assign(e.substr(pos + mlen));
+  return q;
+}
+
+QueueOptions queue_options(const Config& cfg) {
+  QueueOptions o;
+  o.aging_ms = cfg.priorities.aging.count();
+  o.retry.initial_ms = cfg.workers.retry.initial.count();
+  o.retry.max_ms = cfg.workers.retry.max.count();
+  o.retry.max_attempts = cfg.workers.retry.max_attempts;
+  return o;
+}
+
 std::string queue_prefix(const std::string& redis_prefix, const std::string& slot) {
   return redis_prefix + ":{" + slot + "}";
 }
 
-JobQueue::JobQueue(Redis& redis, std::string prefix) : redis_(redis), prefix_(std::move(prefix)) {}
+JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
+    : redis_(redis), prefix_(std::move(prefix)), options_(options), rng_(std::random_device{}()) {}
 
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
                                                      std::deque<std::string>& owned) const {
   std::vector<std::string_view> args;
-  args.reserve(3 + items.size() * 4);
+  args.reserve(4 + items.size() * 4);
   args.push_back(prefix_);
   owned.push_back(end ? lsn_key(end) : std::string());
   args.push_back(owned.back());
   owned.push_back(std::to_string(items.size()));
+  args.push_back(owned.back());
+  owned.push_back(std::to_string(options_.aging_ms));
   args.push_back(owned.back());
   for (const auto& it : items) {
     owned.push_back(std::to_string(it.priority));
@@ -163,43 +260,69 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
     k.key.assign(list->element[i]->str, list->element[i]->len);
     const redisReply* jobs = list->element[i + 1];
     k.bodies.reserve(jobs->elements);
+    k.members.reserve(jobs->elements);
     for (size_t j = 0; j < jobs->elements; ++j) {
-      std::string_view s(jobs->element[j]->str, jobs->element[j]->len);
-      auto bar = s.find('|');
-      if (bar == std::string_view::npos) throw DataError("job without score in key " + k.key);
-      k.bodies.emplace_back(s.substr(bar + 1));
+      auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
+      k.bodies.push_back(std::move(e.body));
+      k.members.push_back(std::move(e.member));
+      k.priorities.push_back(e.priority);
+      k.enqueued_ms.push_back(e.enqueued_ms);
     }
     c.keys.push_back(std::move(k));
   }
   return c;
 }
 
-std::vector<std::string> JobQueue::ack(std::int64_t fence, const std::vector<AckItem>& items) {
+AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items) {
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
-  std::size_t total = 3;
-  for (const auto& it : items) total += 3 + it.members.size();
+  std::size_t total = 6;
+  for (const auto& it : items) total += 6 + it.members.size();
 
+  auto own = [&](std::string v) -> std::string_view {
+    owned.push_back(std::move(v));
+    return owned.back();
+  };
   std::vector<std::string_view> args;
   args.reserve(total);
   args.push_back(prefix_);
-  owned.push_back(std::to_string(fence));
-  args.push_back(owned.back());
-  owned.push_back(std::to_string(items.size()));
-  args.push_back(owned.back());
+  args.push_back(own(std::to_string(fence)));
+  args.push_back(own(std::to_string(options_.retry.initial_ms)));
+  args.push_back(own(std::to_string(options_.retry.max_ms)));
+  args.push_back(own(std::to_string(options_.retry.max_attempts)));
+  args.push_back(own(std::to_string(items.size())));
+  std::uniform_int_distribution<int> jitter(0, 1000000);
   for (const auto& it : items) {
     args.push_back(it.key);
-    owned.push_back(std::to_string(it.jobs_done));
-    args.push_back(owned.back());
-    owned.push_back(std::to_string(it.members.size()));
-    args.push_back(owned.back());
+    args.push_back(own(std::to_string(it.jobs_done)));
+    args.push_back(it.outcome == Outcome::Retry    ? "retry"
+                   : it.outcome == Outcome::Poison ? "poison"
+                                                   : "");
+    args.push_back(it.reason);
+    int j =
+        it.jitter < 0 ? jitter(rng_) : static_cast<int>(std::min(it.jitter, 1.0) * 1000000.0 + 0.5);
+    args.push_back(own(std::to_string(j)));
+    args.push_back(own(std::to_string(it.members.size())));
     for (const auto& m : it.members) args.push_back(m);
   }
   auto r = redis_.eval(ack_script(), {}, args);
-  std::vector<std::string> rejected;
-  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; ++i)
-    rejected.emplace_back(r->element[i]->str, r->element[i]->len);
-  return rejected;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) throw DataError("ack: unexpected reply");
+  AckResult out;
+  const redisReply* rej = r->element[0];
+  for (size_t i = 0; i < rej->elements; ++i)
+    out.rejected.emplace_back(rej->element[i]->str, rej->element[i]->len);
+  const redisReply* dead = r->element[1];
+  for (size_t i = 0; i + 1 < dead->elements; i += 2)
+    out.dead.push_back({std::string(reply_view(dead->element[i])), dead->element[i + 1]->integer});
+  const redisReply* del = r->element[2];
+  for (size_t i = 0; i + 2 < del->elements; i += 3)
+    out.delayed.push_back({std::string(reply_view(del->element[i])), del->element[i + 2]->integer,
+                           del->element[i + 1]->integer});
+  return out;
+}
+
+std::vector<std::string> JobQueue::ack(std::int64_t fence, const std::vector<AckItem>& items) {
+  return settle(fence, items).rejected;
 }
 
 QueueCounts JobQueue::counts() {
@@ -208,10 +331,145 @@ QueueCounts JobQueue::counts() {
   redis_.append({"ZCARD", prefix_ + ":ready"});
   redis_.append({"ZCARD", prefix_ + ":active"});
   redis_.append({"ZCARD", prefix_ + ":pending"});
+  redis_.append({"ZCARD", prefix_ + ":delayed"});
+  redis_.append({"HLEN", prefix_ + ":dead"});
+  redis_.append({"HEXISTS", prefix_ + ":meta", "paused"});
   c.ready_keys = redis_.read_reply()->integer;
   c.active_keys = redis_.read_reply()->integer;
   c.pending_jobs = redis_.read_reply()->integer;
+  c.delayed_keys = redis_.read_reply()->integer;
+  c.dead_keys = redis_.read_reply()->integer;
+  c.paused = redis_.read_reply()->integer == 1;
   return c;
+}
+
+long long JobQueue::redis_time_ms() {
+  auto t = redis_.command({"TIME"});
+  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
+  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
+         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+}
+
+QueueStats JobQueue::stats() {
+  enqueue_wait();
+  QueueStats st;
+  st.counts = counts();
+  // Every key with jobs is in exactly one of ready, active, delayed, dead: walk each set and
+  // classify its keys by their head job's priority.
+  auto classify = [&](const std::vector<std::string>& keys, long long QueueStats::Class::*state) {
+    for (std::size_t from = 0; from < keys.size(); from += 500) {
+      std::size_t to = std::min(keys.size(), from + 500);
+      for (std::size_t i = from; i < to; ++i) {
+        redis_.append({"LINDEX", prefix_ + ":k:" + keys[i], "0"});
+        redis_.append({"LLEN", prefix_ + ":k:" + keys[i]});
+      }
+      for (std::size_t i = from; i < to; ++i) {
+        auto head = redis_.read_reply();
+        auto len = redis_.read_reply();
+        if (head->type != REDIS_REPLY_STRING) continue;  // settled meanwhile
+        auto e = parse_entry(reply_view(head.get()));
+        auto& c = st.by_priority[e.priority];
+        ++(c.*state);
+        c.jobs += len->integer;
+      }
+    }
+  };
+  auto scan = [&](const char* type, const std::string& set) {
+    std::vector<std::string> keys;
+    std::string cursor = "0";
+    do {
+      auto r = redis_.command({type, set, cursor, "COUNT", "1000"});
+      cursor.assign(reply_view(r->element[0]));
+      const redisReply* els = r->element[1];
+      // ZSCAN and HSCAN return member/score or field/value pairs.
+      for (size_t i = 0; i + 1 < els->elements; i += 2)
+        keys.emplace_back(reply_view(els->element[i]));
+    } while (cursor != "0");
+    return keys;
+  };
+  classify(scan("ZSCAN", prefix_ + ":ready"), &QueueStats::Class::ready);
+  classify(scan("ZSCAN", prefix_ + ":active"), &QueueStats::Class::active);
+  classify(scan("ZSCAN", prefix_ + ":delayed"), &QueueStats::Class::delayed);
+  classify(scan("HSCAN", prefix_ + ":dead"), &QueueStats::Class::dead);
+
+  // The oldest pending commit is the head job of its key (a key's list is in commit order).
+  auto oldest = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
+  if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 1) {
+    std::string member(reply_view(oldest->element[0]));
+    st.oldest_pending_member = member;
+    if (member.size() > 17) {
+      auto head = redis_.command({"LINDEX", prefix_ + ":k:" + member.substr(17), "0"});
+      if (head->type == REDIS_REPLY_STRING) {
+        auto e = parse_entry(reply_view(head.get()));
+        st.oldest_pending_age_ms = std::max(0LL, redis_time_ms() - e.enqueued_ms);
+      }
+    }
+  }
+  return st;
+}
+
+namespace {
+DeadLetter dead_from_json(std::string key, std::string_view json) {
+  DeadLetter d;
+  d.key = std::move(key);
+  d.attempts = to_ll(json_field(json, "attempts"));
+  d.reason = json_field(json, "reason");
+  d.lsn = json_field(json, "lsn");
+  d.at_ms = to_ll(json_field(json, "at_ms"));
+  return d;
+}
+}  // namespace
+
+std::vector<DeadLetter> JobQueue::dead_letters() {
+  enqueue_wait();
+  auto r = redis_.command({"HGETALL", prefix_ + ":dead"});
+  std::vector<DeadLetter> out;
+  for (size_t i = 0; i + 1 < r->elements; i += 2)
+    out.push_back(
+        dead_from_json(std::string(reply_view(r->element[i])), reply_view(r->element[i + 1])));
+  for (auto& d : out) d.jobs = redis_.command({"LLEN", prefix_ + ":k:" + d.key})->integer;
+  std::sort(out.begin(), out.end(),
+            [](const DeadLetter& a, const DeadLetter& b) { return a.lsn < b.lsn; });
+  return out;
+}
+
+std::optional<DeadLetter> JobQueue::dead_letter(const std::string& key) {
+  enqueue_wait();
+  auto r = redis_.command({"HGET", prefix_ + ":dead", key});
+  if (r->type != REDIS_REPLY_STRING) return std::nullopt;
+  auto d = dead_from_json(key, reply_view(r.get()));
+  d.jobs = redis_.command({"LLEN", prefix_ + ":k:" + key})->integer;
+  return d;
+}
+
+std::vector<QueueEntry> JobQueue::entries(const std::string& key, long long limit) {
+  enqueue_wait();
+  auto r = redis_.command({"LRANGE", prefix_ + ":k:" + key, "0", std::to_string(limit - 1)});
+  std::vector<QueueEntry> out;
+  for (size_t i = 0; i < r->elements; ++i) out.push_back(parse_entry(reply_view(r->element[i])));
+  return out;
+}
+
+bool JobQueue::retry_dead(const std::string& key) {
+  enqueue_wait();
+  return redis_.eval(dead_script(), {}, {prefix_, "retry", key})->integer >= 0;
+}
+
+long long JobQueue::purge_dead(const std::string& key) {
+  enqueue_wait();
+  return redis_.eval(dead_script(), {}, {prefix_, "purge", key})->integer;
+}
+
+void JobQueue::set_paused(bool paused) {
+  enqueue_wait();
+  // Creating meta without an epoch would look like a Redis that lost walfold's data.
+  if (redis_.command({"HEXISTS", prefix_ + ":meta", "epoch"})->integer != 1)
+    throw DataError("redis at " + redis_.address() + " holds no queue for " + prefix_ +
+                    " yet (the reader has not started)");
+  if (paused)
+    redis_.command({"HSET", prefix_ + ":meta", "paused", "1"});
+  else
+    redis_.command({"HDEL", prefix_ + ":meta", "paused"});
 }
 
 }  // namespace walfold::queue

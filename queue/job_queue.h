@@ -1,26 +1,39 @@
 // The job queue in Redis. Key layout (all under one hash tag, so every script touches one
 // Redis Cluster slot); P = "<redis.prefix>:{<slot name>}":
-//   P:k:<ordering key>  LIST   the key's jobs in commit order, each "<score>|<job body>"
+//   P:k:<ordering key>  LIST   the key's jobs in commit order, each
+//                              "<score>:<priority>:<enqueued ms>:<member length>:<member><body>"
 //   P:ready             ZSET   ordering keys with jobs and no owner, scored by head job
 //   P:active            ZSET   claimed ordering keys, scored by lease deadline (ms)
 //   P:owner             HASH   claimed ordering key -> fence token of its claim
-//   P:lift              HASH   claimed ordering key -> most urgent score enqueued meanwhile
+//   P:lift              HASH   key not in ready (claimed, delayed, dead) -> most urgent score
+//                              enqueued meanwhile, applied when it goes back to ready
+//   P:delayed           ZSET   keys waiting out a retry backoff, scored by when they may run (ms)
+//   P:attempts          HASH   key -> failed attempts of its current head job
+//   P:dead              HASH   dead-lettered key -> JSON {attempts, reason, lsn, at_ms}; the key
+//                              is in no other set, its list and pending members stay (blocked)
 //   P:pending           ZSET   "<commit lsn hex>:<key>" for every job not yet folded (score 0,
 //                              lexicographic = LSN order): its minimum is the checkpoint
 //   P:meta              HASH   epoch (random, set by the reader: its absence means Redis lost
-//                              walfold's data), seq, fence, enqueued_end_lsn
-// Per-key order holds because a key has at most one owner and is only trimmed at its head.
+//                              walfold's data), seq, stamp (last arrival stamp), fence,
+//                              enqueued_end_lsn, paused (present: claim nothing)
+// Per-key order holds because a key has at most one owner and is only trimmed at its head; a
+// key is in exactly one of ready, active, delayed, dead while it has jobs.
+// Score = arrival stamp (Redis ms * 256, strictly increasing) + priority * aging_ms * 256: a job
+// of priority p sorts like a priority-0 job that arrived p * aging_ms later (bounded wait).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "common/lsn.h"
 #include "queue/redis.h"
+#include "queue/settings.h"  // warn_about_redis_settings(), for `walfold run` at start
 
 namespace walfold::queue {
 
@@ -31,9 +44,23 @@ struct EnqueueItem {
   std::string body;    // encode_job()
 };
 
+// One job as stored in a key's list.
+struct QueueEntry {
+  double score = 0;
+  int priority = 0;
+  long long enqueued_ms = 0;  // Redis clock when it was enqueued
+  std::string member;         // its pending member
+  std::string body;
+};
+// Parses a list entry; throws DataError on a malformed one.
+QueueEntry parse_entry(std::string_view entry);
+
 struct ClaimedKey {
   std::string key;
-  std::vector<std::string> bodies;  // job bodies, head first (score prefix stripped)
+  std::vector<std::string> bodies;   // job bodies, head first
+  std::vector<std::string> members;  // their pending members
+  std::vector<int> priorities;       // their priorities
+  std::vector<long long> enqueued_ms;
 };
 
 struct Claim {
@@ -41,19 +68,81 @@ struct Claim {
   std::vector<ClaimedKey> keys;
 };
 
+// What happened to the job after the done ones (the key's new head).
+enum class Outcome {
+  GiveBack,  // nothing wrong (or not attempted): the key goes back to ready
+  Retry,     // transient failure (MongoDB unavailable, a write error): backoff, never dead
+  Poison,    // cannot be folded (undecodable, impossible fold): backoff, dead at max_attempts
+};
+
 struct AckItem {
+  AckItem() = default;
+  AckItem(std::string k, int done, std::vector<std::string> m, Outcome o = Outcome::GiveBack,
+          std::string why = {}, double j = -1)
+      : key(std::move(k)),
+        jobs_done(done),
+        members(std::move(m)),
+        outcome(o),
+        reason(std::move(why)),
+        jitter(j) {}
   std::string key;
   int jobs_done = 0;                 // removed from the head of the key's list
   std::vector<std::string> members;  // pending members of the done jobs
+  Outcome outcome = Outcome::GiveBack;
+  std::string reason;  // for Retry/Poison: logged and kept with a dead letter
+  double jitter = -1;  // backoff fraction in [0, 1]; < 0: uniformly random (tests pin it)
+};
+
+struct AckResult {
+  struct Held {
+    std::string key;
+    long long attempts = 0;  // failed attempts of the key's head job so far
+    long long delay_ms = 0;  // backoff before it may be claimed again (delayed only)
+  };
+  std::vector<std::string> rejected;  // lease lost: untouched
+  std::vector<Held> delayed;          // waiting out a backoff
+  std::vector<Held> dead;             // went to the dead letters
+};
+
+struct RetryPolicy {
+  long long initial_ms = 100, max_ms = 60000;
+  int max_attempts = 10;  // poison failures of one head job before it is dead
+};
+
+struct QueueOptions {
+  long long aging_ms = 1000;  // priorities.aging_ms
+  RetryPolicy retry;          // workers.retry
 };
 
 struct QueueCounts {
-  long long ready_keys = 0, active_keys = 0, pending_jobs = 0;
+  long long ready_keys = 0, active_keys = 0, pending_jobs = 0, delayed_keys = 0, dead_keys = 0;
+  bool paused = false;
+};
+
+struct DeadLetter {
+  std::string key;
+  long long attempts = 0;
+  std::string reason;
+  std::string lsn;  // commit LSN of the head job, 16 hex digits ('' if unknown)
+  long long at_ms = 0;
+  long long jobs = 0;  // jobs waiting in the key (the dead one first)
+};
+
+// Counts by priority class (the head job's priority) and state, for `walfold queue stats`.
+struct QueueStats {
+  struct Class {
+    long long ready = 0, active = 0, delayed = 0, dead = 0;  // keys
+    long long jobs = 0;                                      // jobs queued in those keys
+  };
+  std::map<int, Class> by_priority;
+  QueueCounts counts;
+  std::optional<long long> oldest_pending_age_ms;  // of the oldest pending commit's job
+  std::optional<std::string> oldest_pending_member;
 };
 
 class JobQueue {
  public:
-  JobQueue(Redis& redis, std::string prefix);
+  JobQueue(Redis& redis, std::string prefix, QueueOptions options = {});
   const std::string& prefix() const { return prefix_; }
 
   // Reader side.
@@ -85,10 +174,27 @@ class JobQueue {
 
   // Worker side.
   Claim claim(int max_keys, int max_jobs, std::chrono::milliseconds lease);
-  // Returns the keys whose ack was rejected (lease lost).
+  // Settles claimed keys (queue/scripts/ack.lua): removes the done jobs, then gives each key
+  // back, delays it (Retry, Poison) or dead-letters it (Poison at the attempt limit).
+  AckResult settle(std::int64_t fence, const std::vector<AckItem>& items);
+  // The same; returns the keys whose ack was rejected (lease lost).
   std::vector<std::string> ack(std::int64_t fence, const std::vector<AckItem>& items);
 
   QueueCounts counts();
+
+  // Operators (`walfold queue`).
+  QueueStats stats();
+  std::vector<DeadLetter> dead_letters();
+  std::optional<DeadLetter> dead_letter(const std::string& key);
+  // Up to `limit` jobs of a key, head first.
+  std::vector<QueueEntry> entries(const std::string& key, long long limit);
+  // false if the key is not dead.
+  bool retry_dead(const std::string& key);
+  // Jobs dropped, or -1 if the key is not dead.
+  long long purge_dead(const std::string& key);
+  void set_paused(bool paused);
+  // Redis's clock in ms.
+  long long redis_time_ms();
 
  private:
   struct InFlight {
@@ -99,11 +205,15 @@ class JobQueue {
                                              std::deque<std::string>& owned) const;
   Redis& redis_;
   std::string prefix_;
+  QueueOptions options_;
+  std::mt19937_64 rng_;
   std::optional<InFlight> in_flight_;
   long long last_seq_ = 0;
 };
 
 // "<prefix>:{<slot>}"
 std::string queue_prefix(const std::string& redis_prefix, const std::string& slot);
+// The queue settings of a configuration (priorities.aging_ms, workers.retry).
+QueueOptions queue_options(const Config& cfg);
 
 }  // namespace walfold::queue

@@ -7,4 +7,5 @@ extern const char* const claim;
 extern const char* const ack;
 extern const char* const checkpoint;
 extern const char* const epoch;
+extern const char* const dead;
 }  // namespace walfold::queue::scripts

@@ -1,29 +1,44 @@
 -- Claim up to ARGV[2] ordering keys, the most urgent first, with up to ARGV[3] jobs each, under a
--- lease of ARGV[4] ms. Keys whose lease expired are put back first (their jobs keep their
--- scores, so priority and per-key order survive a dead worker).
--- Returns {fence, {key1, {jobs...}, key2, {jobs...}, ...}}; fence is the token the ack must show.
+-- lease of ARGV[4] ms. First, keys whose lease expired and keys whose retry backoff is over are
+-- put back in `ready` (their jobs keep their scores, so priority and per-key order survive a
+-- dead worker and a retry). Nothing is claimed while the queue is paused (`walfold queue
+-- pause`: meta field `paused`) or has no epoch. Dead keys (P:dead) are never in `ready`.
+-- Returns {fence, {key1, {entries...}, key2, {entries...}, ...}}; fence is the token the ack
+-- must show; entries are the list entries as enqueue.lua wrote them.
 local p = ARGV[1]
 local max_keys, max_jobs, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ready, active, owner = p .. ':ready', p .. ':active', p .. ':owner'
+local ready, active, owner, lift = p .. ':ready', p .. ':active', p .. ':owner', p .. ':lift'
+local meta = redis.call('HMGET', p .. ':meta', 'epoch', 'paused')
 -- No epoch: Redis lost walfold's data and the reader has not rebuilt the queue yet. Folding a
 -- job now could put a newer change of a key before an older one that is about to be replayed.
-if not redis.call('HGET', p .. ':meta', 'epoch') then return {0, {}} end
+if not meta[1] then return {0, {}} end
+
+local function requeue(key)
+  local head = redis.call('LINDEX', p .. ':k:' .. key, 0)
+  if head then
+    local score = tonumber(string.match(head, '^(%d+)'))
+    local l = redis.call('HGET', lift, key)
+    if l and tonumber(l) < score then score = tonumber(l) end
+    redis.call('ZADD', ready, string.format('%.0f', score), key)
+  end
+  redis.call('HDEL', lift, key)
+end
 
 local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, 1000)
 for _, key in ipairs(expired) do
   redis.call('ZREM', active, key)
   redis.call('HDEL', owner, key)
-  local head = redis.call('LINDEX', p .. ':k:' .. key, 0)
-  if head then
-    local score = tonumber(string.match(head, '^(%d+)|'))
-    local lift = redis.call('HGET', p .. ':lift', key)
-    if lift and tonumber(lift) < score then score = tonumber(lift) end
-    redis.call('ZADD', ready, string.format('%.0f', score), key)
-  end
-  redis.call('HDEL', p .. ':lift', key)
+  requeue(key)
 end
+local delayed = p .. ':delayed'
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+for _, key in ipairs(due) do
+  redis.call('ZREM', delayed, key)
+  requeue(key)
+end
+if meta[2] then return {0, {}} end
 
 local popped = redis.call('ZPOPMIN', ready, max_keys)
 if #popped == 0 then return {0, {}} end

@@ -1,35 +1,51 @@
 -- Enqueue a batch of jobs atomically.
 -- ARGV[1] key prefix "<prefix>:{<slot>}"; ARGV[2] end LSN (16 hex) of the last commit this batch
--- completes, or "" ; ARGV[3] number of jobs n; then n groups of 4:
---   ordering key, priority (0..255), pending member "<commit lsn hex>:<key>", job body.
--- Each job is pushed on its key's list as "<score>|<body>", score = priority * 2^45 + seq, so a
--- key's place in `ready` is its head job's score (or lower: a later higher-priority job lifts the
--- whole key, which keeps per-key order and lets urgent work through sooner).
+-- completes, or ""; ARGV[3] number of jobs n; ARGV[4] aging in ms per priority level (A); then
+-- n groups of 4: ordering key, priority p (0..255), pending member "<commit lsn hex>:<key>",
+-- job body.
+-- Each job gets an arrival stamp: Redis's clock in ms * 256, made strictly increasing (so jobs
+-- of one priority are served in arrival order), and the score stamp + p * A * 256. A job of
+-- priority p therefore sorts exactly like a priority-0 job that arrived p * A ms later: once it
+-- has waited p * A ms nothing enqueued after that can overtake it (the bounded wait).
+-- It is pushed on its key's list as "<score>:<p>:<enqueued ms>:<member length>:<member><body>".
+-- A key's place in `ready` is its head job's score (or lower: a later, more urgent job lifts the
+-- whole key, which keeps per-key order and lets urgent work through sooner). A key that is
+-- claimed, waiting out a retry backoff or dead is not in `ready`: the lift is remembered in
+-- `lift` and applied when it goes back.
 local p = ARGV[1]
-local n = tonumber(ARGV[3])
-local last = redis.call('HINCRBY', p .. ':meta', 'seq', n)
-local first = last - n + 1
-local ready, active, pending = p .. ':ready', p .. ':active', p .. ':pending'
-local i = 4
-for j = 0, n - 1 do
+local n, aging = tonumber(ARGV[3]), tonumber(ARGV[4])
+local meta = p .. ':meta'
+local last = redis.call('HINCRBY', meta, 'seq', n)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stamp = tonumber(redis.call('HGET', meta, 'stamp') or '0')
+if stamp < now * 256 then stamp = now * 256 - 1 end
+local ready, active, delayed, dead = p .. ':ready', p .. ':active', p .. ':delayed', p .. ':dead'
+local pending, lift = p .. ':pending', p .. ':lift'
+local nows = string.format('%.0f', now)
+local i = 5
+for _ = 1, n do
   local key, prio, member, body = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   i = i + 4
-  local score = prio * 35184372088832 + first + j
+  stamp = stamp + 1
+  local score = stamp + prio * aging * 256
   local s = string.format('%.0f', score)
-  redis.call('RPUSH', p .. ':k:' .. key, s .. '|' .. body)
+  redis.call('RPUSH', p .. ':k:' .. key,
+             s .. ':' .. prio .. ':' .. nows .. ':' .. #member .. ':' .. member .. body)
   redis.call('ZADD', pending, 0, member)
-  if redis.call('ZSCORE', active, key) then
-    -- Claimed right now: remember the most urgent score, applied when the key goes back.
-    local lift = redis.call('HGET', p .. ':lift', key)
-    if (not lift) or tonumber(lift) > score then redis.call('HSET', p .. ':lift', key, s) end
+  if redis.call('ZSCORE', active, key) or redis.call('ZSCORE', delayed, key) or
+      redis.call('HEXISTS', dead, key) == 1 then
+    local l = redis.call('HGET', lift, key)
+    if (not l) or tonumber(l) > score then redis.call('HSET', lift, key, s) end
   else
     redis.call('ZADD', ready, 'LT', s, key)
   end
 end
+if n > 0 then redis.call('HSET', meta, 'stamp', string.format('%.0f', stamp)) end
 if ARGV[2] ~= '' then
-  local cur = redis.call('HGET', p .. ':meta', 'enqueued_end_lsn')
+  local cur = redis.call('HGET', meta, 'enqueued_end_lsn')
   if (not cur) or cur < ARGV[2] then
-    redis.call('HSET', p .. ':meta', 'enqueued_end_lsn', ARGV[2])
+    redis.call('HSET', meta, 'enqueued_end_lsn', ARGV[2])
   end
 end
 return last

@@ -139,8 +139,7 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
     std::string list(keys->element[i]->str, keys->element[i]->len);
     auto jobs = redis.command({"LRANGE", list, "0", "-1"});
     for (size_t j = 0; j < jobs->elements; ++j) {
-      std::string e(jobs->element[j]->str, jobs->element[j]->len);
-      std::string body = e.substr(e.find('|') + 1);
+      std::string body = queue::parse_entry({jobs->element[j]->str, jobs->element[j]->len}).body;
       auto job = queue::decode_job(body);
       copy.push_back({job.key, 5, job.pending_member(), body});
     }

@@ -160,7 +160,8 @@ TEST(Errors, WrongWalLevelIsReported) {
 }
 
 TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
-  BankEnv env;
+  // Three quick attempts, then the key is dead-lettered (issue #4).
+  BankEnv env("", "  retry: {initial_ms: 10, max_ms: 50, max_attempts: 3}\n");
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   ASSERT_EQ(
       env.cmd("loadgen", {"--users", "10", "--transactions", "50", "--seed", "2", "--no-progress"})
@@ -190,6 +191,16 @@ TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   EXPECT_TRUE(contains(out, "column amount")) << out;
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "1")
       << "only the NaN job stays pending";
+  // After max_attempts the key is a dead letter: logged loudly, listed, and still pending.
+  ASSERT_TRUE(daemon.wait_for_output("DEAD LETTER: key a:1", std::chrono::seconds(60)))
+      << daemon.output();
+  auto list = env.cmd("queue", {"dead", "list"});
+  EXPECT_EQ(list.status, 0) << list.output;
+  EXPECT_TRUE(contains(list.output, "a:1")) << list.output;
+  EXPECT_TRUE(contains(list.output, "column amount")) << list.output;
+  auto status = env.cmd("status", {});
+  EXPECT_TRUE(contains(status.output, "dead keys     1")) << status.output;
+  EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "1");
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value());

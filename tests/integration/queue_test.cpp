@@ -587,7 +587,8 @@ TEST_F(QueueTest, PrefixesAreIndependent) {
   ASSERT_EQ(claimed_keys(c), (std::vector<std::string>{"k"}));
 }
 
-// 8 workers, each with its own connection, claim and ack concurrently while a producer keeps
+// 8 workers, each with its own connection, claim and ack concurrently (with random delays,
+// partial acks, releases and retries through the backoff set) while a producer keeps
 // enqueueing; every key's jobs must be processed exactly once, in order.
 TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   constexpr int kKeys = 50, kJobs = 40, kWorkers = 8;
@@ -601,7 +602,7 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   std::vector<std::string> errors;
   std::atomic<int> done_total{0};
   std::atomic<bool> stop{false};
-  std::atomic<int> partial_acks{0}, releases{0};
+  std::atomic<int> partial_acks{0}, releases{0}, retries{0};
   auto error = [&](std::string e) {
     std::lock_guard lock(mu);
     if (errors.size() < 50) errors.push_back(std::move(e));
@@ -640,7 +641,9 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   auto worker = [&](int id) {
     try {
       Redis r(redis_config());
-      JobQueue q(r, prefix_);
+      QueueOptions opts;
+      opts.retry = {5, 20, 1000};
+      JobQueue q(r, prefix_, opts);
       std::mt19937 rng(1000 + id);
       while (!stop && done_total < kTotal) {
         int max_keys = std::uniform_int_distribution<int>(1, 4)(rng);
@@ -671,6 +674,12 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
           else if (jobs_done < n)
             ++partial_acks;
           AckItem a{k.key, jobs_done, {}};
+          // Sometimes the rest failed: a retry after a short backoff (random, up to 20 ms).
+          if (jobs_done < n && std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+            a.outcome = Outcome::Retry;
+            a.reason = "test";
+            ++retries;
+          }
           for (int j = 0; j < jobs_done; ++j) {
             const std::string& body = k.bodies[j];
             auto p1 = body.find("|seq=");
@@ -741,6 +750,7 @@ TEST_F(QueueTest, StrictPerKeyOrderUnderConcurrency) {
   // The run exercised what it is meant to: partial acks and releases.
   EXPECT_GT(partial_acks.load(), 0);
   EXPECT_GT(releases.load(), 0);
+  EXPECT_GT(retries.load(), 0);
 
   std::vector<int> expected(kJobs);
   for (int i = 0; i < kJobs; ++i) expected[i] = i;

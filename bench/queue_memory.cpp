@@ -1,0 +1,160 @@
+// Sustained enqueue/claim/ack load against a real Redis, printing Redis's used_memory every few
+// seconds: finished jobs must leave nothing behind, so memory stays flat (issue #4). Not run in
+// CI; results in bench/README.md.
+//
+//   bench_queue_memory --port P [--host H] [--minutes M] [--rate JOBS_PER_S] [--every S]
+//   bench_queue_memory --port P --fill N     memory per queued job: N jobs, no workers
+//
+// One producer enqueues jobs of ~200 bytes over 20,000 accounts at a steady rate, in batches,
+// with mixed priorities; two workers claim, "fold" and acknowledge them; 1% of settlements are
+// transient failures (the key waits out a backoff and is retried), so the delayed and attempts
+// structures are exercised too. The queue prefix is removed at the end.
+#include <unistd.h>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/lsn.h"
+#include "queue/job_queue.h"
+#include "queue/redis.h"
+
+using namespace walfold;
+using namespace std::chrono;
+
+int main(int argc, char** argv) {
+  RedisConfig rc;
+  double minutes = 10, every = 10;
+  int rate = 5000;
+  long long fill = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--host")
+      rc.host = argv[i + 1];
+    else if (a == "--port")
+      rc.port = std::atoi(argv[i + 1]);
+    else if (a == "--minutes")
+      minutes = std::atof(argv[i + 1]);
+    else if (a == "--rate")
+      rate = std::atoi(argv[i + 1]);
+    else if (a == "--every")
+      every = std::atof(argv[i + 1]);
+    else if (a == "--fill")
+      fill = std::atoll(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 64;
+    }
+  }
+  const std::string prefix = queue::queue_prefix("bench" + std::to_string(::getpid()), "mem");
+  queue::Redis admin(rc);
+  queue::QueueOptions opts;
+  opts.retry = {50, 1000, 10};
+  queue::JobQueue(admin, prefix, opts).ensure_epoch("bench");
+
+  auto used = [&] {
+    auto info = admin.command({"INFO", "memory"});
+    std::string s(info->str, info->len);
+    auto at = s.find("used_memory:");
+    return std::atoll(s.c_str() + at + std::strlen("used_memory:"));
+  };
+  auto cleanup = [&] {
+    auto keys = admin.command({"KEYS", prefix + ":*"});
+    for (size_t i = 0; i < keys->elements; ++i)
+      admin.command({"DEL", std::string(keys->element[i]->str, keys->element[i]->len)});
+  };
+  if (fill > 0) {
+    queue::JobQueue q(admin, prefix, opts);
+    const std::string body(200, 'j');
+    const long long before = used();
+    std::mt19937 rng(1);
+    for (Lsn lsn = 1; lsn <= static_cast<Lsn>(fill);) {
+      std::vector<queue::EnqueueItem> items;
+      for (int i = 0; i < 1000 && lsn <= static_cast<Lsn>(fill); ++i, ++lsn) {
+        std::string key = "a:" + std::to_string(rng() % 20000);
+        items.push_back({key, static_cast<int>(rng() % 8), lsn_key(lsn) + ":" + key, body});
+      }
+      q.enqueue(items, lsn);
+    }
+    const long long after = used();
+    std::printf(
+        "%lld jobs with 200-byte bodies over 20000 keys: used_memory +%lld bytes, %.0f "
+        "bytes per job (%.0f besides the body)\n",
+        fill, after - before, double(after - before) / double(fill),
+        double(after - before) / double(fill) - 200);
+    cleanup();
+    return 0;
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<long long> enqueued{0}, folded{0}, retried{0};
+  const auto end = steady_clock::now() + duration<double>(minutes * 60);
+
+  std::thread producer([&] {
+    queue::Redis r(rc);
+    queue::JobQueue q(r, prefix, opts);
+    std::mt19937 rng(1);
+    const std::string body(200, 'j');
+    Lsn lsn = 1;
+    const int batch = 250;
+    auto next = steady_clock::now();
+    while (!stop) {
+      std::vector<queue::EnqueueItem> items;
+      for (int i = 0; i < batch; ++i, ++lsn) {
+        std::string key = "a:" + std::to_string(rng() % 20000);
+        items.push_back({key, static_cast<int>(rng() % 8), lsn_key(lsn) + ":" + key, body});
+      }
+      q.enqueue(items, lsn);
+      enqueued += batch;
+      next += microseconds(1000000LL * batch / rate);
+      std::this_thread::sleep_until(next);
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 2; ++w)
+    workers.emplace_back([&, w] {
+      queue::Redis r(rc);
+      queue::JobQueue q(r, prefix, opts);
+      std::mt19937 rng(100 + w);
+      while (!stop) {
+        auto c = q.claim(64, 32, milliseconds(30000));
+        if (c.keys.empty()) {
+          std::this_thread::sleep_for(milliseconds(2));
+          continue;
+        }
+        std::vector<queue::AckItem> acks;
+        for (const auto& k : c.keys) {
+          if (rng() % 100 == 0) {
+            acks.push_back({k.key, 0, {}, queue::Outcome::Retry, "bench: transient"});
+            ++retried;
+          } else {
+            acks.push_back({k.key, static_cast<int>(k.bodies.size()), k.members});
+            folded += static_cast<long long>(k.bodies.size());
+          }
+        }
+        q.settle(c.fence, acks);
+      }
+    });
+
+  const auto start = steady_clock::now();
+  std::printf("%8s %12s %12s %10s %8s %14s\n", "seconds", "enqueued", "folded", "pending",
+              "retried", "used_memory");
+  while (steady_clock::now() < end) {
+    auto pending = admin.command({"ZCARD", prefix + ":pending"})->integer;
+    std::printf("%8.0f %12lld %12lld %10lld %8lld %14lld\n",
+                duration<double>(steady_clock::now() - start).count(), enqueued.load(),
+                folded.load(), pending, retried.load(), used());
+    std::fflush(stdout);
+    std::this_thread::sleep_for(duration<double>(every));
+  }
+  stop = true;
+  producer.join();
+  for (auto& t : workers) t.join();
+  cleanup();
+  return 0;
+}

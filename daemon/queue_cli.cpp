@@ -1,0 +1,232 @@
+#include "daemon/queue_cli.h"
+
+#include <spdlog/spdlog.h>
+#include <sysexits.h>
+
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/lsn.h"
+#include "common/timestamp.h"
+#include "queue/job.h"
+#include "queue/job_queue.h"
+
+namespace walfold::daemon {
+namespace {
+
+Lsn lsn_from_hex(const std::string& hex) {
+  Lsn v = 0;
+  for (char c : hex) {
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    v = (v << 4) | static_cast<Lsn>(d);
+  }
+  return v;
+}
+
+std::string age(long long ms) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << " s";
+  return os.str();
+}
+
+// Printable: control and non-ASCII bytes as \xNN, at most `max` bytes.
+std::string printable(std::string_view s, std::size_t max = 120) {
+  std::string out;
+  static const char* hex = "0123456789abcdef";
+  for (std::size_t i = 0; i < s.size() && i < max; ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+std::string summarize(const queue::Change& c) {
+  const auto& row = c.new_row.empty() ? c.old_row : c.new_row;
+  std::string s = std::string(model_name(c.model)) + " " + c.op;
+  for (std::size_t f = 0; f < row.size(); ++f) {
+    if (row[f].kind == queue::Value::Missing) continue;
+    s += " " + std::string(queue::field_name(c.model, static_cast<int>(f))) + "=";
+    s += row[f].kind == queue::Value::Text   ? printable(row[f].text, 40)
+         : row[f].kind == queue::Value::Null ? "NULL"
+                                             : "(unchanged)";
+  }
+  return s;
+}
+
+}  // namespace
+
+QueueCli::QueueCli(CLI::App& app, std::string& config_path) {
+  queue_ = app.add_subcommand(
+      "queue", "Job queue in Redis: counts, dead letters, pause/resume (see walfold(1))");
+  queue_->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  queue_->require_subcommand(1);
+  auto sub = [&](CLI::App* parent, const char* name, const char* help) {
+    auto* s = parent->add_subcommand(name, help);
+    s->fallthrough();  // -c may come after the subcommand too
+    return s;
+  };
+  stats_ = sub(queue_, "stats",
+               "Keys by priority class (of their head job) and state, pending jobs, oldest age");
+  pause_ = sub(queue_, "pause", "Workers claim nothing until `queue resume`; the reader goes on");
+  resume_ = sub(queue_, "resume", "Undo `queue pause`");
+  dead_ = sub(queue_, "dead", "Dead letters: keys whose head job could not be folded");
+  dead_->require_subcommand(1);
+  list_ = sub(dead_, "list", "Every dead key with its attempts, LSN and reason");
+  inspect_ = sub(dead_, "inspect", "One dead key: reason, attempts and its jobs, decoded");
+  inspect_->add_option("key", key_, "Ordering key, e.g. a:42")->required();
+  inspect_->add_option("--jobs", jobs_, "Jobs to show")->capture_default_str();
+  retry_ = sub(dead_, "retry", "Put dead keys back in the queue (after fixing the cause)");
+  retry_->add_option("key", key_, "Ordering key");
+  retry_->add_flag("--all", all_, "Every dead key");
+  purge_ = sub(dead_, "purge",
+               "Drop dead keys' jobs: their changes are missing from the read model until "
+               "`walfold reconcile --repair`");
+  purge_->add_option("key", key_, "Ordering key");
+  purge_->add_flag("--all", all_, "Every dead key");
+  purge_->add_flag("--yes", yes_, "Confirm that the changes are dropped");
+}
+
+int QueueCli::run(const Config& cfg, std::ostream& out) {
+  queue::Redis redis(cfg.redis);
+  queue::JobQueue q(redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot),
+                    queue::queue_options(cfg));
+  if (*stats_) {
+    auto st = q.stats();
+    const auto& c = st.counts;
+    out << "queue          " << q.prefix() << " at " << redis.address()
+        << (c.paused ? "  PAUSED (walfold queue resume)" : "") << "\n"
+        << "pending jobs   " << c.pending_jobs << "\n"
+        << "keys           ready " << c.ready_keys << ", active " << c.active_keys << ", delayed "
+        << c.delayed_keys << ", dead " << c.dead_keys << "\n"
+        << "oldest job     ";
+    if (st.oldest_pending_member) {
+      out << "commit " << format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))
+          << " key " << st.oldest_pending_member->substr(17);
+      if (st.oldest_pending_age_ms)
+        out << ", enqueued " << age(*st.oldest_pending_age_ms) << " ago";
+      out << "\n";
+    } else {
+      out << "-\n";
+    }
+    out << "\npriority   ready  active delayed    dead      jobs\n";
+    for (const auto& [p, k] : st.by_priority)
+      out << std::setw(8) << p << std::setw(8) << k.ready << std::setw(8) << k.active
+          << std::setw(8) << k.delayed << std::setw(8) << k.dead << std::setw(10) << k.jobs << "\n";
+    if (c.dead_keys > 0)
+      out << "\n" << c.dead_keys << " dead key(s) block their accounts: walfold queue dead list\n";
+    return 0;
+  }
+  if (*pause_ || *resume_) {
+    const bool pause = static_cast<bool>(*pause_);
+    q.set_paused(pause);
+    out << "queue " << q.prefix()
+        << (pause ? " paused: workers claim nothing (the reader "
+                    "goes on enqueueing); `walfold queue resume`"
+                  : " resumed")
+        << "\n";
+    spdlog::info("queue {} {}", q.prefix(), pause ? "paused" : "resumed");
+    return 0;
+  }
+  if (*list_) {
+    auto dead = q.dead_letters();
+    if (dead.empty()) {
+      out << "no dead letters\n";
+      return 0;
+    }
+    out << "key                  attempts  commit LSN         jobs  reason\n";
+    for (const auto& d : dead)
+      out << std::left << std::setw(20) << d.key << std::right << std::setw(9) << d.attempts << "  "
+          << std::left << std::setw(17)
+          << (d.lsn.empty() ? std::string("?") : format_lsn(lsn_from_hex(d.lsn))) << std::right
+          << std::setw(6) << d.jobs << "  " << printable(d.reason, 200) << "\n";
+    return 0;
+  }
+  if (*inspect_) {
+    auto d = q.dead_letter(key_);
+    if (!d) {
+      out << "key " << key_ << " is not dead\n";
+      return 1;
+    }
+    auto now = q.redis_time_ms();
+    out << "key        " << d->key << "\n"
+        << "attempts   " << d->attempts << "\n"
+        << "dead since " << age(now - d->at_ms) << " ago\n"
+        << "reason     " << printable(d->reason, 2000) << "\n"
+        << "jobs       " << d->jobs << " (the first is the one that failed; the others wait)\n";
+    int i = 0;
+    for (const auto& e : q.entries(key_, jobs_)) {
+      out << "\n#" << ++i << " commit "
+          << format_lsn(
+                 lsn_from_hex(e.member.substr(0, std::min<std::size_t>(16, e.member.size()))))
+          << " priority " << e.priority << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
+      try {
+        auto job = queue::decode_job(e.body);
+        out << "   committed " << format_timestamp_us(job.commit_time_us) << ", "
+            << job.changes.size() << " change(s)\n";
+        for (const auto& c : job.changes) out << "   " << summarize(c) << "\n";
+      } catch (const DataError& err) {
+        out << "   undecodable (" << err.what() << "): " << printable(e.body) << "\n";
+      }
+    }
+    if (d->jobs > i) out << "\n(" << d->jobs - i << " more; --jobs N shows more)\n";
+    return 0;
+  }
+  if (*retry_ || *purge_) {
+    if (all_ == !key_.empty()) {
+      out << "name one dead key or --all\n";
+      return EX_USAGE;
+    }
+    std::vector<std::string> keys;
+    if (all_)
+      for (const auto& d : q.dead_letters()) keys.push_back(d.key);
+    else
+      keys.push_back(key_);
+    if (*purge_ && !yes_) {
+      out << "purge drops every job of " << (all_ ? "every dead key" : "key " + key_)
+          << " and lets the checkpoint move past them: those changes will be MISSING from the "
+             "read model until `walfold reconcile --repair` (or --full). Add --yes to do it.\n";
+      return EX_USAGE;
+    }
+    int missing = 0;
+    for (const auto& k : keys) {
+      if (*retry_) {
+        if (q.retry_dead(k)) {
+          out << "key " << k << " is back in the queue\n";
+          spdlog::info("queue: dead key {} retried by an operator", k);
+        } else {
+          out << "key " << k << " is not dead\n";
+          ++missing;
+        }
+      } else {
+        auto n = q.purge_dead(k);
+        if (n < 0) {
+          out << "key " << k << " is not dead\n";
+          ++missing;
+        } else {
+          out << "key " << k << ": " << n
+              << " job(s) dropped; its changes are missing from the read model until "
+                 "`walfold reconcile --repair`\n";
+          spdlog::warn(
+              "queue: dead key {} purged by an operator: {} job(s) dropped; the read model "
+              "misses them until `walfold reconcile --repair`",
+              k, n);
+        }
+      }
+    }
+    if (all_ && keys.empty()) out << "no dead letters\n";
+    return missing ? 1 : 0;
+  }
+  return EX_USAGE;
+}
+
+}  // namespace walfold::daemon
