@@ -341,13 +341,9 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
     }
     bool written;
     if (truth_doc) {
-      auto filter = make_bson();
-      if (m) {
-        bson_copy_to(m->cas.get(), filter.get());
-      } else {
-        BSON_APPEND_INT64(filter.get(), "_id", id);
-      }
-      written = cas_write(pool, client, coll, filter, *truth_doc, /*replace=*/true);
+      auto by_id = make_bson();
+      BSON_APPEND_INT64(by_id.get(), "_id", id);
+      written = cas_write(pool, client, coll, m ? m->cas : by_id, *truth_doc, /*replace=*/true);
     } else {
       written = cas_write(pool, client, coll, m->cas, tombstone_update(guard_field, guard),
                           /*replace=*/false);
