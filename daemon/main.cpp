@@ -173,6 +173,7 @@ int checkpoints_command(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  projections::route_mongoc_logs();  // before anything initialises libmongoc
   CLI::App app{
       "walfold: sync a bank's PostgreSQL write model into a MongoDB read model through "
       "logical replication and a Redis job queue"};

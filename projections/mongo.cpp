@@ -1,5 +1,7 @@
 #include "projections/mongo.h"
 
+#include <spdlog/spdlog.h>
+
 #include <mutex>
 
 #include "common/error.h"
@@ -14,9 +16,34 @@ std::string bson_json(const bson_t* b) {
   return out;
 }
 
+void route_mongoc_logs() {
+  // libmongoc's own warnings (e.g. "Falling back to malloc for counters") go through walfold's
+  // logger, with its levels and format, instead of being printed raw into stdout or stderr.
+  mongoc_log_set_handler(
+      [](mongoc_log_level_t level, const char* domain, const char* message, void*) {
+        switch (level) {
+          case MONGOC_LOG_LEVEL_ERROR:
+          case MONGOC_LOG_LEVEL_CRITICAL:
+            spdlog::error("libmongoc {}: {}", domain, message);
+            break;
+          case MONGOC_LOG_LEVEL_WARNING:
+            spdlog::warn("libmongoc {}: {}", domain, message);
+            break;
+          case MONGOC_LOG_LEVEL_MESSAGE:
+          case MONGOC_LOG_LEVEL_INFO:
+            spdlog::debug("libmongoc {}: {}", domain, message);
+            break;
+          default:
+            spdlog::trace("libmongoc {}: {}", domain, message);
+        }
+      },
+      nullptr);
+}
+
 void mongo_global_init() {
   static std::once_flag once;
   std::call_once(once, [] {
+    route_mongoc_logs();
     mongoc_init();
     std::atexit(mongoc_cleanup);
   });

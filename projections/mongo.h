@@ -44,8 +44,10 @@ inline Bson make_bson() {
 }
 std::string bson_json(const bson_t* b);
 
-// Call once per process before any other libmongoc use (idempotent, thread-safe).
+// Call once per process before any other libmongoc use (idempotent, thread-safe). Routes
+// libmongoc's log messages to spdlog (route_mongoc_logs) before initialising it.
 void mongo_global_init();
+void route_mongoc_logs();
 
 class MongoPool {
  public:
