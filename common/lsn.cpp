@@ -31,4 +31,15 @@ std::string lsn_key(Lsn lsn) {
   return buf;
 }
 
+std::optional<Lsn> parse_lsn_key(std::string_view hex) {
+  if (hex.size() != 16) return std::nullopt;
+  Lsn v = 0;
+  for (char c : hex) {
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = (v << 4) | static_cast<Lsn>(d);
+  }
+  return v;
+}
+
 }  // namespace walfold

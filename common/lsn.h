@@ -17,5 +17,7 @@ std::string format_lsn(Lsn lsn);
 std::optional<Lsn> parse_lsn(std::string_view text);
 // 16 fixed-width lowercase hex digits: sorts lexicographically in LSN order (Redis keys).
 std::string lsn_key(Lsn lsn);
+// The inverse of lsn_key: exactly 16 lowercase hex digits, nullopt on anything else.
+std::optional<Lsn> parse_lsn_key(std::string_view hex);
 
 }  // namespace walfold

@@ -16,14 +16,8 @@
 namespace walfold::daemon {
 namespace {
 
-Lsn lsn_from_hex(const std::string& hex) {
-  Lsn v = 0;
-  for (char c : hex) {
-    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-    if (d < 0) return 0;
-    v = (v << 4) | static_cast<Lsn>(d);
-  }
-  return v;
+Lsn lsn_from_hex(std::string_view hex) {
+  return parse_lsn_key(hex).value_or(0);
 }
 
 std::string age(long long ms) {

@@ -130,22 +130,12 @@ std::size_t Worker::run_once() {
         spdlog::error(
             "worker {}: key {}: the job at commit LSN {} cannot be folded (attempt {} of {}): "
             "{}; the key is retried in {} ms, its later jobs wait",
-            index_, d.key, format_lsn(lsn_from_key(lsn)), d.attempts,
+            index_, d.key, format_lsn(parse_lsn_key(lsn).value_or(0)), d.attempts,
             cfg_.workers.retry.max_attempts, w.reason, d.delay_ms);
   }
   report(settled, "");
   progress_.jobs_folded += done;
   return done;
-}
-
-Lsn Worker::lsn_from_key(const std::string& hex) {
-  Lsn v = 0;
-  for (char c : hex) {
-    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-    if (d < 0) return 0;
-    v = (v << 4) | static_cast<Lsn>(d);
-  }
-  return v;
 }
 
 void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
@@ -156,7 +146,8 @@ void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
         "jobs wait and the checkpoint stays before it. Inspect: `walfold queue dead inspect {}`; "
         "then `walfold queue dead retry {}` (after a fix) or `purge` (loses its changes until "
         "`walfold reconcile --repair`)",
-        d.key, d.attempts, dl && !dl->lsn.empty() ? format_lsn(lsn_from_key(dl->lsn)) : "?",
+        d.key, d.attempts,
+        dl && !dl->lsn.empty() ? format_lsn(parse_lsn_key(dl->lsn).value_or(0)) : "?",
         dl ? dl->reason : std::string("?"), d.key, d.key);
   }
   if (!batch_error.empty())

@@ -35,7 +35,6 @@ class Worker {
   std::unique_ptr<queue::JobQueue> queue_;
   int isolate_ = 0;  // claims left that take one key at a time (after a batch-wide failure)
 
-  static Lsn lsn_from_key(const std::string& hex);
   // Logs keys that went to the dead letters (ERROR) and, for a batch-wide error, the backoffs.
   void report(const queue::AckResult& r, const std::string& batch_error);
 };

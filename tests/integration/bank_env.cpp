@@ -262,6 +262,15 @@ void expect_verify_clean(const BankEnv& env) {
   EXPECT_TRUE(r.output.empty()) << "reconcile --verify printed drift:\n" << shown;
 }
 
+Lsn slot_confirmed(const BankEnv& env) {
+  auto v = pg_scalar(
+      env.dsn,
+      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
+  auto l = parse_lsn(v);
+  if (!l) throw std::runtime_error("no confirmed_flush_lsn: '" + v + "'");
+  return *l;
+}
+
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra) {
   std::vector<std::string> args{"--stop-at-lsn", "current"};
   args.insert(args.end(), extra.begin(), extra.end());

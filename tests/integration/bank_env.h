@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/decimal.h"
+#include "common/lsn.h"
 #include "tests/harness/servers.h"
 
 namespace walfold::test {
@@ -92,6 +93,8 @@ void expect_reports_identical(const BankEnv& env);
 // failure shows the drift it printed and its log (stderr is kept apart so the log lines do
 // not count as output).
 void expect_verify_clean(const BankEnv& env);
+// The slot's confirmed_flush_lsn (throws when the slot is missing).
+Lsn slot_confirmed(const BankEnv& env);
 // `walfold run --stop-at-lsn current` (plus extra arguments) exits 0.
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {});
 

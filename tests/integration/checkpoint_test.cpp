@@ -46,11 +46,8 @@ void wait_ok(Process& p, int seconds = 180) {
   ASSERT_EQ(*st, 0) << p.output();
 }
 
-std::string slot_confirmed(const BankEnv& env) {
-  return pg_scalar(env.dsn,
-                   "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE "
-                   "slot_name = '" +
-                       env.name + "'");
+std::string slot_confirmed_text(const BankEnv& env) {
+  return format_lsn(slot_confirmed(env));
 }
 
 // The LSNs listed by `walfold checkpoints`, oldest first.
@@ -122,11 +119,11 @@ TEST(Checkpoint, SavedInMongoAndStateDirAndNeverBehindTheSlot) {
   auto lsns = history_lsns(env);
   ASSERT_GE(lsns.size(), 2u);
   // The newest saved checkpoint is exactly what PostgreSQL confirmed.
-  EXPECT_EQ(lsns.back(), slot_confirmed(env));
+  EXPECT_EQ(lsns.back(), slot_confirmed_text(env));
   std::ifstream state(env.dir + "/state/" + env.name + ".checkpoint");
   std::stringstream text;
   text << state.rdbuf();
-  EXPECT_TRUE(contains(text.str(), "lsn=" + slot_confirmed(env))) << text.str();
+  EXPECT_TRUE(contains(text.str(), "lsn=" + slot_confirmed_text(env))) << text.str();
   EXPECT_TRUE(contains(text.str(), "system_id=")) << text.str();
   verify_clean(env);
 }
@@ -206,7 +203,7 @@ TEST(Reconcile, FromLsnReplaysAReplayableLsnAndRefusesATooOldOne) {
   // The newest saved checkpoint is where the slot is: nothing enqueued was confirmed.
   auto lsns = history_lsns(env);
   const std::string x = lsns.back();
-  ASSERT_EQ(x, slot_confirmed(env)) << env.cmd("checkpoints").output;
+  ASSERT_EQ(x, slot_confirmed_text(env)) << env.cmd("checkpoints").output;
   ASSERT_LT(*parse_lsn(too_old), *parse_lsn(x));
   ASSERT_GT(std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"})), 0);
   auto keys = redis_cmd({"KEYS", env.queue_prefix() + ":k:*"});
@@ -302,14 +299,13 @@ TEST(Truncate, TruncateOfABankTableRebuildsTheReadModel) {
 TEST(Heartbeat, IdleTablesStillAdvanceTheSlot) {
   BankEnv env("", "", "  heartbeat_interval_ms: 200\n");
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  const std::string before = slot_confirmed(env);
+  const Lsn before = slot_confirmed(env);
   Process daemon({walfold_binary(), "--log-level", "debug", "run", "--config", env.config_path});
   ASSERT_TRUE(daemon.wait_for_output("reader: heartbeat", std::chrono::seconds(30)))
       << daemon.output();
   // The heartbeats themselves are WAL in this database: the slot moves with no table writes.
-  EXPECT_TRUE(wait_until([&] { return *parse_lsn(slot_confirmed(env)) > *parse_lsn(before); },
-                         std::chrono::seconds(30)))
-      << before << " " << slot_confirmed(env);
+  EXPECT_TRUE(wait_until([&] { return slot_confirmed(env) > before; }, std::chrono::seconds(30)))
+      << format_lsn(before) << " " << format_lsn(slot_confirmed(env));
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value());

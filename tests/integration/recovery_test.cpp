@@ -89,15 +89,6 @@ TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
   run.finish();
 }
 
-Lsn slot_confirmed(const BankEnv& env) {
-  auto v = pg_scalar(
-      env.dsn,
-      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
-  auto l = parse_lsn(v);
-  if (!l) throw std::runtime_error("no confirmed_flush_lsn: '" + v + "'");
-  return *l;
-}
-
 long long pending_jobs(const BankEnv& env) {
   return std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}));
 }

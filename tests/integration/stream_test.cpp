@@ -12,15 +12,6 @@
 namespace walfold::test {
 namespace {
 
-Lsn slot_confirmed(const BankEnv& env) {
-  auto v = pg_scalar(
-      env.dsn,
-      "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" + env.name + "'");
-  auto l = parse_lsn(v);
-  if (!l) throw std::runtime_error("no confirmed_flush_lsn: '" + v + "'");
-  return *l;
-}
-
 TEST(Stream, ReaderAloneNeverConfirmsUnfoldedWork) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
