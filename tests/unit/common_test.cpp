@@ -380,6 +380,15 @@ TEST(Lsn, ParseRejects) {
   }
 }
 
+TEST(Lsn, ParseKeyTakesExactlySixteenLowercaseHexDigits) {
+  EXPECT_EQ(parse_lsn_key("00000016b374d848"), 0x16B374D848ULL);
+  EXPECT_EQ(parse_lsn_key(""), std::nullopt);
+  EXPECT_EQ(parse_lsn_key("16b374d848"), std::nullopt);         // not fixed width
+  EXPECT_EQ(parse_lsn_key("00000016B374D848"), std::nullopt);   // uppercase
+  EXPECT_EQ(parse_lsn_key("00000016b374d84g"), std::nullopt);   // not hex
+  EXPECT_EQ(parse_lsn_key("00000016b374d8480"), std::nullopt);  // too long
+}
+
 TEST(Lsn, KeyIsFixedWidthLowercaseHexAndSortsLikeNumbers) {
   EXPECT_EQ(lsn_key(0), "0000000000000000");
   EXPECT_EQ(lsn_key(0x16B374D848ULL), "00000016b374d848");
@@ -392,6 +401,7 @@ TEST(Lsn, KeyIsFixedWidthLowercaseHexAndSortsLikeNumbers) {
   for (Lsn v : values) {
     auto k = lsn_key(v);
     ASSERT_EQ(k.size(), 16u);
+    EXPECT_EQ(parse_lsn_key(k), v) << k;  // round trip
     for (char c : k) EXPECT_TRUE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << k;
   }
   std::vector<Lsn> by_number = values;
