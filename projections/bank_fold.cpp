@@ -104,12 +104,7 @@ Decimal add(const Job& job, const Decimal& a, const Decimal& b, const std::strin
 Bson guarded_filter(std::int64_t id, const std::string& guard, Lsn lsn) {
   auto f = make_bson();
   BSON_APPEND_INT64(f.get(), "_id", id);
-  bson_t g, n;
-  bson_append_document_begin(f.get(), guard.c_str(), -1, &g);
-  bson_append_document_begin(&g, "$not", -1, &n);
-  BSON_APPEND_INT64(&n, "$gte", static_cast<std::int64_t>(lsn));
-  bson_append_document_end(&g, &n);
-  bson_append_document_end(f.get(), &g);
+  append_lsn_not(f.get(), guard.c_str(), "$gte", lsn);
   return f;
 }
 
@@ -431,16 +426,9 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     plan.users.push_back(ensure_user(user_id));
     Statement s;
     s.filter = guarded_filter(user_id, acct_path, lsn);
-    {
-      // A user document loaded from a snapshot (reconcile/) carries floor_lsn: no account's job
-      // below it applies, including accounts the user no longer had at the snapshot.
-      bson_t g, n;
-      bson_append_document_begin(s.filter.get(), "floor_lsn", -1, &g);
-      bson_append_document_begin(&g, "$not", -1, &n);
-      BSON_APPEND_INT64(&n, "$gte", static_cast<std::int64_t>(lsn));
-      bson_append_document_end(&g, &n);
-      bson_append_document_end(s.filter.get(), &g);
-    }
+    // A user document loaded from a snapshot (reconcile/) carries floor_lsn: no account's job
+    // below it applies, including accounts the user no longer had at the snapshot.
+    append_lsn_not(s.filter.get(), "floor_lsn", "$gte", lsn);
     s.update = make_bson();
     bool any_count = false;
     for (auto& [cur, n] : ud.counts) any_count = any_count || n != 0;

@@ -110,6 +110,15 @@ void MongoPool::ping() {
   if (!ok) throw UnavailableError("mongodb at " + address_ + " is unreachable: " + err.message);
 }
 
+void append_lsn_not(bson_t* filter, const char* field, const char* op, Lsn lsn) {
+  bson_t w, n;
+  bson_append_document_begin(filter, field, -1, &w);
+  bson_append_document_begin(&w, "$not", -1, &n);
+  BSON_APPEND_INT64(&n, op, static_cast<std::int64_t>(lsn));
+  bson_append_document_end(&w, &n);
+  bson_append_document_end(filter, &w);
+}
+
 void append_decimal(bson_t* doc, const char* key, const Decimal& d) {
   bson_decimal128_t dec;
   std::string s = d.to_string();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/decimal.h"
+#include "common/lsn.h"
 
 #include "config/config.h"
 
@@ -96,6 +97,10 @@ struct Statement {
 // UnavailableError when MongoDB cannot be reached, std::runtime_error on write errors.
 void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
                 std::vector<Statement>& statements, bool ordered);
+
+// Appends {<field>: {$not: {<op>: lsn}}} to a filter: true when the field is below (for "$gte")
+// or not above (for "$gt") the LSN, and also when it is missing. The shape of every LSN guard.
+void append_lsn_not(bson_t* filter, const char* field, const char* op, Lsn lsn);
 
 // Decimal -> Decimal128 (exact: the text keeps its scale).
 void append_decimal(bson_t* doc, const char* key, const Decimal& d);

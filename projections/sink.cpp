@@ -5,19 +5,6 @@
 #include "common/error.h"
 
 namespace walfold::projections {
-namespace {
-
-// {<field>: {$not: {<op>: lsn}}} (also true when the field is missing)
-void append_not(bson_t* filter, const char* field, const char* op, Lsn lsn) {
-  bson_t w, n;
-  bson_append_document_begin(filter, field, -1, &w);
-  bson_append_document_begin(&w, "$not", -1, &n);
-  BSON_APPEND_INT64(&n, op, static_cast<std::int64_t>(lsn));
-  bson_append_document_end(&w, &n);
-  bson_append_document_end(filter, &w);
-}
-
-}  // namespace
 MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
 
 std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
@@ -103,7 +90,7 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   // Only what jobs up to `lsn` wrote: a later job of this account whose transactions document
   // is written but whose account update is not yet (another worker, after our lease expired)
   // must not enter the window twice.
-  append_not(filter.get(), "applied_lsn", "$gt", lsn);
+  append_lsn_not(filter.get(), "applied_lsn", "$gt", lsn);
   auto opts = make_bson();
   bson_t sort;
   bson_append_document_begin(opts.get(), "sort", -1, &sort);
@@ -175,8 +162,8 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   BSON_APPEND_INT64(s.filter.get(), "_id", account_id);
   // Not when the window was recomputed later, nor when the account already holds a later job
   // (whose own fold keeps the window: a late recompute from an expired lease would undo it).
-  append_not(s.filter.get(), "window_lsn", "$gt", lsn);
-  append_not(s.filter.get(), "applied_lsn", "$gt", lsn);
+  append_lsn_not(s.filter.get(), "window_lsn", "$gt", lsn);
+  append_lsn_not(s.filter.get(), "applied_lsn", "$gt", lsn);
   s.update = make_bson();
   BSON_APPEND_DOCUMENT(s.update.get(), "$set", set.get());
   out.push_back(std::move(s));

@@ -307,12 +307,7 @@ class Loader {
     flush();
     projections::Collection coll(client_.collection(collection_));
     auto filter = make_bson();
-    bson_t g, n;
-    bson_append_document_begin(filter.get(), guard_field, -1, &g);
-    bson_append_document_begin(&g, "$not", -1, &n);
-    BSON_APPEND_INT64(&n, "$gte", static_cast<std::int64_t>(guard));
-    bson_append_document_end(&g, &n);
-    bson_append_document_end(filter.get(), &g);
+    projections::append_lsn_not(filter.get(), guard_field, "$gte", guard);
     auto update = make_bson();
     bson_t set;
     bson_append_document_begin(update.get(), "$set", -1, &set);
