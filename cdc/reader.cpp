@@ -311,13 +311,9 @@ class Reader::Session {
     auto local = store.load_state_dir();
     if (!slot.exists) {
       if (saved || local || skip_through_ != 0) {
-        const auto& c = saved ? *saved : local ? *local : checkpoint::Checkpoint{};
-        throw DataError(
-            "replication slot '" + cfg_.postgres.slot + "' is gone: walfold's checkpoint is at " +
-            format_lsn(c.lsn) + " (slot created at " + format_lsn(c.identity.created_lsn) + " on " +
-            checkpoint::format_time_ms(c.identity.created_at_ms) +
-            "), and the changes after it cannot be streamed any more. Refusing to skip ahead: "
-            "rebuild the read model with `walfold reconcile --full`");
+        throw checkpoint::slot_gone_error(cfg_.postgres.slot, saved   ? *saved
+                                                              : local ? *local
+                                                                      : checkpoint::Checkpoint{});
       }
       spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
       reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot");
@@ -383,10 +379,7 @@ class Reader::Session {
         "reader: TRUNCATE of {} in the transaction at {}: rebuilding the read model from the "
         "tables (logged in the checkpoint history)",
         tables, format_lsn(t.commit_lsn));
-    const std::string tmp =
-        (cfg_.postgres.slot.size() > 40 ? cfg_.postgres.slot.substr(0, 40) : cfg_.postgres.slot) +
-        "_rebuild";
-    auto snap = reconcile::create_slot_with_snapshot(dsn, tmp, /*temporary=*/true);
+    auto snap = reconcile::create_temporary_snapshot(dsn, cfg_.postgres.slot, "rebuild");
     auto st = reconcile::load_read_model(cfg_, owner_.pool_, snap.name, snap.consistent_point);
     owner_.store_.finish_load(confirmed_,
                               "rebuilt after TRUNCATE of " + tables + " at " +

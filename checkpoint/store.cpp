@@ -23,15 +23,11 @@ constexpr int kHistoryKeep = 1000;  // entries kept in MongoDB and in the histor
 using projections::Bson;
 using projections::make_bson;
 
-std::string lsn_text(Lsn l) {
-  return format_lsn(l);
-}
-
 void append_history_entry(bson_t* arr, const char* idx, const HistoryEntry& e) {
   bson_t d;
   bson_append_document_begin(arr, idx, -1, &d);
   BSON_APPEND_INT64(&d, "lsn", static_cast<std::int64_t>(e.lsn));
-  BSON_APPEND_UTF8(&d, "lsn_text", lsn_text(e.lsn).c_str());
+  BSON_APPEND_UTF8(&d, "lsn_text", format_lsn(e.lsn).c_str());
   BSON_APPEND_DATE_TIME(&d, "at", e.at_ms);
   BSON_APPEND_UTF8(&d, "event", e.event.c_str());
   bson_append_document_end(arr, &d);
@@ -140,6 +136,14 @@ Checkpoint parse_doc(const bson_t* doc) {
 
 }  // namespace
 
+DataError slot_gone_error(const std::string& slot, const Checkpoint& c) {
+  return DataError("replication slot '" + slot + "' is gone: walfold's checkpoint is at " +
+                   format_lsn(c.lsn) + " (slot created at " + format_lsn(c.identity.created_lsn) +
+                   " on " + format_time_ms(c.identity.created_at_ms) +
+                   "), and the changes after it cannot be streamed any more. Refusing to skip "
+                   "ahead: rebuild the read model with `walfold reconcile --full`");
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -246,13 +250,13 @@ void Store::write_state_file(const Checkpoint& c) {
   o << "# walfold checkpoint: written by walfold after MongoDB has it; do not edit\n"
     << "slot=" << c.identity.slot << "\n"
     << "system_id=" << c.identity.system_id << "\n"
-    << "slot_created_lsn=" << lsn_text(c.identity.created_lsn) << "\n"
+    << "slot_created_lsn=" << format_lsn(c.identity.created_lsn) << "\n"
     << "slot_created_at_ms=" << c.identity.created_at_ms << "\n"
-    << "lsn=" << lsn_text(c.lsn) << "\n"
+    << "lsn=" << format_lsn(c.lsn) << "\n"
     << "saved_at_ms=" << c.saved_at_ms << "\n"
     << "saved_at=" << format_time_ms(c.saved_at_ms) << "\n"
     << "loading=" << (c.loading ? 1 : 0) << "\n"
-    << "rebuilt_lsn=" << lsn_text(c.rebuilt_lsn) << "\n";
+    << "rebuilt_lsn=" << format_lsn(c.rebuilt_lsn) << "\n";
   write_file_durably(state_file_, o.str());
 }
 
@@ -260,24 +264,29 @@ void Store::append_history_file(const HistoryEntry& e) {
   ensure_dir(cfg_.state_dir);
   {
     std::ofstream out(history_file_, std::ios::app);
-    out << format_time_ms(e.at_ms) << " " << lsn_text(e.lsn) << " " << e.event << "\n";
+    out << format_time_ms(e.at_ms) << " " << format_lsn(e.lsn) << " " << e.event << "\n";
     if (!out) throw ConfigError("state_dir: cannot append to " + history_file_);
   }
-  // Keep the file bounded: when it holds twice the limit, keep the newest half.
+  // Keep the file bounded: when it holds twice the limit, keep the newest half. The file is
+  // read once to count its lines, and again only when it is trimmed.
+  if (history_lines_ < 0) {
+    history_lines_ = 0;
+    std::ifstream in(history_file_);
+    for (std::string line; std::getline(in, line);) ++history_lines_;
+  } else {
+    ++history_lines_;
+  }
+  if (history_lines_ <= 2 * kHistoryKeep) return;
   std::ifstream in(history_file_);
   std::deque<std::string> lines;
-  std::string line;
-  std::size_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
+  for (std::string line; std::getline(in, line);) {
     lines.push_back(line);
     if (lines.size() > static_cast<std::size_t>(kHistoryKeep)) lines.pop_front();
   }
-  if (n > 2 * static_cast<std::size_t>(kHistoryKeep)) {
-    std::string content;
-    for (const auto& l : lines) content += l + "\n";
-    write_file_durably(history_file_, content);
-  }
+  std::string content;
+  for (const auto& l : lines) content += l + "\n";
+  write_file_durably(history_file_, content);
+  history_lines_ = static_cast<long>(lines.size());
 }
 
 void Store::begin(const SlotIdentity& identity, bool loading, const std::string& event) {
@@ -297,10 +306,10 @@ void Store::begin(const SlotIdentity& identity, bool loading, const std::string&
     bson_append_document_begin(update.get(), "$set", -1, &set);
     BSON_APPEND_UTF8(&set, "system_id", identity.system_id.c_str());
     BSON_APPEND_INT64(&set, "slot_created_lsn", static_cast<std::int64_t>(identity.created_lsn));
-    BSON_APPEND_UTF8(&set, "slot_created_lsn_text", lsn_text(identity.created_lsn).c_str());
+    BSON_APPEND_UTF8(&set, "slot_created_lsn_text", format_lsn(identity.created_lsn).c_str());
     BSON_APPEND_DATE_TIME(&set, "slot_created_at", identity.created_at_ms);
     BSON_APPEND_INT64(&set, "lsn", static_cast<std::int64_t>(c.lsn));
-    BSON_APPEND_UTF8(&set, "lsn_text", lsn_text(c.lsn).c_str());
+    BSON_APPEND_UTF8(&set, "lsn_text", format_lsn(c.lsn).c_str());
     BSON_APPEND_DATE_TIME(&set, "saved_at", c.saved_at_ms);
     BSON_APPEND_BOOL(&set, "loading", loading);
     BSON_APPEND_INT64(&set, "rebuilt_lsn", 0);
@@ -328,7 +337,7 @@ void Store::push_history(const HistoryEntry& e, const char* set_field, Lsn value
   bson_t set;
   bson_append_document_begin(update.get(), "$set", -1, &set);
   BSON_APPEND_INT64(&set, "lsn", static_cast<std::int64_t>(e.lsn));
-  BSON_APPEND_UTF8(&set, "lsn_text", lsn_text(e.lsn).c_str());
+  BSON_APPEND_UTF8(&set, "lsn_text", format_lsn(e.lsn).c_str());
   BSON_APPEND_DATE_TIME(&set, "saved_at", e.at_ms);
   if (set_field) {
     BSON_APPEND_BOOL(&set, "loading", false);

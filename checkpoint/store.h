@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "common/lsn.h"
 #include "config/config.h"
 #include "projections/mongo.h"
@@ -81,7 +82,12 @@ class Store {
   std::string state_file_, history_file_;
   std::optional<Checkpoint> last_;  // what this process saved last
   std::int64_t last_history_ms_ = 0;
+  long history_lines_ = -1;  // lines in the history file; -1 until counted once
 };
+
+// The error for a slot that is gone while walfold holds a checkpoint for it (a gap): names the
+// checkpoint and the slot's creation, and points to `walfold reconcile --full`.
+DataError slot_gone_error(const std::string& slot, const Checkpoint& c);
 
 // Unix time in ms; "2026-11-23T05:00:00.123Z" for logs and listings.
 std::int64_t now_ms();

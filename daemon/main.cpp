@@ -73,11 +73,7 @@ int setup_command(const Config& cfg, bool schema) {
   checkpoint::Store store(cfg, pool);
   auto saved = store.load_mongo();
   if (!saved) saved = store.load_state_dir();
-  if (saved && !saved->loading)
-    throw DataError("replication slot '" + cfg.postgres.slot +
-                    "' is gone but walfold has a checkpoint for it at " + format_lsn(saved->lsn) +
-                    ": changes after it are lost to the slot. Rebuild with `walfold reconcile "
-                    "--full` (it creates the slot)");
+  if (saved && !saved->loading) throw checkpoint::slot_gone_error(cfg.postgres.slot, *saved);
   reconcile::initial_load(cfg, pool, store, "initial snapshot (setup)");
   return 0;
 }
@@ -94,7 +90,7 @@ void require_idle_slot(const Config& cfg, const cdc::SlotInfo& slot, const char*
 void reset_queue(const Config& cfg) {
   queue::Redis redis(cfg.redis);
   queue::JobQueue q(redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
-  q.ensure_epoch(std::to_string(checkpoint::now_ms()) + "-reconcile", "reset-by-reconcile", 0);
+  q.reset(std::to_string(checkpoint::now_ms()) + "-reconcile");
 }
 
 int reconcile_full(const Config& cfg) {

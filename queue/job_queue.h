@@ -160,6 +160,9 @@ class JobQueue {
   // 2 Redis lost data: the queue was emptied, replay everything after the checkpoint}. Workers
   // claim nothing until a queue has an epoch. state() reads the epoch, the last job sequence
   // number and the oldest pending commit in one atomic step.
+  // Empties every queue key and starts epoch `fresh`, as after a detected loss: everything after
+  // the slot's confirmed position is enqueued again (reconcile --full / --from-lsn).
+  void reset(const std::string& fresh);
   std::pair<std::string, int> ensure_epoch(const std::string& fresh, const std::string& known = "",
                                            long long known_seq = 0);
   struct State {

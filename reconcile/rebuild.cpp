@@ -1,7 +1,6 @@
 #include "reconcile/rebuild.h"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <ostream>
@@ -293,10 +292,7 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
   const std::string dsn = postgres_dsn_with_password(cfg.postgres);
   // A temporary slot gives a snapshot with an exact WAL position; it disappears with this
   // connection.
-  const std::string tmp_slot =
-      (cfg.postgres.slot.size() > 40 ? cfg.postgres.slot.substr(0, 40) : cfg.postgres.slot) +
-      "_repair_" + std::to_string(::getpid());
-  auto snap = create_slot_with_snapshot(dsn, tmp_slot, /*temporary=*/true);
+  auto snap = create_temporary_snapshot(dsn, cfg.postgres.slot, "repair");
   const Lsn cp = snap.consistent_point, guard = cp - 1;
   RepairResult r;
   r.snapshot_lsn = cp;

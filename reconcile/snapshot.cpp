@@ -1,6 +1,7 @@
 #include "reconcile/snapshot.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <sstream>
@@ -66,6 +67,14 @@ ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::st
   s.consistent_point = *cp;
   s.name = PQgetvalue(r.get(), 0, 2);
   return s;
+}
+
+ExportedSnapshot create_temporary_snapshot(const std::string& dsn, const std::string& slot,
+                                           const std::string& purpose) {
+  // Slot names are at most 63 characters.
+  const std::string name = (slot.size() > 40 ? slot.substr(0, 40) : slot) + "_" + purpose + "_" +
+                           std::to_string(::getpid());
+  return create_slot_with_snapshot(dsn, name, /*temporary=*/true);
 }
 
 TruthReader::TruthReader(const Config& cfg, const std::string& dsn, const std::string& snapshot)

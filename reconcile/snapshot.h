@@ -37,6 +37,10 @@ struct ExportedSnapshot {
 // CREATE_REPLICATION_SLOT <slot> [TEMPORARY] LOGICAL pgoutput (SNAPSHOT 'export').
 ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::string& slot,
                                            bool temporary);
+// A temporary slot (gone with its connection) next to walfold's own, named
+// "<slot>_<purpose>_<pid>": an exact snapshot position for a rebuild or a repair.
+ExportedSnapshot create_temporary_snapshot(const std::string& dsn, const std::string& slot,
+                                           const std::string& purpose);
 
 struct TxTruth {
   std::int64_t id = 0, account_id = 0, created_at_us = 0;
