@@ -168,12 +168,6 @@ TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
   expect_verify_clean(env);
 }
 
-}  // namespace
-}  // namespace walfold::test
-
-namespace walfold::test {
-namespace {
-
 TEST(Recovery, SigkillAtRandomMomentsLosesNothingAndDoublesNothing) {
   // Short leases so keys held by a killed worker come back quickly.
   BankEnv env("", "  lease_ms: 1500\n");
