@@ -298,6 +298,12 @@ class Reader::Session {
     auto& store = owner_.store_;
     auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
     if (slot.exists && slot.active_pid != 0) throw_busy(slot.active_pid);
+    if (slot.wal_status == "unreserved")
+      spdlog::error(
+          "reader: replication slot '{}' holds more WAL than max_slot_wal_keep_size allows "
+          "(wal_status 'unreserved'): the next checkpoint may invalidate it, after which only "
+          "`walfold reconcile --full` recovers; catching up now",
+          cfg_.postgres.slot);
     auto saved = store.load_mongo();
     if (saved && saved->loading) {
       spdlog::warn(

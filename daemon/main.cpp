@@ -27,14 +27,19 @@ using namespace walfold;
 
 int status_command(const Config& cfg) {
   auto dsn = postgres_dsn_with_password(cfg.postgres);
-  auto slot = cdc::read_slot(dsn, cfg.postgres);
+  auto slot = cdc::read_slot_any(dsn, cfg.postgres);  // describes a lost slot, not refuses it
   PgConn c(dsn, {}, "status");
   auto current = c.scalar("SELECT pg_current_wal_lsn()").value_or("0/0");
   std::cout << "postgres      " << c.address() << "\n";
   if (slot.exists) {
     auto lag = c.exec_params("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint",
                              {format_lsn(slot.confirmed_flush)});
-    std::cout << "slot          " << cfg.postgres.slot << " (wal_status " << slot.wal_status
+    std::string note;
+    if (slot.wal_status == "lost")
+      note = ": invalidated, changes were lost to it; run `walfold reconcile --full`";
+    else if (slot.wal_status == "unreserved")
+      note = ": past max_slot_wal_keep_size, the next checkpoint may invalidate it";
+    std::cout << "slot          " << cfg.postgres.slot << " (wal_status " << slot.wal_status << note
               << ")\n"
               << "confirmed     " << format_lsn(slot.confirmed_flush) << "\n"
               << "wal end       " << current << "\n"

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "common/decimal.h"
 #include "projections/mongo.h"
@@ -227,17 +229,21 @@ void expect_reports_identical(const BankEnv& env) {
   ASSERT_GT(pg.output.size(), 100u);
   if (pg.output == mg.output) return;
   // Show the first differing lines.
-  std::istringstream a(pg.output), b(mg.output);
-  std::string la, lb, shown;
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) out.push_back(l);
+    return out;
+  };
+  const auto a = lines(pg.output), b = lines(mg.output);
+  std::string shown;
   int n = 0;
-  while (n < 5 && (std::getline(a, la) || std::getline(b, lb))) {
-    if (!b.eof() && lb.empty()) std::getline(b, lb);
-    if (la != lb) {
-      shown += "  postgres: " + la + "\n  mongo:    " + lb + "\n";
-      ++n;
-    }
-    la.clear();
-    lb.clear();
+  for (size_t i = 0; i < std::max(a.size(), b.size()) && n < 5; ++i) {
+    const std::string la = i < a.size() ? a[i] : "<none>", lb = i < b.size() ? b[i] : "<none>";
+    if (la == lb) continue;
+    shown +=
+        "  line " + std::to_string(i + 1) + "\n  postgres: " + la + "\n  mongo:    " + lb + "\n";
+    ++n;
   }
   ADD_FAILURE() << "reports differ (postgres " << pg.output.size() << " bytes, mongo "
                 << mg.output.size() << " bytes); first differences:\n"

@@ -154,6 +154,70 @@ TEST(Gap, DroppedSlotIsRefusedAndReconcileFullRebuilds) {
   expect_verify_clean(env);
 }
 
+TEST(Gap, InvalidatedSlotIsRefusedAndReconcileFullRebuilds) {
+  // PostgreSQL invalidates a slot (wal_status = 'lost') when it may keep no more WAL for it
+  // (max_slot_wal_keep_size) and a checkpoint removes segments the slot still needed. The
+  // setting is cluster-wide: integration tests run one at a time and every other test drops
+  // its slot when it ends, so only this test's (inactive) slot is exposed while it is small.
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "40", "--transactions", "300", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  const std::string admin = pg_admin_dsn();
+  struct Restore {
+    std::string dsn;
+    ~Restore() {
+      pg_query(dsn, "ALTER SYSTEM RESET max_slot_wal_keep_size");
+      pg_query(dsn, "SELECT pg_reload_conf()");
+    }
+  } restore{admin};
+  pg_query(admin, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+  pg_query(admin, "SELECT pg_reload_conf()");
+  // Changes the slot would have carried, then WAL segments until a checkpoint drops them.
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "300", "--seed", "9", "--update-share",
+                                "0.1", "--delete-share", "0.05", "--no-progress"})
+                .status,
+            0);
+  auto wal_status = [&] {
+    return pg_scalar(env.dsn, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '" +
+                                  env.name + "'");
+  };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (int i = 0; i < 3; ++i) {
+          pg_query(admin, "SELECT pg_logical_emit_message(false, 'walfold-test', 'wal')");
+          pg_query(admin, "SELECT pg_switch_wal()");
+        }
+        pg_query(admin, "CHECKPOINT");
+        return wal_status() == "lost";
+      },
+      std::chrono::seconds(60)))
+      << "the slot was not invalidated: wal_status " << wal_status();
+
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, kExDataErr) << r.output;
+  EXPECT_TRUE(contains(r.output, "wal_status = 'lost'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "reconcile --full")) << r.output;
+  auto st = env.cmd("status");  // describes the lost slot instead of failing on it
+  EXPECT_EQ(st.status, 0) << st.output;
+  EXPECT_TRUE(contains(st.output, "wal_status lost: invalidated")) << st.output;
+  auto v = env.cmd("reconcile", {"--verify"});
+  EXPECT_EQ(v.status, 1) << "the lost changes should show as drift: " << v.output;
+
+  auto full = env.cmd("reconcile", {"--full"}, 240);
+  ASSERT_EQ(full.status, 0) << full.output;
+  EXPECT_EQ(wal_status(), "reserved");
+  expect_verify_clean(env);
+  ASSERT_EQ(
+      env.cmd("loadgen", {"--reuse", "--transactions", "200", "--seed", "10", "--no-progress"})
+          .status,
+      0);
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
 TEST(Gap, RecreatedOrAdvancedSlotIsRefused) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
