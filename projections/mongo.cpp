@@ -144,6 +144,28 @@ bool is_connection_error(const bson_error_t& e) {
          (e.domain == MONGOC_ERROR_CLIENT && e.code == MONGOC_ERROR_CLIENT_AUTHENTICATE);
 }
 
+bool is_document_error(const bson_error_t& e) {
+  if (e.domain != MONGOC_ERROR_SERVER && e.domain != MONGOC_ERROR_COMMAND &&
+      e.domain != MONGOC_ERROR_COLLECTION)
+    return false;
+  switch (e.code) {
+    case 2:      // BadValue
+    case 9:      // FailedToParse
+    case 14:     // TypeMismatch
+    case 28:     // PathNotViable
+    case 52:     // DollarPrefixedFieldName
+    case 56:     // EmptyFieldName
+    case 66:     // ImmutableField
+    case 121:    // DocumentValidationFailure
+    case 10334:  // BSONObjectTooLarge
+    case 17419:  // the update makes the document too large
+    case 17280:  // KeyTooLong
+      return true;
+    default:
+      return false;
+  }
+}
+
 void throw_mongo_error(const MongoPool& pool, const std::string& what, const bson_error_t& err) {
   std::string msg = "mongodb at " + pool.address() + ": " + what + " failed: " + err.message;
   if (is_connection_error(err)) throw UnavailableError(msg);
@@ -181,6 +203,8 @@ void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const ch
     std::string msg = "mongodb at " + pool.address() + ": bulk write to " + collection +
                       " failed: " + err.message + " " + detail.substr(0, 2000);
     if (is_connection_error(err)) throw UnavailableError(msg);
+    if (is_document_error(err))
+      throw DataError(msg + " (error code " + std::to_string(err.code) + ")");
     throw std::runtime_error(msg);
   }
 }

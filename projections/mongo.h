@@ -94,7 +94,9 @@ struct Statement {
 };
 
 // Sends `statements` to `collection` as one bulk write (ordered or not). Throws
-// UnavailableError when MongoDB cannot be reached, std::runtime_error on write errors.
+// UnavailableError when MongoDB cannot be reached, DataError when the server refused a
+// document for what it is (is_document_error: retrying the same write cannot succeed), and
+// std::runtime_error on other write errors (write conflicts, elections: transient).
 void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
                 std::vector<Statement>& statements, bool ordered);
 
@@ -109,6 +111,9 @@ std::int64_t get_int64(const bson_iter_t& it);
 // A connection-level failure (server unreachable, selection timeout), as opposed to a write
 // error.
 bool is_connection_error(const bson_error_t& e);
+// A server error about the written document itself (failed validation, too large, a field
+// name or value the server refuses): the same write fails the same way every time.
+bool is_document_error(const bson_error_t& e);
 // Throws UnavailableError or std::runtime_error: "mongodb at <address>: <what> failed: <msg>".
 [[noreturn]] void throw_mongo_error(const MongoPool& pool, const std::string& what,
                                     const bson_error_t& err);

@@ -126,6 +126,7 @@ CODE_NAMES = {
     43: 'CursorNotFound', 48: 'NamespaceExists', 52: 'DollarPrefixedFieldName',
     54: 'NotSingleValueField', 56: 'EmptyFieldName', 59: 'CommandNotFound',
     66: 'ImmutableField', 72: 'InvalidOptions', 73: 'InvalidNamespace',
+    121: 'DocumentValidationFailure',
     85: 'IndexOptionsConflict', 86: 'IndexKeySpecsConflict', 238: 'NotImplemented',
     11000: 'DuplicateKey', 17419: 'BSONObjectTooLarge', 51024: 'BadValue',
 }
@@ -1731,11 +1732,20 @@ class UniqueIndex(object):
 
 
 class CollMeta(object):
-    """Index catalogue of one collection (documents live in the mongomock store)."""
+    """Index catalogue and validator of one collection (documents live in the mongomock
+    store)."""
 
     def __init__(self):
         self.indexes = {'_id_': {'v': 2, 'key': {'_id': 1}, 'name': '_id_'}}
         self.uniques = {}
+        self.validator = None  # a query document (validationLevel strict, action error)
+
+    def validate(self, doc):
+        if self.validator and not filter_applies(self.validator, doc):
+            raise MongoError(121, 'Document failed validation',
+                             errInfo={'failingDocumentId': doc.get('_id'),
+                                      'details': {'operatorName': 'query',
+                                                  'validator': self.validator}})
 
 
 class CursorState(object):
@@ -1837,7 +1847,7 @@ class Engine(object):
             'drop': self.cmd_drop, 'dropDatabase': self.cmd_drop_database,
             'listCollections': self.cmd_list_collections,
             'listDatabases': self.cmd_list_databases, 'create': self.cmd_create,
-            'renameCollection': self.cmd_rename_collection,
+            'renameCollection': self.cmd_rename_collection, 'collMod': self.cmd_coll_mod,
         }
         # Commands that only read static data do not take the store lock.
         self.lockless = {'hello', 'isMaster', 'ismaster', 'ping', 'buildInfo', 'buildinfo',
@@ -1942,6 +1952,8 @@ class Engine(object):
                                     'dup key: { _id: %s }' % (db, coll, fmt(_id)),
                              keyPattern={'_id': 1}, keyValue={'_id': _id})
         meta = self.meta.get((db, coll))
+        if meta is not None:
+            meta.validate(doc)
         if meta is not None and meta.uniques:
             for ui in meta.uniques.values():
                 k = ui.key_of(doc)
@@ -1957,6 +1969,8 @@ class Engine(object):
     def replace_doc(self, db, coll, old, new):
         key = store_key(old['_id'])
         meta = self.meta.get((db, coll))
+        if meta is not None:
+            meta.validate(new)
         if meta is not None and meta.uniques:
             changes = []
             for ui in meta.uniques.values():
@@ -2495,8 +2509,32 @@ class Engine(object):
             raise MongoError(48, 'Collection %s.%s already exists.' % (db, coll))
         if get_bool(cmd, 'capped'):
             log('create %s.%s: capped collections are created as normal collections' % (db, coll))
+        validator = self._validator(cmd, 'create')
         self.cstore(db, coll).create()
-        self.meta_of(db, coll)
+        self.meta_of(db, coll).validator = validator
+        return {'ok': 1.0}
+
+    @staticmethod
+    def _validator(cmd, cmdname):
+        """A query-document validator; $jsonSchema and $expr are not supported (238)."""
+        v = get_doc(cmd, 'validator', cmdname, {})
+        if any(k in ('$jsonSchema', '$expr') for k in v):
+            raise not_supported('validator with %s' % ', '.join(sorted(v)))
+        if cmd.get('validationLevel', 'strict') != 'strict' or \
+                cmd.get('validationAction', 'error') != 'error':
+            raise not_supported('validationLevel/validationAction other than strict/error')
+        return v or None
+
+    def cmd_coll_mod(self, cmd, db, conn):
+        coll = check_coll_name('collMod', db, cmd['collMod'])
+        if not self.exists(db, coll):
+            raise MongoError(26, 'ns does not exist: %s.%s' % (db, coll))
+        for k in cmd:
+            if k not in ('collMod', 'validator', 'validationLevel', 'validationAction') and \
+                    not k.startswith('$') and k not in ('lsid', 'writeConcern', 'comment'):
+                raise not_supported('collMod option %r' % k)
+        if 'validator' in cmd:
+            self.meta_of(db, coll).validator = self._validator(cmd, 'collMod')
         return {'ok': 1.0}
 
     def cmd_drop(self, cmd, db, conn):

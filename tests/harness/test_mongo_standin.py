@@ -919,6 +919,28 @@ class TestCatalogue(Base):
         self.assertEqual(sorted(coll.index_information()), ['_id_'])
         self.assertEqual(list(self.db['no_such_collection'].list_indexes()), [])
 
+    def test_validator(self):
+        coll = self.fresh()
+        coll.insert_one({'_id': 1, 'n': 1})
+        self.db.command('collMod', coll.name, validator={'_id': {'$ne': 2}})
+        with self.assertRaises(WriteError) as cm:
+            coll.insert_one({'_id': 2})
+        self.assertEqual(cm.exception.code, 121)
+        with self.assertRaises(WriteError) as cm:
+            coll.update_one({'_id': 2}, {'$set': {'n': 1}}, upsert=True)
+        self.assertEqual(cm.exception.code, 121)
+        coll.update_one({'_id': 1}, {'$inc': {'n': 1}})  # documents that pass are written
+        self.db.command('collMod', coll.name, validator={'n': {'$lt': 5}})
+        with self.assertRaises(WriteError) as cm:
+            coll.update_one({'_id': 1}, {'$set': {'n': 9}})
+        self.assertEqual(cm.exception.code, 121)
+        self.assertEqual(coll.find_one({'_id': 1})['n'], 2)
+        self.db.command('collMod', coll.name, validator={})
+        coll.insert_one({'_id': 2, 'n': 9})
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command('collMod', 'no_such_collection', validator={})
+        self.assertEqual(cm.exception.code, 26)
+
     def test_unique_index_in_bulk_upserts(self):
         coll = self.fresh()
         coll.create_index([('acct', 1), ('day', 1)], unique=True)

@@ -68,6 +68,21 @@ void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::i
   if (!ok) throw std::runtime_error(std::string("corrupting the balance failed: ") + err.message);
 }
 
+void mongo_command(const std::string& uri, const std::string& db, const std::string& json) {
+  projections::mongo_global_init();
+  bson_error_t err;
+  bson_t* cmd = bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
+                                   static_cast<ssize_t>(json.size()), &err);
+  if (!cmd) throw std::runtime_error("mongo_command: bad JSON " + json + ": " + err.message);
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  bson_t reply;
+  bool ok = mongoc_client_command_simple(client, db.c_str(), cmd, nullptr, &reply, &err);
+  bson_destroy(&reply);
+  bson_destroy(cmd);
+  mongoc_client_destroy(client);
+  if (!ok) throw std::runtime_error("mongo_command " + json + " failed: " + err.message);
+}
+
 std::map<std::int64_t, MongoAccount> read_mongo_accounts(const std::string& uri,
                                                          const std::string& db) {
   std::map<std::int64_t, MongoAccount> out;

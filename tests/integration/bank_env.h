@@ -83,6 +83,9 @@ std::map<std::int64_t, std::map<std::string, std::string>> read_mongo_user_total
 void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::int64_t id,
                            const std::string& value);
 
+// Runs a database command given as (relaxed) extended JSON, e.g. {"collMod": "accounts", ...}.
+void mongo_command(const std::string& uri, const std::string& db, const std::string& json);
+
 // The read model equals PostgreSQL: every live account's balance (exact) and last three
 // transactions, every user's totals; computed with the test's own SQL and read straight from
 // MongoDB. Reports failures through gtest.

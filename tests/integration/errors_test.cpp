@@ -213,5 +213,55 @@ TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   EXPECT_EQ(held, "t");
 }
 
+TEST(Errors, ADocumentMongoRefusesIsDeadLetteredAndRetriedAfterTheFix) {
+  // A write MongoDB refuses for the document itself (here a validator an operator added) fails
+  // the same way on every retry: after max_attempts its key is a dead letter, not retried
+  // forever in silence, and every other account goes on.
+  BankEnv env("", "  retry: {initial_ms: 10, max_ms: 50, max_attempts: 3}\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(
+      env.cmd("loadgen", {"--users", "10", "--transactions", "50", "--seed", "4", "--no-progress"})
+          .status,
+      0);
+  run_until_caught_up(env);
+  mongo_command(servers().mongo_uri, env.mongo_db,
+                R"({"collMod": "accounts", "validator": {"_id": {"$ne": 1}}})");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) VALUES (1, 5.0000, 'deposit')");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) VALUES (2, 7.0000, 'deposit')");
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("DEAD LETTER: key a:1", std::chrono::seconds(60)))
+      << daemon.output();
+  EXPECT_TRUE(contains(daemon.output(), "Document failed validation")) << daemon.output();
+  auto balance_is_pg = [&](std::int64_t id) {
+    auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
+    auto want = pg_scalar(env.dsn,
+                          "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) "
+                          "FROM transactions WHERE account_id = " +
+                              std::to_string(id));
+    return acc.count(id) && acc[id].balance == *Decimal::canonicalize(want);
+  };
+  ASSERT_TRUE(wait_until([&] { return balance_is_pg(2); }, std::chrono::seconds(60)));
+  EXPECT_FALSE(balance_is_pg(1));
+  auto list = env.cmd("queue", {"dead", "list"});
+  EXPECT_TRUE(contains(list.output, "a:1")) << list.output;
+  EXPECT_TRUE(contains(list.output, "Document failed validation")) << list.output;
+
+  // The operator removes the validator and retries the key: it folds, nothing doubled.
+  mongo_command(servers().mongo_uri, env.mongo_db, R"({"collMod": "accounts", "validator": {}})");
+  auto retry = env.cmd("queue", {"dead", "retry", "a:1"});
+  ASSERT_EQ(retry.status, 0) << retry.output;
+  ASSERT_TRUE(wait_until([&] { return balance_is_pg(1); }, std::chrono::seconds(60)))
+      << daemon.output();
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(*st, 0) << daemon.output();
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
 }  // namespace
 }  // namespace walfold::test
