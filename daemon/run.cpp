@@ -130,6 +130,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   std::unique_ptr<queue::Redis> redis;
   std::unique_ptr<queue::JobQueue> queue;
   std::int64_t drained_since = 0;
+  std::int64_t blocked_since = 0;
+  bool paused_warned = false;
   int exit_code = 0;
 
   while (true) {
@@ -179,8 +181,30 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
           queue = std::make_unique<queue::JobQueue>(
               *redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
         }
-        if (queue->oldest_pending_commit()) {
+        const auto c = queue->counts();
+        if (c.pending_jobs > 0) {
           drained_since = 0;
+          // Every key with jobs left is dead: nothing more can be folded until an operator acts,
+          // so the run ends (with EX_DATAERR) instead of waiting forever.
+          const bool only_dead =
+              c.dead_keys > 0 && c.ready_keys == 0 && c.active_keys == 0 && c.delayed_keys == 0;
+          if (!only_dead) {
+            blocked_since = 0;
+          } else if (blocked_since == 0) {
+            blocked_since = now;
+          } else if (now - blocked_since > 1'000'000'000) {
+            spdlog::error(
+                "run: cannot reach {}: {} pending jobs wait behind {} dead keys (`walfold queue "
+                "dead list`; retry or purge them, then run again)",
+                format_lsn(ropts.stop_at), c.pending_jobs, c.dead_keys);
+            exit_code = 65;
+            break;
+          }
+          if (c.paused && !paused_warned) {
+            spdlog::warn("run: the queue is paused: waiting for `walfold queue resume` to reach {}",
+                         format_lsn(ropts.stop_at));
+            paused_warned = true;
+          }
         } else if (drained_since == 0) {
           drained_since = now;
         } else if (now - drained_since > 100'000'000) {

@@ -204,6 +204,10 @@ TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value());
+  // A run that should stop once caught up cannot get past a dead key: it says so and ends.
+  auto stuck = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(stuck.status, 65) << stuck.output;
+  EXPECT_TRUE(contains(stuck.output, "wait behind 1 dead keys")) << stuck.output;
   // The slot is held before the poison commit: it is replayed once fixed.
   auto held = pg_scalar(
       env.dsn,
