@@ -82,9 +82,24 @@ class Reader::Session {
     stream_ = std::make_unique<ReplicationStream>(dsn);
     auto id = stream_->identify_system();
     auto slot = prepare_slot(dsn, id);
+    // No queue state at all, but the checkpoint moved past the slot's creation: walfold did
+    // stream this slot through a queue, and Redis no longer has it (restarted without
+    // persistence, flushed while walfold was down, or another server).
+    bool lost_while_down = false;
+    if (epoch_state == 1) {
+      auto saved = owner_.store_.load_mongo();
+      lost_while_down = saved && !saved->loading && saved->lsn > saved->identity.created_lsn;
+      if (lost_while_down)
+        spdlog::error(
+            "redis at {} holds no queue for slot '{}' although walfold's checkpoint is at {}: "
+            "Redis lost walfold's queue while walfold was stopped (a restart without "
+            "persistence, a FLUSHALL, another server). Every change not yet folded is replayed "
+            "from the slot's confirmed position, in commit order",
+            redis_->address(), cfg_.postgres.slot, format_lsn(saved->lsn));
+    }
     // Replays (after Redis lost data, or `reconcile --from-lsn`) of what the server already had
     // when this session started go at priorities.replay, behind live traffic.
-    if (lost || owner_.opts_.start_at) replay_until_ = id.xlogpos;
+    if (lost || lost_while_down || owner_.opts_.start_at) replay_until_ = id.xlogpos;
     enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
     confirmed_ = slot.confirmed_flush;
     const Lsn start_at = std::max(owner_.opts_.start_at, slot.confirmed_flush);

@@ -5,7 +5,9 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "common/lsn.h"
@@ -73,6 +75,74 @@ TEST(Recovery, RedisRestartedWithoutPersistenceIsDetectedAndReplayed) {
   wait_ok(*load);
   run.finish();
   servers_ctl({"restart-redis"});  // persistence back on for the tests after this one
+}
+
+// `walfold queue stats`: priority class -> pending jobs of the keys whose head job has it.
+std::map<int, long long> jobs_by_priority(const BankEnv& env) {
+  auto r = env.cmd("queue", {"stats"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  std::map<int, long long> out;
+  std::istringstream in(r.output);
+  bool table = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("priority", 0) == 0) {
+      table = true;
+      continue;
+    }
+    std::istringstream w(line);
+    long long p, ready, active, delayed, dead, jobs;
+    if (table && (w >> p >> ready >> active >> delayed >> dead >> jobs)) out[int(p)] = jobs;
+  }
+  return out;
+}
+
+TEST(Recovery, WhatIsReplayedAfterRedisLossGoesAtReplayPriorityNewCommitsDoNot) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "20", "--transactions", "200", "--no-progress"}).status,
+            0);
+  // Queued at the tables' priorities (3 and 5) by a reader alone, never folded...
+  auto r = env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto before = jobs_by_priority(env);
+  EXPECT_EQ(before.count(255), 0u);
+  EXPECT_GT(before[3], 0);
+  // ...then lost with Redis. The next reader replays all of it from the slot, at `replay`.
+  redis_cmd({"FLUSHALL"});
+  Process reader({walfold_binary(), "run", "--role", "reader", "--config", env.config_path});
+  ASSERT_TRUE(reader.wait_for_output("lost walfold's queue while walfold was stopped",
+                                     std::chrono::seconds(60)))
+      << reader.output();
+  ASSERT_TRUE(reader.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << reader.output();
+  // A commit made after the reader started is live traffic: its own priority (3), ahead of the
+  // replay backlog.
+  pg_query(env.dsn,
+           "WITH u AS (INSERT INTO users (full_name, email) VALUES ('Live', 'live@example.org') "
+           "RETURNING id), a AS (INSERT INTO accounts (user_id, currency) SELECT id, 'EUR' FROM u "
+           "RETURNING id) INSERT INTO transactions (account_id, amount, kind) SELECT id, 10, "
+           "'deposit' FROM a");
+  const long long replayed = [&] {
+    long long n = 0;
+    for (const auto& [p, jobs] : before) n += jobs;
+    return n;
+  }();
+  std::map<int, long long> after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        after = jobs_by_priority(env);
+        return after[255] == replayed && after[3] >= 2;  // the new user's and account's keys
+      },
+      std::chrono::seconds(60)))
+      << "replayed " << replayed << " jobs; priority 255 holds " << after[255]
+      << ", priority 3 holds " << after[3];
+  EXPECT_EQ(after.size(), 2u) << "only the replay class and the live commit's class";
+  // The new keys are claimed first: a worker's first claim takes priority 3.
+  reader.signal(SIGTERM);
+  ASSERT_TRUE(reader.wait(std::chrono::seconds(60)).has_value());
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
 }
 
 TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
