@@ -1,6 +1,7 @@
 #include "tests/integration/bank_env.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <fstream>
@@ -173,6 +174,22 @@ PgTruth pg_truth(const std::string& dsn) {
                           "GROUP BY a.user_id, trim(a.currency)"))
     t.user_totals[std::stoll(*r[0])][*r[1]] = canon(*r[2]);
   return t;
+}
+
+void stop_cleanly(Process& daemon) {
+  daemon.signal(SIGTERM);
+  auto st = daemon.wait(std::chrono::seconds(90));
+  ASSERT_TRUE(st.has_value()) << "walfold did not stop on SIGTERM: " << daemon.output();
+  EXPECT_EQ(*st, 0) << daemon.output();
+}
+
+bool balance_matches_postgres(const BankEnv& env, std::int64_t id) {
+  auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
+  auto want = pg_scalar(env.dsn,
+                        "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM "
+                        "transactions WHERE account_id = " +
+                            std::to_string(id));
+  return acc.count(id) && acc[id].balance == *Decimal::canonicalize(want);
 }
 
 void expect_read_model_exact(const BankEnv& env) {

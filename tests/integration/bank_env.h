@@ -86,6 +86,11 @@ void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::i
 // Runs a database command given as (relaxed) extended JSON, e.g. {"collMod": "accounts", ...}.
 void mongo_command(const std::string& uri, const std::string& db, const std::string& json);
 
+// SIGTERM, then a clean exit (status 0) within 90 s; the daemon's output on failure.
+void stop_cleanly(Process& daemon);
+// Account `id`'s balance in MongoDB equals the sum of its transactions in PostgreSQL.
+bool balance_matches_postgres(const BankEnv& env, std::int64_t id);
+
 // The read model equals PostgreSQL: every live account's balance (exact) and last three
 // transactions, every user's totals; computed with the test's own SQL and read straight from
 // MongoDB. Reports failures through gtest.

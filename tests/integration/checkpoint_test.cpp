@@ -313,10 +313,7 @@ TEST(Reconcile, RepairFixesCorruptedDocumentsWhileTheDaemonRuns) {
   auto again = env.cmd("reconcile", {"--repair"}, 120);
   EXPECT_EQ(again.status, 0) << again.output;
   EXPECT_FALSE(contains(again.output, "repaired:")) << again.output;
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(90));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_verify_clean(env);
@@ -364,10 +361,7 @@ TEST(Heartbeat, IdleTablesStillAdvanceTheSlot) {
   // The heartbeats themselves are WAL in this database: the slot moves with no table writes.
   EXPECT_TRUE(wait_until([&] { return slot_confirmed(env) > before; }, std::chrono::seconds(30)))
       << format_lsn(before) << " " << format_lsn(slot_confirmed(env));
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(60));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
 }
 
 TEST(Standby, SecondReaderTakesOverWhenTheFirstIsKilled) {
@@ -386,10 +380,7 @@ TEST(Standby, SecondReaderTakesOverWhenTheFirstIsKilled) {
   ASSERT_TRUE(second.wait_for_output("this reader takes over", std::chrono::seconds(30)))
       << second.output();
   wait_ok(*load);
-  second.signal(SIGTERM);
-  auto st = second.wait(std::chrono::seconds(90));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << second.output();
+  stop_cleanly(second);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_verify_clean(env);

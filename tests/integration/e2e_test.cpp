@@ -105,10 +105,7 @@ TEST(EndToEnd, FollowsLiveWritesAndResumesAfterRestart) {
   auto lg = env.cmd("loadgen", {"--users", "100", "--transactions", "2000", "--rate", "1500",
                                 "--seed", "5", "--no-progress"});
   ASSERT_EQ(lg.status, 0) << lg.output;
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(60));
-  ASSERT_TRUE(st.has_value()) << "walfold did not stop on SIGTERM";
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   // More writes while walfold is down, then catch up from the checkpoint.
   auto lg2 =
       env.cmd("loadgen", {"--reuse", "--transactions", "1000", "--seed", "6", "--no-progress"});

@@ -177,15 +177,8 @@ TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
       daemon.wait_for_output("cannot be held exactly by Decimal128", std::chrono::seconds(60)))
       << daemon.output();
   // Everything else is folded: account 2 got its deposit, account 1 is held before the NaN.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
-        auto want = pg_scalar(env.dsn,
-                              "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) "
-                              "FROM transactions WHERE account_id = 2");
-        return acc.count(2) && acc[2].balance == *Decimal::canonicalize(want);
-      },
-      std::chrono::seconds(60)));
+  ASSERT_TRUE(
+      wait_until([&] { return balance_matches_postgres(env, 2); }, std::chrono::seconds(60)));
   auto out = daemon.output();
   EXPECT_TRUE(contains(out, "transactions row id=")) << out;
   EXPECT_TRUE(contains(out, "column amount")) << out;
@@ -238,16 +231,9 @@ TEST(Errors, ADocumentMongoRefusesIsDeadLetteredAndRetriedAfterTheFix) {
   ASSERT_TRUE(daemon.wait_for_output("DEAD LETTER: key a:1", std::chrono::seconds(60)))
       << daemon.output();
   EXPECT_TRUE(contains(daemon.output(), "Document failed validation")) << daemon.output();
-  auto balance_is_pg = [&](std::int64_t id) {
-    auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
-    auto want = pg_scalar(env.dsn,
-                          "SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) "
-                          "FROM transactions WHERE account_id = " +
-                              std::to_string(id));
-    return acc.count(id) && acc[id].balance == *Decimal::canonicalize(want);
-  };
-  ASSERT_TRUE(wait_until([&] { return balance_is_pg(2); }, std::chrono::seconds(60)));
-  EXPECT_FALSE(balance_is_pg(1));
+  ASSERT_TRUE(
+      wait_until([&] { return balance_matches_postgres(env, 2); }, std::chrono::seconds(60)));
+  EXPECT_FALSE(balance_matches_postgres(env, 1));
   auto list = env.cmd("queue", {"dead", "list"});
   EXPECT_TRUE(contains(list.output, "a:1")) << list.output;
   EXPECT_TRUE(contains(list.output, "Document failed validation")) << list.output;
@@ -256,12 +242,10 @@ TEST(Errors, ADocumentMongoRefusesIsDeadLetteredAndRetriedAfterTheFix) {
   mongo_command(servers().mongo_uri, env.mongo_db, R"({"collMod": "accounts", "validator": {}})");
   auto retry = env.cmd("queue", {"dead", "retry", "a:1"});
   ASSERT_EQ(retry.status, 0) << retry.output;
-  ASSERT_TRUE(wait_until([&] { return balance_is_pg(1); }, std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      wait_until([&] { return balance_matches_postgres(env, 1); }, std::chrono::seconds(60)))
       << daemon.output();
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(60));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_verify_clean(env);

@@ -37,10 +37,7 @@ struct LiveRun {
         "--update-share", "0.1", "--delete-share", "0.05", "--no-progress"});
   }
   void finish() {
-    daemon->signal(SIGTERM);
-    auto st = daemon->wait(std::chrono::seconds(90));
-    ASSERT_TRUE(st.has_value()) << "walfold did not stop";
-    EXPECT_EQ(*st, 0) << daemon->output();
+    stop_cleanly(*daemon);
     run_until_caught_up(env);
     expect_read_model_exact(env);
     expect_reports_identical(env);
@@ -228,10 +225,7 @@ TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
       << "the workers never reported MongoDB's outage:\n"
       << out;
   EXPECT_TRUE(daemon.is_running()) << out;
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(90));
-  ASSERT_TRUE(st.has_value()) << "walfold did not stop";
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);

@@ -55,10 +55,7 @@ TEST(Stream, ReconnectsAfterPostgresRestartsMidStream) {
   ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "500", "--seed", "2", "--no-progress"})
                 .status,
             0);
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(60));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   ASSERT_EQ(env.cmd("run", {"--stop-at-lsn", "current"}).status, 0);
   expect_reports_identical(env);
   expect_read_model_exact(env);
@@ -101,10 +98,7 @@ TEST(Stream, RandomBankActivityAcrossAPostgresRestartEndsExact) {
   ASSERT_EQ(lg.status, 0) << lg.output;
   EXPECT_GT(std::stoll(pg_scalar(env.dsn, "SELECT count(*) FROM transactions")),
             std::stoll(before));
-  daemon.signal(SIGTERM);
-  auto st = daemon.wait(std::chrono::seconds(60));
-  ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, 0) << daemon.output();
+  stop_cleanly(daemon);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);
