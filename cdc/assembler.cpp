@@ -108,14 +108,37 @@ void Assembler::on_relation(const Relation& r) {
   if (info.field_column[id_field(m)] < 0)
     throw DataError("relation " + info.name + " has no column 'id' (the " + model_name(m) +
                     " model needs it); columns were changed incompatibly");
+  auto type_name = [](std::uint32_t oid) -> std::string {
+    switch (oid) {
+      case 20:
+        return "bigint";
+      case 21:
+        return "smallint";
+      case 23:
+        return "integer";
+      case 25:
+        return "text";
+      case 700:
+        return "real";
+      case 701:
+        return "double precision";
+      case 790:
+        return "money";
+      case 1043:
+        return "varchar";
+      case 1700:
+        return "numeric";
+      default:
+        return "type oid " + std::to_string(oid);
+    }
+  };
   auto check_type = [&](int f, std::initializer_list<std::uint32_t> oids, const char* what) {
     int col = info.field_column[f];
     if (col < 0) return;
     for (auto o : oids)
       if (r.columns[col].type_oid == o) return;
-    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) +
-                    "' has type oid " + std::to_string(r.columns[col].type_oid) +
-                    ", but walfold needs " + what +
+    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) + "' is now " +
+                    type_name(r.columns[col].type_oid) + ", but walfold needs " + what +
                     "; refusing to fold it inexactly (fix the schema or the configuration)");
   };
   check_type(id_field(m), {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");

@@ -165,7 +165,13 @@ class Reader::Session {
       last_data_ = Clock::now();
       received_ = std::max(received_, x->data_start);
       assembler_.set_replay(x->data_start < replay_until_);
-      decoder_.decode(x->payload, assembler_);
+      try {
+        decoder_.decode(x->payload, assembler_);
+      } catch (const DataError& e) {
+        // Names the WAL position, so the operator can inspect it (pg_logical_slot_peek_*).
+        throw DataError(std::string(e.what()) + " [slot '" + cfg_.postgres.slot +
+                        "', WAL record at " + format_lsn(x->data_start) + "]");
+      }
       return;
     }
     auto& k = std::get<Keepalive>(msg);

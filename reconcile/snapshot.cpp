@@ -197,9 +197,17 @@ void TruthReader::users(const std::optional<std::vector<std::int64_t>>& ids,
 }
 
 void TruthReader::transactions(const std::function<void(TxTruth&&)>& each) {
+  // transfer_id is optional: the stream maps columns by name and tolerates it being dropped,
+  // and so does the snapshot (every transfer_id is then null).
+  const std::string table = qualified(cfg_, Model::Transactions);
+  auto has = pg_.exec_params(
+      "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = "
+      "'transfer_id' AND attnum > 0 AND NOT attisdropped",
+      {table});
+  const bool transfer_id = std::string(PQgetvalue(has.get(), 0, 0)) == "1";
   const std::string sql = "SELECT id, account_id, kind, amount::text, " + us("created_at") +
-                          ", transfer_id::text FROM " + qualified(cfg_, Model::Transactions) +
-                          " ORDER BY id";
+                          (transfer_id ? ", transfer_id::text" : ", NULL::text") + " FROM " +
+                          table + " ORDER BY id";
   stream(sql, {}, [&](PGresult* r, int i) {
     TxTruth t;
     t.id = to_int(r, i, 0);

@@ -1,0 +1,95 @@
+// Issue #3 item 8 against a real PostgreSQL: Relation messages are mapped by column name, so
+// columns added or dropped under a running walfold are tolerated; a money column whose type
+// changes fails closed, naming the table, the column, the type and the WAL position.
+#include <gtest/gtest.h>
+
+#include "common/lsn.h"
+#include "tests/integration/bank_env.h"
+
+namespace walfold::test {
+namespace {
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+TEST(Schema, ColumnsAddedAndDroppedWhileStreamingAreTolerated) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "30", "--transactions", "300", "--no-progress"}).status,
+            0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  // New columns in every table, before and between the columns walfold reads.
+  pg_query(env.dsn, "ALTER TABLE transactions ADD COLUMN note text DEFAULT 'n/a'");
+  pg_query(env.dsn, "ALTER TABLE accounts ADD COLUMN nickname text");
+  pg_query(env.dsn, "ALTER TABLE users ADD COLUMN phone text DEFAULT '+00'");
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "300", "--seed", "2", "--update-share",
+                                "0.1", "--delete-share", "0.05", "--no-progress"})
+                .status,
+            0);
+  pg_query(env.dsn, "UPDATE accounts SET nickname = 'n' || id WHERE id % 3 = 0");
+  pg_query(env.dsn,
+           "UPDATE users SET phone = '+1' || id, full_name = full_name || ' Jr' "
+           "WHERE id % 4 = 0");
+  pg_query(env.dsn, "UPDATE transactions SET note = 'checked' WHERE id % 7 = 0");
+  // Dropped columns: one walfold never read, and transfer_id, which it reads but can do without.
+  pg_query(env.dsn, "ALTER TABLE transactions DROP COLUMN note");
+  pg_query(env.dsn, "ALTER TABLE transactions DROP COLUMN transfer_id");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) "
+           "SELECT id, 1.2500, 'deposit' FROM accounts WHERE id % 5 = 0");
+  pg_query(env.dsn,
+           "UPDATE transactions SET amount = amount + 1 WHERE id IN (SELECT max(id) FROM "
+           "transactions GROUP BY account_id LIMIT 10)");
+  // The running daemon streams all of it.
+  const Lsn end = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  ASSERT_TRUE(wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120)))
+      << daemon.output();
+  stop_cleanly(daemon);
+  EXPECT_FALSE(contains(daemon.output(), "critical")) << daemon.output();
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+  // A rebuild from the tables copes with the dropped column too.
+  auto full = env.cmd("reconcile", {"--full"}, 240);
+  ASSERT_EQ(full.status, 0) << full.output;
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
+TEST(Schema, AMoneyColumnWhoseTypeChangesFailsClosed) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "20", "--transactions", "200", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  // A double cannot hold money exactly: walfold refuses to fold anything after the change.
+  pg_query(env.dsn, "ALTER TABLE transactions DROP CONSTRAINT transactions_amount_check");
+  pg_query(env.dsn, "ALTER TABLE transactions ALTER COLUMN amount TYPE double precision");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) VALUES (1, 0.1, 'deposit')");
+  const Lsn after_insert = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, 65) << r.output;
+  EXPECT_TRUE(contains(r.output, "column 'amount' is now double precision")) << r.output;
+  EXPECT_TRUE(contains(r.output, "numeric (money is exact)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "WAL record at ")) << r.output;
+  // The refused commit was not confirmed: the slot still holds it.
+  EXPECT_LT(slot_confirmed(env), after_insert);
+
+  // The operator puts the type back and rebuilds from the tables.
+  pg_query(env.dsn, "ALTER TABLE transactions ALTER COLUMN amount TYPE numeric(20,4)");
+  auto full = env.cmd("reconcile", {"--full"}, 240);
+  ASSERT_EQ(full.status, 0) << full.output;
+  expect_verify_clean(env);
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "100", "--seed", "3", "--no-progress"})
+                .status,
+            0);
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
+}  // namespace
+}  // namespace walfold::test
