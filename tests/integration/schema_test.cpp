@@ -91,5 +91,37 @@ TEST(Schema, AMoneyColumnWhoseTypeChangesFailsClosed) {
   expect_verify_clean(env);
 }
 
+TEST(Schema, AToastedValueThatAnUpdateLeavesUnchangedIsKept) {
+  // users has the default replica identity: an UPDATE that does not touch a TOASTed column
+  // sends it as pgoutput's "unchanged" marker ('u'), which must never overwrite the name.
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "5", "--transactions", "20", "--no-progress"}).status,
+            0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  ASSERT_TRUE(daemon.wait_for_output("reader: streaming slot", std::chrono::seconds(60)))
+      << daemon.output();
+  pg_query(env.dsn, "ALTER TABLE users ALTER COLUMN full_name SET STORAGE EXTERNAL");
+  pg_query(env.dsn,
+           "UPDATE users SET full_name = (SELECT string_agg(md5(random()::text), '') FROM "
+           "generate_series(1, 400)) WHERE id = 1");
+  ASSERT_EQ(pg_scalar(env.dsn, "SELECT length(full_name) FROM users WHERE id = 1"), "12800");
+  // Stored out of line (TOAST), so the next update does not carry it.
+  const auto toast = pg_scalar(
+      env.dsn, "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'users'::regclass");
+  ASSERT_NE(pg_scalar(env.dsn, "SELECT count(*) FROM " + toast), "0");
+  pg_query(env.dsn, "UPDATE users SET email = 'moved@example.org' WHERE id = 1");
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) SELECT id, 3, 'deposit' FROM "
+           "accounts WHERE user_id = 1");
+  const Lsn end = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  ASSERT_TRUE(wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120)))
+      << daemon.output();
+  stop_cleanly(daemon);
+  expect_reports_identical(env);  // names and emails included
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
 }  // namespace
 }  // namespace walfold::test
