@@ -47,6 +47,7 @@ void Assembler::reset() {
   job_index_.clear();
   relations_.clear();
   open_changes_ = 0;
+  open_bytes_ = 0;
 }
 
 void Assembler::on_begin(const Begin& b) {
@@ -58,6 +59,7 @@ void Assembler::on_begin(const Begin& b) {
   txn_.xid = b.xid;
   job_index_.clear();
   open_changes_ = 0;
+  open_bytes_ = 0;
 }
 
 void Assembler::on_commit(const Commit& c) {
@@ -76,6 +78,7 @@ void Assembler::on_commit(const Commit& c) {
   }
   job_index_.clear();
   open_changes_ = 0;
+  open_bytes_ = 0;
   on_commit_(std::move(txn_));
   txn_ = {};
 }
@@ -200,8 +203,21 @@ void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int
   }
   auto& pr = txn_.priorities[it->second];
   pr = std::min(pr, priority);
+  std::size_t bytes = sizeof(queue::Change);
+  for (const auto* row : {&c.new_row, &c.old_row})
+    for (const auto& v : *row) bytes += sizeof(queue::Value) + v.text.size();
   txn_.jobs[it->second].changes.push_back(std::move(c));
   ++open_changes_;
+  open_bytes_ += bytes;
+  const std::size_t limit = static_cast<std::size_t>(cfg_.reader.max_transaction_mb) << 20;
+  if (open_bytes_ > limit)
+    throw DataError("transaction " + std::to_string(txn_.xid) + " (commit at " +
+                    format_lsn(txn_.commit_lsn) + ") holds more than " +
+                    std::to_string(cfg_.reader.max_transaction_mb) + " MiB of changes to the " +
+                    "bank tables (" + std::to_string(open_changes_) + " rows so far); walfold " +
+                    "assembles a transaction in memory until its Commit. Nothing of it was " +
+                    "enqueued or confirmed: raise reader.max_transaction_mb (the reader needs " +
+                    "about that much memory, twice while it enqueues) and start walfold again");
 }
 
 void Assembler::on_insert(std::uint32_t relid, Tuple t) {

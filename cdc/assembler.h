@@ -39,6 +39,7 @@ class Assembler : public Handler {
   // Forget any half-received transaction and the relation cache (after a reconnect).
   void reset();
   std::size_t open_changes() const { return open_changes_; }
+  std::size_t open_bytes() const { return open_bytes_; }
   // Replay mode (snapshot, replay after a Redis loss, reconcile traffic): while on, every job
   // committed gets priorities.replay instead of its rows' priority. For the reader to switch.
   void set_replay(bool on) { replay_ = on; }
@@ -71,6 +72,7 @@ class Assembler : public Handler {
   CommittedTransaction txn_;
   std::unordered_map<std::string, std::size_t> job_index_;
   std::size_t open_changes_ = 0;
+  std::size_t open_bytes_ = 0;  // approximate memory of the open transaction's changes
   bool replay_ = false;
 };
 

@@ -269,7 +269,7 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
     check_keys(ctx, rd, "reader",
                {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
                 "heartbeat_interval_ms", "checkpoint_history_interval_ms", "reconnect_min_ms",
-                "reconnect_max_ms"});
+                "reconnect_max_ms", "max_transaction_mb"});
     c.reader.status_interval =
         get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
     c.reader.enqueue_max_delay =
@@ -285,6 +285,8 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
     c.reader.checkpoint_history_interval =
         get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
                c.reader.checkpoint_history_interval, 0, 86400000);
+    c.reader.max_transaction_mb =
+        get_int(ctx, rd, "max_transaction_mb", "reader", c.reader.max_transaction_mb, 1, 65536);
   }
   if (auto w = root["workers"]) {
     check_keys(

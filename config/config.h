@@ -57,6 +57,9 @@ struct ReaderConfig {
   std::chrono::milliseconds heartbeat_interval{10000};
   // A saved checkpoint joins the listable history at most this often (0: every save).
   std::chrono::milliseconds checkpoint_history_interval{60000};
+  // A transaction is assembled in memory until its Commit; one whose changes to the bank
+  // tables exceed this many MiB stops the reader (exit 65) instead of exhausting memory.
+  int max_transaction_mb = 256;
 };
 
 // Retries of a key whose head job failed (queue/scripts/ack.lua): backoff with full jitter,

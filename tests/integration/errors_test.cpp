@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "common/lsn.h"
 #include "tests/integration/bank_env.h"
 
 namespace walfold::test {
@@ -247,6 +248,34 @@ TEST(Errors, ADocumentMongoRefusesIsDeadLetteredAndRetriedAfterTheFix) {
       << daemon.output();
   stop_cleanly(daemon);
   run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
+TEST(Errors, AnOversizedTransactionStopsTheReaderAndLosesNothing) {
+  BankEnv env("", "", "  max_transaction_mb: 1\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "10", "--transactions", "50", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  // About 7 MB of changes in one transaction.
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) SELECT 1 + g % 10, 1.0000, "
+           "'deposit' FROM generate_series(1, 20000) g");
+  const auto after = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"}, 120);
+  EXPECT_EQ(r.status, 65) << r.output;
+  EXPECT_TRUE(contains(r.output, "holds more than 1 MiB of changes")) << r.output;
+  EXPECT_TRUE(contains(r.output, "raise reader.max_transaction_mb")) << r.output;
+  EXPECT_LT(slot_confirmed(env), after) << "the refused transaction must stay in the slot";
+  // With room for it, the same transaction is folded, exactly once.
+  const std::string roomy = env.dir + "/roomy.yaml";
+  run_command(
+      {"bash", "-c",
+       "sed 's/max_transaction_mb: 1$/max_transaction_mb: 64/' " + env.config_path + " > " + roomy},
+      10);
+  auto ok = walfold({"run", "--config", roomy, "--stop-at-lsn", "current"});
+  ASSERT_EQ(ok.status, 0) << ok.output;
   expect_read_model_exact(env);
   expect_verify_clean(env);
 }

@@ -208,3 +208,29 @@ TEST_F(Fixture, ResetDropsAHalfReceivedTransaction) {
 }
 
 }  // namespace
+
+TEST(AssemblerLimits, ATransactionOverMaxTransactionMbIsRefusedNamingItAndTheSetting) {
+  Config cfg = parse_config("postgres: {dsn: 'x'}\nreader: {max_transaction_mb: 1}\n", "test.yaml");
+  int commits = 0;
+  cdc::Assembler a{cfg, [&](cdc::CommittedTransaction&&) { ++commits; }};
+  a.on_relation(Fixture::rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}}));
+  a.on_begin({0x5000, 0, 42});
+  const std::string name(1000, 'n');
+  int rows = 0;
+  try {
+    for (; rows < 10000; ++rows) {
+      std::string id = std::to_string(rows);
+      std::vector<TupleValue> user{{'t', id}, {'t', name}, {'t', "x@y"}};
+      a.on_insert(1, user);
+    }
+    FAIL() << "10,000 rows of 1 KB did not exceed 1 MiB";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("transaction 42 (commit at 0/5000)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("reader.max_transaction_mb"), std::string::npos) << msg;
+  }
+  // About 1 MiB worth of rows got in, not fewer: the limit counts the row data.
+  EXPECT_GT(rows, 700);
+  EXPECT_LT(rows, 1100);
+  EXPECT_EQ(commits, 0);
+}
