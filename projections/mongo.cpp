@@ -145,9 +145,10 @@ bool is_connection_error(const bson_error_t& e) {
 }
 
 bool is_document_error(const bson_error_t& e) {
-  if (e.domain != MONGOC_ERROR_SERVER && e.domain != MONGOC_ERROR_COMMAND &&
-      e.domain != MONGOC_ERROR_COLLECTION)
-    return false;
+  // Error API 2 (set on the pool): every error the server reports, write errors included, is
+  // in MONGOC_ERROR_SERVER with the server's code; the other domains carry libmongoc's own
+  // codes, which overlap these numbers.
+  if (e.domain != MONGOC_ERROR_SERVER) return false;
   switch (e.code) {
     case 2:      // BadValue
     case 9:      // FailedToParse
