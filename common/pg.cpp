@@ -6,6 +6,60 @@
 
 namespace walfold {
 
+namespace {
+
+// libpq messages end with a newline and continue lines with a tab; one line reads better.
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    bool blank = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+    if (!blank) {
+      out.push_back(c);
+    } else if (!out.empty() && out.back() != ' ') {
+      out.push_back(' ');
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// "<primary> (<detail>) [SQLSTATE xxxxx]" for a server-reported error, else libpq's own message
+// on one line.
+std::string describe(PGconn* conn, const PGresult* res) {
+  const char* primary = res != nullptr ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+  if (primary != nullptr) {
+    std::string msg = primary;
+    if (const char* detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) {
+      msg.append(" (").append(one_line(detail)).append(")");
+    }
+    if (const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+      msg.append(" [SQLSTATE ").append(state).append("]");
+    }
+    return msg;
+  }
+  std::string msg = one_line(res != nullptr ? PQresultErrorMessage(res) : "");
+  if (msg.empty()) msg = one_line(PQerrorMessage(conn));
+  if (msg.empty() && res != nullptr) {
+    msg = std::string("unexpected result status ") + PQresStatus(PQresultStatus(res));
+  }
+  return msg.empty() ? "no result from server" : msg;
+}
+
+std::vector<const char*> param_values(const PgParams& params) {
+  std::vector<const char*> vals;
+  vals.reserve(params.size());
+  for (const auto& p : params) vals.push_back(p ? p->c_str() : nullptr);
+  return vals;
+}
+
+std::string sqlstate_of(const PGresult* res) {
+  const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  return state != nullptr ? state : "";
+}
+
+}  // namespace
+
 PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>& overrides,
                const std::string& purpose) {
   std::vector<const char*> keys{"dbname", "options", "application_name"};
@@ -30,31 +84,54 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   }
 }
 
-PgResult PgConn::check(PGresult* raw, const std::string& sql) {
+void PgConn::fail(const PGresult* r, std::string_view context) const {
+  std::string prefix = "postgresql at " + address_ + ": ";
+  if (!context.empty()) prefix.append(context).append(": ");
+  std::string msg = describe(conn_.get(), r);
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) {
+    throw UnavailableError(prefix + "connection lost: " + msg);
+  }
+  throw PgError(prefix + msg, sqlstate_of(r));
+}
+
+PgResult PgConn::check(PGresult* raw, const std::string& sql, std::string_view context) const {
   PgResult r(raw);
   auto st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_BOTH ||
       st == PGRES_COPY_IN || st == PGRES_COPY_OUT)
     return r;
+  if (!context.empty()) fail(r.get(), context);
   std::string msg = pg_error_text(conn_.get(), r.get());
   std::string head = sql.substr(0, 60);
   if (PQstatus(conn_.get()) == CONNECTION_BAD)
     throw UnavailableError("postgresql at " + address_ + ": connection lost during '" + head +
                            "': " + msg);
-  throw std::runtime_error("postgresql at " + address_ + ": '" + head + "' failed: " + msg);
+  throw PgError("postgresql at " + address_ + ": '" + head + "' failed: " + msg,
+                sqlstate_of(r.get()));
 }
 
-PgResult PgConn::exec(const std::string& sql) {
-  return check(PQexec(conn_.get(), sql.c_str()), sql);
+PgResult PgConn::exec(const std::string& sql, std::string_view context) {
+  return check(PQexec(conn_.get(), sql.c_str()), sql, context);
 }
 
-PgResult PgConn::exec_params(const std::string& sql,
-                             const std::vector<std::optional<std::string>>& params) {
-  std::vector<const char*> vals;
-  for (const auto& p : params) vals.push_back(p ? p->c_str() : nullptr);
+PgResult PgConn::exec_params(const std::string& sql, const PgParams& params,
+                             std::string_view context) {
+  std::vector<const char*> vals = param_values(params);
   return check(PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(vals.size()), nullptr,
                             vals.data(), nullptr, nullptr, 0),
-               sql);
+               sql, context);
+}
+
+void PgConn::prepare(const std::string& name, const std::string& sql, std::string_view context) {
+  check(PQprepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), sql, context);
+}
+
+PgResult PgConn::exec_prepared(const std::string& name, const PgParams& params,
+                               std::string_view context) {
+  std::vector<const char*> vals = param_values(params);
+  return check(PQexecPrepared(conn_.get(), name.c_str(), static_cast<int>(vals.size()), vals.data(),
+                              nullptr, nullptr, 0),
+               "EXECUTE " + name, context);
 }
 
 std::optional<std::string> PgConn::scalar(const std::string& sql) {
@@ -63,10 +140,68 @@ std::optional<std::string> PgConn::scalar(const std::string& sql) {
   return std::string(PQgetvalue(r.get(), 0, 0));
 }
 
+void PgConn::stream(const std::string& sql, const std::function<void(const PGresult&)>& row,
+                    std::string_view context) {
+  PGconn* c = conn_.get();
+  auto drain = [c] {
+    while (PGresult* rest = PQgetResult(c)) PQclear(rest);
+  };
+  if (PQsendQuery(c, sql.c_str()) == 0) fail(nullptr, context);
+  if (PQsetSingleRowMode(c) == 0) {
+    drain();
+    fail(nullptr, context);
+  }
+  // Read every result up to the terminating null, even after an error, so the connection stays
+  // usable; remember the first failure and throw it at the end.
+  PgResult failed;
+  while (PGresult* raw = PQgetResult(c)) {
+    PgResult res(raw);
+    if (failed) continue;
+    switch (PQresultStatus(raw)) {
+      case PGRES_SINGLE_TUPLE:
+        try {
+          row(*raw);
+        } catch (...) {
+          // Abandon the rest of the result: cancel if we can, drain, then rethrow.
+          if (PGcancel* cancel = PQgetCancel(c)) {
+            char buf[256];
+            PQcancel(cancel, buf, sizeof buf);
+            PQfreeCancel(cancel);
+          }
+          drain();
+          throw;
+        }
+        break;
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+        break;
+      default:
+        failed = std::move(res);
+        break;
+    }
+  }
+  if (failed) fail(failed.get(), context);
+}
+
 std::string pg_error_text(PGconn* conn, const PGresult* result) {
   std::string msg = result ? PQresultErrorMessage(result) : PQerrorMessage(conn);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return msg;
+}
+
+std::string pg_text_array(const std::vector<std::string>& elements) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < elements.size(); ++i) {
+    if (i != 0) out.push_back(',');
+    out.push_back('"');
+    for (char c : elements[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
 }
 
 std::string quote_ident(const std::string& name) {

@@ -1,13 +1,18 @@
-// RAII over libpq for walfold's own connections (setup, replication, checks). Errors name the
-// server (host:port, never the password) and carry PostgreSQL's message.
+// The one RAII wrapper over libpq: walfold's own connections (setup, replication, checks) and the
+// bank tools (loadgen, report). Errors name the server (host:port, never the password) and carry
+// PostgreSQL's message.
 #pragma once
 
 #include <libpq-fe.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace walfold {
@@ -16,6 +21,20 @@ struct PgResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
 };
 using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// A statement the server rejected. sqlstate() is its SQLSTATE (e.g. "23505"), empty if the
+// server reported none.
+class PgError : public std::runtime_error {
+ public:
+  PgError(const std::string& message, std::string sqlstate)
+      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+  const std::string& sqlstate() const noexcept { return sqlstate_; }
+
+ private:
+  std::string sqlstate_;
+};
+
+using PgParams = std::vector<std::optional<std::string>>;  // text values; nullopt is SQL NULL
 
 class PgConn {
  public:
@@ -26,21 +45,49 @@ class PgConn {
   PGconn* get() const { return conn_.get(); }
   const std::string& address() const { return address_; }
 
-  // Runs SQL; throws std::runtime_error naming the server and the statement's first words.
-  PgResult exec(const std::string& sql);
-  PgResult exec_params(const std::string& sql,
-                       const std::vector<std::optional<std::string>>& params);
+  // Run SQL. A lost connection throws UnavailableError; any other failure PgError. Messages
+  // start "postgresql at host:port: " and then name `context` (e.g. "creating users") followed
+  // by the server's message and SQLSTATE, or without a context the statement's first words
+  // ("'SELECT ...' failed: " and libpq's message).
+  PgResult exec(const std::string& sql, std::string_view context = {});
+  PgResult exec_params(const std::string& sql, const PgParams& params,
+                       std::string_view context = {});
+  void prepare(const std::string& name, const std::string& sql, std::string_view context = {});
+  PgResult exec_prepared(const std::string& name, const PgParams& params,
+                         std::string_view context = {});
   // First column of the first row, or nullopt if no row / NULL.
   std::optional<std::string> scalar(const std::string& sql);
 
+  // Runs a query in single-row mode and calls `row` with each one-row result, so a large result
+  // never sits in memory at once. If `row` throws, the query is cancelled and the connection
+  // stays usable. (libpq 15 leaves single-row mode on until the next query sent outside pipeline
+  // mode: run an ordinary exec() before entering pipeline mode after this.)
+  void stream(const std::string& sql, const std::function<void(const PGresult&)>& row,
+              std::string_view context = {});
+
+  // Throws the error for a failed `result` (null: the connection's own error), as exec would
+  // with `context`. For callers driving libpq directly (pipeline mode).
+  [[noreturn]] void fail(const PGresult* result, std::string_view context) const;
+
  private:
-  PgResult check(PGresult* r, const std::string& sql);
+  PgResult check(PGresult* r, const std::string& sql, std::string_view context) const;
   std::unique_ptr<PGconn, void (*)(PGconn*)> conn_{nullptr, PQfinish};
   std::string address_;
 };
 
 // libpq's error text for a connection or result, without its trailing newline.
 std::string pg_error_text(PGconn* conn, const PGresult* result = nullptr);
+
+// Text value of a column ("" for SQL NULL), and whether it is NULL.
+inline std::string_view pg_value(const PGresult& res, int row, int col) {
+  return {PQgetvalue(&res, row, col), static_cast<std::size_t>(PQgetlength(&res, row, col))};
+}
+inline bool pg_is_null(const PGresult& res, int row, int col) {
+  return PQgetisnull(&res, row, col) != 0;
+}
+
+// A PostgreSQL array literal ({"a","b\"c"}) of the given elements, for $n::text[] parameters.
+std::string pg_text_array(const std::vector<std::string>& elements);
 
 // SQL identifier quoting ("name").
 std::string quote_ident(const std::string& name);

@@ -16,7 +16,7 @@
 #include <utility>
 
 #include "common/error.h"
-#include "tools/pg.h"
+#include "common/pg.h"
 
 namespace walfold::tools {
 
@@ -32,6 +32,9 @@ constexpr std::size_t kMaxInFlight = 256;
 constexpr long kUserBlock = 1000;
 // With reuse_existing, how many of the newest existing transactions updates/deletes may touch.
 constexpr long kPreloadLimit = 100000;
+
+// Parameters of a pipelined statement: text values pointing into the caller's strings.
+using SendParams = std::vector<const char*>;
 
 std::int64_t uniform(Rng& rng, std::int64_t lo, std::int64_t hi) {
   return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
@@ -85,7 +88,7 @@ std::string int_array(const std::vector<std::int64_t>& values) {
   return out;
 }
 
-std::int64_t to_int64(std::string_view text, const PgConnection& conn, std::string_view what) {
+std::int64_t to_int64(std::string_view text, const PgConn& conn, std::string_view what) {
   std::int64_t v = 0;
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, v);
@@ -257,19 +260,19 @@ const char* op_name(Op op) {
 // sync after each group of ops_per_commit operations is that group's commit.
 class Pipeline {
  public:
-  Pipeline(PgConnection& conn, TxPool& pool, LoadgenStats& stats)
+  Pipeline(PgConn& conn, TxPool& pool, LoadgenStats& stats)
       : conn_(conn), pool_(pool), stats_(stats) {
-    // libpq 15 keeps single-row mode switched on after a PgConnection::stream() until the next
+    // libpq 15 keeps single-row mode switched on after a PgConn::stream() until the next
     // query sent outside pipeline mode; without this the pipeline's results would arrive as
     // single rows.
     conn_.exec("SELECT 1", "resetting the session before pipelining");
-    if (PQenterPipelineMode(conn_.get()) == 0) throw conn_.error(nullptr, "entering pipeline mode");
+    if (PQenterPipelineMode(conn_.get()) == 0) conn_.fail(nullptr, "entering pipeline mode");
   }
 
-  void send(const char* statement, const PgParams& params, Op op, std::int64_t subject) {
+  void send(const char* statement, const SendParams& params, Op op, std::int64_t subject) {
     if (PQsendQueryPrepared(conn_.get(), statement, static_cast<int>(params.size()), params.data(),
                             nullptr, nullptr, 0) == 0) {
-      throw conn_.error(nullptr, context(op, subject));
+      conn_.fail(nullptr, context(op, subject));
     }
     expected_.push_back({op, subject, false});
     ++ops_in_flight_;
@@ -277,7 +280,7 @@ class Pipeline {
   }
 
   void sync() {
-    if (PQpipelineSync(conn_.get()) == 0) throw conn_.error(nullptr, "sending a commit (sync)");
+    if (PQpipelineSync(conn_.get()) == 0) conn_.fail(nullptr, "sending a commit (sync)");
     expected_.push_back({Op::Deposit, 0, true});
     last_was_sync_ = true;
   }
@@ -290,25 +293,25 @@ class Pipeline {
     if (expected_.empty()) return;
     PGconn* c = conn_.get();
     if (!last_was_sync_ && PQsendFlushRequest(c) == 0) {
-      throw conn_.error(nullptr, "sending a flush request");
+      conn_.fail(nullptr, "sending a flush request");
     }
-    if (PQflush(c) != 0) throw conn_.error(nullptr, "sending queries");
+    if (PQflush(c) != 0) conn_.fail(nullptr, "sending queries");
     while (!expected_.empty()) {
       Pending p = expected_.front();
       expected_.pop_front();
       PgResult res(PQgetResult(c));
-      if (!res) throw conn_.error(nullptr, p.sync ? "committing" : context(p.op, p.subject));
+      if (!res) conn_.fail(nullptr, p.sync ? "committing" : context(p.op, p.subject));
       ExecStatusType st = PQresultStatus(res.get());
       if (p.sync) {
-        if (st != PGRES_PIPELINE_SYNC) throw conn_.error(res.get(), "committing");
+        if (st != PGRES_PIPELINE_SYNC) conn_.fail(res.get(), "committing");
         continue;
       }
       if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        throw conn_.error(res.get(), context(p.op, p.subject));
+        conn_.fail(res.get(), context(p.op, p.subject));
       }
       on_result(p.op, *res);
       PgResult end(PQgetResult(c));  // each query's results end with a null
-      if (end) throw conn_.error(end.get(), "reading pipeline results (unexpected extra result)");
+      if (end) conn_.fail(end.get(), "reading pipeline results (unexpected extra result)");
       --ops_in_flight_;
       ++completed_;
     }
@@ -316,7 +319,7 @@ class Pipeline {
 
   void leave() {
     drain();
-    if (PQexitPipelineMode(conn_.get()) == 0) throw conn_.error(nullptr, "leaving pipeline mode");
+    if (PQexitPipelineMode(conn_.get()) == 0) conn_.fail(nullptr, "leaving pipeline mode");
   }
 
  private:
@@ -358,7 +361,7 @@ class Pipeline {
     }
   }
 
-  PgConnection& conn_;
+  PgConn& conn_;
   TxPool& pool_;
   LoadgenStats& stats_;
   std::deque<Pending> expected_;
@@ -419,7 +422,7 @@ const char* const kPrepared[][2] = {
     {"wf_lg_delete", "DELETE FROM transactions WHERE id = ANY($1::bigint[])"},
 };
 
-void create_users(PgConnection& conn, const LoadgenOptions& o, std::uint64_t seed, Rng& rng,
+void create_users(PgConn& conn, const LoadgenOptions& o, std::uint64_t seed, Rng& rng,
                   AccountBook& book, LoadgenStats& stats) {
   Progress progress(o.progress, "users", o.users);
   for (long first = 0; first < o.users; first += kUserBlock) {
@@ -436,8 +439,7 @@ void create_users(PgConnection& conn, const LoadgenOptions& o, std::uint64_t see
     conn.exec("BEGIN", "creating users");
     PgResult users;
     try {
-      users = conn.exec_prepared("wf_lg_users", {names_arr.c_str(), emails_arr.c_str()},
-                                 "creating users");
+      users = conn.exec_prepared("wf_lg_users", {names_arr, emails_arr}, "creating users");
     } catch (const PgError& e) {
       if (e.sqlstate() != "23505") throw;
       throw PgError(std::string(e.what()) + "; emails are user-<seed>-<n>@example.test and seed " +
@@ -456,8 +458,8 @@ void create_users(PgConnection& conn, const LoadgenOptions& o, std::uint64_t see
       }
     }
     std::string owners_arr = int_array(owners), currencies_arr = pg_text_array(currencies);
-    PgResult accounts = conn.exec_prepared(
-        "wf_lg_accounts", {owners_arr.c_str(), currencies_arr.c_str()}, "creating accounts");
+    PgResult accounts =
+        conn.exec_prepared("wf_lg_accounts", {owners_arr, currencies_arr}, "creating accounts");
     for (int r = 0; r < PQntuples(accounts.get()); ++r) {
       book.add(to_int64(pg_value(*accounts, r, 0), conn, "accounts.id"),
                std::string(pg_value(*accounts, r, 1)));
@@ -470,7 +472,7 @@ void create_users(PgConnection& conn, const LoadgenOptions& o, std::uint64_t see
   progress.finish(o.users);
 }
 
-void load_existing(PgConnection& conn, AccountBook& book, TxPool& pool, LoadgenStats& stats) {
+void load_existing(PgConn& conn, AccountBook& book, TxPool& pool, LoadgenStats& stats) {
   conn.stream(
       "SELECT id, btrim(currency::text) FROM accounts ORDER BY id",
       [&](const PGresult& row) {
@@ -507,7 +509,7 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   Rng rng(seed);
   LoadgenStats stats{0, 0, 0, 0, 0, 0, 0, 0.0};
 
-  PgConnection conn(o.pg_dsn);
+  PgConn conn(o.pg_dsn, {}, "loadgen");
   conn.exec("SET TimeZone = 'UTC'", "setting up the session");
   conn.exec("SET client_encoding = 'UTF8'", "setting up the session");
   for (const auto& [name, sql] : kPrepared) {

@@ -43,7 +43,8 @@ struct LoadgenStats {
 // ops_per_commit == 1 is bounded by the server's commit (WAL flush) rate. `rate` paces whole
 // groups of ops_per_commit operations (a group is sent at once when it is due).
 // Throws std::runtime_error (walfold::ConfigError for bad options, UnavailableError when the
-// server cannot be reached, PgError when a statement fails) with a message naming the server.
+// server cannot be reached or the connection is lost, walfold::PgError when a statement fails)
+// with a message naming the server.
 LoadgenStats run_loadgen(const LoadgenOptions& options);
 
 }  // namespace walfold::tools

@@ -14,8 +14,8 @@
 
 #include "common/decimal.h"
 #include "common/error.h"
+#include "common/pg.h"
 #include "common/timestamp.h"
-#include "tools/pg.h"
 
 namespace walfold::tools {
 
@@ -165,7 +165,7 @@ std::string users_query() {
          "ORDER BY 1, 2, 3";
 }
 
-std::int64_t pg_int(const PGresult& row, int col, const PgConnection& conn, const char* what) {
+std::int64_t pg_int(const PGresult& row, int col, const PgConn& conn, const char* what) {
   std::string_view text = pg_value(row, 0, col);
   std::int64_t v = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -176,7 +176,7 @@ std::int64_t pg_int(const PGresult& row, int col, const PgConnection& conn, cons
   return v;
 }
 
-std::string pg_canonical(const PGresult& row, int col, const PgConnection& conn,
+std::string pg_canonical(const PGresult& row, int col, const PgConn& conn,
                          const std::string& what) {
   std::optional<std::string> c = Decimal::canonicalize(pg_value(row, 0, col));
   if (!c) {
@@ -187,7 +187,7 @@ std::string pg_canonical(const PGresult& row, int col, const PgConnection& conn,
 }
 
 long report_postgres(const ReportOptions& o, std::ostream& out) {
-  PgConnection conn(o.pg_dsn);
+  PgConn conn(o.pg_dsn, {}, "report");
   conn.exec("SET TimeZone = 'UTC'", "setting up the session");
   conn.exec("SET DateStyle = 'ISO, YMD'", "setting up the session");
   conn.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting the report snapshot");
