@@ -289,13 +289,15 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
         get_int(ctx, rd, "max_transaction_mb", "reader", c.reader.max_transaction_mb, 1, 65536);
   }
   if (auto w = root["workers"]) {
-    check_keys(
-        ctx, w, "workers",
-        {"count", "batch_keys", "batch_jobs_per_key", "lease_ms", "idle_poll_max_ms", "retry"});
+    check_keys(ctx, w, "workers",
+               {"count", "batch_keys", "batch_jobs_per_key", "batch_max_changes", "lease_ms",
+                "idle_poll_max_ms", "retry"});
     c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
     c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
     c.workers.batch_jobs_per_key =
         get_int(ctx, w, "batch_jobs_per_key", "workers", c.workers.batch_jobs_per_key, 1, 10000);
+    c.workers.batch_max_changes =
+        get_int(ctx, w, "batch_max_changes", "workers", c.workers.batch_max_changes, 1, 10000000);
     c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
     c.workers.idle_poll_max =
         get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);

@@ -73,6 +73,9 @@ struct WorkerConfig {
   int count = 2;
   int batch_keys = 256;         // ordering keys claimed at once
   int batch_jobs_per_key = 64;  // jobs taken from one key per claim
+  // Rows folded per batch: jobs past it (whole jobs; a batch always takes at least one) go back
+  // to the queue unfolded, so a worker's memory follows this, not the size of the jobs.
+  int batch_max_changes = 20000;
   std::chrono::milliseconds lease{30000};
   std::chrono::milliseconds idle_poll_max{50};
   RetryConfig retry;

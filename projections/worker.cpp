@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -38,16 +39,24 @@ std::size_t Worker::run_once() {
   std::vector<KeyWork> work;
   work.reserve(claim.keys.size());
   std::vector<std::string> keys;
+  // Whole jobs up to batch_max_changes rows (at least one job); the rest are given back
+  // unfolded with the acknowledgement and claimed again, in order, by the next batch.
+  std::size_t budget = static_cast<std::size_t>(cfg_.workers.batch_max_changes);
+  std::size_t taken = 0;
   for (const auto& k : claim.keys) {
     KeyWork w{&k, {}, 0, false, {}};
     try {
-      for (const auto& body : k.bodies) w.jobs.push_back(queue::decode_job(body));
+      for (const auto& body : k.bodies) {
+        if (taken > 0 && taken >= budget) break;
+        w.jobs.push_back(queue::decode_job(body));
+        taken += w.jobs.back().changes.size();
+      }
     } catch (const DataError& e) {
       // The jobs before it can still be folded; the key stops at this one.
       w.poison = true;
       w.reason = std::string("the job cannot be decoded: ") + e.what();
     }
-    keys.push_back(k.key);
+    if (!w.jobs.empty()) keys.push_back(k.key);
     work.push_back(std::move(w));
   }
 
@@ -76,18 +85,23 @@ std::size_t Worker::run_once() {
     progress_.mongo_statements += sink.stats().statements;
     progress_.changes_folded += plan.changes;
   } catch (const std::exception& e) {
-    // Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, a write
-    // error) are transient: every key waits out a backoff and is retried, forever. A data error
-    // of a one-key batch (its account document cannot be read exactly, a write that cannot be
-    // built) is that key's poison; in a larger batch it is not attributable: keys are then
-    // claimed one at a time for a while.
+    // Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, conflicts,
+    // elections) are transient: every attempted key waits out a backoff and is retried,
+    // forever. A data error of a one-key batch (its account document cannot be read exactly, a
+    // write that cannot be built, a document MongoDB refuses) is that key's poison; in a larger
+    // batch it is not attributable: keys are then claimed one at a time for a while. Keys left
+    // out by batch_max_changes were not attempted and just go back.
     const bool data = dynamic_cast<const DataError*>(&e) != nullptr;
     const bool unavailable = dynamic_cast<const UnavailableError*>(&e) != nullptr;
-    if (!unavailable && work.size() > 1) isolate_ = static_cast<int>(work.size());
+    const auto attempted = static_cast<std::size_t>(
+        std::count_if(work.begin(), work.end(), [](const KeyWork& w) { return !w.jobs.empty(); }));
+    if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
     std::vector<queue::AckItem> release;
     for (const auto& w : work) {
       queue::AckItem a{w.claimed->key, 0, {}};
-      a.outcome = data && work.size() == 1 ? queue::Outcome::Poison : queue::Outcome::Retry;
+      a.outcome = w.jobs.empty()           ? queue::Outcome::GiveBack  // not attempted
+                  : data && attempted == 1 ? queue::Outcome::Poison
+                                           : queue::Outcome::Retry;
       a.reason = e.what();
       release.push_back(std::move(a));
     }

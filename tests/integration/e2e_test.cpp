@@ -165,5 +165,31 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
   expect_verify_clean(env);
 }
 
+TEST(EndToEnd, ABigTransactionIsFoldedInBatchesOfAtMostBatchMaxChanges) {
+  // workers.batch_max_changes bounds what one batch folds (and so a worker's memory): whole
+  // jobs, at least one per batch; the jobs left out go back to the queue in order.
+  BankEnv env("", "  batch_max_changes: 500\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "10", "--transactions", "0", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  // One commit, ten accounts: ten jobs of 2,000 rows each.
+  pg_query(env.dsn,
+           "INSERT INTO transactions (account_id, amount, kind) SELECT 1 + g % 10, 0.0100, "
+           "'deposit' FROM generate_series(1, 20000) g");
+  auto r = env.cmd("run", {"--stop-at-lsn", "current"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  // "... N MongoDB write commands for 20000 changes": all ten keys would fit one claim
+  // (batch_keys 64), i.e. about three write commands; one job per batch needs ten batches of
+  // at least two (transactions, accounts).
+  const auto at = r.output.find(" MongoDB write commands for 20000 changes");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const auto start = r.output.rfind(' ', at - 1) + 1;
+  const long commands = std::stol(r.output.substr(start, at - start));
+  EXPECT_GE(commands, 20) << r.output;
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
 }  // namespace
 }  // namespace walfold::test
