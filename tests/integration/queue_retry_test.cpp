@@ -523,5 +523,19 @@ TEST(QueueRedisSettings, WarnsAboutNoAofAndEviction) {
   EXPECT_NE(bad.problems[1].find("allkeys-lru"), std::string::npos) << bad.problems[1];
 }
 
+TEST(QueueRedisSettings, SaysWhyWhenTheSettingsCannotBeChecked) {
+  // A managed Redis often refuses CONFIG: here an ACL takes it from the default user.
+  struct Restore {
+    ~Restore() { test::redis_cmd({"ACL", "SETUSER", "default", "+config"}); }
+  } restore;
+  ASSERT_EQ(test::redis_cmd({"ACL", "SETUSER", "default", "-config"}), "OK");
+  Redis redis(redis_config());
+  auto c = check_redis_settings(redis);
+  EXPECT_FALSE(c.checked);
+  EXPECT_TRUE(c.problems.empty());
+  EXPECT_NE(c.error.find("config"), std::string::npos) << c.error;
+  warn_about_redis_settings(redis_config());  // logs it and does not throw
+}
+
 }  // namespace
 }  // namespace walfold::queue
