@@ -338,9 +338,8 @@ class Reader::Session {
     auto local = store.load_state_dir();
     if (!slot.exists) {
       if (saved || local || skip_through_ != 0) {
-        throw checkpoint::slot_gone_error(cfg_.postgres.slot, saved   ? *saved
-                                                              : local ? *local
-                                                                      : checkpoint::Checkpoint{});
+        throw checkpoint::missing_slot_error(cfg_.postgres.slot, saved, local, store.state_file(),
+                                             id.system_id);
       }
       spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
       reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot");

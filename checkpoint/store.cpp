@@ -144,6 +144,22 @@ DataError slot_gone_error(const std::string& slot, const Checkpoint& c) {
                    "ahead: rebuild the read model with `walfold reconcile --full`");
 }
 
+DataError missing_slot_error(const std::string& slot, const std::optional<Checkpoint>& mongo,
+                             const std::optional<Checkpoint>& local, const std::string& state_file,
+                             const std::string& system_id) {
+  if (!mongo && local && !local->identity.system_id.empty() &&
+      local->identity.system_id != system_id)
+    return DataError(
+        state_file + " holds a checkpoint of slot '" + slot + "' on another PostgreSQL system (" +
+        local->identity.system_id + ", slot created on " +
+        format_time_ms(local->identity.created_at_ms) + "), but this server is system " +
+        system_id + " and MongoDB holds no checkpoint: a leftover of another deployment. If this " +
+        "is a new deployment, remove " + state_file + " and its .history file (or give it its " +
+        "own state_dir) and start again; if MongoDB's read model should follow this server, " +
+        "rebuild it with `walfold reconcile --full`");
+  return slot_gone_error(slot, mongo ? *mongo : local ? *local : Checkpoint{});
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

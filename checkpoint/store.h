@@ -88,6 +88,14 @@ class Store {
 // The error for a slot that is gone while walfold holds a checkpoint for it (a gap): names the
 // checkpoint and the slot's creation, and points to `walfold reconcile --full`.
 DataError slot_gone_error(const std::string& slot, const Checkpoint& c);
+// The error for a slot that does not exist while a checkpoint does: MongoDB's (`mongo`) or the
+// state directory's (`local`, read from `state_file`). When only the state directory has one
+// and it names another PostgreSQL system than `system_id` (this server's), it is a leftover
+// of another deployment, and the error says so (and how to clear it) instead of calling the
+// slot gone.
+DataError missing_slot_error(const std::string& slot, const std::optional<Checkpoint>& mongo,
+                             const std::optional<Checkpoint>& local, const std::string& state_file,
+                             const std::string& system_id);
 
 // Unix time in ms; "2026-11-23T05:00:00.123Z" for logs and listings.
 std::int64_t now_ms();

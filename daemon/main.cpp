@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cdc/preflight.h"
+#include "cdc/replication_stream.h"
 #include "checkpoint/store.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -76,9 +77,14 @@ int setup_command(const Config& cfg, bool schema) {
   }
   projections::MongoPool pool(cfg.mongodb);
   checkpoint::Store store(cfg, pool);
-  auto saved = store.load_mongo();
-  if (!saved) saved = store.load_state_dir();
-  if (saved && !saved->loading) throw checkpoint::slot_gone_error(cfg.postgres.slot, *saved);
+  const auto mongo = store.load_mongo();
+  const auto local = store.load_state_dir();
+  const auto& saved = mongo ? mongo : local;
+  if (saved && !saved->loading) {
+    cdc::ReplicationStream server(dsn);
+    throw checkpoint::missing_slot_error(cfg.postgres.slot, mongo, local, store.state_file(),
+                                         server.identify_system().system_id);
+  }
   reconcile::initial_load(cfg, pool, store, "initial snapshot (setup)");
   return 0;
 }

@@ -46,6 +46,7 @@ mongodb:
   uri: "$WALFOLD_TEST_MONGODB_URI"
   database: bank
 log_level: info
+state_dir: $state/state   # this demo's own (its servers are new on every run)
 YAML
 echo "config: $state/walfold.yaml (MongoDB: $WALFOLD_TEST_MONGO_KIND at $WALFOLD_TEST_MONGODB_URI)"
 

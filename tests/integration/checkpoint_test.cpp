@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -213,6 +214,34 @@ TEST(Gap, InvalidatedSlotIsRefusedAndReconcileFullRebuilds) {
       env.cmd("loadgen", {"--reuse", "--transactions", "200", "--seed", "10", "--no-progress"})
           .status,
       0);
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+}
+
+TEST(Gap, AStateDirLeftByAnotherPostgresSystemIsNamedAsSuch) {
+  // A state directory that outlived its deployment (same slot name, another PostgreSQL
+  // cluster, an empty MongoDB) is not reported as "the slot is gone" but as what it is.
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  pg_query(env.dsn, "SELECT pg_drop_replication_slot('" + env.name + "')");
+  mongo_command(servers().mongo_uri, env.mongo_db, R"({"dropDatabase": 1})");
+  const std::string file = env.dir + "/state/" + env.name + ".checkpoint";
+  ASSERT_EQ(run_command({"sed", "-i", "s/^system_id=.*/system_id=1234/", file}, 10).status, 0);
+  for (const char* sub : {"setup", "run"}) {
+    auto r = sub == std::string("run") ? env.cmd("run", {"--stop-at-lsn", "current"}, 120)
+                                       : env.cmd("setup");
+    EXPECT_EQ(r.status, kExDataErr) << sub << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "on another PostgreSQL system (1234")) << sub << r.output;
+    EXPECT_TRUE(contains(r.output, "leftover of another deployment")) << sub << r.output;
+    EXPECT_TRUE(contains(r.output, file)) << sub << r.output;
+  }
+  // Removing the leftover, as the message says, lets a new deployment start.
+  std::filesystem::remove(file);
+  std::filesystem::remove(env.dir + "/state/" + env.name + ".history");
+  ASSERT_EQ(env.cmd("setup").status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "10", "--transactions", "100", "--no-progress"}).status,
+            0);
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_verify_clean(env);
