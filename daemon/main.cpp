@@ -315,10 +315,11 @@ int main(int argc, char** argv) {
         auto r = reconcile::repair(cfg, pool, std::cout, std::chrono::seconds(repair_wait));
         std::cout.flush();
         spdlog::info(
-            "reconcile --repair: {} accounts and {} users compared at {}, {} rewritten, {} "
-            "skipped (changed while rewriting: run again), {} unchecked (changed after the "
-            "snapshot)",
-            r.accounts, r.users, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped, r.unchecked);
+            "reconcile --repair: {} accounts, {} users and {} transactions compared at {}, {} "
+            "rewritten, {} skipped (changed while rewriting: run again), {} unchecked (changed "
+            "after the snapshot)",
+            r.accounts, r.users, r.transactions, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped,
+            r.unchecked);
         return r.skipped == 0 ? 0 : 1;
       }
       if (queue_cli.parsed()) return queue_cli.run(cfg, std::cout);

@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <initializer_list>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/error.h"
 #include "projections/sink.h"
@@ -46,6 +49,14 @@ std::string user_key(const UserTruth& u) {
   return o.str();
 }
 
+// The fields of the read model's copy of a transaction row (what a window recompute reads).
+std::string transaction_key(const TxTruth& t) {
+  std::ostringstream o;
+  o << "account " << t.account_id << " " << t.kind << " " << t.amount.canonical() << " at "
+    << t.created_at_us << " transfer " << t.transfer_id.value_or("null");
+  return o.str();
+}
+
 // What repair needs of a MongoDB document: its canonical line and the guards to compare-and-set.
 struct MongoDoc {
   std::int64_t id = 0;
@@ -55,46 +66,79 @@ struct MongoDoc {
   Lsn newest_guard = 0;  // highest LSN among its guards
 };
 
-void cas_field(bson_t* filter, const char* name, const bson_iter_t* it) {
-  if (it) {
-    bson_append_iter(filter, name, -1, it);
-  } else {
-    bson_t e;
-    bson_append_document_begin(filter, name, -1, &e);
-    BSON_APPEND_BOOL(&e, "$exists", false);
-    bson_append_document_end(filter, &e);
+// The LSN guards of a document, read as they are and turned into a compare-and-set filter that
+// matches the document only while every guard still has that value (or is still absent). A
+// guard is an LSN or a document of LSNs (acct_lsn, left).
+class Guards {
+ public:
+  Guards(std::initializer_list<const char*> names) : names_(names), read_(names_.size()) {}
+  // True when `key` is one of the guards (and `it` is kept).
+  bool take(std::string_view key, const bson_iter_t& it) {
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+      if (key != names_[i]) continue;
+      read_[i] = it;
+      if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_t sub;
+        bson_iter_recurse(&it, &sub);
+        while (bson_iter_next(&sub)) newest_ = std::max<Lsn>(newest_, projections::get_int64(sub));
+      } else {
+        newest_ = std::max<Lsn>(newest_, projections::get_int64(it));
+      }
+      return true;
+    }
+    return false;
   }
+  void finish(MongoDoc& m) const {
+    m.newest_guard = newest_;
+    m.cas = make_bson();
+    BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+      if (read_[i]) {
+        bson_append_iter(m.cas.get(), names_[i], -1, &*read_[i]);
+      } else {
+        bson_t e;
+        bson_append_document_begin(m.cas.get(), names_[i], -1, &e);
+        BSON_APPEND_BOOL(&e, "$exists", false);
+        bson_append_document_end(m.cas.get(), &e);
+      }
+    }
+  }
+
+ private:
+  std::vector<const char*> names_;
+  std::vector<std::optional<bson_iter_t>> read_;
+  Lsn newest_ = 0;
+};
+
+// What every document has: its id, its tombstone flag and its guards. True when `key` was one.
+bool read_common(MongoDoc& m, Guards& guards, std::string_view key, const bson_iter_t& it) {
+  if (key == "_id")
+    m.id = projections::get_int64(it);
+  else if (key == "deleted")
+    m.deleted = bson_iter_as_bool(&it);
+  else
+    return guards.take(key, it);
+  return true;
 }
 
 MongoDoc parse_account(const bson_t* doc) {
   MongoDoc m;
+  Guards guards{"applied_lsn", "window_lsn"};
   std::int64_t user = 0;
   std::string currency, balance = "0";
   std::vector<std::string> last;
-  bson_iter_t it, applied, window;
-  bool has_applied = false, has_window = false;
+  bson_iter_t it;
   bson_iter_init(&it, doc);
   while (bson_iter_next(&it)) {
     std::string_view k = bson_iter_key(&it);
-    if (k == "_id")
-      m.id = projections::get_int64(it);
-    else if (k == "user_id")
+    if (read_common(m, guards, k, it)) continue;
+    if (k == "user_id")
       user = projections::get_int64(it);
     else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
       currency = bson_iter_utf8(&it, nullptr);
     else if (k == "balance")
       balance = canon(it);
-    else if (k == "deleted")
-      m.deleted = bson_iter_as_bool(&it);
-    else if (k == "applied_lsn") {
-      applied = it;
-      has_applied = true;
-      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
-    } else if (k == "window_lsn") {
-      window = it;
-      has_window = true;
-      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
-    } else if (k == "last_transactions" && BSON_ITER_HOLDS_ARRAY(&it)) {
+    else if (k == "last_transactions" && BSON_ITER_HOLDS_ARRAY(&it)) {
       bson_iter_t arr;
       bson_iter_recurse(&it, &arr);
       while (bson_iter_next(&arr)) {
@@ -121,31 +165,25 @@ MongoDoc parse_account(const bson_t* doc) {
   o << "user " << user << " currency " << currency << " balance " << balance;
   for (const auto& l : last) o << " | " << l;
   m.key = o.str();
-  m.cas = make_bson();
-  BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
-  cas_field(m.cas.get(), "applied_lsn", has_applied ? &applied : nullptr);
-  cas_field(m.cas.get(), "window_lsn", has_window ? &window : nullptr);
+  guards.finish(m);
   return m;
 }
 
 MongoDoc parse_user(const bson_t* doc) {
   MongoDoc m;
+  Guards guards{"profile_lsn", "floor_lsn", "acct_lsn"};
   std::string name, email;
   std::vector<std::int64_t> accts;
   std::map<std::string, std::string> totals;
-  bson_iter_t it, profile, floor, acct_lsn;
-  bool has_profile = false, has_floor = false, has_acct = false;
+  bson_iter_t it;
   bson_iter_init(&it, doc);
   while (bson_iter_next(&it)) {
     std::string_view k = bson_iter_key(&it);
-    if (k == "_id")
-      m.id = projections::get_int64(it);
-    else if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it))
+    if (read_common(m, guards, k, it)) continue;
+    if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it))
       name = bson_iter_utf8(&it, nullptr);
     else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it))
       email = bson_iter_utf8(&it, nullptr);
-    else if (k == "deleted")
-      m.deleted = bson_iter_as_bool(&it);
     else if (k == "accounts" && BSON_ITER_HOLDS_ARRAY(&it)) {
       bson_iter_t arr;
       bson_iter_recurse(&it, &arr);
@@ -154,17 +192,6 @@ MongoDoc parse_user(const bson_t* doc) {
       bson_iter_t sub;
       bson_iter_recurse(&it, &sub);
       while (bson_iter_next(&sub)) totals[bson_iter_key(&sub)] = canon(sub);
-    } else if (k == "profile_lsn" || k == "floor_lsn") {
-      (k == "profile_lsn" ? profile : floor) = it;
-      (k == "profile_lsn" ? has_profile : has_floor) = true;
-      m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(it));
-    } else if (k == "acct_lsn" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-      acct_lsn = it;
-      has_acct = true;
-      bson_iter_t sub;
-      bson_iter_recurse(&it, &sub);
-      while (bson_iter_next(&sub))
-        m.newest_guard = std::max<Lsn>(m.newest_guard, projections::get_int64(sub));
     }
   }
   std::sort(accts.begin(), accts.end());
@@ -174,11 +201,38 @@ MongoDoc parse_user(const bson_t* doc) {
   o << " totals";
   for (const auto& [cur, v] : totals) o << " " << cur << "=" << v;
   m.key = o.str();
-  m.cas = make_bson();
-  BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
-  cas_field(m.cas.get(), "profile_lsn", has_profile ? &profile : nullptr);
-  cas_field(m.cas.get(), "floor_lsn", has_floor ? &floor : nullptr);
-  cas_field(m.cas.get(), "acct_lsn", has_acct ? &acct_lsn : nullptr);
+  guards.finish(m);
+  return m;
+}
+
+// A copy in `transactions`: guarded by applied_lsn and by `left` (the LSNs at which it moved out
+// of accounts), which the snapshot's document resets.
+MongoDoc parse_transaction(const bson_t* doc) {
+  MongoDoc m;
+  Guards guards{"applied_lsn", "left"};
+  std::int64_t account = 0, us = 0;
+  std::string kind, amount = "?", transfer = "null";
+  bson_iter_t it;
+  bson_iter_init(&it, doc);
+  while (bson_iter_next(&it)) {
+    std::string_view k = bson_iter_key(&it);
+    if (read_common(m, guards, k, it)) continue;
+    if (k == "account_id")
+      account = projections::get_int64(it);
+    else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
+      kind = bson_iter_utf8(&it, nullptr);
+    else if (k == "amount")
+      amount = canon(it);
+    else if (k == "created_at_us")
+      us = projections::get_int64(it);
+    else if (k == "transfer_id" && BSON_ITER_HOLDS_UTF8(&it))
+      transfer = bson_iter_utf8(&it, nullptr);
+  }
+  std::ostringstream o;
+  o << "account " << account << " " << kind << " " << amount << " at " << us << " transfer "
+    << transfer;
+  m.key = o.str();
+  guards.finish(m);
   return m;
 }
 
@@ -355,47 +409,38 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
     }
   };
 
-  {
-    MongoWalk walk(pool, client, "accounts", parse_account);
-    truth.accounts(std::nullopt, [&](AccountTruth&& a) {
-      ++r.accounts;
-      while (walk.current() && walk.current()->id < a.id) {
-        handle("account", "accounts", "applied_lsn", walk.current()->id, nullptr, nullptr,
-               walk.current());
-        walk.advance();
-      }
+  // Walks one collection in _id order alongside the truth (also in id order): a document on one
+  // side only, or differing, is handled.
+  auto compare = [&](const char* what, const char* coll, const char* guard_field,
+                     MongoDoc (*parse)(const bson_t*), std::size_t& compared, auto read_truth,
+                     auto key_of, auto doc_of) {
+    MongoWalk walk(pool, client, coll, parse);
+    auto only_in_mongo = [&] {
+      handle(what, coll, guard_field, walk.current()->id, nullptr, nullptr, walk.current());
+      walk.advance();
+    };
+    read_truth([&](auto&& t) {
+      ++compared;
+      while (walk.current() && walk.current()->id < t.id) only_in_mongo();
       std::optional<MongoDoc> m;
-      if (walk.current() && walk.current()->id == a.id) {
-        m = walk.take();
-      }
-      auto key = account_key(a);
-      auto doc = account_document(a, guard);
-      handle("account", "accounts", "applied_lsn", a.id, &key, &doc, m);
+      if (walk.current() && walk.current()->id == t.id) m = walk.take();
+      auto key = key_of(t);
+      auto doc = doc_of(t, guard);
+      handle(what, coll, guard_field, t.id, &key, &doc, m);
     });
-    for (; walk.current(); walk.advance())
-      handle("account", "accounts", "applied_lsn", walk.current()->id, nullptr, nullptr,
-             walk.current());
-  }
-  {
-    MongoWalk walk(pool, client, "users", parse_user);
-    truth.users(std::nullopt, [&](UserTruth&& u) {
-      ++r.users;
-      while (walk.current() && walk.current()->id < u.id) {
-        handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr,
-               walk.current());
-        walk.advance();
-      }
-      std::optional<MongoDoc> m;
-      if (walk.current() && walk.current()->id == u.id) {
-        m = walk.take();
-      }
-      auto key = user_key(u);
-      auto doc = user_document(u, guard);
-      handle("user", "users", "profile_lsn", u.id, &key, &doc, m);
-    });
-    for (; walk.current(); walk.advance())
-      handle("user", "users", "profile_lsn", walk.current()->id, nullptr, nullptr, walk.current());
-  }
+    while (walk.current()) only_in_mongo();
+  };
+  // The copies of transaction rows first (a later window recompute reads them), then users and
+  // accounts: the order of a worker's bulk writes.
+  compare(
+      "transaction", "transactions", "applied_lsn", parse_transaction, r.transactions,
+      [&](auto each) { truth.transactions(each); }, transaction_key, transaction_document);
+  compare(
+      "user", "users", "profile_lsn", parse_user, r.users,
+      [&](auto each) { truth.users(std::nullopt, each); }, user_key, user_document);
+  compare(
+      "account", "accounts", "applied_lsn", parse_account, r.accounts,
+      [&](auto each) { truth.accounts(std::nullopt, each); }, account_key, account_document);
   truth.connection().exec("COMMIT");
   return r;
 }

@@ -309,6 +309,11 @@ Lsn slot_confirmed(const BankEnv& env) {
   return *l;
 }
 
+bool running_daemon_caught_up(const BankEnv& env) {
+  const Lsn end = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
+  return wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120));
+}
+
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra) {
   std::vector<std::string> args{"--stop-at-lsn", "current"};
   args.insert(args.end(), extra.begin(), extra.end());

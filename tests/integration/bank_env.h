@@ -103,6 +103,8 @@ void expect_reports_identical(const BankEnv& env);
 void expect_verify_clean(const BankEnv& env);
 // The slot's confirmed_flush_lsn (throws when the slot is missing).
 Lsn slot_confirmed(const BankEnv& env);
+// Waits (up to 120 s) until the running daemon has confirmed everything written so far.
+bool running_daemon_caught_up(const BankEnv& env);
 // `walfold run --stop-at-lsn current` (plus extra arguments) exits 0.
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra = {});
 

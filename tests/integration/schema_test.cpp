@@ -44,9 +44,7 @@ TEST(Schema, ColumnsAddedAndDroppedWhileStreamingAreTolerated) {
            "UPDATE transactions SET amount = amount + 1 WHERE id IN (SELECT max(id) FROM "
            "transactions GROUP BY account_id LIMIT 10)");
   // The running daemon streams all of it.
-  const Lsn end = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
-  ASSERT_TRUE(wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120)))
-      << daemon.output();
+  ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
   stop_cleanly(daemon);
   EXPECT_FALSE(contains(daemon.output(), "critical")) << daemon.output();
   expect_read_model_exact(env);
@@ -114,9 +112,7 @@ TEST(Schema, AToastedValueThatAnUpdateLeavesUnchangedIsKept) {
   pg_query(env.dsn,
            "INSERT INTO transactions (account_id, amount, kind) SELECT id, 3, 'deposit' FROM "
            "accounts WHERE user_id = 1");
-  const Lsn end = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()"));
-  ASSERT_TRUE(wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120)))
-      << daemon.output();
+  ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
   stop_cleanly(daemon);
   expect_reports_identical(env);  // names and emails included
   expect_read_model_exact(env);
