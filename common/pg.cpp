@@ -1,5 +1,6 @@
 #include "common/pg.h"
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -62,8 +63,28 @@ std::string sqlstate_of(const PGresult* res) {
 
 PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>& overrides,
                const std::string& purpose) {
+  // walfold reads timestamps as UTC and ISO: its settings go after the user's own `options`
+  // (which are kept); the user's application_name wins over "walfold". Where the DSN has
+  // neither, libpq's environment variables (PGOPTIONS, PGAPPNAME) count, as they would without
+  // walfold's values.
+  std::string options = "-c TimeZone=UTC -c DateStyle=ISO", application = "walfold";
+  std::string given_options, given_application;
+  if (const char* env = std::getenv("PGOPTIONS")) given_options = env;
+  if (const char* env = std::getenv("PGAPPNAME")) given_application = env;
+  char* parse_error = nullptr;
+  if (PQconninfoOption* given = PQconninfoParse(dsn.c_str(), &parse_error)) {
+    for (const PQconninfoOption* o = given; o->keyword != nullptr; ++o) {
+      if (o->val == nullptr || *o->val == '\0') continue;
+      if (std::string_view(o->keyword) == "options") given_options = o->val;
+      if (std::string_view(o->keyword) == "application_name") given_application = o->val;
+    }
+    PQconninfoFree(given);
+  }
+  if (!given_options.empty()) options = given_options + " " + options;
+  if (!given_application.empty()) application = given_application;
+  PQfreemem(parse_error);  // a malformed DSN is reported by the connection attempt below
   std::vector<const char*> keys{"dbname", "options", "application_name"};
-  std::vector<const char*> values{dsn.c_str(), "-c TimeZone=UTC -c DateStyle=ISO", "walfold"};
+  std::vector<const char*> values{dsn.c_str(), options.c_str(), application.c_str()};
   for (const auto& [k, v] : overrides) {
     keys.push_back(k.c_str());
     values.push_back(v.c_str());

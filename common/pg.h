@@ -39,7 +39,9 @@ using PgParams = std::vector<std::optional<std::string>>;  // text values; nullo
 class PgConn {
  public:
   // `dsn` is a libpq connection string or URI; `overrides` (e.g. replication=database) win
-  // over it. Sessions always use TimeZone=UTC and DateStyle=ISO. Throws UnavailableError.
+  // over it. Sessions always use TimeZone=UTC and DateStyle=ISO, added after the DSN's own
+  // `options` (or PGOPTIONS); its application_name (or PGAPPNAME) is kept, "walfold" otherwise.
+  // Throws UnavailableError.
   PgConn(const std::string& dsn, const std::map<std::string, std::string>& overrides = {},
          const std::string& purpose = "");
   PGconn* get() const { return conn_.get(); }

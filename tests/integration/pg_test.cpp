@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -41,6 +43,48 @@ TEST(Pg, FailedStatementsNameServerContextAndSqlstate) {
         << what;
   }
   EXPECT_EQ(c.scalar("SELECT 1"), "1");
+}
+
+// Sets (or, with nullptr, unsets) an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    value ? setenv(name, value, 1) : unsetenv(name);
+  }
+  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// A DSN's own options and application_name, or else PGOPTIONS and PGAPPNAME, are kept;
+// walfold's session settings (UTC, ISO dates, which its timestamp parsing relies on) are added
+// after them.
+TEST(Pg, TheDsnsOrEnvironmentsOptionsAndApplicationNameAreKept) {
+  const std::string db = fresh_pg_database("pg");
+  {
+    ScopedEnv app("PGAPPNAME", nullptr), opts("PGOPTIONS", nullptr);
+    PgConn plain(db);
+    EXPECT_EQ(plain.scalar("SELECT current_setting('application_name')"), "walfold");
+    EXPECT_EQ(plain.scalar("SHOW TimeZone"), "UTC");
+    PgConn c(dsn_with(dsn_with(db, "application_name", "bank-sync"), "options",
+                      "-c statement_timeout=4321 -c TimeZone=Asia/Tokyo"));
+    EXPECT_EQ(c.scalar("SELECT current_setting('application_name')"), "bank-sync");
+    EXPECT_EQ(c.scalar("SHOW statement_timeout"), "4321ms");
+    EXPECT_EQ(c.scalar("SHOW TimeZone"), "UTC");
+    EXPECT_EQ(c.scalar("SHOW DateStyle"), "ISO, MDY");
+  }
+  {
+    ScopedEnv app("PGAPPNAME", "from-env"), opts("PGOPTIONS", "-c work_mem=7MB");
+    PgConn c(db);
+    EXPECT_EQ(c.scalar("SELECT current_setting('application_name')"), "from-env");
+    EXPECT_EQ(c.scalar("SHOW work_mem"), "7MB");
+    EXPECT_EQ(c.scalar("SHOW TimeZone"), "UTC");
+    PgConn own(dsn_with(db, "application_name", "bank-sync"));
+    EXPECT_EQ(own.scalar("SELECT current_setting('application_name')"), "bank-sync");
+  }
 }
 
 TEST(Pg, PreparedStatementsTakeNullsAndTextArrays) {
