@@ -41,7 +41,7 @@ std::size_t Worker::run_once() {
   std::vector<std::string> keys;
   // Whole jobs up to batch_max_changes rows (at least one job); the rest are given back
   // unfolded with the acknowledgement and claimed again, in order, by the next batch.
-  std::size_t budget = static_cast<std::size_t>(cfg_.workers.batch_max_changes);
+  const auto budget = static_cast<std::size_t>(cfg_.workers.batch_max_changes);
   std::size_t taken = 0;
   for (const auto& k : claim.keys) {
     KeyWork w{&k, {}, 0, false, {}};
@@ -93,8 +93,7 @@ std::size_t Worker::run_once() {
     // out by batch_max_changes were not attempted and just go back.
     const bool data = dynamic_cast<const DataError*>(&e) != nullptr;
     const bool unavailable = dynamic_cast<const UnavailableError*>(&e) != nullptr;
-    const auto attempted = static_cast<std::size_t>(
-        std::count_if(work.begin(), work.end(), [](const KeyWork& w) { return !w.jobs.empty(); }));
+    const std::size_t attempted = keys.size();  // the keys with jobs in this batch
     if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
     std::vector<queue::AckItem> release;
     for (const auto& w : work) {

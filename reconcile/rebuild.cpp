@@ -381,9 +381,7 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
   auto handle = [&](const char* what, const char* coll, const char* guard_field, std::int64_t id,
                     const std::string* truth_key, const Bson* truth_doc,
                     const std::optional<MongoDoc>& m) {
-    const bool live = m && !m->deleted;
-    if (truth_key && live && m->key == *truth_key) return;
-    if (!truth_key && !live) return;
+    if (!truth_key && (!m || m->deleted)) return;  // absent on both sides
     if (m && m->newest_guard >= cp) {
       // Newer than the snapshot: it cannot be judged against it (a later run will).
       ++r.unchecked;
@@ -425,6 +423,7 @@ RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostrea
       std::optional<MongoDoc> m;
       if (walk.current() && walk.current()->id == t.id) m = walk.take();
       auto key = key_of(t);
+      if (m && !m->deleted && m->key == key) return;  // equal: no document to build
       auto doc = doc_of(t, guard);
       handle(what, coll, guard_field, t.id, &key, &doc, m);
     });

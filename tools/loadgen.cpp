@@ -510,7 +510,6 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   LoadgenStats stats{0, 0, 0, 0, 0, 0, 0, 0.0};
 
   PgConn conn(o.pg_dsn, {}, "loadgen");
-  conn.exec("SET TimeZone = 'UTC'", "setting up the session");
   conn.exec("SET client_encoding = 'UTF8'", "setting up the session");
   for (const auto& [name, sql] : kPrepared) {
     conn.prepare(name, sql,

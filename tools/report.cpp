@@ -188,8 +188,6 @@ std::string pg_canonical(const PGresult& row, int col, const PgConn& conn,
 
 long report_postgres(const ReportOptions& o, std::ostream& out) {
   PgConn conn(o.pg_dsn, {}, "report");
-  conn.exec("SET TimeZone = 'UTC'", "setting up the session");
-  conn.exec("SET DateStyle = 'ISO, YMD'", "setting up the session");
   conn.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting the report snapshot");
   ReportWriter w(out);
 
