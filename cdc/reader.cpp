@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cdc/assembler.h"
+#include "cdc/flush_ledger.h"
 #include "cdc/preflight.h"
 #include "cdc/replication_stream.h"
 #include "cdc/wire.h"
@@ -19,15 +20,6 @@
 namespace walfold::cdc {
 
 using Clock = std::chrono::steady_clock;
-
-Lsn safe_flush_lsn(const CheckpointInputs& in) {
-  Lsn safe = in.enqueued_end;
-  if (!in.in_transaction && !in.oldest_unenqueued && !in.oldest_pending)
-    safe = std::max(safe, in.idle_wal_end);
-  if (in.oldest_unenqueued) safe = std::min(safe, *in.oldest_unenqueued);
-  if (in.oldest_pending) safe = std::min(safe, *in.oldest_pending);
-  return safe;
-}
 
 namespace {
 
@@ -100,7 +92,7 @@ class Reader::Session {
     // Replays (after Redis lost data, or `reconcile --from-lsn`) of what the server already had
     // when this session started go at priorities.replay, behind live traffic.
     if (lost || lost_while_down || owner_.opts_.start_at) replay_until_ = id.xlogpos;
-    enqueued_end_ = std::max(slot.confirmed_flush, skip_through_);
+    ledger_.emplace(slot.confirmed_flush, skip_through_);
     confirmed_ = slot.confirmed_flush;
     const Lsn start_at = std::max(owner_.opts_.start_at, slot.confirmed_flush);
     try {
@@ -161,9 +153,13 @@ class Reader::Session {
   void handle(std::span<const std::uint8_t> data) {
     auto msg = parse_copy_data(data);
     if (auto* x = std::get_if<XLogData>(&msg)) {
-      if (owner_.reached_stop_) return;  // past the requested end: not ours to enqueue
+      if (owner_.reached_stop_) {
+        // Past the requested end: not ours to enqueue, and so never ours to confirm.
+        ledger_->dropped(x->data_start);
+        return;
+      }
       last_data_ = Clock::now();
-      received_ = std::max(received_, x->data_start);
+      ledger_->data(x->data_start);
       assembler_.set_replay(x->data_start < replay_until_);
       try {
         decoder_.decode(x->payload, assembler_);
@@ -175,43 +171,44 @@ class Reader::Session {
       return;
     }
     auto& k = std::get<Keepalive>(msg);
-    if (!assembler_.in_transaction()) {
-      received_ = std::max(received_, k.wal_end);
-      if (buffer_.empty() && !in_flight_first_) idle_wal_end_ = std::max(idle_wal_end_, k.wal_end);
-      if (owner_.opts_.stop_at && k.wal_end >= owner_.opts_.stop_at) reach_stop();
-    }
+    ledger_->keepalive(k.wal_end, assembler_.in_transaction());
+    if (!assembler_.in_transaction() && !ledger_->dropped_any() && owner_.opts_.stop_at &&
+        k.wal_end >= owner_.opts_.stop_at)
+      reach_stop();
     if (k.reply_requested) send_status(/*query_redis=*/false);
   }
 
   void on_commit(CommittedTransaction&& t) {
     auto& p = owner_.progress_;
     ++p.commits_seen;
-    if (t.end_lsn <= skip_through_) return;  // already in Redis
+    if (t.end_lsn <= skip_through_) {  // already in Redis
+      ledger_->commit(t.commit_lsn, t.end_lsn, false);
+      return;
+    }
     if (!t.truncated.empty()) {
       if (t.commit_lsn < owner_.rebuilt_lsn_) {
         spdlog::info(
             "reader: TRUNCATE of {} at {} is already covered by the rebuild at {}; skipping it",
             t.truncated.front(), format_lsn(t.commit_lsn), format_lsn(owner_.rebuilt_lsn_));
+        ledger_->commit(t.commit_lsn, t.end_lsn, false);
         return;
       }
-      truncate_ = std::move(t);  // the read loop rebuilds before it reads anything else
+      // Held: the read loop rebuilds before it reads anything else, and nothing from this
+      // commit on is confirmed by this session.
+      ledger_->dropped(t.commit_lsn);
+      truncate_ = std::move(t);
       return;
     }
     std::size_t changes = 0;
     for (std::size_t i = 0; i < t.jobs.size(); ++i) {
       auto& job = t.jobs[i];
       changes += job.changes.size();
-      if (buffer_.empty()) {
-        buffer_first_commit_ = t.commit_lsn;
-        buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
-      }
+      if (buffer_.empty()) buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
       buffer_.push_back({job.key, t.priorities[i], job.pending_member(), queue::encode_job(job)});
     }
     p.changes_seen += changes;
-    if (buffer_.empty())
-      enqueued_end_ = std::max(enqueued_end_, t.end_lsn);  // nothing of ours in it
-    else
-      buffer_last_end_ = t.end_lsn;
+    ledger_->commit(t.commit_lsn, t.end_lsn, !t.jobs.empty());
+    if (!buffer_.empty()) buffer_last_end_ = t.end_lsn;  // Redis records it as enqueued
     if (owner_.opts_.stop_at && t.end_lsn >= owner_.opts_.stop_at) reach_stop();
   }
 
@@ -220,7 +217,7 @@ class Reader::Session {
     sync_enqueued();
     if (!owner_.reached_stop_) {
       spdlog::info("reader: reached the requested stop position {} (received {})",
-                   format_lsn(owner_.opts_.stop_at), format_lsn(received_));
+                   format_lsn(owner_.opts_.stop_at), format_lsn(ledger_->received()));
       owner_.reached_stop_ = true;
     }
   }
@@ -243,18 +240,18 @@ class Reader::Session {
     }
     owner_.progress_.jobs_enqueued += buffer_.size();
     ++owner_.progress_.enqueue_calls;
-    in_flight_first_ = buffer_first_commit_;
-    in_flight_end_ = buffer_last_end_;
+    in_flight_ = true;
+    ledger_->sent_to_redis();
     queue_->enqueue_send(std::move(buffer_), buffer_last_end_);
     buffer_.clear();
   }
 
   // Waits for Redis to acknowledge the batch in flight; its commits are then in Redis.
   void sync_enqueued() {
-    if (!in_flight_first_) return;
+    if (!in_flight_) return;
     queue_->enqueue_wait();
-    enqueued_end_ = std::max(enqueued_end_, in_flight_end_);
-    in_flight_first_.reset();
+    ledger_->redis_acknowledged();
+    in_flight_ = false;
   }
 
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
@@ -262,13 +259,12 @@ class Reader::Session {
     auto now = Clock::now();
     if (now - last_ask_ < std::chrono::milliseconds(20)) return;
     last_ask_ = now;
-    stream_->send_status(received_, confirmed_, confirmed_, true);
+    send_standby(true);
   }
 
   void send_status(bool query_redis = true) {
     if (query_redis) {
       sync_enqueued();
-      CheckpointInputs in;
       auto st = queue_->state();
       // Redis lost data since the last look: the pending set can no longer be trusted to bound
       // the checkpoint. Stop before confirming anything; the next session replays.
@@ -284,16 +280,11 @@ class Reader::Session {
                                "); confirmed flush position stays at " + format_lsn(confirmed_) +
                                " and everything after it is replayed");
       owner_.last_seq_ = st.seq;
-      in.oldest_pending = st.oldest_pending;
-      if (!buffer_.empty()) in.oldest_unenqueued = buffer_first_commit_;
-      if (in_flight_first_)
-        in.oldest_unenqueued =
-            std::min(in.oldest_unenqueued.value_or(*in_flight_first_), *in_flight_first_);
-      in.enqueued_end = enqueued_end_;
-      in.idle_wal_end = idle_wal_end_;
-      in.in_transaction = assembler_.in_transaction();
-      const Lsn candidate = std::max(confirmed_, safe_flush_lsn(in));
-      if (candidate != confirmed_) {
+      ledger_->pending_read(st.oldest_pending);
+      // The rule's bound, through the gate before anything (MongoDB, the state directory,
+      // PostgreSQL) hears of it.
+      const Lsn candidate = ledger_->admit(ledger_->bound());
+      if (candidate > confirmed_) {
         // MongoDB (and the state directory) hear of the checkpoint before PostgreSQL does.
         try {
           owner_.store_.save(candidate);
@@ -309,8 +300,16 @@ class Reader::Session {
       owner_.confirmed_ = confirmed_;
       owner_.progress_.confirmed_lsn = confirmed_;
     }
-    owner_.progress_.received_lsn = received_;
-    stream_->send_status(std::max(received_, confirmed_), confirmed_, confirmed_, false);
+    send_standby(false);
+  }
+
+  // Every standby status update goes out here, through the flush rule's gate
+  // (cdc/flush_ledger.h): write = what was processed, flush = apply = the saved checkpoint.
+  void send_standby(bool reply_requested) {
+    const Lsn flush = ledger_->admit(confirmed_);
+    const Lsn write = std::max(ledger_->received(), flush);
+    owner_.progress_.received_lsn = write;
+    stream_->send_status(write, flush, flush, reply_requested);
   }
 
   // The slot against the saved checkpoint (see reader.h). Creates it, with the initial
@@ -453,16 +452,16 @@ class Reader::Session {
   std::unique_ptr<queue::Redis> redis_;
   std::unique_ptr<queue::JobQueue> queue_;
   std::vector<queue::EnqueueItem> buffer_;
-  Lsn buffer_first_commit_ = 0, buffer_last_end_ = 0;
-  std::optional<Lsn> in_flight_first_;  // first commit of the batch Redis has not acknowledged
-  Lsn in_flight_end_ = 0;
+  Lsn buffer_last_end_ = 0;
+  bool in_flight_ = false;             // a batch was sent to Redis and its reply not yet read
+  std::optional<FlushLedger> ledger_;  // the flush rule's state; set once the slot is known
   Clock::time_point buffer_deadline_{}, last_ask_{};
   Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
   std::unique_ptr<PgConn> heartbeat_conn_;
   std::optional<CommittedTransaction> truncate_;
   Lsn replay_until_ = 0;
   bool save_failing_ = false;
-  Lsn skip_through_ = 0, enqueued_end_ = 0, idle_wal_end_ = 0, received_ = 0, confirmed_ = 0;
+  Lsn skip_through_ = 0, confirmed_ = 0;
 };
 
 Reader::Reader(const Config& cfg, projections::MongoPool& pool, Progress& progress,

@@ -7,8 +7,28 @@
 //             the state directory) -> standby status "flush" to PostgreSQL, which lets the slot
 //             release WAL.
 //
-// The flush position sent to PostgreSQL never passes a commit whose jobs MongoDB has not
-// acknowledged, nor the saved checkpoint; the write position is what was received.
+// The flush rule (cdc/flush_ledger.h): the flush position sent to PostgreSQL is never above the
+// end of the last message the reader processed, nor above the oldest commit still pending in
+// Redis or not yet in Redis, nor above the saved checkpoint. FlushLedger computes it and every
+// standby status goes through its gate (Session::send_standby), which stops the reader with
+// exit 70 rather than send a larger flush LSN. Each path that sends a status, and why it is safe:
+//   - periodic status (every status_interval): the in-flight batch is awaited, Redis's pending
+//     set is read after it, the bound is saved in MongoDB and the state directory, then sent.
+//   - keepalive with reply requested: resends the saved checkpoint (already admitted); the
+//     keepalive's WAL end counts as processed only outside a transaction and while nothing was
+//     dropped, so it can raise the bound only when every message before it was handled.
+//   - asking for the WAL end (waiting for a stop position, after a heartbeat): the same resend.
+//   - the stop position (--stop-at-lsn): data read after it is dropped, and a drop freezes the
+//     processed end, so keepalives that follow (which carry the server's WAL end) cannot carry
+//     the flush past what was decoded. The final status at stop is a periodic status.
+//   - SIGTERM: the loop ends, the buffer goes to Redis and is awaited, then a periodic status;
+//     whatever libpq had buffered but the reader had not read was never processed.
+//   - heartbeats write a logical message; its position arrives in a keepalive (above).
+//   - the rebuild after TRUNCATE: the TRUNCATE's commit is held like a drop, the status before
+//     the rebuild cannot pass it, and the rebuild's own checkpoint is the saved one.
+//   - reconnect and standby takeover: a new session starts a new ledger at the slot's confirmed
+//     position (durable) and at Redis's recorded enqueued end (commits an earlier session
+//     processed, bounded by the pending set), so nothing from an old connection counts.
 //
 // At the start of every session the slot is checked against the saved checkpoint: a slot that
 // is missing, recreated, from another cluster, or confirmed past the checkpoint is a gap and
@@ -73,17 +93,5 @@ class Reader {
   Lsn rebuilt_lsn_ = 0;
   bool standby_logged_ = false;
 };
-
-// The checkpoint arithmetic, separated so it can be unit-tested: given what is still pending in
-// Redis, what is received but not yet in Redis, and the end of the last commit handed to
-// Redis, the highest LSN that is safe to confirm as flushed.
-struct CheckpointInputs {
-  std::optional<Lsn> oldest_pending;     // commit LSN of the oldest unacknowledged job
-  std::optional<Lsn> oldest_unenqueued;  // commit LSN of the oldest commit not yet in Redis
-  Lsn enqueued_end = 0;                  // end LSN of the last commit fully in Redis
-  Lsn idle_wal_end = 0;                  // server WAL end seen while nothing was in flight
-  bool in_transaction = false;
-};
-Lsn safe_flush_lsn(const CheckpointInputs& in);
 
 }  // namespace walfold::cdc

@@ -24,4 +24,10 @@ struct DataError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// walfold broke one of its own invariants (e.g. the flush rule in cdc/flush_ledger.h): it stops
+// rather than go on: exit 70 (EX_SOFTWARE). Never retried.
+struct InternalError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace walfold

@@ -28,10 +28,23 @@ namespace {
 Lsn current_wal_end(const Config& cfg) {
   PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "stop position");
   c.exec("SELECT pg_logical_emit_message(true, 'walfold', 'stop-at')");
-  auto v = c.scalar("SELECT pg_current_wal_lsn()");
+  // The insert position, not the write position: with synchronous_commit = off a commit that
+  // already returned to its client may lie past pg_current_wal_lsn(). The walsender sends only
+  // flushed WAL, so wait (a WAL writer cycle, normally) until that position is flushed.
+  auto v = c.scalar("SELECT pg_current_wal_insert_lsn()");
   auto lsn = v ? parse_lsn(*v) : std::nullopt;
   if (!lsn)
-    throw UnavailableError("postgresql at " + c.address() + ": cannot read pg_current_wal_lsn()");
+    throw UnavailableError("postgresql at " + c.address() +
+                           ": cannot read pg_current_wal_insert_lsn()");
+  for (int i = 0;; ++i) {
+    auto f = c.scalar("SELECT pg_current_wal_flush_lsn()");
+    auto flushed = f ? parse_lsn(*f) : std::nullopt;
+    if (flushed && *flushed >= *lsn) break;
+    if (i > 1000)
+      throw UnavailableError("postgresql at " + c.address() + ": WAL up to " + format_lsn(*lsn) +
+                             " was not flushed within 10 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   return *lsn;
 }
 

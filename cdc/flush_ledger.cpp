@@ -1,0 +1,91 @@
+#include "cdc/flush_ledger.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace walfold::cdc {
+namespace {
+
+void lower(std::optional<Lsn>& slot, Lsn v) {
+  slot = slot ? std::min(*slot, v) : v;
+}
+
+}  // namespace
+
+FlushLedger::FlushLedger(Lsn confirmed, Lsn in_redis_through)
+    : admitted_(confirmed),
+      processed_end_(std::max(confirmed, in_redis_through)),
+      received_(processed_end_),
+      // Until Redis's pending set is read, what an earlier session enqueued may all be pending.
+      pending_(confirmed) {}
+
+void FlushLedger::data(Lsn start) {
+  if (frozen_) return;
+  received_ = std::max(received_, start);
+}
+
+void FlushLedger::dropped(Lsn) {
+  frozen_ = true;
+}
+
+void FlushLedger::keepalive(Lsn wal_end, bool in_transaction) {
+  if (frozen_ || in_transaction) return;
+  received_ = std::max(received_, wal_end);
+  processed_end_ = std::max(processed_end_, wal_end);
+}
+
+void FlushLedger::commit(Lsn commit_lsn, Lsn end_lsn, bool buffered) {
+  if (frozen_) return;
+  if (buffered) lower(buffered_first_, commit_lsn);
+  received_ = std::max(received_, end_lsn);
+  processed_end_ = std::max(processed_end_, end_lsn);
+}
+
+void FlushLedger::sent_to_redis() {
+  if (!buffered_first_) return;
+  lower(in_flight_first_, *buffered_first_);
+  buffered_first_.reset();
+}
+
+void FlushLedger::redis_acknowledged() {
+  if (!in_flight_first_) return;
+  lower(acked_first_, *in_flight_first_);
+  in_flight_first_.reset();
+}
+
+void FlushLedger::pending_read(std::optional<Lsn> oldest_pending) {
+  if (in_flight_first_)
+    throw InternalError("reader: Redis's pending set was read while the batch from commit " +
+                        format_lsn(*in_flight_first_) +
+                        " was still unacknowledged; the read does not bound it");
+  pending_ = oldest_pending;
+  acked_first_.reset();
+}
+
+Lsn FlushLedger::bound() const {
+  Lsn b = processed_end_;
+  for (const auto& o : {buffered_first_, in_flight_first_, acked_first_, pending_})
+    if (o) b = std::min(b, *o);
+  return std::max(b, admitted_);
+}
+
+Lsn FlushLedger::admit(Lsn flush) {
+  if (flush <= admitted_) return flush;
+  const Lsn allowed = bound();
+  if (flush > allowed)
+    throw InternalError(
+        "reader: refusing to confirm flush position " + format_lsn(flush) +
+        " to PostgreSQL: the flush rule allows at most " + format_lsn(allowed) + " (processed " +
+        format_lsn(processed_end_) + (frozen_ ? ", a message was dropped" : "") +
+        (buffered_first_ ? ", buffered from " + format_lsn(*buffered_first_) : "") +
+        (in_flight_first_ ? ", in flight from " + format_lsn(*in_flight_first_) : "") +
+        (acked_first_ ? ", enqueued from " + format_lsn(*acked_first_) : "") +
+        (pending_ ? ", pending from " + format_lsn(*pending_) : "") +
+        "). This is a bug in walfold; nothing past the last admitted position " +
+        format_lsn(admitted_) + " was confirmed");
+  admitted_ = flush;
+  return flush;
+}
+
+}  // namespace walfold::cdc
