@@ -108,9 +108,16 @@ void Assembler::on_relation(const Relation& r) {
     for (std::size_t c = 0; c < r.columns.size(); ++c)
       if (r.columns[c].name == queue::field_name(m, f)) info.field_column[f] = static_cast<int>(c);
   }
-  if (info.field_column[id_field(m)] < 0)
-    throw DataError("relation " + info.name + " has no column 'id' (the " + model_name(m) +
-                    " model needs it); columns were changed incompatibly");
+  // A Relation message carries no WAL position of its own (its XLogData starts at 0/0): a
+  // relation walfold cannot fold is refused at the first change that uses it, whose position
+  // the reader names (and pg_logical_slot_peek_binary_changes shows).
+  if (info.field_column[id_field(m)] < 0) {
+    info.problem = "relation " + info.name + " has no column 'id' (the " +
+                   std::string(model_name(m)) +
+                   " model needs it); columns were changed incompatibly";
+    relations_[r.relid] = std::move(info);
+    return;
+  }
   auto type_name = [](std::uint32_t oid) -> std::string {
     switch (oid) {
       case 20:
@@ -137,12 +144,12 @@ void Assembler::on_relation(const Relation& r) {
   };
   auto check_type = [&](int f, std::initializer_list<std::uint32_t> oids, const char* what) {
     int col = info.field_column[f];
-    if (col < 0) return;
+    if (col < 0 || !info.problem.empty()) return;
     for (auto o : oids)
       if (r.columns[col].type_oid == o) return;
-    throw DataError("relation " + info.name + " column '" + queue::field_name(m, f) + "' is now " +
-                    type_name(r.columns[col].type_oid) + ", but walfold needs " + what +
-                    "; refusing to fold it inexactly (fix the schema or the configuration)");
+    info.problem = "relation " + info.name + " column '" + queue::field_name(m, f) + "' is now " +
+                   type_name(r.columns[col].type_oid) + ", but walfold needs " + what +
+                   "; refusing to fold it inexactly (fix the schema or the configuration)";
   };
   check_type(id_field(m), {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
   if (m == Model::Transactions) {
@@ -159,6 +166,7 @@ const Assembler::RelInfo& Assembler::rel(std::uint32_t relid) const {
   if (it == relations_.end())
     throw DecodeError("row change for relation oid " + std::to_string(relid) +
                       " before its Relation message");
+  if (!it->second.problem.empty()) throw DataError(it->second.problem);
   return it->second;
 }
 

@@ -59,6 +59,7 @@ class Assembler : public Handler {
     std::string name;
     std::vector<int> field_column;  // model field -> column index in the tuple, -1 if absent
     std::vector<const PriorityRule*> rules;  // priorities.rules that can apply to this table
+    std::string problem;  // why it cannot be folded: thrown at its first row change
   };
   const RelInfo& rel(std::uint32_t relid) const;
   std::vector<queue::Value> row(const RelInfo& r, Tuple t) const;

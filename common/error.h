@@ -7,6 +7,11 @@
 
 namespace walfold {
 
+// A command-line value that cannot be right (an LSN beyond the WAL's end): exit 64 (EX_USAGE).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Bad configuration or command line: exit code 78 (EX_CONFIG).
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -119,7 +119,8 @@ int reconcile_full(const Config& cfg) {
   return 0;
 }
 
-int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const std::string& text) {
+int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const std::string& text,
+                       bool force) {
   auto from = parse_lsn(text);
   if (!from) throw ConfigError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
   const auto dsn = postgres_dsn_with_password(cfg.postgres);
@@ -132,6 +133,43 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
                     "is " +
                     format_lsn(slot.confirmed_flush) +
                     "; to rebuild from the tables instead, run `walfold reconcile --full`");
+  // Starting past what MongoDB holds skips every commit in between for good (the slot is then
+  // confirmed past them): refused beyond the WAL's end always, beyond the checkpoint unless
+  // --force, naming what would be skipped.
+  PgConn pg(dsn, {}, "reconcile");
+  const auto wal_end = parse_lsn(pg.scalar("SELECT pg_current_wal_insert_lsn()").value_or(""));
+  if (wal_end && *from > *wal_end)
+    throw UsageError("--from-lsn " + format_lsn(*from) + " is beyond the current WAL end " +
+                     format_lsn(*wal_end) + " of PostgreSQL at " + pg.address() +
+                     ": nothing would be replayed, and every change after the checkpoint would "
+                     "be skipped. Refused (a typo?); `walfold checkpoints` lists usable LSNs");
+  projections::MongoPool pool(cfg.mongodb);
+  checkpoint::Store store(cfg, pool);
+  auto saved = store.load_mongo();
+  if (!saved) saved = store.load_state_dir();
+  const Lsn checkpoint = saved ? saved->lsn : slot.confirmed_flush;
+  if (*from > checkpoint) {
+    // The commits that would never be folded: decoded (not consumed) from the idle slot.
+    auto res = pg.exec_params(
+        "SELECT count(*), min(lsn)::text, max(lsn)::text FROM "
+        "pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, NULL, 'proto_version', '1', "
+        "'publication_names', $3) WHERE get_byte(data, 0) = 67 AND lsn > $4::pg_lsn",
+        {cfg.postgres.slot, format_lsn(*from), cfg.postgres.publication, format_lsn(checkpoint)},
+        "counting the commits --from-lsn would skip");
+    const std::string n(pg_value(*res, 0, 0));
+    const std::string what =
+        n == "0"
+            ? std::string("no commit of the published tables lies in between")
+            : n + " commits of the published tables (ending " + std::string(pg_value(*res, 0, 1)) +
+                  " to " + std::string(pg_value(*res, 0, 2)) + ") would never reach MongoDB";
+    if (!force)
+      throw UsageError("--from-lsn " + format_lsn(*from) + " is past walfold's newest saved " +
+                       "checkpoint " + format_lsn(checkpoint) + ": " + what +
+                       ". Refused; replay from " + format_lsn(checkpoint) +
+                       " or older, or add --force to skip them on purpose");
+    spdlog::warn("reconcile --from-lsn {} --force: past the checkpoint {}: {}", format_lsn(*from),
+                 format_lsn(checkpoint), what);
+  }
   spdlog::warn(
       "reconcile --from-lsn {}: emptying walfold's queue in redis and replaying every change "
       "from {} to the current WAL end (the folds are idempotent: what MongoDB has stays)",
@@ -270,6 +308,12 @@ int main(int argc, char** argv) {
       "--from-lsn", from_lsn,
       "Empty the queue and replay every change from this LSN through the slot (walfold must be "
       "stopped)");
+  bool force = false;
+  reconcile
+      ->add_flag("--force", force,
+                 "--from-lsn: replay from past the saved checkpoint, skipping the commits in "
+                 "between for good")
+      ->needs(o_from);
   for (auto* a : {o_verify, o_repair, o_full, o_from})
     for (auto* b : {o_verify, o_repair, o_full, o_from})
       if (a != b) a->excludes(b);
@@ -309,7 +353,8 @@ int main(int argc, char** argv) {
         return EX_USAGE;
       }
       if (*reconcile && full) return reconcile_full(cfg);
-      if (*reconcile && !from_lsn.empty()) return reconcile_from_lsn(cfg, config_path, from_lsn);
+      if (*reconcile && !from_lsn.empty())
+        return reconcile_from_lsn(cfg, config_path, from_lsn, force);
       if (*reconcile && repair) {
         projections::MongoPool pool(cfg.mongodb);
         auto r = reconcile::repair(cfg, pool, std::cout, std::chrono::seconds(repair_wait));
@@ -354,6 +399,9 @@ int main(int argc, char** argv) {
         st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes,
         st.seconds);
     return 0;
+  } catch (const UsageError& e) {
+    std::cerr << "walfold: " << e.what() << "\n";
+    return EX_USAGE;
   } catch (const ConfigError& e) {
     std::cerr << "walfold: configuration error: " << e.what() << "\n";
     return EX_CONFIG;

@@ -314,6 +314,51 @@ TEST(Reconcile, FromLsnReplaysAReplayableLsnAndRefusesATooOldOne) {
   expect_verify_clean(env);
 }
 
+// A typo in --from-lsn used to skip every change between the checkpoint and that LSN and exit 0
+// (issue #9): beyond the WAL's end it is refused always, past the checkpoint unless --force,
+// naming the commits it would skip; nothing is changed by a refusal.
+TEST(Reconcile, FromLsnPastTheCheckpointOrTheWalEndIsRefused) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "30", "--transactions", "100", "--no-progress"}).status,
+            0);
+  run_until_caught_up(env);
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "50", "--seed", "4", "--no-progress"})
+                .status,
+            0);
+  const std::string checkpoint = slot_confirmed_text(env);
+
+  auto typo = env.cmd("reconcile", {"--from-lsn", "FF/0"}, 120);
+  EXPECT_EQ(typo.status, 64) << typo.output;
+  EXPECT_TRUE(contains(typo.output, "is beyond the current WAL end")) << typo.output;
+  EXPECT_EQ(slot_confirmed_text(env), checkpoint);
+
+  const std::string ahead = pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()");
+  auto past = env.cmd("reconcile", {"--from-lsn", ahead}, 120);
+  EXPECT_EQ(past.status, 64) << past.output;
+  EXPECT_TRUE(contains(past.output, "past walfold's newest saved checkpoint " + checkpoint))
+      << past.output;
+  EXPECT_TRUE(contains(past.output, "50 commits of the published tables")) << past.output;
+  EXPECT_TRUE(contains(past.output, "--force")) << past.output;
+  EXPECT_EQ(slot_confirmed_text(env), checkpoint);
+  // Nothing was skipped: a catch-up folds the 50 commits.
+  run_until_caught_up(env);
+  expect_read_model_exact(env);
+  expect_verify_clean(env);
+
+  // --force skips them on purpose; verify then shows the drift, and a rebuild fixes it.
+  ASSERT_EQ(env.cmd("loadgen", {"--reuse", "--transactions", "20", "--seed", "5", "--no-progress"})
+                .status,
+            0);
+  const std::string later = pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()");
+  auto forced = env.cmd("reconcile", {"--from-lsn", later, "--force"}, 240);
+  ASSERT_EQ(forced.status, 0) << forced.output;
+  EXPECT_TRUE(contains(forced.output, "20 commits of the published tables")) << forced.output;
+  EXPECT_EQ(env.cmd("reconcile", {"--verify"}).status, 1);
+  ASSERT_EQ(env.cmd("reconcile", {"--full"}, 240).status, 0);
+  expect_verify_clean(env);
+}
+
 TEST(Reconcile, RepairFixesCorruptedDocumentsWhileTheDaemonRuns) {
   BankEnv env("", "", "  heartbeat_interval_ms: 300\n");
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);

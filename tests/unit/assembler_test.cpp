@@ -94,18 +94,28 @@ TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
   EXPECT_EQ(c.new_row[queue::kTxTransferId].kind, queue::Value::Missing);  // dropped column
 }
 
-TEST_F(Fixture, MoneyColumnWithAnotherTypeFailsClosed) {
-  EXPECT_THROW(
-      a.on_relation(rel(
-          3, "transactions",
-          {{"id", 20}, {"account_id", 20}, {"amount", 701}, {"kind", 25}, {"created_at", 1184}})),
-      DataError);
+TEST_F(Fixture, MoneyColumnWithAnotherTypeFailsClosedAtItsFirstRowChange) {
+  // The Relation message itself is accepted (it has no WAL position of its own); the first row
+  // change that uses it is refused, so the reader names that change's position.
+  a.on_relation(
+      rel(3, "transactions",
+          {{"id", 20}, {"account_id", 20}, {"amount", 701}, {"kind", 25}, {"created_at", 1184}}));
+  a.on_begin({100, 0, 7});
+  std::vector<TupleValue> row{
+      {'t', "1"}, {'t', "1"}, {'t', "0.1"}, {'t', "deposit"}, {'t', "2026-01-01 00:00:00+00"}};
   try {
-    a.on_relation(rel(3, "transactions", {{"id", 20}, {"account_id", 20}, {"amount", 701}}));
+    a.on_insert(3, row);
+    FAIL() << "a double precision amount was accepted";
   } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("amount"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("column 'amount' is now double precision"),
+              std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("numeric"), std::string::npos) << e.what();
   }
+  // A relation without an id column likewise.
+  a.on_relation(rel(4, "accounts", {{"user_id", 20}, {"currency", 1042}}));
+  std::vector<TupleValue> acct{{'t', "1"}, {'t', "EUR"}};
+  EXPECT_THROW(a.on_insert(4, acct), DataError);
 }
 
 TEST_F(Fixture, UnconfiguredTablesAreIgnored) {
