@@ -3,6 +3,7 @@
 #include <charconv>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/timestamp.h"
@@ -100,6 +101,49 @@ Decimal add(const Job& job, const Decimal& a, const Decimal& b, const std::strin
   return *r;
 }
 
+// The largest magnitude Decimal128 holds exactly with `scale` fractional digits: 34 nines.
+Decimal exact_limit(int scale) {
+  std::string nines(34, '9');
+  if (scale > 0) nines.insert(nines.size() - static_cast<std::size_t>(scale), ".");
+  return *Decimal::parse(scale >= 34 ? "0" + nines : nines);
+}
+
+// {$and: [{field: {$not: {$gt: hi}}}, {field: {$not: {$lt: lo}}}]} for each incremented total:
+// the $inc applies only while `total + d` keeps every digit (missing fields match: they start
+// at d). Without it two accounts of one user folded at once could push a total past 34 digits,
+// each fold having checked only its own sum.
+void append_exact_bounds(bson_t* filter, const std::map<std::string, Decimal>& incs,
+                         const std::map<std::string, Decimal>& current) {
+  std::vector<std::tuple<std::string, const char*, Decimal>> bounds;
+  for (const auto& [cur, d] : incs) {
+    auto it = current.find(cur);
+    const int scale = std::max(d.scale(), it == current.end() ? 0 : it->second.scale());
+    const Decimal m = exact_limit(scale);
+    // total + d within ±m. Where that bound itself needs more than 34 digits, ±m: a total
+    // beyond it has fewer fractional digits than `scale` (the read was stale), and is refused
+    // rather than trusted.
+    bounds.emplace_back("balances." + cur, "$gt", m.plus(d.negated()).value_or(m));
+    bounds.emplace_back("balances." + cur, "$lt",
+                        m.negated().plus(d.negated()).value_or(m.negated()));
+  }
+  if (bounds.empty()) return;
+  bson_t all;
+  bson_append_array_begin(filter, "$and", -1, &all);
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    const auto& [path, op, bound] = bounds[i];
+    bson_t el, fld, no;
+    std::string idx = std::to_string(i);
+    bson_append_document_begin(&all, idx.c_str(), -1, &el);
+    bson_append_document_begin(&el, path.c_str(), -1, &fld);
+    bson_append_document_begin(&fld, "$not", -1, &no);
+    append_decimal(&no, op, bound);
+    bson_append_document_end(&fld, &no);
+    bson_append_document_end(&el, &fld);
+    bson_append_document_end(&all, &el);
+  }
+  bson_append_array_end(filter, &all);
+}
+
 // {_id: id, <guard>: {$not: {$gte: lsn}}}
 Bson guarded_filter(std::int64_t id, const std::string& guard, Lsn lsn) {
   auto f = make_bson();
@@ -194,6 +238,26 @@ std::vector<std::int64_t> BankFold::accounts_needed(const std::vector<std::strin
 
 void BankFold::set_account(std::int64_t id, const AccountSnapshot& snapshot) {
   accounts_[id] = snapshot;
+}
+
+std::vector<std::int64_t> BankFold::users_needed(const std::vector<const queue::Job*>& jobs) const {
+  std::set<std::int64_t> ids;
+  for (const auto& [id, a] : accounts_)
+    if (a.exists) ids.insert(a.user_id);
+  for (const auto* job : jobs)
+    for (const auto& c : job->changes)
+      if (c.model == Model::Accounts && c.op != 'D' &&
+          c.new_row.size() > static_cast<std::size_t>(queue::kAcctUserId) &&
+          c.new_row[queue::kAcctUserId].kind == Value::Text) {
+        std::int64_t v = 0;
+        const auto& t = c.new_row[queue::kAcctUserId].text;
+        if (std::from_chars(t.data(), t.data() + t.size(), v).ec == std::errc{}) ids.insert(v);
+      }
+  return {ids.begin(), ids.end()};
+}
+
+void BankFold::set_user(std::int64_t id, UserSnapshot snapshot) {
+  users_[id] = std::move(snapshot);
 }
 
 void BankFold::fold(const Job& job, WritePlan& plan) {
@@ -372,6 +436,23 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     credit_owner(acct.balance);  // makes the currency appear (0 for a new account)
   }
   settle();
+  // Every user total this job changes, computed exactly before anything is written (a refused
+  // job leaves no statement behind). A user document that already holds this job (a crash
+  // between the bulks) is skipped: its update is a no-op.
+  std::map<std::int64_t, std::map<std::string, Decimal>> totals_before, totals_after;
+  for (auto& [user_id, ud] : users) {
+    auto& snap = users_[user_id];
+    if (auto g = snap.acct_lsn.find(account_id); g != snap.acct_lsn.end() && g->second >= lsn)
+      continue;
+    if (snap.floor_lsn >= lsn) continue;
+    for (auto& [cur, d] : ud.balances) {
+      auto it = snap.balances.find(cur);
+      const Decimal before = it == snap.balances.end() ? Decimal() : it->second;
+      totals_before[user_id][cur] = before;
+      totals_after[user_id][cur] =
+          add(job, before, d, "user " + std::to_string(user_id) + " total in " + cur);
+    }
+  }
   if (dirty_window) {
     auto& m = plan.dirty_windows[account_id];
     m = std::max(m, lsn);
@@ -429,6 +510,14 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     // A user document loaded from a snapshot (reconcile/) carries floor_lsn: no account's job
     // below it applies, including accounts the user no longer had at the snapshot.
     append_lsn_not(s.filter.get(), "floor_lsn", "$gte", lsn);
+    if (auto b = totals_before.find(user_id); b != totals_before.end() && !ud.balances.empty()) {
+      append_exact_bounds(s.filter.get(), ud.balances, b->second);
+      WritePlan::TotalCheck check{user_id, account_id, lsn, {}};
+      for (auto& [cur, d] : ud.balances)
+        check.currencies += (check.currencies.empty() ? "" : ", ") + cur + " " +
+                            (d.sign() < 0 ? "" : "+") + d.to_string();
+      plan.total_checks.push_back(std::move(check));
+    }
     s.update = make_bson();
     bool any_count = false;
     for (auto& [cur, n] : ud.counts) any_count = any_count || n != 0;
@@ -468,6 +557,12 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
       bson_append_document_end(drop.update.get(), &unset);
       plan.users.push_back(std::move(drop));
     }
+  }
+
+  for (auto& [user_id, after] : totals_after) {
+    auto& snap = users_[user_id];
+    for (auto& [cur, t] : after) snap.balances[cur] = t;
+    snap.acct_lsn[account_id] = lsn;
   }
 
   // accounts collection: last, so a document here means the whole job is in MongoDB

@@ -1,5 +1,9 @@
 #include "projections/sink.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "common/error.h"
@@ -7,11 +11,32 @@
 namespace walfold::projections {
 MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
 
-std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
-    const std::vector<std::int64_t>& ids) {
-  std::map<std::int64_t, AccountSnapshot> out;
-  if (ids.empty()) return out;
-  Collection coll(client_.collection("accounts"));
+namespace {
+
+struct CursorDeleter {
+  void operator()(mongoc_cursor_t* c) const { mongoc_cursor_destroy(c); }
+};
+using Cursor = std::unique_ptr<mongoc_cursor_t, CursorDeleter>;
+
+// Decimal128 -> Decimal, keeping the stored scale where the text shows it ("100.5000").
+std::optional<Decimal> read_decimal(const bson_iter_t& it) {
+  if (!BSON_ITER_HOLDS_DECIMAL128(&it)) return std::nullopt;
+  bson_decimal128_t d;
+  bson_iter_decimal128(&it, &d);
+  char buf[BSON_DECIMAL128_STRING];
+  bson_decimal128_to_string(&d, buf);
+  if (auto exact = Decimal::parse(buf)) return exact;
+  auto canon = Decimal::canonicalize(buf);
+  return canon ? Decimal::parse(*canon) : std::nullopt;
+}
+
+}  // namespace
+
+void MongoSink::for_each_by_id(const char* collection, const std::vector<std::int64_t>& ids,
+                               std::initializer_list<const char*> fields,
+                               const std::function<void(bson_iter_t&)>& fn) {
+  if (ids.empty()) return;
+  Collection coll(client_.collection(collection));
   auto filter = make_bson();
   bson_t idd, in;
   bson_append_document_begin(filter.get(), "_id", -1, &idd);
@@ -23,56 +48,106 @@ std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
   auto opts = make_bson();
   bson_t proj;
   bson_append_document_begin(opts.get(), "projection", -1, &proj);
-  for (const char* f : {"user_id", "currency", "balance", "applied_lsn", "deleted"})
-    BSON_APPEND_INT32(&proj, f, 1);
+  for (const char* f : fields) BSON_APPEND_INT32(&proj, f, 1);
   bson_append_document_end(opts.get(), &proj);
-  mongoc_cursor_t* cur =
-      mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
+  Cursor cur(mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr));
   ++stats_.read_commands;
   const bson_t* doc;
-  while (mongoc_cursor_next(cur, &doc)) {
+  while (mongoc_cursor_next(cur.get(), &doc)) {
     bson_iter_t it;
-    AccountSnapshot s;
-    std::int64_t id = 0;
-    if (!bson_iter_init(&it, doc)) continue;
-    while (bson_iter_next(&it)) {
-      std::string_view k = bson_iter_key(&it);
-      if (k == "_id")
-        id = get_int64(it);
-      else if (k == "user_id")
-        s.user_id = get_int64(it);
-      else if (k == "applied_lsn")
-        s.applied_lsn = static_cast<Lsn>(get_int64(it));
-      else if (k == "deleted")
-        s.deleted = bson_iter_as_bool(&it);
-      else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
-        s.currency = bson_iter_utf8(&it, nullptr);
-      else if (k == "balance" && BSON_ITER_HOLDS_DECIMAL128(&it)) {
-        bson_decimal128_t d;
-        bson_iter_decimal128(&it, &d);
-        char buf[BSON_DECIMAL128_STRING];
-        bson_decimal128_to_string(&d, buf);
-        auto canon = Decimal::canonicalize(buf);
-        auto parsed = canon ? Decimal::parse(*canon) : std::nullopt;
-        if (!parsed)
-          throw DataError("accounts document " + std::to_string(id) + " holds balance " + buf +
-                          ", which is not a finite decimal");
-        s.balance = *parsed;
-      }
-    }
-    // A document created only by an "ensure" has no owner yet; treat it as unknown.
-    s.exists = !s.currency.empty() || s.deleted;
-    out[id] = s;
+    if (bson_iter_init(&it, doc)) fn(it);
   }
   bson_error_t err;
-  bool failed = mongoc_cursor_error(cur, &err);
-  mongoc_cursor_destroy(cur);
-  if (failed) {
-    std::string msg = "mongodb at " + pool_.address() + ": reading accounts failed: " + err.message;
+  if (mongoc_cursor_error(cur.get(), &err)) {
+    std::string msg =
+        "mongodb at " + pool_.address() + ": reading " + collection + " failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
     throw std::runtime_error(msg);
   }
+}
+
+std::map<std::int64_t, AccountSnapshot> MongoSink::read_accounts(
+    const std::vector<std::int64_t>& ids) {
+  std::map<std::int64_t, AccountSnapshot> out;
+  for_each_by_id("accounts", ids, {"user_id", "currency", "balance", "applied_lsn", "deleted"},
+                 [&](bson_iter_t& it) {
+                   AccountSnapshot s;
+                   std::int64_t id = 0;
+                   while (bson_iter_next(&it)) {
+                     std::string_view k = bson_iter_key(&it);
+                     if (k == "_id")
+                       id = get_int64(it);
+                     else if (k == "user_id")
+                       s.user_id = get_int64(it);
+                     else if (k == "applied_lsn")
+                       s.applied_lsn = static_cast<Lsn>(get_int64(it));
+                     else if (k == "deleted")
+                       s.deleted = bson_iter_as_bool(&it);
+                     else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
+                       s.currency = bson_iter_utf8(&it, nullptr);
+                     else if (k == "balance" && BSON_ITER_HOLDS_DECIMAL128(&it)) {
+                       auto parsed = read_decimal(it);
+                       if (!parsed)
+                         throw DataError("accounts document " + std::to_string(id) +
+                                         " holds a balance that is not a finite decimal");
+                       s.balance = *parsed;
+                     }
+                   }
+                   // A document created only by an "ensure" has no owner yet; treat it as unknown.
+                   s.exists = !s.currency.empty() || s.deleted;
+                   out[id] = s;
+                 });
   return out;
+}
+
+std::map<std::int64_t, UserSnapshot> MongoSink::read_users(const std::vector<std::int64_t>& ids) {
+  std::map<std::int64_t, UserSnapshot> out;
+  for_each_by_id("users", ids, {"balances", "acct_lsn", "floor_lsn"}, [&](bson_iter_t& it) {
+    UserSnapshot u;
+    std::int64_t id = 0;
+    while (bson_iter_next(&it)) {
+      std::string_view k = bson_iter_key(&it);
+      bson_iter_t sub;
+      if (k == "_id") {
+        id = get_int64(it);
+      } else if (k == "floor_lsn") {
+        u.floor_lsn = static_cast<Lsn>(get_int64(it));
+      } else if (k == "balances" && BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub)) {
+        while (bson_iter_next(&sub)) {
+          auto d = read_decimal(sub);
+          if (!d)
+            throw DataError("users document " + std::to_string(id) + " holds a total in " +
+                            bson_iter_key(&sub) + " that is not a finite Decimal128");
+          u.balances[bson_iter_key(&sub)] = *d;
+        }
+      } else if (k == "acct_lsn" && BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub)) {
+        while (bson_iter_next(&sub))
+          u.acct_lsn[std::strtoll(bson_iter_key(&sub), nullptr, 10)] =
+              static_cast<Lsn>(get_int64(sub));
+      }
+    }
+    out[id] = std::move(u);
+  });
+  return out;
+}
+
+void MongoSink::check_totals(const WritePlan& plan) {
+  if (plan.total_checks.empty()) return;
+  std::vector<std::int64_t> ids;
+  for (const auto& c : plan.total_checks) ids.push_back(c.user_id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  auto now = read_users(ids);
+  for (const auto& c : plan.total_checks) {
+    const auto& u = now[c.user_id];
+    auto g = u.acct_lsn.find(c.account_id);
+    if ((g != u.acct_lsn.end() && g->second >= c.lsn) || u.floor_lsn >= c.lsn) continue;
+    throw DataError("user " + std::to_string(c.user_id) + ": adding " + c.currencies +
+                    " (account " + std::to_string(c.account_id) + ", commit LSN " +
+                    format_lsn(c.lsn) +
+                    ") to the user's total would need more than 34 significant digits, which "
+                    "Decimal128 would round; refused");
+  }
 }
 
 void MongoSink::bulk(const char* collection, std::vector<Statement>& statements) {
@@ -172,6 +247,7 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
 void MongoSink::write(WritePlan& plan) {
   bulk("transactions", plan.transactions);
   bulk("users", plan.users);
+  check_totals(plan);  // before the accounts bulk, which marks the job as folded
   bulk("accounts", plan.accounts);
   if (plan.dirty_windows.empty()) return;
   std::vector<Statement> windows;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -23,6 +24,7 @@ class MongoSink {
  public:
   explicit MongoSink(MongoPool& pool);
   std::map<std::int64_t, AccountSnapshot> read_accounts(const std::vector<std::int64_t>& ids);
+  std::map<std::int64_t, UserSnapshot> read_users(const std::vector<std::int64_t>& ids);
   // Throws UnavailableError on connection problems, std::runtime_error on write errors.
   void write(WritePlan& plan);
   // Creates the indexes the read model needs (idempotent).
@@ -31,6 +33,11 @@ class MongoSink {
 
  private:
   void bulk(const char* collection, std::vector<Statement>& statements);
+  void for_each_by_id(const char* collection, const std::vector<std::int64_t>& ids,
+                      std::initializer_list<const char*> fields,
+                      const std::function<void(bson_iter_t&)>& fn);
+  // Throws DataError when a user update of the plan was refused by its exactness bound.
+  void check_totals(const WritePlan& plan);
   void recompute_window(std::int64_t account_id, Lsn lsn, std::vector<Statement>& out);
   MongoPool& pool_;
   MongoPool::Client client_;

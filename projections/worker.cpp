@@ -65,6 +65,11 @@ std::size_t Worker::run_once() {
   try {
     for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(keys)))
       fold.set_account(id, snap);
+    std::vector<const queue::Job*> jobs;
+    for (const auto& w : work)
+      for (const auto& j : w.jobs) jobs.push_back(&j);
+    for (auto& [id, snap] : sink.read_users(fold.users_needed(jobs)))
+      fold.set_user(id, std::move(snap));
     WritePlan plan;
     for (auto& w : work) {
       for (const auto& job : w.jobs) {

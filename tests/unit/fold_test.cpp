@@ -132,7 +132,7 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
   auto users = json(p.users);
   EXPECT_TRUE(has(
       users,
-      R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })"))
+      R"({ "_id" : 3, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } }, "$and" : [ { "balances.EUR" : { "$not" : { "$gt" : { "$numberDecimal" : "999999999999999999999999999999.9999" } } } }, { "balances.EUR" : { "$not" : { "$lt" : { "$numberDecimal" : "-999999999999999999999999999994.9999" } } } } ] } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "-5.0000" }, "account_count.EUR" : -1 }, "$pull" : { "accounts" : 7 })"))
       << users;
   // The currency leaves user 3 once no account of it is left there.
   EXPECT_TRUE(has(
@@ -141,7 +141,7 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
       << users;
   EXPECT_TRUE(has(
       users,
-      R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } } } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })"))
+      R"({ "_id" : 4, "acct_lsn.7" : { "$not" : { "$gte" : 200 } }, "floor_lsn" : { "$not" : { "$gte" : 200 } }, "$and" : [ { "balances.EUR" : { "$not" : { "$gt" : { "$numberDecimal" : "999999999999999999999999999994.9999" } } } }, { "balances.EUR" : { "$not" : { "$lt" : { "$numberDecimal" : "-999999999999999999999999999999.9999" } } } } ] } => { "$inc" : { "balances.EUR" : { "$numberDecimal" : "5.0000" }, "account_count.EUR" : 1 }, "$addToSet" : { "accounts" : 7 })"))
       << users;
 }
 
@@ -301,6 +301,92 @@ TEST(Fold, MalformedKeysAreRejected) {
   EXPECT_THROW(parse_ordering_key("a:12z"), DataError);
   EXPECT_EQ(parse_ordering_key("a:12").second, 12);
   EXPECT_EQ(parse_ordering_key("u:5").first, 'u');
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #9: a user's per-currency total is a sum MongoDB computes ($inc on Decimal128); one that
+// needs more than 34 significant digits would be rounded silently.
+TEST(Fold, AUserTotalPastThirtyFourDigitsIsRefusedNamingUserCurrencyAndLsn) {
+  BankFold f;
+  f.set_account(8, known(3, "EUR", "5999999999999999999999999999.994001", 60));
+  UserSnapshot u;
+  u.balances["EUR"] = *Decimal::parse("11999999999999999999999999999.988001");
+  u.acct_lsn[7] = 50;
+  u.acct_lsn[8] = 60;
+  f.set_user(3, u);
+  WritePlan p;
+  try {
+    f.fold(
+        job("a:8", 0x100, {{Model::Transactions, 'I', txrow("9", "8", "0.000001", "deposit"), {}}}),
+        p);
+    FAIL() << "a total of 35 digits was folded";
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_TRUE(has(m, "user 3 total in EUR")) << m;
+    EXPECT_TRUE(has(m, "34 decimal digits")) << m;
+    EXPECT_TRUE(has(m, "0/100")) << m;
+  }
+  EXPECT_TRUE(p.users.empty() && p.transactions.empty() && p.accounts.empty())
+      << "a refused job leaves no statement behind";
+}
+
+TEST(Fold, UserTotalUpdatesCarryAnExactnessBoundAndAreChecked) {
+  BankFold f;
+  f.set_account(7, known(3, "EUR", "10.0000", 50));
+  UserSnapshot u;
+  u.balances["EUR"] = *Decimal::parse("10.0000");
+  f.set_user(3, u);
+  WritePlan p;
+  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "2.5000", "deposit"), {}}}),
+         p);
+  auto users = json(p.users);
+  // 34 nines at scale 4, minus the increment: above it, MongoDB would round the sum; below,
+  // the total itself is not exact at that scale.
+  EXPECT_TRUE(has(
+      users,
+      R"("$and" : [ { "balances.EUR" : { "$not" : { "$gt" : { "$numberDecimal" : "999999999999999999999999999997.4999" } } } }, { "balances.EUR" : { "$not" : { "$lt" : { "$numberDecimal" : "-999999999999999999999999999999.9999" } } } } ])"))
+      << users;
+  // Mixed scales bound both sides: a total at scale 0 near the negative limit can be pushed
+  // past 34 digits by a positive increment with more fractional digits.
+  {
+    BankFold g;
+    g.set_account(7, known(3, "EUR", "10", 50));
+    UserSnapshot v;
+    v.balances["EUR"] = *Decimal::parse("-5000000000000000000000000000000000");
+    g.set_user(3, v);
+    WritePlan q;
+    EXPECT_THROW(
+        g.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}),
+               q),
+        DataError);
+    BankFold h;  // the same without the read: the bound in the filter catches it instead
+    h.set_account(7, known(3, "EUR", "10", 50));
+    WritePlan r;
+    h.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}), r);
+    auto hu = json(r.users);
+    EXPECT_TRUE(has(hu, R"("$gt" : { "$numberDecimal" : "999999999999999999999999999999999.4" })"))
+        << hu;
+    EXPECT_TRUE(has(hu, R"("$lt" : { "$numberDecimal" : "-999999999999999999999999999999999.9" })"))
+        << hu;
+  }
+  ASSERT_EQ(p.total_checks.size(), 1u);
+  EXPECT_EQ(p.total_checks[0].user_id, 3);
+  EXPECT_EQ(p.total_checks[0].account_id, 7);
+  EXPECT_EQ(p.total_checks[0].lsn, 100u);
+  // The running total follows the batch: a second job sees 12.5000.
+  f.fold(job("a:7", 200,
+             {{Model::Transactions,
+               'I',
+               txrow("2", "7", "999999999999999999999999999987.4999", "deposit"),
+               {}}}),
+         p);
+  EXPECT_THROW(f.fold(job("a:7", 300,
+                          {{Model::Transactions, 'I', txrow("3", "7", "0.0001", "deposit"), {}}}),
+                      p),
+               DataError);
 }
 
 }  // namespace
