@@ -24,6 +24,7 @@ Always run it with /usr/bin/python3 (Debian's interpreter that has mockupdb and 
 """
 
 import argparse
+import collections
 import datetime
 import decimal
 import errno
@@ -61,6 +62,7 @@ try:
     from mongomock import collection as mm_collection
     from mongomock import filtering
     from mongomock import helpers as mm_helpers
+    from mongomock import store as mm_store
 except ImportError as _exc:  # pragma: no cover - environment problem
     sys.stderr.write(
         'mongo_standin: cannot import %s (%s); run me with /usr/bin/python3 and install '
@@ -450,6 +452,8 @@ def same_bson(a, b):
 
 
 _CONTAINERS = (dict, list)
+# _id types whose dict lookup is exactly MongoDB's equality on _id (bool is not: True == 1).
+_ID_FAST_TYPES = frozenset([int, Int64, str, ObjectId])
 
 
 def clone(v):
@@ -549,6 +553,117 @@ def _patch_decimal128():
     numbers.Number.register(Decimal128)
 
 
+class IndexedDocs(collections.OrderedDict):
+    """A collection's documents (store key -> document) that also keeps, for each top-level
+    field a query has looked up by plain equality, value -> keys of the documents holding it.
+
+    It narrows `{field: <int|str>, ...}` finds (walfold's last_transactions recompute by
+    account_id) from a scan of the whole collection to the documents that can match; the full
+    matcher still decides. Documents are never modified in place (updates clone and replace
+    them), so maintaining the index on __setitem__/__delitem__ keeps it exact. Candidates are
+    returned in the collection's natural (insertion) order."""
+
+    def __init__(self, *args, **kw):
+        self._fields = {}   # field -> {value: {key: None}}; None-valued key sets keep order
+        self._odd = {}      # field -> {key: None}: lists, Decimal128, floats (equal by element /
+        self._seq = {}      # numerically, so always candidates); key -> insertion number
+        self._next = 0
+        super().__init__(*args, **kw)
+
+    @staticmethod
+    def _slot(doc, field):
+        x = doc.get(field, MISSING) if isinstance(doc, dict) else MISSING
+        if x is MISSING:
+            return None, None
+        if isinstance(x, (list, Decimal128, float)):
+            return 'odd', None
+        try:
+            hash(x)
+        except TypeError:
+            return None, None  # a sub-document equals no int or str
+        return 'val', x
+
+    def _index_add(self, key, doc):
+        for field, vals in self._fields.items():
+            kind, x = self._slot(doc, field)
+            if kind == 'val':
+                vals.setdefault(x, {})[key] = None
+            elif kind == 'odd':
+                self._odd[field][key] = None
+
+    def _index_remove(self, key, doc):
+        for field, vals in self._fields.items():
+            kind, x = self._slot(doc, field)
+            if kind == 'val':
+                ks = vals.get(x)
+                if ks is not None:
+                    ks.pop(key, None)
+                    if not ks:
+                        del vals[x]
+            elif kind == 'odd':
+                self._odd[field].pop(key, None)
+
+    def __setitem__(self, key, doc):
+        old = super().get(key, MISSING)
+        if old is not MISSING:
+            self._index_remove(key, old)
+        else:
+            self._seq[key] = self._next
+            self._next += 1
+        super().__setitem__(key, doc)
+        self._index_add(key, doc)
+
+    def __delitem__(self, key):
+        doc = super().__getitem__(key)
+        super().__delitem__(key)
+        self._index_remove(key, doc)
+        del self._seq[key]
+
+    def pop(self, key, *default):
+        if key in self:
+            doc = super().__getitem__(key)
+            del self[key]
+            return doc
+        return super().pop(key, *default)
+
+    def popitem(self, last=True):
+        key = next(reversed(self)) if last else next(iter(self))
+        return key, self.pop(key)
+
+    def clear(self):
+        super().clear()
+        self._fields, self._odd, self._seq = {}, {}, {}
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return super().__getitem__(key)
+
+    def update(self, *args, **kw):
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def equal_candidates(self, field, value):
+        """Documents whose `field` may equal `value` (an int or str), in natural order."""
+        vals = self._fields.get(field)
+        if vals is None:
+            vals = self._fields[field] = {}
+            odd = self._odd[field] = {}
+            for key, doc in self.items():
+                kind, x = self._slot(doc, field)
+                if kind == 'val':
+                    vals.setdefault(x, {})[key] = None
+                elif kind == 'odd':
+                    odd[key] = None
+        keys = list(vals.get(value, ()))
+        keys.extend(self._odd[field])
+        if len(keys) > 1:
+            seq = self._seq
+            keys.sort(key=seq.__getitem__)
+        get = super().__getitem__
+        return [get(k) for k in keys]
+
+
 def _patch_mongomock():
     orig_compare_type = filtering._get_compare_type  # pylint: disable=protected-access
 
@@ -612,12 +727,39 @@ def _patch_mongomock():
 
     # mongomock's find/count/distinct/aggregate-$lookup iterate through here: look documents up
     # by _id when the filter pins it, and match with the same matcher as the write path.
+    def indexed_candidates(store, flt):
+        docs = store._documents  # pylint: disable=protected-access
+        if not isinstance(flt, dict) or not isinstance(docs, IndexedDocs):
+            return None
+        for k, v in flt.items():
+            if k.startswith('$') or '.' in k or isinstance(v, bool) or not isinstance(v, (int, str)):
+                continue
+            store._remove_expired_documents()  # pylint: disable=protected-access
+            return docs.equal_candidates(k, v)
+        return None
+
+    # Every collection's documents live in an IndexedDocs (see there).
+    orig_store_init, orig_store_drop = mm_store.CollectionStore.__init__, mm_store.CollectionStore.drop
+
+    def store_init(self, *args, **kw):
+        orig_store_init(self, *args, **kw)
+        self._documents = IndexedDocs(self._documents)  # pylint: disable=protected-access
+
+    def store_drop(self):
+        orig_store_drop(self)
+        self._documents = IndexedDocs(self._documents)  # pylint: disable=protected-access
+
+    mm_store.CollectionStore.__init__ = store_init
+    mm_store.CollectionStore.drop = store_drop
+
     def _iter_documents(self, filter):  # pylint: disable=redefined-builtin
         if filter is None:
             filter = {}
         cands = None
         if isinstance(filter, dict):
             cands = id_candidates(self._store._documents, filter)  # pylint: disable=protected-access
+        if cands is None:
+            cands = indexed_candidates(self._store, filter)
         if cands is None:
             cands = list(self._store.documents)  # pylint: disable=protected-access
             cands = equality_prefilter(cands, filter)
@@ -806,6 +948,28 @@ def _fast_eq(v, operand):
     return type_rank(v) == type_rank(operand) and bson_cmp(v, operand) == 0
 
 
+_IN_CACHE = (None, None)
+
+
+def _in_set(arg):
+    """The members of an $in/$nin list as a set when they are all ints and strings (no bools,
+    doubles, decimals: their equality is not Python's), else None. The last list is cached:
+    a find by {_id: {$in: [...]}} tests every candidate against the same list, which made
+    walfold's read of a batch's accounts quadratic in the batch's size."""
+    global _IN_CACHE  # pylint: disable=global-statement
+    cached, members = _IN_CACHE
+    if cached is arg:
+        return members
+    members = set()
+    for a in arg:
+        if type(a) not in _ID_FAST_TYPES or type(a) is ObjectId:
+            members = None
+            break
+        members.add(a)
+    _IN_CACHE = (arg, members)
+    return members
+
+
 def _fast_ops(v, cond):
     for op, arg in cond.items():
         if op == '$eq':
@@ -825,11 +989,15 @@ def _fast_ops(v, cond):
         elif op == '$in' or op == '$nin':
             if type(arg) is not list:
                 raise _FALLBACK
-            hit = False
-            for a in arg:
-                if _fast_eq(v, _fast_operand(a)):
-                    hit = True
-                    break
+            members = _in_set(arg) if type(v) in _ID_FAST_TYPES else None
+            if members is not None:
+                hit = v in members
+            else:
+                hit = False
+                for a in arg:
+                    if _fast_eq(v, _fast_operand(a)):
+                        hit = True
+                        break
             ok = hit if op == '$in' else not hit
         elif op == '$exists':
             ok = (v is not MISSING) == bool(arg)
@@ -2001,8 +2169,31 @@ class Engine(object):
         self.cstore(db, coll).drop()
         self.meta.pop((db, coll), None)
 
+    def _ensure_hit(self, db, coll, stmt):
+        """The stored document when `stmt` is {q: {_id: v}, u: {$setOnInsert: {plain fields}}}
+        (any upsert, no multi, no arrayFilters) and the document exists: such a statement
+        matches it and changes nothing, so the general path (validation, clone, apply,
+        compare) would come to the same n=1, nModified=0. Otherwise None. walfold sends one
+        per document it touches (create-if-missing), half of its statements."""
+        if type(stmt) is not dict or stmt.get('multi') or stmt.get('arrayFilters') is not None:
+            return None
+        q, u = stmt.get('q'), stmt.get('u')
+        if type(q) is not dict or type(u) is not dict or len(q) != 1 or len(u) != 1:
+            return None
+        soi = u.get('$setOnInsert')
+        v = q.get('_id', MISSING)
+        if type(soi) is not dict or not soi or type(v) not in _ID_FAST_TYPES:
+            return None
+        for k in soi:
+            if type(k) is not str or not k or k[0] == '$' or '.' in k:
+                return None
+        return self.documents(db, coll).get(v)
+
     def update_stmt(self, db, coll, stmt):
         """Run one update statement. Returns (n, nModified, upserted_id|MISSING, old, new)."""
+        hit = self._ensure_hit(db, coll, stmt)
+        if hit is not None:
+            return 1, 0, MISSING, hit, hit
         if not isinstance(stmt, dict):
             raise MongoError(14, 'update statement must be an object')
         q = stmt.get('q', {})

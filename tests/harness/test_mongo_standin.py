@@ -687,6 +687,39 @@ class TestUpdate(Base):
         self.assertEqual((res.matched_count, res.inserted_count, res.deleted_count,
                           res.upserted_count), (1, 1, 1, 1))
 
+    def test_equality_finds_follow_writes(self):
+        # Equality finds on a top-level field are served from a per-field index of the stored
+        # documents: it must follow inserts, updates (also ones that move a document to
+        # another value), upserts, deletes and drops, and keep the natural order.
+        coll = self.fresh()
+        coll.insert_many([{'_id': i, 'a': i % 3, 'k': 'x' if i % 2 else 'y'} for i in range(12)])
+        self.assertEqual([d['_id'] for d in coll.find({'a': 1})], [1, 4, 7, 10])
+        coll.update_one({'_id': 4}, {'$set': {'a': 2}})
+        coll.update_one({'_id': 5}, {'$set': {'a': 1}})
+        coll.update_one({'_id': 20}, {'$set': {'a': 1}}, upsert=True)
+        coll.delete_one({'_id': 7})
+        coll.insert_one({'_id': 7, 'a': 1})
+        coll.update_one({'_id': 10}, {'$set': {'a': [0, 1]}})   # arrays match by element
+        coll.update_one({'_id': 1}, {'$set': {'a': D('1.0')}})  # Decimal128 equals 1
+        coll.update_one({'_id': 0}, {'$set': {'a': True}})      # a bool is not 1
+        coll.update_one({'_id': 3}, {'$unset': {'a': ''}})
+        self.assertEqual([d['_id'] for d in coll.find({'a': 1})], [1, 5, 10, 20, 7])
+        self.assertEqual(coll.count_documents({'a': 1, 'k': 'x'}), 2)  # 7 came back without k
+        self.assertEqual([d['_id'] for d in coll.find({'k': 'y', 'a': 2})], [2, 4, 8])
+        coll.replace_one({'_id': 2}, {'k': 'x', 'a': 2})
+        self.assertEqual([d['_id'] for d in coll.find({'k': 'y', 'a': 2})], [4, 8])
+        # $in lists of ints and strings are tested as sets (a bool is not 1, Decimal128 1.0 is).
+        self.assertEqual(sorted(d['_id'] for d in coll.find({'_id': {'$in': [4, 5, 'x', 99]}})),
+                         [4, 5])
+        self.assertEqual(sorted(d['_id'] for d in coll.find({'a': {'$in': [1, 'zz']}})),
+                         [1, 5, 7, 10, 20])
+        self.assertEqual(sorted(d['_id'] for d in coll.find({'a': {'$nin': [1, 2]}})),
+                         [0, 3, 6, 9])
+        coll.drop()
+        self.assertEqual(list(coll.find({'a': 1})), [])
+        coll.insert_one({'_id': 1, 'a': 1})
+        self.assertEqual([d['_id'] for d in coll.find({'a': 1})], [1])
+
     def test_find_and_modify(self):
         coll = self.fresh()
         coll.insert_many([{'_id': i, 'v': i} for i in range(5)])
