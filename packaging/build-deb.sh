@@ -8,10 +8,11 @@
 #    temporary directory and moves packaging/debian to debian/ there;
 # 2. runs dpkg-buildpackage -us -uc -b with one job per CPU;
 # 3. copies the resulting .deb(s) to OUTPUT_DIR;
-# 4. runs lintian on them: prints everything, fails on errors (E:) only;
+# 4. runs lintian on them: prints everything, fails on errors and warnings;
 # 5. if systemd-analyze exists: extracts the .deb into a temporary root, runs
-#    `systemd-analyze verify` on the unit there and prints the
-#    `systemd-analyze security --offline=yes` exposure.
+#    `systemd-analyze verify` on both units there (walfold.service and the
+#    walfold@.service template, as instance walfold@ci.service) and prints the
+#    `systemd-analyze security --offline=yes` exposure of each.
 #
 # Environment:
 #   WALFOLD_DEB_INSTALL=1     if verify cannot resolve the unit's binaries in
@@ -104,24 +105,23 @@ status=0
 
 # ---------------------------------------------------------------- lintian
 if command -v lintian >/dev/null; then
-  say "lintian"
-  lint_args=(--info --display-info --pedantic --tag-display-limit 0)
+  say "lintian --fail-on error,warning"
+  # Every tag is printed (pedantic and info included); errors and warnings fail the build.
+  lint_args=(--info --display-info --pedantic --tag-display-limit 0 --fail-on error,warning)
   set +e
   lint_out=$(cd "$out" && lintian "${lint_args[@]}" "${debs[@]/#$work/$out}" 2>&1)
   lint_rc=$?
   set -e
   printf '%s\n' "${lint_out:-(no tags)}"
-  if [ "$lint_rc" -ge 2 ]; then
-    echo "build-deb: lintian itself failed (exit $lint_rc)" >&2
-    status=1
-  elif grep -q '^E: ' <<<"$lint_out"; then
-    echo "build-deb: lintian reported errors (E:)" >&2
+  if [ "$lint_rc" -ne 0 ]; then
+    echo "build-deb: lintian reported errors or warnings, or failed (exit $lint_rc)" >&2
     status=1
   else
-    echo "lintian: no errors (warnings/info/pedantic tags above do not fail the build)"
+    echo "lintian: no errors or warnings (info and pedantic tags above do not fail the build)"
   fi
 else
-  echo "build-deb: lintian not installed; skipped" >&2
+  echo "build-deb: lintian not installed (apt-get install lintian)" >&2
+  status=1
 fi
 
 # -------------------------------------------------------- systemd-analyze
@@ -129,17 +129,16 @@ if command -v systemd-analyze >/dev/null; then
   root="$work/root"
   mkdir -p "$root"
   dpkg-deb -x "$main_deb" "$root"
-  unit_rel=
-  for p in lib/systemd/system/walfold.service usr/lib/systemd/system/walfold.service; do
-    [ -f "$root/$p" ] && { unit_rel=$p; break; }
+  unit_dir=
+  for p in lib/systemd/system usr/lib/systemd/system; do
+    [ -f "$root/$p/walfold.service" ] && { unit_dir=$p; break; }
   done
-  if [ -z "$unit_rel" ]; then
-    echo "build-deb: walfold.service not found in $main_deb" >&2
+  if [ -z "$unit_dir" ] || [ ! -f "$root/$unit_dir/walfold@.service" ]; then
+    echo "build-deb: walfold.service or walfold@.service not found in $main_deb" >&2
     status=1
   else
-    say "systemd-analyze verify (extracted root)"
     # verify --root resolves ExecStart=/usr/bin/walfold inside the extracted
-    # package.  Seed that root with what the unit needs from the host without
+    # package.  Seed that root with what the units need from the host without
     # overwriting the package's files: the host's unit files (sysinit.target,
     # network-online.target, ...) and the other Exec*= binaries (/bin/kill).
     # MANPATH lets the man:walfold(1) Documentation= link resolve.
@@ -148,13 +147,15 @@ if command -v systemd-analyze >/dev/null; then
       mkdir -p "$root$d"
       tar -C "$d" --exclude='./walfold*' -cf - . | tar -C "$root$d" --skip-old-files -xf -
     done
-    sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^[:space:]]*\).*/\1/p' "$root/$unit_rel" | sort -u |
+    sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^[:space:]]*\).*/\1/p' "$root/$unit_dir/walfold.service" | sort -u |
       while IFS= read -r bin; do
         case "$bin" in /*) ;; *) continue ;; esac
         if [ ! -e "$root$bin" ] && [ -x "$bin" ]; then
           mkdir -p "$root$(dirname "$bin")" && cp -L "$bin" "$root$bin"
         fi
       done
+    # The template is checked as an instance (verify and security need a full unit name).
+    cp "$root/$unit_dir/walfold@.service" "$work/walfold@ci.service"
     verify() { # verify [--root=DIR] UNIT: fails on errors and on ignored lines
       local rc=0 out
       out=$(MANPATH="$root/usr/share/man:" SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "$@" 2>&1) || rc=$?
@@ -162,42 +163,47 @@ if command -v systemd-analyze >/dev/null; then
       if [ "$rc" -eq 0 ] && grep -qiE 'ignoring|unknown|not executable|failed' <<<"$out"; then rc=1; fi
       return "$rc"
     }
-    verify_rc=0
-    verify --root="$root" "$root/$unit_rel" || verify_rc=$?
-    if [ "$verify_rc" -ne 0 ]; then
-      if [ "${WALFOLD_DEB_INSTALL:-0}" = 1 ]; then
-        say "verify failed in the extracted root; WALFOLD_DEB_INSTALL=1: dpkg -i $main_deb"
-        dpkg -i "$main_deb"
-        verify_rc=0
-        verify "/$unit_rel" || verify_rc=$?
-      else
-        echo "build-deb: verify failed in the extracted root; rerun with WALFOLD_DEB_INSTALL=1 to verify after dpkg -i" >&2
+    for unit in "$root/$unit_dir/walfold.service" "$work/walfold@ci.service"; do
+      name=$(basename "$unit")
+      say "systemd-analyze verify $name (extracted root)"
+      verify_rc=0
+      verify --root="$root" "$unit" || verify_rc=$?
+      if [ "$verify_rc" -ne 0 ]; then
+        if [ "${WALFOLD_DEB_INSTALL:-0}" = 1 ]; then
+          say "verify failed in the extracted root; WALFOLD_DEB_INSTALL=1: dpkg -i $main_deb"
+          dpkg -i "$main_deb"
+          verify_rc=0
+          verify "$unit" || verify_rc=$?
+        else
+          echo "build-deb: verify failed in the extracted root; rerun with WALFOLD_DEB_INSTALL=1 to verify after dpkg -i" >&2
+        fi
+        [ "$verify_rc" -eq 0 ] || status=1
       fi
-      [ "$verify_rc" -eq 0 ] || status=1
-    fi
-    [ "$verify_rc" -eq 0 ] && echo "systemd-analyze verify: OK"
+      [ "$verify_rc" -eq 0 ] && echo "systemd-analyze verify $name: OK"
 
-    say "systemd-analyze security --offline=yes"
-    set +e
-    sec_out=$(systemd-analyze security --offline=yes --root="$root" "$root/$unit_rel" 2>&1)
-    sec_rc=$?
-    set -e
-    printf '%s\n' "$sec_out" | grep -E '^(✗|→|Overall)|exposure' || printf '%s\n' "$sec_out"
-    score=$(printf '%s\n' "$sec_out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' | tail -n1)
-    if [ -z "$score" ]; then
-      echo "build-deb: could not read the exposure score (exit $sec_rc)" >&2
-      status=1
-    else
-      echo "exposure score: $score"
-      max=${WALFOLD_MAX_EXPOSURE:-2.0}
-      if [ "$max" != none ] && awk -v s="$score" -v m="$max" 'BEGIN { exit !(s > m) }'; then
-        echo "build-deb: exposure $score is above WALFOLD_MAX_EXPOSURE=$max" >&2
+      say "systemd-analyze security --offline=yes $name"
+      set +e
+      sec_out=$(systemd-analyze security --offline=yes --root="$root" "$unit" 2>&1)
+      sec_rc=$?
+      set -e
+      printf '%s\n' "$sec_out" | grep -E '^(✗|→|Overall)|exposure' || printf '%s\n' "$sec_out"
+      score=$(printf '%s\n' "$sec_out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' | tail -n1)
+      if [ -z "$score" ]; then
+        echo "build-deb: could not read the exposure score of $name (exit $sec_rc)" >&2
         status=1
+      else
+        echo "exposure score of $name: $score"
+        max=${WALFOLD_MAX_EXPOSURE:-2.0}
+        if [ "$max" != none ] && awk -v s="$score" -v m="$max" 'BEGIN { exit !(s > m) }'; then
+          echo "build-deb: exposure $score of $name is above WALFOLD_MAX_EXPOSURE=$max" >&2
+          status=1
+        fi
       fi
-    fi
+    done
   fi
 else
-  echo "build-deb: systemd-analyze not installed; unit checks skipped" >&2
+  echo "build-deb: systemd-analyze not found (apt-get install systemd): the units were not checked" >&2
+  status=1
 fi
 
 say "done: $(basename "$main_deb") in $out (status $status)"

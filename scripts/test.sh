@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run calls): install dependencies from apt, build with
-# -Werror, run unit tests, then integration tests against real PostgreSQL 15 and Redis and the
-# MongoDB stand-in (or WALFOLD_TEST_MONGODB_URI), then the same under ASan+UBSan, then the
-# format check. Servers are private: loopback, free ports, temporary directories.
+# -Werror, run unit tests, then build, lint, install and purge the Debian package, then
+# integration tests against real PostgreSQL 15 and Redis and the MongoDB stand-in (or
+# WALFOLD_TEST_MONGODB_URI), then the same under ASan+UBSan, then the format check. Servers are
+# private: loopback, free ports, temporary directories.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,6 +26,14 @@ cmake --build build/ci -j "$jobs"
 
 phase "unit tests"
 ctest --test-dir build/ci -L unit --output-on-failure -j "$jobs" --no-tests=error
+
+phase "Debian package: dpkg-buildpackage, lintian, install, run as walfold, purge"
+# packaging/README.md: build-deb.sh builds the .deb in a copy of the tree (lintian --fail-on
+# error,warning; systemd-analyze verify/security on both units); check-package.sh installs it with
+# apt-get, runs walfold from the installed paths as user walfold, purges it, checks what is left.
+rm -rf build/deb
+bash packaging/build-deb.sh build/deb
+bash packaging/check-package.sh build/deb/walfold_*_"$(dpkg --print-architecture)".deb
 
 phase "integration tests (PostgreSQL, Redis, MongoDB)"
 ctest --test-dir build/ci -L integration --output-on-failure --no-tests=error --timeout 900

@@ -35,7 +35,7 @@ DEPS=(build-essential cmake ninja-build pkg-config postgresql-15 postgresql-clie
   redis-server redis-tools libpq-dev libhiredis-dev libmongoc-dev libbson-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev libcli11-dev libgtest-dev
   libgmock-dev libbenchmark-dev python3-mockupdb python3-mongomock python3-pymongo
-  clang-format debhelper devscripts lintian)
+  clang-format debhelper devscripts lintian systemd openssl stunnel4)
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
