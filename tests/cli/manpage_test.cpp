@@ -4,6 +4,8 @@
 // option or subcommand fails this test until the man page describes it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -25,7 +27,9 @@ std::string join(const std::vector<std::string>& v, const std::string& sep = " "
   return out;
 }
 
-std::string join(const OptionSet& v) { return join(std::vector<std::string>(v.begin(), v.end())); }
+std::string join(const OptionSet& v) {
+  return join(std::vector<std::string>(v.begin(), v.end()));
+}
 
 OptionSet minus(const OptionSet& a, const OptionSet& b) {
   OptionSet out;
@@ -107,6 +111,8 @@ std::string roff_text(std::string line) {
   line = std::regex_replace(line, std::regex(R"(\\e)"), "\\");
   line = std::regex_replace(line, std::regex(R"(^\.[A-Z]+\s*)"), "");
   line.erase(std::remove(line.begin(), line.end(), '"'), line.end());
+  line = std::regex_replace(line, std::regex(R"(\s+)"), " ");
+  while (!line.empty() && line.back() == ' ') line.pop_back();
   return line;
 }
 
@@ -192,8 +198,7 @@ TEST(ManPage, EveryCommandsOptionsMatchItsHelp) {
         << cmd << ": in --help but not in the man page's OPTIONS subsection \"" << cmd
         << "\": " << join(minus(own, documented));
     EXPECT_TRUE(minus(documented, own).empty())
-        << cmd << ": in the man page's OPTIONS but not in --help: "
-        << join(minus(documented, own));
+        << cmd << ": in the man page's OPTIONS but not in --help: " << join(minus(documented, own));
   }
   for (const auto& [path, opts] : man.options) {
     if (path == "*") continue;

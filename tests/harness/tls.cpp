@@ -72,9 +72,9 @@ TestCa make_test_ca(const std::string& dir, const std::string& name) {
   fs::create_directories(dir);
   TestCa ca{dir, name, dir + "/" + name + "-ca.pem", dir + "/" + name + "-ca.key"};
   openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-           "-keyout", ca.key, "-out", ca.cert, "-days", "2", "-subj",
-           "/CN=walfold test CA " + name, "-addext", "basicConstraints=critical,CA:TRUE",
-           "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+           "-keyout", ca.key, "-out", ca.cert, "-days", "2", "-subj", "/CN=walfold test CA " + name,
+           "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+           "keyUsage=critical,keyCertSign,cRLSign"});
   return ca;
 }
 
@@ -84,13 +84,14 @@ TestCert make_server_cert(const TestCa& ca, const std::string& name,
   const std::string csr = ca.dir + "/" + name + ".csr", ext = ca.dir + "/" + name + ".ext";
   std::string san;
   for (const auto& s : subject_alt_names) san += (san.empty() ? "" : ",") + s;
-  write_file(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                  "extendedKeyUsage=serverAuth\nsubjectAltName=" +
-                      san + "\n");
-  openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-           "-keyout", c.key, "-out", csr, "-subj", "/CN=" + name});
-  openssl({"x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial",
-           "-out", c.cert, "-days", "2", "-extfile", ext});
+  write_file(ext,
+             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+             "extendedKeyUsage=serverAuth\nsubjectAltName=" +
+                 san + "\n");
+  openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+           c.key, "-out", csr, "-subj", "/CN=" + name});
+  openssl({"x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-out",
+           c.cert, "-days", "2", "-extfile", ext});
   return c;
 }
 
