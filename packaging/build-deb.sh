@@ -107,7 +107,7 @@ status=0
 if command -v lintian >/dev/null; then
   say "lintian --fail-on error,warning"
   # Every tag is printed (pedantic and info included); errors and warnings fail the build.
-  lint_args=(--info --display-info --pedantic --tag-display-limit 0 --fail-on error,warning)
+  lint_args=(--info --display-info --pedantic --tag-display-limit 0 --fail-on "error,warning")
   set +e
   lint_out=$(cd "$out" && lintian "${lint_args[@]}" "${debs[@]/#$work/$out}" 2>&1)
   lint_rc=$?
