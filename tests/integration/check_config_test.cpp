@@ -316,22 +316,19 @@ TEST(StateDirOwnership, RootIsRefusedAndTheOwnerRunsSetupAndTheDaemon) {
   EXPECT_NE(slurp(state + "/" + env.name + ".checkpoint"), "");
 }
 
-// A state directory that cannot be created is EX_CANTCREAT (73), a write that fails on the way
+// A state file that cannot be created is EX_CANTCREAT (73), a write that fails on the way
 // (here: the file size limit, as a full disk would) EX_IOERR (74); neither is a configuration
 // error (78), and both name the path and errno.
 TEST(StateDirErrors, WriteFailuresMapTo73And74) {
   BankEnv env;
-  auto text = slurp(env.config_path);
-  const std::string blocker = env.dir + "/a-file";
-  std::ofstream(blocker) << "x";
-  auto at = text.find("state_dir: ");
-  text = text.substr(0, at) + "state_dir: " + blocker + "/state\n";
-  std::ofstream(env.config_path) << text;
+  // The temporary file next to the checkpoint (written, then renamed over it) cannot be created:
+  // a directory is in its place (as root, permissions would not stop it).
+  const std::string state = env.dir + "/state";
+  fs::create_directories(state + "/" + env.name + ".checkpoint.tmp");
   auto r = env.cmd("setup", {"--schema"});
   EXPECT_EQ(r.status, 73) << r.output;
-  EXPECT_TRUE(contains(r.output, "state_dir " + blocker +
-                                     "/state does not exist and cannot be "
-                                     "created: Not a directory (errno 20)"))
+  EXPECT_TRUE(contains(r.output, "state_dir: cannot create " + state + "/" + env.name +
+                                     ".checkpoint.tmp: Is a directory (errno 21)"))
       << r.output;
 
   BankEnv env2;
