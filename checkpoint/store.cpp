@@ -1,6 +1,7 @@
 #include "checkpoint/store.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,12 +47,12 @@ void append_push(bson_t* update, const HistoryEntry& e) {
   bson_append_document_end(update, &push);
 }
 
-void write_file_durably(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0)
-    throw ConfigError("state_dir: cannot write " + tmp + ": " + std::strerror(errno) +
-                      " (set state_dir to a directory walfold may write)");
+std::string errno_text(int e) {
+  return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")";
+}
+
+// Writes all of `content` to `fd`; FileError (Io) naming `path` when the write fails.
+void write_all(int fd, const std::string& path, const std::string& content) {
   const char* p = content.data();
   std::size_t left = content.size();
   while (left > 0) {
@@ -60,15 +61,33 @@ void write_file_durably(const std::string& path, const std::string& content) {
     if (n < 0) {
       int e = errno;
       ::close(fd);
-      throw ConfigError("state_dir: writing " + tmp + ": " + std::strerror(e));
+      throw FileError(FileError::Io, "state_dir: writing " + path + " failed: " + errno_text(e));
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw ConfigError("state_dir: flushing " + tmp + ": " + std::strerror(errno));
+}
+
+void write_file_durably(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    int e = errno;
+    throw FileError(FileError::CannotCreate,
+                    "state_dir: cannot create " + tmp + ": " + errno_text(e) +
+                        " (state_dir must be a directory walfold's user may write)");
+  }
+  write_all(fd, tmp, content);
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw FileError(FileError::Io, "state_dir: flushing " + tmp + " failed: " + errno_text(e));
+  }
+  if (::close(fd) != 0)
+    throw FileError(FileError::Io, "state_dir: closing " + tmp + " failed: " + errno_text(errno));
   if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw ConfigError("state_dir: renaming " + tmp + ": " + std::strerror(errno));
+    throw FileError(FileError::CannotCreate,
+                    "state_dir: cannot rename " + tmp + " to " + path + ": " + errno_text(errno));
   auto slash = path.rfind('/');
   int dfd = ::open(slash == std::string::npos ? "." : path.substr(0, slash).c_str(),
                    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -78,15 +97,46 @@ void write_file_durably(const std::string& path, const std::string& content) {
   }
 }
 
+// The whole file, or nullopt when it does not exist. Any other failure to read it (permissions,
+// a directory in its place, an I/O error) is a FileError naming the path and errno: treating an
+// unreadable checkpoint as missing would silently skip the checks it exists for.
+std::optional<std::string> read_file_if_exists(const std::string& path, const char* what) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) return std::nullopt;
+    throw FileError(FileError::Io, "state_dir: cannot read " + std::string(what) + " " + path +
+                                       ": " + errno_text(e));
+  }
+  std::string out;
+  char buf[8192];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw FileError(FileError::Io, "state_dir: cannot read " + std::string(what) + " " + path +
+                                         ": " + errno_text(e));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 void ensure_dir(const std::string& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) throw ConfigError("state_dir " + dir + " is not a directory");
+    if (!S_ISDIR(st.st_mode))
+      throw FileError(FileError::CannotCreate, "state_dir " + dir + " is not a directory");
     return;
   }
   if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
-    throw ConfigError("state_dir " + dir + " does not exist and cannot be created: " +
-                      std::strerror(errno) + " (under systemd, StateDirectory=walfold creates it)");
+    throw FileError(FileError::CannotCreate,
+                    "state_dir " + dir + " does not exist and cannot be created: " +
+                        errno_text(errno) + " (under systemd, StateDirectory=walfold creates it)");
 }
 
 Checkpoint parse_doc(const bson_t* doc) {
@@ -160,6 +210,24 @@ DataError missing_slot_error(const std::string& slot, const std::optional<Checkp
   return slot_gone_error(slot, mongo ? *mongo : local ? *local : Checkpoint{});
 }
 
+void check_state_dir_owner(const std::string& state_dir, const std::string& command_line) {
+  if (::geteuid() != 0) return;  // another user cannot create files the owner cannot replace
+  struct stat st {};
+  if (::stat(state_dir.c_str(), &st) != 0 || st.st_uid == 0) return;
+  std::string owner = std::to_string(st.st_uid);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    owner = found->pw_name;
+  throw PermissionError(
+      "state_dir " + state_dir + " belongs to user " + owner + " (uid " +
+      std::to_string(st.st_uid) +
+      "), and this command would write its checkpoint files there as root, which that user "
+      "(the service) could then not update. Run it as the directory's owner: runuser -u " +
+      owner + " -- walfold " + command_line);
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -201,8 +269,9 @@ std::optional<Checkpoint> Store::load_mongo() {
 }
 
 std::optional<Checkpoint> Store::load_state_dir() {
-  std::ifstream in(state_file_);
-  if (!in) return std::nullopt;
+  auto content = read_file_if_exists(state_file_, "the checkpoint file");
+  if (!content) return std::nullopt;
+  std::istringstream in(*content);
   Checkpoint c;
   std::string line;
   int lineno = 0;
@@ -242,7 +311,9 @@ std::optional<Checkpoint> Store::load_state_dir() {
 
 std::vector<HistoryEntry> Store::read_history_file() {
   std::vector<HistoryEntry> out;
-  std::ifstream in(history_file_);
+  auto content = read_file_if_exists(history_file_, "the checkpoint history");
+  if (!content) return out;
+  std::istringstream in(*content);
   std::string line;
   while (std::getline(in, line)) {
     std::istringstream f(line);
@@ -279,21 +350,30 @@ void Store::write_state_file(const Checkpoint& c) {
 void Store::append_history_file(const HistoryEntry& e) {
   ensure_dir(cfg_.state_dir);
   {
-    std::ofstream out(history_file_, std::ios::app);
-    out << format_time_ms(e.at_ms) << " " << format_lsn(e.lsn) << " " << e.event << "\n";
-    if (!out) throw ConfigError("state_dir: cannot append to " + history_file_);
+    int fd = ::open(history_file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+      int err = errno;
+      throw FileError(FileError::CannotCreate,
+                      "state_dir: cannot append to " + history_file_ + ": " + errno_text(err));
+    }
+    write_all(fd, history_file_,
+              format_time_ms(e.at_ms) + " " + format_lsn(e.lsn) + " " + e.event + "\n");
+    if (::close(fd) != 0)
+      throw FileError(FileError::Io,
+                      "state_dir: closing " + history_file_ + " failed: " + errno_text(errno));
   }
   // Keep the file bounded: when it holds twice the limit, keep the newest half. The file is
   // read once to count its lines, and again only when it is trimmed.
   if (history_lines_ < 0) {
     history_lines_ = 0;
-    std::ifstream in(history_file_);
+    std::istringstream in(
+        read_file_if_exists(history_file_, "the checkpoint history").value_or(""));
     for (std::string line; std::getline(in, line);) ++history_lines_;
   } else {
     ++history_lines_;
   }
   if (history_lines_ <= 2 * kHistoryKeep) return;
-  std::ifstream in(history_file_);
+  std::istringstream in(read_file_if_exists(history_file_, "the checkpoint history").value_or(""));
   std::deque<std::string> lines;
   for (std::string line; std::getline(in, line);) {
     lines.push_back(line);
@@ -419,7 +499,8 @@ void Store::forget() {
       projections::throw_mongo_error(pool_, "removing the checkpoint", err);
   }
   if (::unlink(state_file_.c_str()) != 0 && errno != ENOENT)
-    throw ConfigError("state_dir: cannot remove " + state_file_ + ": " + std::strerror(errno));
+    throw FileError(FileError::CannotCreate,
+                    "state_dir: cannot remove " + state_file_ + ": " + errno_text(errno));
   last_.reset();
 }
 

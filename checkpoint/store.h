@@ -65,7 +65,7 @@ class Store {
   void finish_load(Lsn lsn, const std::string& event, Lsn rebuilt_lsn = 0);
   // Saves a new checkpoint position. Throws UnavailableError when MongoDB cannot be reached
   // (the caller must then not confirm `lsn` to PostgreSQL), ConfigError when the state
-  // directory cannot be written.
+  // directory cannot be written (FileError: exit 73 or 74).
   void save(Lsn lsn);
   // Removes the record (MongoDB and state directory) — `reconcile --full` before a rebuild.
   void forget();
@@ -96,6 +96,14 @@ DataError slot_gone_error(const std::string& slot, const Checkpoint& c);
 DataError missing_slot_error(const std::string& slot, const std::optional<Checkpoint>& mongo,
                              const std::optional<Checkpoint>& local, const std::string& state_file,
                              const std::string& system_id);
+
+// Commands that write the state directory (setup, run, reconcile --full/--from-lsn) call this
+// first, before any server is touched. Run as root on a state directory that another user owns
+// (the service's user, e.g. walfold), they would leave root-owned <slot>.checkpoint/.history
+// files there that the service can no longer update: refused with PermissionError (exit 77)
+// saying to run `runuser -u <owner> -- walfold <command_line>` instead. `command_line` is what
+// follows "walfold" on the command line that was given.
+void check_state_dir_owner(const std::string& state_dir, const std::string& command_line);
 
 // Unix time in ms; "2026-11-23T05:00:00.123Z" for logs and listings.
 std::int64_t now_ms();

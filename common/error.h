@@ -7,13 +7,30 @@
 
 namespace walfold {
 
-// A command-line value that cannot be right (an LSN beyond the WAL's end): exit 64 (EX_USAGE).
+// Bad configuration: exit code 78 (EX_CONFIG).
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A bad value on the command line (not an LSN, an LSN beyond the WAL's end): exit code 64
+// (EX_USAGE).
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Bad configuration or command line: exit code 78 (EX_CONFIG).
-struct ConfigError : std::runtime_error {
+// walfold's own files (the state directory) could not be created, read or written: not a
+// configuration error. EX_CANTCREAT (73) when a file or directory cannot be created or opened
+// for writing (EACCES, EROFS, a missing parent), EX_IOERR (74) when reading or writing an open
+// file fails (ENOSPC, EIO, EFBIG) or a file that exists cannot be read.
+struct FileError : std::runtime_error {
+  enum Kind { CannotCreate, Io };
+  FileError(Kind k, const std::string& what) : std::runtime_error(what), kind(k) {}
+  Kind kind;
+};
+
+// Refused because of who runs the command (e.g. root on a state directory another user owns):
+// exit code 77 (EX_NOPERM).
+struct PermissionError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
@@ -34,5 +51,12 @@ struct DataError : std::runtime_error {
 struct InternalError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The one place where an error becomes an exit code (sysexits) and the line printed for it.
+struct ExitStatus {
+  int code;
+  std::string message;  // "walfold: data error: ..."
+};
+ExitStatus exit_status_for(const std::exception& e);
 
 }  // namespace walfold

@@ -2,7 +2,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,122 +18,386 @@
 namespace walfold {
 namespace {
 
+// Collects every problem instead of stopping at the first, so `walfold check-config` (and the
+// error of `walfold run`) can list them all. A getter whose value is bad records a problem and
+// returns the default, and parsing goes on.
 struct Ctx {
-  std::string file;
-  [[noreturn]] void fail(const YAML::Mark& mark, const std::string& what) const {
-    std::ostringstream os;
-    os << file;
-    if (!mark.is_null()) os << ':' << mark.line + 1 << ':' << mark.column + 1;
-    os << ": " << what;
-    throw ConfigError(os.str());
+  std::vector<ConfigProblem> problems;
+  void error(const YAML::Mark& mark, const std::string& what) {
+    ConfigProblem p;
+    if (!mark.is_null()) {
+      p.line = mark.line + 1;
+      p.column = mark.column + 1;
+    }
+    p.message = what;
+    problems.push_back(std::move(p));
   }
 };
 
-void check_keys(const Ctx& ctx, const YAML::Node& node, const std::string& where,
-                const std::set<std::string>& allowed) {
-  if (!node.IsMap()) ctx.fail(node.Mark(), where + " must be a mapping");
+YAML::Mark mark_of(const YAML::Node& node) {
+  return node && node.IsDefined() ? node.Mark() : YAML::Mark::null_mark();
+}
+
+// Checks that `node` is a mapping whose keys are all in `allowed`; false when it is no mapping.
+bool check_keys(Ctx& ctx, const YAML::Node& node, const std::string& where,
+                const std::vector<std::string>& allowed) {
+  if (!node.IsMap()) {
+    ctx.error(node.Mark(), where + " must be a mapping");
+    return false;
+  }
   std::map<std::string, int> seen;  // key -> line (1-based)
   for (const auto& kv : node) {
-    if (!kv.first.IsScalar())
-      ctx.fail(kv.first.Mark(), "a key in " + where + " must be a plain name");
-    auto key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) {
+      ctx.error(kv.first.Mark(), "a key in " + where + " must be a plain name");
+      continue;
+    }
+    auto key = kv.first.Scalar();
     // yaml-cpp keeps one of two equal keys silently; a setting must not vanish that way.
     auto [it, fresh] = seen.emplace(key, kv.first.Mark().line + 1);
-    if (!fresh)
-      ctx.fail(kv.first.Mark(), "duplicate key '" + key + "' in " + where + " (first at line " +
-                                    std::to_string(it->second) + ")");
-    if (!allowed.count(key)) {
+    if (!fresh) {
+      ctx.error(kv.first.Mark(), "duplicate key '" + key + "' in " + where + " (first at line " +
+                                     std::to_string(it->second) + ")");
+      continue;
+    }
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    auto near = closest_name(key, allowed);
+    if (!near.empty()) {
+      ctx.error(kv.first.Mark(),
+                "unknown key '" + key + "' in " + where + ": did you mean '" + near + "'?");
+    } else {
+      auto sorted = allowed;
+      std::sort(sorted.begin(), sorted.end());
       std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      ctx.fail(kv.first.Mark(),
-               "unknown key '" + key + "' in " + where + " (expected one of: " + list + ")");
+      for (const auto& a : sorted) list += (list.empty() ? "" : ", ") + a;
+      ctx.error(kv.first.Mark(),
+                "unknown key '" + key + "' in " + where + " (expected one of: " + list + ")");
     }
   }
+  return true;
 }
 
-template <typename T>
-T get(const Ctx& ctx, const YAML::Node& parent, const std::string& key, const std::string& where,
-      T fallback) {
+std::string get_string(Ctx& ctx, const YAML::Node& parent, const std::string& key,
+                       const std::string& where, const std::string& fallback) {
   auto node = parent[key];
   if (!node) return fallback;
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    ctx.fail(node.Mark(), where + "." + key + " has the wrong type");
+  if (!node.IsScalar()) {
+    ctx.error(node.Mark(), where + "." + key + " has the wrong type (expected a text value)");
+    return fallback;
   }
+  return node.Scalar();
 }
 
-int get_int(const Ctx& ctx, const YAML::Node& parent, const std::string& key,
-            const std::string& where, int fallback, int min, int max) {
-  int v = get<int>(ctx, parent, key, where, fallback);
-  if (v < min || v > max)
-    ctx.fail(parent[key].Mark(), where + "." + key + " = " + std::to_string(v) +
-                                     " is out of range [" + std::to_string(min) + ", " +
-                                     std::to_string(max) + "]");
+std::optional<std::int64_t> parse_integer(const std::string& s) {
+  std::int64_t v = 0;
+  const char* b = s.data() + (s.size() > 1 && s[0] == '+' ? 1 : 0);
+  auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || b == s.data() + s.size())
+    return std::nullopt;
   return v;
 }
 
-std::chrono::milliseconds get_ms(const Ctx& ctx, const YAML::Node& parent, const std::string& key,
-                                 const std::string& where, std::chrono::milliseconds fallback,
-                                 int min, int max) {
-  return std::chrono::milliseconds(
-      get_int(ctx, parent, key, where, static_cast<int>(fallback.count()), min, max));
+bool looks_integral(const std::string& s) {
+  std::size_t i = s.size() > 1 && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  return i < s.size() && s.find_first_not_of("0123456789", i) == std::string::npos;
 }
 
-Model parse_model(const Ctx& ctx, const YAML::Node& node) {
-  if (!node.IsScalar()) ctx.fail(node.Mark(), "model must be one of users, accounts, transactions");
-  auto s = node.as<std::string>();
+// An integer setting in [min, max]. `unit` (a duration or size kind) lets the value carry a unit
+// instead of the key's own, converted by `convert` into that unit; `unit_hint` names them.
+enum class Unit { None, Milliseconds, Mebibytes };
+
+std::int64_t get_number(Ctx& ctx, const YAML::Node& parent, const std::string& key,
+                        const std::string& where, std::int64_t fallback, std::int64_t min,
+                        std::int64_t max, Unit unit = Unit::None) {
+  auto node = parent[key];
+  if (!node) return fallback;
+  const std::string name = where + "." + key;
+  static const char* kDurationHint =
+      "a number of milliseconds, or a duration with a unit: 500ms, 30s, 2m, 1h";
+  static const char* kSizeHint = "a number of MiB, or a size with a unit: 512KiB, 256MiB, 1GiB";
+  if (!node.IsScalar()) {
+    ctx.error(node.Mark(), name + " has the wrong type (expected " +
+                               (unit == Unit::Milliseconds ? std::string(kDurationHint)
+                                : unit == Unit::Mebibytes  ? std::string(kSizeHint)
+                                                           : std::string("an integer")) +
+                               ")");
+    return fallback;
+  }
+  const std::string text = node.Scalar();
+  std::optional<std::int64_t> v;
+  bool with_unit = false;
+  if (looks_integral(text)) {
+    v = parse_integer(text);
+    if (!v) {
+      ctx.error(node.Mark(), name + " = " + text + " is out of range [" + std::to_string(min) +
+                                 ", " + std::to_string(max) + "]");
+      return fallback;
+    }
+  } else if (unit == Unit::Milliseconds) {
+    v = parse_duration_ms(text);
+    with_unit = true;
+    if (!v) {
+      ctx.error(node.Mark(), name + " '" + text + "' is not a duration (" + kDurationHint + ")");
+      return fallback;
+    }
+  } else if (unit == Unit::Mebibytes) {
+    auto bytes = parse_size_bytes(text);
+    with_unit = true;
+    if (!bytes) {
+      ctx.error(node.Mark(), name + " '" + text + "' is not a size (" + kSizeHint + ")");
+      return fallback;
+    }
+    if (*bytes % (1024 * 1024) != 0) {
+      ctx.error(node.Mark(), name + " '" + text + "' is not a whole number of MiB");
+      return fallback;
+    }
+    v = *bytes / (1024 * 1024);
+  } else {
+    ctx.error(node.Mark(), name + " has the wrong type (expected an integer)");
+    return fallback;
+  }
+  if (*v < min || *v > max) {
+    const char* u = unit == Unit::Milliseconds ? " ms" : unit == Unit::Mebibytes ? " MiB" : "";
+    ctx.error(node.Mark(), name + " = " + text +
+                               (with_unit ? " (" + std::to_string(*v) + u + ")" : "") +
+                               " is out of range [" + std::to_string(min) + ", " +
+                               std::to_string(max) + "]" + (with_unit ? u : ""));
+    return fallback;
+  }
+  return *v;
+}
+
+int get_int(Ctx& ctx, const YAML::Node& parent, const std::string& key, const std::string& where,
+            int fallback, int min, int max, Unit unit = Unit::None) {
+  return static_cast<int>(get_number(ctx, parent, key, where, fallback, min, max, unit));
+}
+
+std::chrono::milliseconds get_ms(Ctx& ctx, const YAML::Node& parent, const std::string& key,
+                                 const std::string& where, std::chrono::milliseconds fallback,
+                                 std::int64_t min, std::int64_t max) {
+  return std::chrono::milliseconds(
+      get_number(ctx, parent, key, where, fallback.count(), min, max, Unit::Milliseconds));
+}
+
+std::optional<Model> parse_model(Ctx& ctx, const YAML::Node& node) {
+  if (!node.IsScalar()) {
+    ctx.error(node.Mark(), "model must be one of users, accounts, transactions");
+    return std::nullopt;
+  }
+  auto s = node.Scalar();
   if (s == "users") return Model::Users;
   if (s == "accounts") return Model::Accounts;
   if (s == "transactions") return Model::Transactions;
-  ctx.fail(node.Mark(), "model '" + s + "' is not one of users, accounts, transactions");
+  auto near = closest_name(s, {"users", "accounts", "transactions"});
+  ctx.error(node.Mark(), "model '" + s + "' is not one of users, accounts, transactions" +
+                             (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+  return std::nullopt;
 }
 
 // priorities: {aging_ms, replay, rules: [{table, kind, amount_above, priority}, ...]}
-void parse_priorities(const Ctx& ctx, const YAML::Node& root, Config& c) {
+void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_ok) {
   auto pr = root["priorities"];
   if (!pr) return;
-  check_keys(ctx, pr, "priorities", {"aging_ms", "replay", "rules"});
+  if (!check_keys(ctx, pr, "priorities", {"aging_ms", "replay", "rules"})) return;
   c.priorities.aging = get_ms(ctx, pr, "aging_ms", "priorities", c.priorities.aging, 1, 3600000);
   c.priorities.replay = get_int(ctx, pr, "replay", "priorities", c.priorities.replay, 0, 255);
   auto rules = pr["rules"];
   if (!rules) return;
-  if (!rules.IsSequence()) ctx.fail(rules.Mark(), "priorities.rules must be a list of rules");
+  if (!rules.IsSequence()) {
+    ctx.error(rules.Mark(), "priorities.rules must be a list of rules");
+    return;
+  }
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const auto& n = rules[i];
     const std::string where = "priorities.rules[" + std::to_string(i) + "]";
-    check_keys(ctx, n, where, {"table", "kind", "amount_above", "priority"});
+    if (!check_keys(ctx, n, where, {"table", "kind", "amount_above", "priority"})) continue;
     PriorityRule rule;
-    if (!n["priority"]) ctx.fail(n.Mark(), where + ".priority is required");
+    if (!n["priority"]) ctx.error(n.Mark(), where + ".priority is required");
     rule.priority = get_int(ctx, n, "priority", where, 0, 0, 255);
-    rule.table = get<std::string>(ctx, n, "table", where, "");
-    if (n["kind"]) rule.kind = get<std::string>(ctx, n, "kind", where, "");
+    rule.table = get_string(ctx, n, "table", where, "");
+    if (n["kind"]) rule.kind = get_string(ctx, n, "kind", where, "");
     if (n["amount_above"]) {
-      auto text = get<std::string>(ctx, n, "amount_above", where, "");
+      auto text = get_string(ctx, n, "amount_above", where, "");
       rule.amount_above = Decimal::parse(text);
       if (!rule.amount_above)
-        ctx.fail(n["amount_above"].Mark(),
-                 where + ".amount_above '" + text +
-                     "' is not a decimal number (write it as a string, e.g. \"10000.00\")");
+        ctx.error(n["amount_above"].Mark(),
+                  where + ".amount_above '" + text +
+                      "' is not a decimal number (write it as a string, e.g. \"10000.00\")");
     }
-    if (rule.table.empty() && !rule.kind && !rule.amount_above)
-      ctx.fail(n.Mark(), where + " has no condition (table, kind or amount_above)");
+    if (rule.table.empty() && !n["kind"] && !n["amount_above"]) {
+      ctx.error(n.Mark(), where + " has no condition (table, kind or amount_above)");
+      continue;
+    }
     const TableConfig* t = nullptr;
     if (!rule.table.empty()) {
       if (rule.table.find('.') == std::string::npos) rule.table = "public." + rule.table;
       auto it = c.tables.find(rule.table);
-      if (it == c.tables.end())
-        ctx.fail(n["table"].Mark(), where + ".table '" + rule.table + "' is not in tables");
+      if (it == c.tables.end()) {
+        // Only worth saying when the tables themselves were read without problems.
+        if (tables_ok)
+          ctx.error(n["table"].Mark(), where + ".table '" + rule.table + "' is not in tables");
+        continue;
+      }
       t = &it->second;
     }
-    if ((rule.kind || rule.amount_above) && t && t->model != Model::Transactions)
-      ctx.fail(n.Mark(), where + ": kind and amount_above apply to the transactions table, not " +
-                             rule.table + " (model " + model_name(t->model) + ")");
+    if ((n["kind"] || n["amount_above"]) && t && t->model != Model::Transactions) {
+      ctx.error(n.Mark(), where + ": kind and amount_above apply to the transactions table, not " +
+                              rule.table + " (model " + model_name(t->model) + ")");
+      continue;
+    }
     c.priorities.rules.push_back(std::move(rule));
   }
 }
 
+// yaml-cpp takes a quoted value that is not closed on its line as running on, across lines, to
+// the next quote or the end of the file: one on the last line is accepted silently, one mid-file
+// swallows the keys after it or is reported lines later. walfold's values never span lines, so a
+// quote that a line opens and does not close is reported where it opens; the returned text has
+// the quote closed at the end of its line, so that parsing goes on and finds the other problems.
+std::string close_unterminated_quotes(const std::string& text, Ctx& ctx) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  std::size_t pos = 0;
+  int lineno = 0;
+  int block_indent = -1;  // inside a block scalar (| or >): lines indented more than this
+  while (pos <= text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    ++lineno;
+    const std::size_t first = line.find_first_not_of(" \t");
+    const int indent = first == std::string::npos ? -1 : static_cast<int>(first);
+    if (block_indent >= 0 && (indent < 0 || indent > block_indent)) {
+      out += line;
+    } else {
+      block_indent = -1;
+      char quote = 0;
+      std::size_t opened = 0;
+      char prev_sig = 0;  // last character outside quotes that is not a blank (0: none yet)
+      std::size_t i = 0;
+      for (; i < line.size(); ++i) {
+        char ch = line[i];
+        if (quote == '"') {
+          if (ch == '\\')
+            ++i;
+          else if (ch == '"')
+            quote = 0, prev_sig = '"';
+          continue;
+        }
+        if (quote == '\'') {
+          if (ch == '\'' && i + 1 < line.size() && line[i + 1] == '\'')
+            ++i;
+          else if (ch == '\'')
+            quote = 0, prev_sig = '\'';
+          continue;
+        }
+        if (ch == ' ' || ch == '\t') continue;
+        const bool after_blank = i > 0 && (line[i - 1] == ' ' || line[i - 1] == '\t');
+        if (ch == '#' && (i == 0 || after_blank)) break;  // a comment
+        if ((ch == '"' || ch == '\'') &&
+            (prev_sig == 0 || (after_blank && std::strchr(":-?", prev_sig)) ||
+             std::strchr("[{,", prev_sig))) {
+          quote = ch;
+          opened = i;
+          continue;
+        }
+        prev_sig = ch;
+      }
+      out += line;
+      if (quote) {
+        YAML::Mark at;
+        at.line = lineno - 1;
+        at.column = static_cast<int>(opened);
+        ctx.error(at, std::string("unterminated quoted value: the ") + quote +
+                          " opened here is not closed on this line (a quoted value must end on "
+                          "the line it starts)");
+        if (quote == '"' && i > line.size()) out += '\\';  // a dangling escape
+        out += quote;
+      }
+      // A block scalar starts when the value is '|' or '>' (with chomping/indent indicators).
+      const std::size_t last = line.find_last_not_of(" \t");
+      if (!quote && last != std::string::npos) {
+        std::size_t s = last;
+        while (s > 0 && (line[s] == '-' || line[s] == '+' || (line[s] >= '1' && line[s] <= '9')))
+          --s;
+        if ((line[s] == '|' || line[s] == '>') && s > 0 &&
+            (line[s - 1] == ' ' || line[s - 1] == ':'))
+          block_indent = indent;
+      }
+    }
+    if (end == text.size()) break;
+    out += '\n';
+    pos = end + 1;
+  }
+  return out;
+}
+
+void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name, Config& c);
+
 }  // namespace
+
+std::string format_problem(const std::string& file, const ConfigProblem& p) {
+  std::string out = file;
+  if (p.line > 0) out += ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
+  return out + ": " + p.message;
+}
+
+std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
+  std::size_t digits = text.find_first_not_of("0123456789");
+  if (digits == 0 || digits == std::string::npos) return std::nullopt;
+  auto n = parse_integer(text.substr(0, digits));
+  if (!n) return std::nullopt;
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"min", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+  const std::string unit = text.substr(digits);
+  for (const auto& [name, factor] : units)
+    if (unit == name) {
+      if (*n > INT64_MAX / factor) return std::nullopt;
+      return *n * factor;
+    }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> parse_size_bytes(const std::string& text) {
+  std::size_t digits = text.find_first_not_of("0123456789");
+  if (digits == 0 || digits == std::string::npos) return std::nullopt;
+  auto n = parse_integer(text.substr(0, digits));
+  if (!n) return std::nullopt;
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"B", 1}, {"KiB", 1LL << 10}, {"MiB", 1LL << 20}, {"GiB", 1LL << 30}, {"TiB", 1LL << 40}};
+  const std::string unit = text.substr(digits);
+  for (const auto& [name, factor] : units)
+    if (unit == name) {
+      if (*n > INT64_MAX / factor) return std::nullopt;
+      return *n * factor;
+    }
+  return std::nullopt;
+}
+
+std::string closest_name(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_d = 3;  // at most 2 edits
+  for (const auto& cand : candidates) {
+    // Edit distance with adjacent transpositions (optimal string alignment): "prot" is one
+    // edit from "port".
+    const std::size_t n = word.size(), m = cand.size();
+    std::vector<std::vector<std::size_t>> dist(n + 1, std::vector<std::size_t>(m + 1));
+    for (std::size_t i = 0; i <= n; ++i) dist[i][0] = i;
+    for (std::size_t j = 0; j <= m; ++j) dist[0][j] = j;
+    for (std::size_t i = 1; i <= n; ++i)
+      for (std::size_t j = 1; j <= m; ++j) {
+        const std::size_t cost = word[i - 1] == cand[j - 1] ? 0 : 1;
+        dist[i][j] = std::min({dist[i - 1][j] + 1, dist[i][j - 1] + 1, dist[i - 1][j - 1] + cost});
+        if (i > 1 && j > 1 && word[i - 1] == cand[j - 2] && word[i - 2] == cand[j - 1])
+          dist[i][j] = std::min(dist[i][j], dist[i - 2][j - 2] + 1);
+      }
+    const std::size_t d = dist[n][m];
+    if (d < best_d && d * 2 < word.size()) {
+      best_d = d;
+      best = cand;
+    }
+  }
+  return best;
+}
 
 const char* model_name(Model m) {
   switch (m) {
@@ -154,122 +422,215 @@ const TableConfig* Config::table_for(Model m) const {
   return nullptr;
 }
 
-namespace {
-Config parse_config_nodes(const std::string& yaml_text, const std::string& source_name);
-}
-
-Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name) {
+  Ctx ctx;
+  Config c;
   try {
-    return parse_config_nodes(yaml_text, source_name);
+    parse_nodes(ctx, yaml_text, source_name, c);
   } catch (const YAML::Exception& e) {
     // A conversion the checks above did not anticipate (a list where a name belongs, a
-    // mapping as a key): still a configuration error with its place.
-    Ctx{source_name}.fail(e.mark, e.msg);
+    // mapping as a key): still a configuration problem with its place.
+    ctx.error(e.mark, e.msg);
   }
+  ConfigCheck out;
+  out.problems = std::move(ctx.problems);
+  std::stable_sort(out.problems.begin(), out.problems.end(),
+                   [](const ConfigProblem& a, const ConfigProblem& b) {
+                     return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                   });
+  if (out.problems.empty()) out.config = std::move(c);
+  return out;
+}
+
+ConfigCheck check_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    ConfigCheck out;
+    out.problems.push_back(
+        {0, 0, std::string("cannot open the configuration file: ") + std::strerror(errno)});
+    return out;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    ConfigCheck out;
+    out.problems.push_back({0, 0, "cannot read the configuration file"});
+    return out;
+  }
+  return check_config_text(ss.str(), path);
 }
 
 namespace {
-Config parse_config_nodes(const std::string& yaml_text, const std::string& source_name) {
-  Ctx ctx{source_name};
+[[noreturn]] void throw_problems(const std::string& file, const std::vector<ConfigProblem>& ps) {
+  std::string msg;
+  for (const auto& p : ps) msg += (msg.empty() ? "" : "\n") + format_problem(file, p);
+  throw ConfigError(msg);
+}
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+  auto r = check_config_text(yaml_text, source_name);
+  if (!r.config) throw_problems(source_name, r.problems);
+  return std::move(*r.config);
+}
+
+Config load_config(const std::string& path) {
+  auto r = check_config_file(path);
+  if (!r.config) throw_problems(path, r.problems);
+  return std::move(*r.config);
+}
+
+std::string resolve_config_path(const std::string& cli_path) {
+  if (!cli_path.empty()) return cli_path;
+  const char* env = std::getenv("WALFOLD_CONFIG");
+  if (env != nullptr && *env != '\0') return env;
+  return "/etc/walfold/walfold.yaml";
+}
+
+namespace {
+void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name,
+                 Config& c) {
+  const std::string text = close_unterminated_quotes(yaml_text, ctx);
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    ctx.fail(e.mark, "malformed YAML: " + e.msg);
+    ctx.error(e.mark, "malformed YAML: " + e.msg);
+    return;
   }
-  Config c;
   c.source_file = source_name;
-  if (!root || root.IsNull()) ctx.fail(YAML::Mark::null_mark(), "the file is empty");
-  check_keys(ctx, root, "the top level",
-             {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
-              "log_level", "state_dir"});
+  if (!root || root.IsNull()) {
+    if (ctx.problems.empty()) ctx.error(YAML::Mark::null_mark(), "the file is empty");
+    return;
+  }
+  if (!check_keys(ctx, root, "the top level",
+                  {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
+                   "log_level", "state_dir"}))
+    return;
 
   auto pg = root["postgres"];
-  if (!pg) ctx.fail(root.Mark(), "missing section 'postgres'");
-  check_keys(ctx, pg, "postgres", {"dsn", "password_file", "slot", "publication"});
-  c.postgres.dsn = get<std::string>(ctx, pg, "dsn", "postgres", "");
-  if (c.postgres.dsn.empty()) ctx.fail(pg.Mark(), "postgres.dsn is required");
-  c.postgres.password_file = get<std::string>(ctx, pg, "password_file", "postgres", "");
-  c.postgres.slot = get<std::string>(ctx, pg, "slot", "postgres", c.postgres.slot);
-  c.postgres.publication =
-      get<std::string>(ctx, pg, "publication", "postgres", c.postgres.publication);
-  for (const auto& [key, value] :
-       {std::pair{"slot", c.postgres.slot}, std::pair{"publication", c.postgres.publication}}) {
-    bool ok = !value.empty() && value.size() <= 63;
-    for (char ch : value)
-      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
-    if (!ok)
-      ctx.fail(pg[key] ? pg[key].Mark() : pg.Mark(),
-               std::string("postgres.") + key + " '" + value +
-                   "' must be 1-63 characters of lower-case letters, digits and '_'");
-  }
-
-  if (auto r = root["redis"]) {
-    check_keys(ctx, r, "redis", {"host", "port", "unix_socket", "password_file", "db", "prefix"});
-    c.redis.host = get<std::string>(ctx, r, "host", "redis", c.redis.host);
-    c.redis.port = get_int(ctx, r, "port", "redis", c.redis.port, 1, 65535);
-    c.redis.unix_socket = get<std::string>(ctx, r, "unix_socket", "redis", "");
-    c.redis.password_file = get<std::string>(ctx, r, "password_file", "redis", "");
-    c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
-    c.redis.prefix = get<std::string>(ctx, r, "prefix", "redis", c.redis.prefix);
-    if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
-      ctx.fail(r["prefix"].Mark(),
-               "redis.prefix must be non-empty without '{', '}', ':' or blanks");
-  }
-
-  if (auto m = root["mongodb"]) {
-    check_keys(ctx, m, "mongodb", {"uri", "database", "write_concern"});
-    c.mongodb.uri = get<std::string>(ctx, m, "uri", "mongodb", c.mongodb.uri);
-    c.mongodb.database = get<std::string>(ctx, m, "database", "mongodb", c.mongodb.database);
-    c.mongodb.write_concern =
-        get<std::string>(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
-    if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
-      ctx.fail(m["uri"].Mark(), "mongodb.uri must start with mongodb:// or mongodb+srv://");
-  }
-
-  if (auto t = root["tables"]) {
-    if (!t.IsMap()) ctx.fail(t.Mark(), "tables must be a mapping of schema.table to settings");
-    for (const auto& kv : t) {
-      if (!kv.first.IsScalar())
-        ctx.fail(kv.first.Mark(), "a table name must be a plain schema.table name");
-      auto full = kv.first.as<std::string>();
-      auto dot = full.find('.');
-      TableConfig tc;
-      if (dot == std::string::npos) {
-        tc.name = full;
-      } else {
-        tc.schema = full.substr(0, dot);
-        tc.name = full.substr(dot + 1);
-      }
-      const auto& v = kv.second;
-      check_keys(ctx, v, "tables." + full, {"model", "priority"});
-      if (!v["model"]) ctx.fail(v.Mark(), "tables." + full + ".model is required");
-      tc.model = parse_model(ctx, v["model"]);
-      tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
-      if (c.tables.count(tc.schema + "." + tc.name))
-        ctx.fail(kv.first.Mark(), "table " + tc.schema + "." + tc.name + " is configured twice");
-      c.tables[tc.schema + "." + tc.name] = tc;
+  if (!pg) {
+    ctx.error(root.Mark(), "missing section 'postgres'");
+  } else if (check_keys(ctx, pg, "postgres", {"dsn", "password_file", "slot", "publication"})) {
+    c.postgres.dsn = get_string(ctx, pg, "dsn", "postgres", "");
+    if (c.postgres.dsn.empty() && (!pg["dsn"] || pg["dsn"].IsScalar()))
+      ctx.error(pg["dsn"] ? pg["dsn"].Mark() : pg.Mark(), "postgres.dsn is required");
+    c.postgres.password_file = get_string(ctx, pg, "password_file", "postgres", "");
+    c.postgres.slot = get_string(ctx, pg, "slot", "postgres", c.postgres.slot);
+    c.postgres.publication = get_string(ctx, pg, "publication", "postgres", c.postgres.publication);
+    for (const auto& [key, value] :
+         {std::pair{"slot", c.postgres.slot}, std::pair{"publication", c.postgres.publication}}) {
+      bool ok = !value.empty() && value.size() <= 63;
+      for (char ch : value)
+        ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+      if (!ok)
+        ctx.error(pg[key] ? pg[key].Mark() : pg.Mark(),
+                  std::string("postgres.") + key + " '" + value +
+                      "' must be 1-63 characters of lower-case letters, digits and '_'");
     }
   }
-  if (c.tables.empty()) {
+
+  if (auto r = root["redis"]; r && check_keys(ctx, r, "redis",
+                                              {"host", "port", "unix_socket", "username",
+                                               "password_file", "db", "prefix"})) {
+    c.redis.host = get_string(ctx, r, "host", "redis", c.redis.host);
+    c.redis.port = get_int(ctx, r, "port", "redis", c.redis.port, 1, 65535);
+    c.redis.unix_socket = get_string(ctx, r, "unix_socket", "redis", "");
+    c.redis.username = get_string(ctx, r, "username", "redis", "");
+    c.redis.password_file = get_string(ctx, r, "password_file", "redis", "");
+    c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
+    c.redis.prefix = get_string(ctx, r, "prefix", "redis", c.redis.prefix);
+    if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
+      ctx.error(mark_of(r["prefix"]),
+                "redis.prefix must be non-empty without '{', '}', ':' or blanks");
+    if (!c.redis.username.empty() && c.redis.password_file.empty())
+      ctx.error(mark_of(r["username"]),
+                "redis.username needs redis.password_file (AUTH takes a user and its password)");
+  }
+
+  if (auto m = root["mongodb"];
+      m && check_keys(ctx, m, "mongodb",
+                      {"uri", "database", "write_concern", "username", "password_file"})) {
+    c.mongodb.uri = get_string(ctx, m, "uri", "mongodb", c.mongodb.uri);
+    c.mongodb.database = get_string(ctx, m, "database", "mongodb", c.mongodb.database);
+    c.mongodb.write_concern =
+        get_string(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
+    c.mongodb.username = get_string(ctx, m, "username", "mongodb", "");
+    c.mongodb.password_file = get_string(ctx, m, "password_file", "mongodb", "");
+    if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
+      ctx.error(mark_of(m["uri"]), "mongodb.uri must start with mongodb:// or mongodb+srv://");
+    if (c.mongodb.write_concern != "majority" &&
+        (c.mongodb.write_concern.empty() ||
+         c.mongodb.write_concern.find_first_not_of("0123456789") != std::string::npos))
+      ctx.error(mark_of(m["write_concern"]), "mongodb.write_concern '" + c.mongodb.write_concern +
+                                                 "' must be 'majority' or a number");
+    if (c.mongodb.username.empty() != c.mongodb.password_file.empty())
+      ctx.error(mark_of(m[c.mongodb.username.empty() ? "password_file" : "username"]),
+                "mongodb.username and mongodb.password_file go together (set both, or neither "
+                "and let the URI carry no credentials)");
+  }
+
+  bool tables_ok = true;
+  if (auto t = root["tables"]) {
+    const std::size_t before = ctx.problems.size();
+    if (!t.IsMap()) {
+      ctx.error(t.Mark(), "tables must be a mapping of schema.table to settings");
+    } else {
+      for (const auto& kv : t) {
+        if (!kv.first.IsScalar()) {
+          ctx.error(kv.first.Mark(), "a table name must be a plain schema.table name");
+          continue;
+        }
+        auto full = kv.first.Scalar();
+        auto dot = full.find('.');
+        TableConfig tc;
+        if (dot == std::string::npos) {
+          tc.name = full;
+        } else {
+          tc.schema = full.substr(0, dot);
+          tc.name = full.substr(dot + 1);
+        }
+        const auto& v = kv.second;
+        if (!check_keys(ctx, v, "tables." + full, {"model", "priority"})) continue;
+        tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
+        if (!v["model"]) {
+          ctx.error(v.Mark(), "tables." + full + ".model is required");
+          continue;
+        }
+        auto model = parse_model(ctx, v["model"]);
+        if (!model) continue;
+        tc.model = *model;
+        if (c.tables.count(tc.schema + "." + tc.name)) {
+          ctx.error(kv.first.Mark(), "table " + tc.schema + "." + tc.name + " is configured twice");
+          continue;
+        }
+        c.tables[tc.schema + "." + tc.name] = tc;
+      }
+    }
+    tables_ok = ctx.problems.size() == before;
+  } else {
     c.tables["public.users"] = {"public", "users", Model::Users, 3};
     c.tables["public.accounts"] = {"public", "accounts", Model::Accounts, 3};
     c.tables["public.transactions"] = {"public", "transactions", Model::Transactions, 5};
   }
-  for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
-    int n = 0;
-    for (const auto& [_, tc] : c.tables) n += tc.model == m;
-    if (n != 1)
-      ctx.fail(root["tables"] ? root["tables"].Mark() : YAML::Mark::null_mark(),
-               std::string("exactly one table must have model '") + model_name(m) + "' (found " +
-                   std::to_string(n) + ")");
+  // One table per model; not worth saying when a table's entry was wrong already (it would be
+  // the same mistake seen again).
+  if (tables_ok) {
+    for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
+      int n = 0;
+      for (const auto& [_, tc] : c.tables) n += tc.model == m;
+      if (n != 1)
+        ctx.error(mark_of(root["tables"]), std::string("exactly one table must have model '") +
+                                               model_name(m) + "' (found " + std::to_string(n) +
+                                               ")");
+    }
   }
 
-  if (auto rd = root["reader"]) {
-    check_keys(ctx, rd, "reader",
-               {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
-                "heartbeat_interval_ms", "checkpoint_history_interval_ms", "reconnect_min_ms",
-                "reconnect_max_ms", "max_transaction_mb"});
+  if (auto rd = root["reader"];
+      rd && check_keys(ctx, rd, "reader",
+                       {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
+                        "heartbeat_interval_ms", "checkpoint_history_interval_ms",
+                        "reconnect_min_ms", "reconnect_max_ms", "max_transaction_mb"})) {
     c.reader.status_interval =
         get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
     c.reader.enqueue_max_delay =
@@ -285,13 +646,15 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
     c.reader.checkpoint_history_interval =
         get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
                c.reader.checkpoint_history_interval, 0, 86400000);
-    c.reader.max_transaction_mb =
-        get_int(ctx, rd, "max_transaction_mb", "reader", c.reader.max_transaction_mb, 1, 65536);
+    c.reader.max_transaction_mb = get_int(ctx, rd, "max_transaction_mb", "reader",
+                                          c.reader.max_transaction_mb, 1, 65536, Unit::Mebibytes);
+    if (c.reader.reconnect_min > c.reader.reconnect_max)
+      ctx.error(rd.Mark(), "reader.reconnect_min_ms is larger than reader.reconnect_max_ms");
   }
-  if (auto w = root["workers"]) {
-    check_keys(ctx, w, "workers",
-               {"count", "batch_keys", "batch_jobs_per_key", "batch_max_changes", "lease_ms",
-                "idle_poll_max_ms", "retry"});
+  if (auto w = root["workers"];
+      w && check_keys(ctx, w, "workers",
+                      {"count", "batch_keys", "batch_jobs_per_key", "batch_max_changes", "lease_ms",
+                       "idle_poll_max_ms", "retry"})) {
     c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
     c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
     c.workers.batch_jobs_per_key =
@@ -301,44 +664,31 @@ Config parse_config_nodes(const std::string& yaml_text, const std::string& sourc
     c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
     c.workers.idle_poll_max =
         get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
-    if (auto rt = w["retry"]) {
+    if (auto rt = w["retry"];
+        rt && check_keys(ctx, rt, "workers.retry", {"initial_ms", "max_ms", "max_attempts"})) {
       auto& r = c.workers.retry;
-      check_keys(ctx, rt, "workers.retry", {"initial_ms", "max_ms", "max_attempts"});
       r.initial = get_ms(ctx, rt, "initial_ms", "workers.retry", r.initial, 1, 3600000);
       r.max = get_ms(ctx, rt, "max_ms", "workers.retry", r.max, 1, 86400000);
       r.max_attempts = get_int(ctx, rt, "max_attempts", "workers.retry", r.max_attempts, 1, 1000);
       if (r.initial > r.max)
-        ctx.fail(rt.Mark(), "workers.retry.initial_ms is larger than workers.retry.max_ms");
+        ctx.error(rt.Mark(), "workers.retry.initial_ms is larger than workers.retry.max_ms");
     }
   }
-  parse_priorities(ctx, root, c);
-  c.log_level = get<std::string>(ctx, root, "log_level", "top level", c.log_level);
-  static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
-                                            "error", "critical", "off"};
-  if (!levels.count(c.log_level))
-    ctx.fail(root["log_level"].Mark(),
-             "log_level '" + c.log_level +
-                 "' is not one of trace, debug, info, warn, error, critical, off");
-  if (c.mongodb.write_concern != "majority" &&
-      c.mongodb.write_concern.find_first_not_of("0123456789") != std::string::npos)
-    ctx.fail(
-        root["mongodb"]["write_concern"].Mark(),
-        "mongodb.write_concern '" + c.mongodb.write_concern + "' must be 'majority' or a number");
-  if (c.reader.reconnect_min > c.reader.reconnect_max)
-    ctx.fail(root["reader"].Mark(),
-             "reader.reconnect_min_ms is larger than reader.reconnect_max_ms");
-  c.state_dir = get<std::string>(ctx, root, "state_dir", "top level", c.state_dir);
-  return c;
+  parse_priorities(ctx, root, c, tables_ok);
+  c.log_level = get_string(ctx, root, "log_level", "top level", c.log_level);
+  static const std::vector<std::string> levels{"trace", "debug",    "info", "warn",
+                                               "error", "critical", "off"};
+  if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end()) {
+    auto near = closest_name(c.log_level, levels);
+    ctx.error(mark_of(root["log_level"]),
+              "log_level '" + c.log_level +
+                  "' is not one of trace, debug, info, warn, error, critical, off" +
+                  (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+  }
+  c.state_dir = get_string(ctx, root, "state_dir", "top level", c.state_dir);
+  if (c.state_dir.empty()) ctx.error(mark_of(root["state_dir"]), "state_dir must not be empty");
 }
 }  // namespace
-
-Config load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open the configuration file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
-}
 
 std::string expand_environment(const std::string& text) {
   std::string out;

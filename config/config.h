@@ -34,14 +34,19 @@ struct PostgresConfig {
 struct RedisConfig {
   std::string host = "127.0.0.1";
   int port = 6379;
-  std::string unix_socket;  // when set, used instead of host/port
-  std::string password_file;
+  std::string unix_socket;    // when set, used instead of host/port
+  std::string username;       // ACL user (AUTH username password); "" = the default user
+  std::string password_file;  // optional; read at start, never logged
   int db = 0;
   std::string prefix = "walfold";  // keys: <prefix>:{<slot>}:...
 };
 
 struct MongoConfig {
   std::string uri = "mongodb://127.0.0.1:27017";
+  // Credentials by reference: set on the parsed URI (mongoc_uri_set_username/password), never
+  // spliced into the URI text, so they cannot reach a log line or an error message.
+  std::string username;
+  std::string password_file;
   std::string database = "walfold";
   std::string write_concern = "majority";  // "majority" or a number
 };
@@ -114,9 +119,42 @@ struct Config {
   const TableConfig* table_for(Model m) const;
 };
 
-// Throws ConfigError("FILE:LINE:COLUMN: ...") on any problem, including unknown keys.
+// One problem found in a configuration file (line and column are 1-based; 0 when unknown).
+struct ConfigProblem {
+  int line = 0, column = 0;
+  std::string message;
+};
+// "FILE:LINE:COLUMN: message" (or "FILE: message" without a position).
+std::string format_problem(const std::string& file, const ConfigProblem& p);
+
+// Every problem of a configuration at once (what `walfold check-config` prints): `config` is set
+// only when `problems` is empty.
+struct ConfigCheck {
+  std::optional<Config> config;
+  std::vector<ConfigProblem> problems;
+};
+ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name);
+// The same for a file (one that cannot be read is a problem without a position).
+ConfigCheck check_config_file(const std::string& path);
+
+// Throws ConfigError listing every problem, one "FILE:LINE:COLUMN: ..." per line.
 Config load_config(const std::string& path);
 Config parse_config(const std::string& yaml_text, const std::string& source_name);
+
+// The configuration file a command reads: `cli_path` when given (--config), else the
+// environment's WALFOLD_CONFIG, else /etc/walfold/walfold.yaml.
+std::string resolve_config_path(const std::string& cli_path);
+
+// Values with units (also accepted as plain integers in the key's own unit, e.g. milliseconds
+// for *_ms keys): a duration "500ms", "30s", "2m", "1h", "1d" -> milliseconds; a size "512KiB",
+// "256MiB", "1GiB", "1TiB" (or a number of bytes with "B") -> bytes. nullopt when `text` is not
+// a number with one of these units (plain integers included: their unit is the caller's).
+std::optional<std::int64_t> parse_duration_ms(const std::string& text);
+std::optional<std::int64_t> parse_size_bytes(const std::string& text);
+
+// The closest of `candidates` to `word` when it is a likely typo of it (at most 2 edits, a swap
+// of two neighbours counting as one, and fewer than half of the word's letters), else "".
+std::string closest_name(const std::string& word, const std::vector<std::string>& candidates);
 
 // "${NAME}" replaced by the environment variable NAME (e.g. ${CREDENTIALS_DIRECTORY} under
 // systemd's LoadCredential=); ConfigError when it is not set.

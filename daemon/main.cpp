@@ -1,10 +1,13 @@
 // walfold: PostgreSQL logical replication -> Redis jobs -> MongoDB read model.
-// Subcommands: setup, run, status, queue, loadgen, report, reconcile. Exit codes follow sysexits.h.
+// Subcommands: setup, run, status, queue, loadgen, report, reconcile, checkpoints, check-config.
+// Exit codes follow sysexits.h; exit_status_for (common/error.h) maps errors to them.
 #include <spdlog/spdlog.h>
 #include <sysexits.h>
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <iostream>
+#include <string_view>
 
 #include "cdc/preflight.h"
 #include "cdc/replication_stream.h"
@@ -13,6 +16,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "config/config.h"
+#include "daemon/check_config.h"
 #include "daemon/queue_cli.h"
 #include "daemon/run.h"
 #include "projections/mongo.h"
@@ -122,7 +126,7 @@ int reconcile_full(const Config& cfg) {
 int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const std::string& text,
                        bool force) {
   auto from = parse_lsn(text);
-  if (!from) throw ConfigError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
+  if (!from) throw UsageError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
   const auto dsn = postgres_dsn_with_password(cfg.postgres);
   auto slot = cdc::check_slot(dsn, cfg.postgres);
   require_idle_slot(cfg, slot, "reconcile --from-lsn");
@@ -224,19 +228,22 @@ int main(int argc, char** argv) {
       "logical replication and a Redis job queue"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("walfold ") + WALFOLD_VERSION);
-  std::string config_path = "/etc/walfold/walfold.yaml";
+  // --config, else $WALFOLD_CONFIG, else /etc/walfold/walfold.yaml (resolve_config_path).
+  std::string config_path;
+  const char* const config_help =
+      "Configuration file (default: $WALFOLD_CONFIG, else /etc/walfold/walfold.yaml)";
   std::string log_level;
   app.add_option("--log-level", log_level, "Override log_level from the configuration");
 
   auto* setup = app.add_subcommand(
       "setup",
       "Create the publication and the replication slot (and with --schema the bank tables)");
-  setup->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  setup->add_option("-c,--config", config_path, config_help);
   bool schema = false;
   setup->add_flag("--schema", schema, "Also create the bank tables if missing");
 
   auto* run = app.add_subcommand("run", "Stream changes into Redis and fold them into MongoDB");
-  run->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  run->add_option("-c,--config", config_path, config_help);
   daemon::RunOptions ropts;
   std::string role = "all";
   run->add_option("--role", role, "reader, worker or all")
@@ -248,12 +255,11 @@ int main(int argc, char** argv) {
       "Exit 0 once every change up to this LSN (or 'current': the WAL end at start) is folded");
 
   auto* status = app.add_subcommand("status", "Show the slot position, lag and queue counts");
-  status->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  status->add_option("-c,--config", config_path, config_help);
 
   auto* loadgen = app.add_subcommand(
       "loadgen", "Write bank activity (users, accounts, transactions) to PostgreSQL");
-  loadgen->add_option("-c,--config", config_path, "Configuration file (for postgres.dsn)")
-      ->capture_default_str();
+  loadgen->add_option("-c,--config", config_path, config_help);
   tools::LoadgenOptions lg;
   std::string lg_dsn;
   loadgen->add_option("--dsn", lg_dsn,
@@ -277,7 +283,7 @@ int main(int argc, char** argv) {
 
   auto* report = app.add_subcommand(
       "report", "Print balances and last transactions from either side, in one format");
-  report->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  report->add_option("-c,--config", config_path, config_help);
   std::string from;
   report->add_option("--from", from, "postgres or mongo")
       ->required()
@@ -285,7 +291,7 @@ int main(int argc, char** argv) {
 
   auto* reconcile = app.add_subcommand(
       "reconcile", "Check, repair, replay or rebuild the MongoDB read model against PostgreSQL");
-  reconcile->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  reconcile->add_option("-c,--config", config_path, config_help);
   bool verify = false, repair = false, full = false;
   std::string from_lsn;
   auto* o_verify = reconcile->add_flag(
@@ -320,7 +326,16 @@ int main(int argc, char** argv) {
 
   auto* checkpoints = app.add_subcommand(
       "checkpoints", "Show the slot's identity, the saved checkpoint and its history");
-  checkpoints->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  checkpoints->add_option("-c,--config", config_path, config_help);
+
+  auto* check = app.add_subcommand(
+      "check-config",
+      "Check the configuration and report every problem (FILE:LINE:COLUMN); with --connect also "
+      "run the read-only preflight against PostgreSQL, Redis and MongoDB");
+  check->add_option("-c,--config", config_path, config_help);
+  bool check_connect = false;
+  check->add_flag("--connect", check_connect,
+                  "Also connect to each server and run the preflight (changes nothing)");
 
   daemon::QueueCli queue_cli(app, config_path);
 
@@ -330,14 +345,38 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : EX_USAGE;
   }
+  config_path = resolve_config_path(config_path);
+  // What followed "walfold" on the command line, for messages that say how to run it otherwise.
+  std::string command_line;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.find_first_of(" \t'\"\\$`") != std::string::npos) {
+      std::string q = "'";
+      for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      a = q + "'";
+    }
+    command_line += (i > 1 ? " " : "") + a;
+  }
 
   try {
+    if (*check) {
+      init_logging(log_level.empty() ? "warn" : log_level);
+      return daemon::check_config({config_path, check_connect}, std::cout, std::cerr);
+    }
+    if (*run && !ropts.stop_at.empty() && ropts.stop_at != "current" && !parse_lsn(ropts.stop_at))
+      throw UsageError("--stop-at-lsn '" + ropts.stop_at +
+                       "' is not an LSN like 16/B374D848 or 'current'");
+    if (*reconcile && !from_lsn.empty() && !parse_lsn(from_lsn))
+      throw UsageError("--from-lsn '" + from_lsn + "' is not an LSN like 16/B374D848");
     if (*loadgen && !lg_dsn.empty()) {
       init_logging(log_level.empty() ? "info" : log_level);
       lg.pg_dsn = lg_dsn;
     } else {
       Config cfg = load_config(config_path);
       init_logging(log_level.empty() ? cfg.log_level : log_level);
+      // Commands that write the state directory, before they touch any server.
+      if (*setup || *run || (*reconcile && (full || !from_lsn.empty())))
+        checkpoint::check_state_dir_owner(cfg.state_dir, command_line);
       if (*setup) return setup_command(cfg, schema);
       if (*checkpoints) return checkpoints_command(cfg);
       if (*run) {
@@ -370,7 +409,10 @@ int main(int argc, char** argv) {
       if (queue_cli.parsed()) return queue_cli.run(cfg, std::cout);
       if (*reconcile) {
         reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
-                                   cfg.mongodb.database};
+                                   cfg.mongodb.database, cfg.mongodb.username,
+                                   cfg.mongodb.username.empty()
+                                       ? std::string()
+                                       : read_secret_file(cfg.mongodb.password_file)};
         auto r = reconcile::verify(v, std::cout);
         std::cout.flush();
         spdlog::info("reconcile --verify: {} accounts and {} users compared, {} drifted",
@@ -383,6 +425,10 @@ int main(int argc, char** argv) {
         o.pg_dsn = postgres_dsn_with_password(cfg.postgres);
         o.mongo_uri = cfg.mongodb.uri;
         o.mongo_database = cfg.mongodb.database;
+        if (!cfg.mongodb.username.empty()) {
+          o.mongo_username = cfg.mongodb.username;
+          o.mongo_password = read_secret_file(cfg.mongodb.password_file);
+        }
         std::ios::sync_with_stdio(false);
         long n = tools::write_report(o, std::cout);
         std::cout.flush();
@@ -399,20 +445,16 @@ int main(int argc, char** argv) {
         st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes,
         st.seconds);
     return 0;
-  } catch (const UsageError& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_USAGE;
-  } catch (const ConfigError& e) {
-    std::cerr << "walfold: configuration error: " << e.what() << "\n";
-    return EX_CONFIG;
-  } catch (const UnavailableError& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_UNAVAILABLE;
-  } catch (const DataError& e) {
-    std::cerr << "walfold: data error: " << e.what() << "\n";
-    return EX_DATAERR;
   } catch (const std::exception& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_SOFTWARE;
+    // One line per problem (a configuration may have several), each with the same prefix.
+    auto st = exit_status_for(e);
+    const std::string prefix = st.message.substr(0, st.message.size() - std::strlen(e.what()));
+    std::string_view rest = st.message;
+    for (bool first = true; !rest.empty(); first = false) {
+      auto nl = rest.find('\n');
+      std::cerr << (first ? "" : prefix) << rest.substr(0, nl) << "\n";
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    }
+    return st.code;
   }
 }

@@ -62,7 +62,9 @@ std::string summarize(const queue::Change& c) {
 QueueCli::QueueCli(CLI::App& app, std::string& config_path) {
   queue_ = app.add_subcommand(
       "queue", "Job queue in Redis: counts, dead letters, pause/resume (see walfold(1))");
-  queue_->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+  queue_->add_option(
+      "-c,--config", config_path,
+      "Configuration file (default: $WALFOLD_CONFIG, else /etc/walfold/walfold.yaml)");
   queue_->require_subcommand(1);
   auto sub = [&](CLI::App* parent, const char* name, const char* help) {
     auto* s = parent->add_subcommand(name, help);

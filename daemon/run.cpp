@@ -115,15 +115,9 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
     reader_thread.list.emplace_back([&] {
       try {
         reader.run(stop_reader);
-      } catch (const ConfigError& e) {
-        spdlog::critical("reader: {}", e.what());
-        fatal = 78;
-      } catch (const DataError& e) {
-        spdlog::critical("reader: {}", e.what());
-        fatal = 65;
       } catch (const std::exception& e) {
         spdlog::critical("reader: {}", e.what());
-        fatal = 70;
+        fatal = exit_status_for(e).code;  // the one mapping of errors to exit codes
       }
     });
   }

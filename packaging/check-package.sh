@@ -104,10 +104,9 @@ if "${sudo[@]}" runuser -u nobody -- test -r /etc/walfold/walfold.yaml; then
   fail "user nobody can read /etc/walfold/walfold.yaml"
 fi
 echo "ok: walfold can read /etc/walfold/walfold.yaml, nobody cannot"
-# TODO(lead): once `walfold check-config` lands (branch i10-config), replace the next line with
-#   (cd / && as_walfold /usr/bin/walfold check-config --config /etc/walfold/walfold.yaml)
-(cd / && as_walfold /usr/bin/walfold --help >/dev/null) || fail "walfold --help failed as user walfold"
-echo "ok: walfold --help as user walfold (check-config: TODO)"
+out=$(cd / && as_walfold /usr/bin/walfold check-config --config /etc/walfold/walfold.yaml) ||
+  fail "walfold check-config of the shipped configuration failed as user walfold: $out"
+echo "ok: walfold check-config as user walfold: $out"
 
 mapfile -t files < <(dpkg-query -L walfold | while IFS= read -r p; do [ -d "$p" ] || echo "$p"; done)
 say "apt-get purge -y walfold"

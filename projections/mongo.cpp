@@ -49,6 +49,21 @@ void mongo_global_init() {
   });
 }
 
+void set_mongo_credentials(mongoc_uri_t* uri, const std::string& username,
+                           const std::string& password) {
+  if (mongoc_uri_get_username(uri) != nullptr)
+    throw ConfigError(
+        "mongodb.uri already names a user, and mongodb.username is set too: keep the "
+        "credentials out of the URI (mongodb.username and mongodb.password_file)");
+  // Set on the parsed URI, not spliced into its text: nothing to escape, and the password never
+  // becomes part of a string that could be logged.
+  if (!mongoc_uri_set_username(uri, username.c_str()) ||
+      !mongoc_uri_set_password(uri, password.c_str()))
+    throw ConfigError(
+        "mongodb.username or the password in mongodb.password_file is not valid "
+        "UTF-8");
+}
+
 MongoPool::MongoPool(const MongoConfig& cfg) : cfg_(cfg) {
   mongo_global_init();
   bson_error_t err;
@@ -56,6 +71,15 @@ MongoPool::MongoPool(const MongoConfig& cfg) : cfg_(cfg) {
   if (!uri_)
     throw ConfigError("mongodb.uri '" + redact_secrets(cfg.uri) + "' is invalid: " + err.message);
   address_ = redact_secrets(cfg.uri);
+  if (!cfg.username.empty()) {
+    try {
+      set_mongo_credentials(uri_, cfg.username, read_secret_file(cfg.password_file));
+    } catch (...) {
+      mongoc_uri_destroy(uri_);
+      uri_ = nullptr;
+      throw;
+    }
+  }
   // Fail fast instead of libmongoc's 30 s default when the server is down.
   if (!mongoc_uri_has_option(uri_, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
     mongoc_uri_set_option_as_int32(uri_, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);

@@ -50,6 +50,11 @@ std::string bson_json(const bson_t* b);
 void mongo_global_init();
 void route_mongoc_logs();
 
+// Sets the user and password on a parsed URI (mongoc_uri_set_username/password). ConfigError
+// when the URI already carries a user (credentials belong in mongodb.username/password_file).
+void set_mongo_credentials(mongoc_uri_t* uri, const std::string& username,
+                           const std::string& password);
+
 class MongoPool {
  public:
   explicit MongoPool(const MongoConfig& cfg);

@@ -83,7 +83,12 @@ void Redis::connect() {
   ctx_.reset(c);
   timeval rw{30, 0};
   redisSetTimeout(c, rw);
-  if (!password_.empty()) command({"AUTH", password_});
+  // AUTH [username] password (an ACL user, or the default user's requirepass); the error reply
+  // names the command only, never its arguments.
+  if (!cfg_.username.empty())
+    command({"AUTH", cfg_.username, password_});
+  else if (!password_.empty())
+    command({"AUTH", password_});
   if (cfg_.db != 0) command({"SELECT", std::to_string(cfg_.db)});
 }
 

@@ -88,6 +88,8 @@ VerifyResult verify(const VerifyOptions& opts, std::ostream& out) {
   o.pg_dsn = opts.pg_dsn;
   o.mongo_uri = opts.mongo_uri;
   o.mongo_database = opts.mongo_database;
+  o.mongo_username = opts.mongo_username;
+  o.mongo_password = opts.mongo_password;
   o.from = tools::ReportSource::Postgres;
   tools::write_report(o, pg);
   o.from = tools::ReportSource::Mongo;

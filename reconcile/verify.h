@@ -13,6 +13,7 @@ struct VerifyOptions {
   std::string pg_dsn;
   std::string mongo_uri;
   std::string mongo_database;
+  std::string mongo_username, mongo_password;  // see tools::ReportOptions
 };
 
 struct VerifyResult {

@@ -370,6 +370,10 @@ class MongoSource {
     uri_.reset(mongoc_uri_new_with_error(o.mongo_uri.c_str(), &err));
     if (!uri_) throw ConfigError(std::string("MongoDB URI is not valid: ") + err.message);
     server_ = describe_hosts(uri_.get());
+    if (!o.mongo_username.empty() &&
+        (!mongoc_uri_set_username(uri_.get(), o.mongo_username.c_str()) ||
+         !mongoc_uri_set_password(uri_.get(), o.mongo_password.c_str())))
+      throw ConfigError("MongoDB " + server_ + ": the user name or password is not valid UTF-8");
     // Fail fast when the server is down, unless the URI chose its own timeout.
     if (!mongoc_uri_has_option(uri_.get(), MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
       mongoc_uri_set_option_as_int32(uri_.get(), MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);

@@ -24,6 +24,8 @@ struct ReportOptions {
   std::string pg_dsn;
   std::string mongo_uri;
   std::string mongo_database = "walfold";
+  // Set on the parsed URI (never spliced into its text) when mongo_username is not empty.
+  std::string mongo_username, mongo_password;
 };
 
 // Writes the report to `out` as it is read (memory stays bounded by one account or user at a

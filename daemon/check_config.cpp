@@ -1,0 +1,123 @@
+#include "daemon/check_config.h"
+
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <ostream>
+
+#include "cdc/preflight.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "projections/mongo.h"
+#include "queue/redis.h"
+
+namespace walfold::daemon {
+namespace {
+
+// A secret file that can be checked here: its ${VAR}s are set. Returns a problem or "".
+std::string secret_file_problem(const std::string& key, const std::string& path,
+                                std::string& note) {
+  if (path.empty()) return "";
+  try {
+    expand_environment(path);
+  } catch (const ConfigError&) {
+    note = key + " '" + path +
+           "' not checked: it names an environment variable that is not set here (systemd sets "
+           "CREDENTIALS_DIRECTORY for a unit with LoadCredential=)";
+    return "";
+  }
+  try {
+    read_secret_file(path);
+  } catch (const std::exception& e) {
+    return key + ": " + e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& err) {
+  auto checked = check_config_file(o.path);
+  std::vector<std::string> notes;
+  std::vector<std::string> problems;
+  for (const auto& p : checked.problems) problems.push_back(format_problem(o.path, p));
+  if (checked.config) {
+    const Config& c = *checked.config;
+    for (const auto& [key, path] : {std::pair{"postgres.password_file", c.postgres.password_file},
+                                    std::pair{"redis.password_file", c.redis.password_file},
+                                    std::pair{"mongodb.password_file", c.mongodb.password_file}}) {
+      std::string note;
+      auto problem = secret_file_problem(key, path, note);
+      if (!problem.empty()) problems.push_back(o.path + ": " + problem);
+      if (!note.empty()) notes.push_back(note);
+    }
+  }
+  for (const auto& p : problems) err << p << "\n";
+  for (const auto& n : notes) out << "note: " << n << "\n";
+  if (!problems.empty()) {
+    err << "walfold: " << o.path << ": " << problems.size()
+        << (problems.size() == 1 ? " problem" : " problems") << "; the configuration is refused\n";
+    return EX_CONFIG;
+  }
+  out << o.path << ": the configuration is valid\n";
+  if (!o.connect) return 0;
+
+  // The preflight: every check only reads, and each server is tried even when another failed.
+  const Config& c = *checked.config;
+  int rc = 0;
+  auto probe = [&](const char* server, const std::function<std::string()>& fn) {
+    try {
+      out << server << ": ok: " << fn() << "\n";
+    } catch (const std::exception& e) {
+      auto st = exit_status_for(e);
+      err << server << ": FAILED: " << e.what() << "\n";
+      if (rc == 0) rc = st.code;
+    }
+  };
+  probe("postgres", [&] {
+    cdc::verify_source(c);
+    const auto slot = cdc::read_slot_any(postgres_dsn_with_password(c.postgres), c.postgres);
+    std::string s = "wal_level is logical; publication '" + c.postgres.publication +
+                    "' covers the configured tables with the replica identity walfold needs; ";
+    if (!slot.exists)
+      return s + "slot '" + c.postgres.slot + "' does not exist yet (`walfold setup` creates it)";
+    return s + "slot '" + c.postgres.slot + "' exists (wal_status " + slot.wal_status +
+           ", confirmed " + format_lsn(slot.confirmed_flush) + ")";
+  });
+  probe("redis", [&] {
+    queue::Redis r(c.redis);  // connects, authenticates and selects the database
+    auto pong = r.command({"PING"});
+    return r.address() + " answers " + queue::reply_to_string(pong.get()) +
+           (c.redis.username.empty() ? "" : " (authenticated as '" + c.redis.username + "')");
+  });
+  probe("mongodb", [&] {
+    projections::MongoPool pool(c.mongodb);
+    pool.ping();
+    return pool.address() + " answers ping (database '" + c.mongodb.database + "'" +
+           (c.mongodb.username.empty() ? "" : ", authenticated as '" + c.mongodb.username + "'") +
+           ")";
+  });
+  probe("state_dir", [&]() -> std::string {
+    struct stat st {};
+    if (::stat(c.state_dir.c_str(), &st) != 0)
+      return c.state_dir +
+             " does not exist yet (walfold creates it; under systemd, "
+             "StateDirectory=walfold does)";
+    if (!S_ISDIR(st.st_mode))
+      throw FileError(FileError::CannotCreate, "state_dir " + c.state_dir + " is not a directory");
+    if (::access(c.state_dir.c_str(), W_OK) != 0)
+      throw FileError(FileError::CannotCreate, "state_dir " + c.state_dir +
+                                                   " is not writable by this user (uid " +
+                                                   std::to_string(::geteuid()) + ")");
+    return c.state_dir + " is a writable directory";
+  });
+  if (rc != 0) err << "walfold: " << o.path << ": a server check failed\n";
+  return rc;
+}
+
+}  // namespace walfold::daemon
