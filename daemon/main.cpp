@@ -27,7 +27,7 @@ namespace {
 using namespace walfold;
 
 int status_command(const Config& cfg) {
-  auto dsn = postgres_dsn_with_password(cfg.postgres);
+  auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot_any(dsn, cfg.postgres);  // describes a lost slot, not refuses it
   PgConn c(dsn, {}, "status");
   auto current = c.scalar("SELECT pg_current_wal_lsn()").value_or("0/0");
@@ -65,10 +65,25 @@ int status_command(const Config& cfg) {
   return 0;
 }
 
+// A tool's --dsn: never with a password in it (argv is visible to every user through ps and
+// /proc); the password comes from --password-file or libpq's PGPASSWORD / PGPASSFILE / ~/.pgpass.
+PgConnInfo tool_conninfo(const std::string& dsn, const std::string& password_file) {
+  if (std::string problem = conninfo_problem(dsn); !problem.empty())
+    throw UsageError("--dsn " + problem);
+  if (conninfo_has_password(dsn))
+    throw UsageError(
+        "--dsn holds a password, which every user on this host can read in the process list: "
+        "leave it out and give it with --password-file FILE, PGPASSFILE (a pgpass file), or "
+        "--config with postgres.password_file");
+  PgConnInfo info(dsn);
+  if (!password_file.empty()) info.password = read_secret_file(password_file);
+  return info;
+}
+
 // `walfold setup`: the PostgreSQL side, then the slot with its initial snapshot.
 int setup_command(const Config& cfg, bool schema) {
   cdc::run_setup(cfg, {.schema = schema});
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot(dsn, cfg.postgres);
   if (slot.exists) {
     spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
@@ -105,7 +120,7 @@ void reset_queue(const Config& cfg) {
 }
 
 int reconcile_full(const Config& cfg) {
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot_any(dsn, cfg.postgres);
   require_idle_slot(cfg, slot, "reconcile --full");
   projections::MongoPool pool(cfg.mongodb);
@@ -123,7 +138,7 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
                        bool force) {
   auto from = parse_lsn(text);
   if (!from) throw ConfigError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::check_slot(dsn, cfg.postgres);
   require_idle_slot(cfg, slot, "reconcile --from-lsn");
   if (*from < slot.confirmed_flush)
@@ -255,9 +270,13 @@ int main(int argc, char** argv) {
   loadgen->add_option("-c,--config", config_path, "Configuration file (for postgres.dsn)")
       ->capture_default_str();
   tools::LoadgenOptions lg;
-  std::string lg_dsn;
+  std::string lg_dsn, lg_password_file;
   loadgen->add_option("--dsn", lg_dsn,
-                      "PostgreSQL connection string (instead of the configuration's)");
+                      "PostgreSQL connection string, without a password (instead of the "
+                      "configuration's)");
+  loadgen->add_option("--password-file", lg_password_file,
+                      "With --dsn: file holding the password (else PGPASSWORD, PGPASSFILE or "
+                      "~/.pgpass)");
   loadgen->add_option("--users", lg.users, "Users to create first")->capture_default_str();
   loadgen->add_option("--transactions", lg.transactions, "Bank operations to run")
       ->capture_default_str();
@@ -334,7 +353,10 @@ int main(int argc, char** argv) {
   try {
     if (*loadgen && !lg_dsn.empty()) {
       init_logging(log_level.empty() ? "info" : log_level);
-      lg.pg_dsn = lg_dsn;
+      lg.pg_dsn = tool_conninfo(lg_dsn, lg_password_file);
+    } else if (!lg_password_file.empty()) {
+      throw UsageError(
+          "--password-file goes with --dsn (with --config, set postgres.password_file)");
     } else {
       Config cfg = load_config(config_path);
       init_logging(log_level.empty() ? cfg.log_level : log_level);
@@ -369,7 +391,7 @@ int main(int argc, char** argv) {
       }
       if (queue_cli.parsed()) return queue_cli.run(cfg, std::cout);
       if (*reconcile) {
-        reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
+        reconcile::VerifyOptions v{postgres_conninfo(cfg.postgres), cfg.mongodb.uri,
                                    cfg.mongodb.database};
         auto r = reconcile::verify(v, std::cout);
         std::cout.flush();
@@ -380,7 +402,7 @@ int main(int argc, char** argv) {
       if (*report) {
         tools::ReportOptions o;
         o.from = from == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo;
-        o.pg_dsn = postgres_dsn_with_password(cfg.postgres);
+        o.pg_dsn = postgres_conninfo(cfg.postgres);
         o.mongo_uri = cfg.mongodb.uri;
         o.mongo_database = cfg.mongodb.database;
         std::ios::sync_with_stdio(false);
@@ -389,7 +411,7 @@ int main(int argc, char** argv) {
         spdlog::debug("report: {} accounts", n);
         return 0;
       }
-      lg.pg_dsn = postgres_dsn_with_password(cfg.postgres);
+      lg.pg_dsn = postgres_conninfo(cfg.postgres);
     }
     lg.progress = !no_progress;
     auto st = tools::run_loadgen(lg);
@@ -399,20 +421,9 @@ int main(int argc, char** argv) {
         st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes,
         st.seconds);
     return 0;
-  } catch (const UsageError& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_USAGE;
-  } catch (const ConfigError& e) {
-    std::cerr << "walfold: configuration error: " << e.what() << "\n";
-    return EX_CONFIG;
-  } catch (const UnavailableError& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_UNAVAILABLE;
-  } catch (const DataError& e) {
-    std::cerr << "walfold: data error: " << e.what() << "\n";
-    return EX_DATAERR;
   } catch (const std::exception& e) {
-    std::cerr << "walfold: " << e.what() << "\n";
-    return EX_SOFTWARE;
+    const auto st = exit_status(e);
+    report_fatal(std::string(st.label) + e.what());
+    return st.code;
   }
 }

@@ -11,6 +11,7 @@
 
 #include "common/decimal.h"
 #include "common/lsn.h"
+#include "common/progress.h"
 
 #include "config/config.h"
 
@@ -67,13 +68,15 @@ class MongoPool {
     mongoc_collection_t* collection(const char* name) const;
 
    private:
+    ServerWait wait_{Server::MongoDB};  // a thread holding a client is talking to MongoDB
     MongoPool& pool_;
     mongoc_client_t* client_;
   };
 
   const std::string& address() const { return address_; }
   const MongoConfig& config() const { return cfg_; }
-  // Runs {ping: 1}; throws UnavailableError naming the address.
+  // Runs {ping: 1} (which connects and authenticates); throws AuthError when MongoDB refused
+  // the credentials or TLS verification failed, UnavailableError otherwise, naming the address.
   void ping();
 
  private:
