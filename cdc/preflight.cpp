@@ -28,17 +28,17 @@ void check_wal_level(PgConn& c) {
 
 }  // namespace
 
-SlotInfo read_slot_impl(const std::string& dsn, const PostgresConfig& pg, bool strict);
+SlotInfo read_slot_impl(const PgConnInfo& dsn, const PostgresConfig& pg, bool strict);
 
-SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg) {
+SlotInfo read_slot(const PgConnInfo& dsn, const PostgresConfig& pg) {
   return read_slot_impl(dsn, pg, true);
 }
 
-SlotInfo read_slot_any(const std::string& dsn, const PostgresConfig& pg) {
+SlotInfo read_slot_any(const PgConnInfo& dsn, const PostgresConfig& pg) {
   return read_slot_impl(dsn, pg, false);
 }
 
-SlotInfo read_slot_impl(const std::string& dsn, const PostgresConfig& pg, bool strict) {
+SlotInfo read_slot_impl(const PgConnInfo& dsn, const PostgresConfig& pg, bool strict) {
   PgConn c(dsn, {}, "slot check");
   auto r = c.exec_params(
       "SELECT plugin, confirmed_flush_lsn, restart_lsn, wal_status, database = current_database(), "
@@ -68,7 +68,7 @@ SlotInfo read_slot_impl(const std::string& dsn, const PostgresConfig& pg, bool s
   return s;
 }
 
-SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
+SlotInfo check_slot(const PgConnInfo& dsn, const PostgresConfig& pg) {
   auto s = read_slot(dsn, pg);
   if (!s.exists)
     throw DataError(
@@ -79,7 +79,7 @@ SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg) {
   return s;
 }
 
-void drop_slot(const std::string& dsn, const PostgresConfig& pg) {
+void drop_slot(const PgConnInfo& dsn, const PostgresConfig& pg) {
   PgConn c(dsn, {}, "drop slot");
   auto r =
       c.exec_params("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", {pg.slot});
@@ -93,7 +93,7 @@ void drop_slot(const std::string& dsn, const PostgresConfig& pg) {
 }
 
 void verify_source(const Config& cfg) {
-  PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "preflight");
+  PgConn c(postgres_conninfo(cfg.postgres), {}, "preflight");
   check_wal_level(c);
   auto pub =
       c.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.postgres.publication});
@@ -124,7 +124,7 @@ void verify_source(const Config& cfg) {
 }
 
 void run_setup(const Config& cfg, const SetupOptions& opts) {
-  const std::string dsn = postgres_dsn_with_password(cfg.postgres);
+  const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   PgConn c(dsn, {}, "setup");
   check_wal_level(c);
   if (opts.schema) {

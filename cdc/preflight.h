@@ -21,14 +21,14 @@ struct SlotInfo {
 
 // Reads the slot; throws DataError when it is lost or not a pgoutput slot of this database,
 // UnavailableError when PostgreSQL cannot be reached. Missing slot: exists == false.
-SlotInfo read_slot(const std::string& dsn, const PostgresConfig& pg);
+SlotInfo read_slot(const PgConnInfo& dsn, const PostgresConfig& pg);
 // The same without judging it (a lost or foreign slot is returned as it is).
-SlotInfo read_slot_any(const std::string& dsn, const PostgresConfig& pg);
+SlotInfo read_slot_any(const PgConnInfo& dsn, const PostgresConfig& pg);
 // read_slot, and a missing slot is an error that points to `walfold setup`.
-SlotInfo check_slot(const std::string& dsn, const PostgresConfig& pg);
+SlotInfo check_slot(const PgConnInfo& dsn, const PostgresConfig& pg);
 
 // pg_drop_replication_slot, when it exists and nobody streams it (DataError otherwise).
-void drop_slot(const std::string& dsn, const PostgresConfig& pg);
+void drop_slot(const PgConnInfo& dsn, const PostgresConfig& pg);
 
 // wal_level, the tables, REPLICA IDENTITY FULL where corrections need it, the publication and
 // its tables. Throws ConfigError naming the first problem and the fix.

@@ -49,7 +49,7 @@ class Reader::Session {
         assembler_(cfg_, [this](CommittedTransaction&& t) { on_commit(std::move(t)); }) {}
 
   void run(const std::atomic<bool>& stop) {
-    const std::string dsn = postgres_dsn_with_password(cfg_.postgres);
+    const PgConnInfo dsn = postgres_conninfo(cfg_.postgres);
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(
         *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot),
@@ -114,7 +114,7 @@ class Reader::Session {
 
     auto next_status = Clock::now();
     while (!stop.load()) {
-      owner_.progress_.reader_tick = Progress::now_ns();
+      Loop::turn();
       auto now = Clock::now();
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now);
       if (!buffer_.empty())
@@ -314,7 +314,7 @@ class Reader::Session {
 
   // The slot against the saved checkpoint (see reader.h). Creates it, with the initial
   // snapshot, on a first start.
-  SlotInfo prepare_slot(const std::string& dsn, const SystemIdentity& id) {
+  SlotInfo prepare_slot(const PgConnInfo& dsn, const SystemIdentity& id) {
     auto& store = owner_.store_;
     auto slot = read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
     if (slot.exists && slot.active_pid != 0) throw_busy(slot.active_pid);
@@ -390,7 +390,7 @@ class Reader::Session {
   // the tables, inside a snapshot taken after it, then streaming goes on from where it was. The
   // documents the rebuild writes carry its position, so the commits streamed again between the
   // TRUNCATE and the snapshot change nothing.
-  void rebuild_after_truncate(const std::string& dsn) {
+  void rebuild_after_truncate(const PgConnInfo& dsn) {
     auto t = std::move(*truncate_);
     truncate_.reset();
     flush_buffer();
@@ -422,7 +422,7 @@ class Reader::Session {
 
   // While the published tables are idle, a logical message in this database keeps the slot
   // moving (the reader confirms the WAL end once nothing is in flight).
-  void heartbeat(const std::string& dsn) {
+  void heartbeat(const PgConnInfo& dsn) {
     const auto every = cfg_.reader.heartbeat_interval;
     if (every.count() == 0) return;
     const auto now = Clock::now();
@@ -492,7 +492,7 @@ void Reader::run(const std::atomic<bool>& stop) {
       standby_logged_ = true;
       progress_.standby = true;
       for (int i = 0; i < 20 && !stop.load(); ++i) {
-        progress_.reader_tick = Progress::now_ns();
+        Loop::turn();
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
       continue;
@@ -504,7 +504,7 @@ void Reader::run(const std::atomic<bool>& stop) {
       spdlog::error("reader: {}; reconnecting in {} ms", e.what(), (backoff + jitter).count());
       for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
            slept += std::chrono::milliseconds(50)) {
-        progress_.reader_tick = Progress::now_ns();
+        Loop::turn();
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
       backoff = std::min(backoff * 2, cfg_.reader.reconnect_max);

@@ -7,7 +7,7 @@
 
 namespace walfold::cdc {
 
-ReplicationStream::ReplicationStream(const std::string& dsn)
+ReplicationStream::ReplicationStream(const PgConnInfo& dsn)
     : conn_(dsn, {{"replication", "database"}}, "replication") {}
 
 ReplicationStream::~ReplicationStream() {

@@ -22,7 +22,7 @@ struct SystemIdentity {
 
 class ReplicationStream {
  public:
-  explicit ReplicationStream(const std::string& dsn);
+  explicit ReplicationStream(const PgConnInfo& dsn);
   ~ReplicationStream();
 
   SystemIdentity identify_system();

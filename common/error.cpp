@@ -14,6 +14,7 @@ ExitStatus exit_status_for(const std::exception& e) {
   if (const auto* f = dynamic_cast<const FileError*>(&e))
     return {f->kind == FileError::CannotCreate ? EX_CANTCREAT : EX_IOERR, "walfold: " + what};
   if (dynamic_cast<const PermissionError*>(&e)) return {EX_NOPERM, "walfold: " + what};
+  if (dynamic_cast<const AuthError*>(&e)) return {EX_NOPERM, "walfold: permission denied: " + what};
   if (dynamic_cast<const InternalError*>(&e))
     return {EX_SOFTWARE, "walfold: internal error: " + what};
   return {EX_SOFTWARE, "walfold: " + what};

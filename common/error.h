@@ -2,6 +2,9 @@
 // LSN, table, column) so an operator can act on it without reading the source.
 #pragma once
 
+#include <sysexits.h>
+
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +40,13 @@ struct PermissionError : std::runtime_error {
 // A server (PostgreSQL, Redis, MongoDB) could not be reached or refused us: exit 69
 // (EX_UNAVAILABLE). Retried with backoff by long-running loops.
 struct UnavailableError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A server refused walfold's credentials (wrong or missing password, no permission) or its TLS
+// certificate failed verification. Retrying cannot help: exit 77 (EX_NOPERM), never retried.
+// Messages name the server and address, never the secret.
+struct AuthError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 

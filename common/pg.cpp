@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/progress.h"
 
 namespace walfold {
 
@@ -47,6 +48,49 @@ std::string describe(PGconn* conn, const PGresult* res) {
   return msg.empty() ? "no result from server" : msg;
 }
 
+// Every occurrence of `secret` in `text` replaced by "***" (a last line of defence: libpq's
+// messages are not expected to contain the password).
+std::string without_secret(std::string text, const std::string& secret) {
+  if (secret.size() < 3) return text;
+  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3))
+    text.replace(at, secret.size(), "***");
+  return text;
+}
+
+enum class Refusal { None, Credentials, Tls, Service };
+
+// Whether a failed connection attempt was refused for good: the server rejected the credentials
+// (wrong or missing password, no pg_hba.conf entry, no such role) or the TLS certificate did not
+// verify. libpq reports no SQLSTATE for a failed connection, so this reads its (English) text.
+Refusal classify_connection_failure(std::string_view msg) {
+  static constexpr std::string_view credentials[] = {
+      "password authentication failed", "authentication failed for user",
+      "no password supplied",           "pg_hba.conf rejects connection",
+      "no pg_hba.conf entry",           "must be superuser or replication role",
+      "permission denied for database", "SCRAM authentication requires",
+  };
+  static constexpr std::string_view tls[] = {
+      "certificate verify failed",
+      "does not match host name",
+      "root certificate file",
+      "server does not support SSL, but SSL was required",
+      "certificate present, but not private key",
+      "could not load private key file",
+      "certificate is not valid",
+  };
+  for (auto t : tls)
+    if (msg.find(t) != std::string_view::npos) return Refusal::Tls;
+  if (msg.find("role \"") != std::string_view::npos &&
+      msg.find("\" does not exist") != std::string_view::npos)
+    return Refusal::Credentials;
+  if (msg.find("definition of service \"") != std::string_view::npos ||
+      msg.find("service file \"") != std::string_view::npos)
+    return Refusal::Service;
+  for (auto c : credentials)
+    if (msg.find(c) != std::string_view::npos) return Refusal::Credentials;
+  return Refusal::None;
+}
+
 std::vector<const char*> param_values(const PgParams& params) {
   std::vector<const char*> vals;
   vals.reserve(params.size());
@@ -61,8 +105,13 @@ std::string sqlstate_of(const PGresult* res) {
 
 }  // namespace
 
-PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>& overrides,
+PgConn::PgConn(const PgConnInfo& info, const std::map<std::string, std::string>& overrides,
                const std::string& purpose) {
+  const std::string& dsn = info.dsn;
+  const std::string what = purpose.empty() ? "" : " (" + purpose + ")";
+  if (std::string problem = conninfo_problem(dsn); !problem.empty())
+    throw ConfigError("the PostgreSQL connection string" + what + " " + problem);
+  ServerWait wait(Server::PostgreSQL);
   // walfold reads timestamps as UTC and ISO: its settings go after the user's own `options`
   // (which are kept); the user's application_name wins over "walfold". Where the DSN has
   // neither, libpq's environment variables (PGOPTIONS, PGAPPNAME) count, as they would without
@@ -71,8 +120,7 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   std::string given_options, given_application;
   if (const char* env = std::getenv("PGOPTIONS")) given_options = env;
   if (const char* env = std::getenv("PGAPPNAME")) given_application = env;
-  char* parse_error = nullptr;
-  if (PQconninfoOption* given = PQconninfoParse(dsn.c_str(), &parse_error)) {
+  if (PQconninfoOption* given = PQconninfoParse(dsn.c_str(), nullptr)) {
     for (const PQconninfoOption* o = given; o->keyword != nullptr; ++o) {
       if (o->val == nullptr || *o->val == '\0') continue;
       if (std::string_view(o->keyword) == "options") given_options = o->val;
@@ -82,9 +130,16 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   }
   if (!given_options.empty()) options = given_options + " " + options;
   if (!given_application.empty()) application = given_application;
-  PQfreemem(parse_error);  // a malformed DSN is reported by the connection attempt below
-  std::vector<const char*> keys{"dbname", "options", "application_name"};
-  std::vector<const char*> values{dsn.c_str(), options.c_str(), application.c_str()};
+  // expand_dbname: the DSN (any form) is expanded in place of `dbname`; the keywords after it
+  // win over what it says, the password included.
+  std::vector<const char*> keys{"dbname"};
+  std::vector<const char*> values{dsn.c_str()};
+  if (!info.password.empty()) {
+    keys.push_back("password");
+    values.push_back(info.password.c_str());
+  }
+  keys.insert(keys.end(), {"options", "application_name"});
+  values.insert(values.end(), {options.c_str(), application.c_str()});
   for (const auto& [k, v] : overrides) {
     keys.push_back(k.c_str());
     values.push_back(v.c_str());
@@ -98,10 +153,25 @@ PgConn::PgConn(const std::string& dsn, const std::map<std::string, std::string>&
   const char* port = PQport(c);
   address_ = std::string(host ? host : "?") + ":" + (port ? port : "?");
   if (PQstatus(c) != CONNECTION_OK) {
-    std::string msg = pg_error_text(c);
-    throw UnavailableError("postgresql at " + address_ +
-                           (purpose.empty() ? "" : " (" + purpose + ")") +
-                           " is unreachable or refused the connection: " + msg);
+    std::string msg = without_secret(one_line(pg_error_text(c)), info.password);
+    const std::string head = "postgresql at " + address_ + what;
+    switch (classify_connection_failure(msg)) {
+      case Refusal::Credentials:
+        throw AuthError(head +
+                        " refused walfold's credentials (check postgres.password_file, "
+                        "PGPASSFILE or the role's pg_hba.conf entry): " +
+                        msg);
+      case Refusal::Tls:
+        throw AuthError(head +
+                        ": TLS verification failed (check sslmode, sslrootcert and the "
+                        "server's certificate): " +
+                        msg);
+      case Refusal::Service:
+        throw ConfigError(head + ": " + msg + " (see PGSERVICEFILE and PGSYSCONFDIR)");
+      case Refusal::None:
+        break;
+    }
+    throw UnavailableError(head + " is unreachable or refused the connection: " + msg);
   }
 }
 
@@ -132,11 +202,13 @@ PgResult PgConn::check(PGresult* raw, const std::string& sql, std::string_view c
 }
 
 PgResult PgConn::exec(const std::string& sql, std::string_view context) {
+  ServerWait wait(Server::PostgreSQL);
   return check(PQexec(conn_.get(), sql.c_str()), sql, context);
 }
 
 PgResult PgConn::exec_params(const std::string& sql, const PgParams& params,
                              std::string_view context) {
+  ServerWait wait(Server::PostgreSQL);
   std::vector<const char*> vals = param_values(params);
   return check(PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(vals.size()), nullptr,
                             vals.data(), nullptr, nullptr, 0),
@@ -144,11 +216,13 @@ PgResult PgConn::exec_params(const std::string& sql, const PgParams& params,
 }
 
 void PgConn::prepare(const std::string& name, const std::string& sql, std::string_view context) {
+  ServerWait wait(Server::PostgreSQL);
   check(PQprepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), sql, context);
 }
 
 PgResult PgConn::exec_prepared(const std::string& name, const PgParams& params,
                                std::string_view context) {
+  ServerWait wait(Server::PostgreSQL);
   std::vector<const char*> vals = param_values(params);
   return check(PQexecPrepared(conn_.get(), name.c_str(), static_cast<int>(vals.size()), vals.data(),
                               nullptr, nullptr, 0),
@@ -163,6 +237,7 @@ std::optional<std::string> PgConn::scalar(const std::string& sql) {
 
 void PgConn::stream(const std::string& sql, const std::function<void(const PGresult&)>& row,
                     std::string_view context) {
+  ServerWait wait(Server::PostgreSQL);
   PGconn* c = conn_.get();
   auto drain = [c] {
     while (PGresult* rest = PQgetResult(c)) PQclear(rest);
@@ -202,6 +277,110 @@ void PgConn::stream(const std::string& sql, const std::function<void(const PGres
     }
   }
   if (failed) fail(failed.get(), context);
+}
+
+namespace {
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// libpq's message with the pieces of the string it quotes taken out (its own punctuation, such
+// as "=", is kept).
+std::string libpq_wording(std::string_view msg) {
+  std::string out;
+  for (std::size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] != '"') {
+      out.push_back(msg[i]);
+      continue;
+    }
+    auto close = msg.find('"', i + 1);
+    if (close == std::string_view::npos) break;
+    std::string_view inner = msg.substr(i + 1, close - i - 1);
+    const bool punctuation = inner == "=" || inner == "]" || inner == ":" || inner == "/";
+    out.append(punctuation ? "\"" + std::string(inner) + "\"" : "\"...\"");
+    i = close;
+  }
+  return one_line(out);
+}
+
+bool is_keyword(std::string_view name) {
+  static const std::vector<std::string> known = [] {
+    std::vector<std::string> k;
+    if (PQconninfoOption* d = PQconndefaults()) {
+      for (const PQconninfoOption* o = d; o->keyword != nullptr; ++o) k.emplace_back(o->keyword);
+      PQconninfoFree(d);
+    }
+    return k;
+  }();
+  for (const auto& k : known)
+    if (k == name) return true;
+  return false;
+}
+
+// For a key=value string that libpq rejected: the last valid keyword whose value was read
+// before the problem (empty when the problem comes first), following libpq's parser (values
+// end at a blank unless single-quoted; a backslash escapes the next character).
+std::string last_keyword_before_problem(std::string_view s) {
+  std::string last;
+  std::size_t i = 0;
+  while (true) {
+    while (i < s.size() && is_space(s[i])) ++i;
+    if (i >= s.size()) return last;
+    std::size_t name_start = i;
+    while (i < s.size() && s[i] != '=' && !is_space(s[i])) ++i;
+    std::string_view name = s.substr(name_start, i - name_start);
+    while (i < s.size() && is_space(s[i])) ++i;
+    if (i >= s.size() || s[i] != '=') return last;
+    ++i;
+    while (i < s.size() && is_space(s[i])) ++i;
+    if (i < s.size() && s[i] == '\'') {
+      for (++i; i < s.size() && s[i] != '\''; ++i)
+        if (s[i] == '\\') ++i;
+      if (i >= s.size()) return last;  // unterminated quote
+      ++i;
+    } else {
+      for (; i < s.size() && !is_space(s[i]); ++i)
+        if (s[i] == '\\') ++i;
+    }
+    if (!is_keyword(name)) return last;
+    last = std::string(name);
+  }
+}
+
+}  // namespace
+
+std::string conninfo_problem(std::string_view dsn) {
+  const std::string text(dsn);
+  const bool uri = text.rfind("postgresql://", 0) == 0 || text.rfind("postgres://", 0) == 0;
+  // libpq's rule for expand_dbname: anything else without an '=' is a database name.
+  if (!uri && text.find('=') == std::string::npos) return {};
+  char* error = nullptr;
+  if (PQconninfoOption* parsed = PQconninfoParse(text.c_str(), &error)) {
+    PQconninfoFree(parsed);
+    return {};
+  }
+  std::string wording = error != nullptr ? libpq_wording(error) : "libpq is out of memory";
+  PQfreemem(error);
+  std::string out = "is malformed: " + wording;
+  if (!uri) {
+    std::string after = last_keyword_before_problem(text);
+    out += after.empty() ? " (at its first keyword)" : " (after the value of '" + after + "')";
+    out += "; a value with blanks or quotes must be single-quoted, key='...'";
+  }
+  return out + " (the string is not shown: it may hold a password)";
+}
+
+bool conninfo_has_password(std::string_view dsn) {
+  const std::string text(dsn);
+  PQconninfoOption* parsed = PQconninfoParse(text.c_str(), nullptr);
+  if (parsed == nullptr) return false;
+  bool found = false;
+  for (const PQconninfoOption* o = parsed; o->keyword != nullptr; ++o)
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0')
+      found = true;
+  PQconninfoFree(parsed);
+  return found;
 }
 
 std::string pg_error_text(PGconn* conn, const PGresult* result) {

@@ -36,13 +36,36 @@ class PgError : public std::runtime_error {
 
 using PgParams = std::vector<std::optional<std::string>>;  // text values; nullopt is SQL NULL
 
+// Where and as whom to connect: a libpq connection string or URI (key=value, quoted values,
+// postgresql://..., service=...) and, apart from it, the password. The password is never spliced
+// into the string: it goes to libpq as its own keyword. Empty: libpq's own sources count
+// (PGPASSWORD, then the password file PGPASSFILE or ~/.pgpass, or the service file).
+struct PgConnInfo {
+  PgConnInfo() = default;
+  PgConnInfo(std::string dsn_) : dsn(std::move(dsn_)) {}  // NOLINT: a bare DSN converts
+  PgConnInfo(const char* dsn_) : dsn(dsn_) {}             // NOLINT
+  std::string dsn;
+  std::string password;
+};
+
+// Empty when libpq can parse `dsn`; otherwise what is wrong with it, without quoting any part of
+// it (libpq's own message does, and an unquoted value with a space may be part of a password):
+// libpq's wording with the quoted pieces removed, and for key=value strings the last valid
+// keyword before the problem.
+std::string conninfo_problem(std::string_view dsn);
+// True when `dsn` parses and sets a password (password=..., postgresql://user:secret@...,
+// ?password=...).
+bool conninfo_has_password(std::string_view dsn);
+
 class PgConn {
  public:
-  // `dsn` is a libpq connection string or URI; `overrides` (e.g. replication=database) win
-  // over it. Sessions always use TimeZone=UTC and DateStyle=ISO, added after the DSN's own
-  // `options` (or PGOPTIONS); its application_name (or PGAPPNAME) is kept, "walfold" otherwise.
-  // Throws UnavailableError.
-  PgConn(const std::string& dsn, const std::map<std::string, std::string>& overrides = {},
+  // `info.dsn` is a libpq connection string or URI, `info.password` (if any) is passed as its
+  // own keyword; `overrides` (e.g. replication=database) win over both. Sessions always use
+  // TimeZone=UTC and DateStyle=ISO, added after the DSN's own `options` (or PGOPTIONS); its
+  // application_name (or PGAPPNAME) is kept, "walfold" otherwise. Throws ConfigError for a
+  // malformed DSN (never quoting it), AuthError when the server refuses the credentials or TLS
+  // verification fails (permanent), UnavailableError otherwise.
+  PgConn(const PgConnInfo& info, const std::map<std::string, std::string>& overrides = {},
          const std::string& purpose = "");
   PGconn* get() const { return conn_.get(); }
   const std::string& address() const { return address_; }

@@ -1,11 +1,97 @@
-// Counters shared by the reader, the workers and the daemon (status, watchdog, benchmarks).
+// Counters shared by the reader, the workers and the daemon (status, watchdog, benchmarks), and
+// the liveness of walfold's own loops that the watchdog supervises.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 
 namespace walfold {
+
+// The servers a loop can be blocked on.
+enum class Server : int { None = 0, PostgreSQL, Redis, MongoDB };
+inline const char* server_name(Server s) {
+  switch (s) {
+    case Server::PostgreSQL:
+      return "postgresql";
+    case Server::Redis:
+      return "redis";
+    case Server::MongoDB:
+      return "mongodb";
+    case Server::None:
+      break;
+  }
+  return "no server";
+}
+
+// One of walfold's long-running loops (the reader, each worker). A loop is alive while it
+// turns (turn() on every iteration, including backoff sleeps) or while it is blocked in a call
+// to a server (ServerWait): the watchdog watches walfold's loops, never the servers' health.
+struct Loop {
+  std::atomic<std::int64_t> tick{0};           // steady_clock ns of the last turn
+  std::atomic<int> waiting_on{0};              // a Server while blocked in a call to it
+  std::atomic<std::int64_t> waiting_since{0};  // steady_clock ns the outermost call began
+  std::atomic<bool> finished{false};           // its thread returned (e.g. at a stop position)
+
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // The loop of the calling thread (nullptr when it runs none, e.g. a command-line tool).
+  static Loop*& current() {
+    static thread_local Loop* loop = nullptr;
+    return loop;
+  }
+  // Records a turn of the calling thread's loop, if it runs one.
+  static void turn() {
+    if (Loop* l = current()) l->tick = now_ns();
+  }
+};
+
+// Binds the calling thread to `loop` for its lifetime.
+class LoopThread {
+ public:
+  explicit LoopThread(Loop& loop) : previous_(Loop::current()) {
+    loop.tick = Loop::now_ns();
+    Loop::current() = &loop;
+  }
+  ~LoopThread() {
+    Loop::current()->finished = true;
+    Loop::current() = previous_;
+  }
+  LoopThread(const LoopThread&) = delete;
+  LoopThread& operator=(const LoopThread&) = delete;
+
+ private:
+  Loop* previous_;
+};
+
+// Marks the calling thread's loop as blocked on `server` for its lifetime (nested waits keep the
+// outermost start; the innermost server is shown). Leaving the outermost wait counts as a turn.
+class ServerWait {
+ public:
+  explicit ServerWait(Server server) : loop_(Loop::current()) {
+    if (!loop_) return;
+    outer_ = static_cast<Server>(loop_->waiting_on.load());
+    // The start first: whoever sees the wait also sees when it began.
+    if (outer_ == Server::None) loop_->waiting_since = Loop::now_ns();
+    loop_->waiting_on = static_cast<int>(server);
+  }
+  ~ServerWait() {
+    if (!loop_) return;
+    // The turn first: whoever sees the wait over also sees a fresh tick.
+    if (outer_ == Server::None) loop_->tick = Loop::now_ns();
+    loop_->waiting_on = static_cast<int>(outer_);
+  }
+  ServerWait(const ServerWait&) = delete;
+  ServerWait& operator=(const ServerWait&) = delete;
+
+ private:
+  Loop* loop_;
+  Server outer_ = Server::None;
+};
 
 struct Progress {
   // Reader
@@ -15,14 +101,11 @@ struct Progress {
   // Workers
   std::atomic<std::uint64_t> jobs_folded{0}, changes_folded{0}, mongo_write_commands{0},
       mongo_statements{0}, fold_errors{0};
-  // Liveness: steady_clock nanoseconds of the last loop iteration of each part.
-  std::atomic<std::int64_t> reader_tick{0}, worker_tick{0};
+  // Liveness of the reader and of each worker (added before their threads start).
+  Loop reader;
+  std::deque<Loop> workers;
 
-  static std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
+  static std::int64_t now_ns() { return Loop::now_ns(); }
 };
 
 }  // namespace walfold

@@ -724,16 +724,10 @@ std::string read_secret_file(const std::string& configured_path) {
   return s;
 }
 
-std::string postgres_dsn_with_password(const PostgresConfig& pg) {
-  if (pg.password_file.empty()) return pg.dsn;
-  std::string pw = read_secret_file(pg.password_file);
-  std::string quoted = "'";
-  for (char ch : pw) {
-    if (ch == '\'' || ch == '\\') quoted += '\\';
-    quoted += ch;
-  }
-  quoted += "'";
-  return pg.dsn + " password=" + quoted;
+PgConnInfo postgres_conninfo(const PostgresConfig& pg) {
+  PgConnInfo info(pg.dsn);
+  if (!pg.password_file.empty()) info.password = read_secret_file(pg.password_file);
+  return info;
 }
 
 }  // namespace walfold

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/decimal.h"
+#include "common/pg.h"
 
 namespace walfold {
 
@@ -162,7 +163,9 @@ std::string expand_environment(const std::string& text);
 // Reads a secret file (trailing newline stripped; ${VAR} in the path expanded). Throws ConfigError
 // naming the file, never the content.
 std::string read_secret_file(const std::string& path);
-// `dsn` plus the password from `password_file` when one is configured.
-std::string postgres_dsn_with_password(const PostgresConfig& pg);
+// Where walfold connects to PostgreSQL: `dsn` as it is and, apart from it, the password from
+// `password_file` when one is configured (otherwise libpq's PGPASSWORD / PGPASSFILE / ~/.pgpass /
+// service file count). The password is never spliced into the connection string.
+PgConnInfo postgres_conninfo(const PostgresConfig& pg);
 
 }  // namespace walfold

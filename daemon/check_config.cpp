@@ -81,7 +81,7 @@ int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& e
   };
   probe("postgres", [&] {
     cdc::verify_source(c);
-    const auto slot = cdc::read_slot_any(postgres_dsn_with_password(c.postgres), c.postgres);
+    const auto slot = cdc::read_slot_any(postgres_conninfo(c.postgres), c.postgres);
     std::string s = "wal_level is logical; publication '" + c.postgres.publication +
                     "' covers the configured tables with the replica identity walfold needs; ";
     if (!slot.exists)

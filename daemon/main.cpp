@@ -31,7 +31,7 @@ namespace {
 using namespace walfold;
 
 int status_command(const Config& cfg) {
-  auto dsn = postgres_dsn_with_password(cfg.postgres);
+  auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot_any(dsn, cfg.postgres);  // describes a lost slot, not refuses it
   PgConn c(dsn, {}, "status");
   auto current = c.scalar("SELECT pg_current_wal_lsn()").value_or("0/0");
@@ -69,10 +69,25 @@ int status_command(const Config& cfg) {
   return 0;
 }
 
+// A tool's --dsn: never with a password in it (argv is visible to every user through ps and
+// /proc); the password comes from --password-file or libpq's PGPASSWORD / PGPASSFILE / ~/.pgpass.
+PgConnInfo tool_conninfo(const std::string& dsn, const std::string& password_file) {
+  if (std::string problem = conninfo_problem(dsn); !problem.empty())
+    throw UsageError("--dsn " + problem);
+  if (conninfo_has_password(dsn))
+    throw UsageError(
+        "--dsn holds a password, which every user on this host can read in the process list: "
+        "leave it out and give it with --password-file FILE, PGPASSFILE (a pgpass file), or "
+        "--config with postgres.password_file");
+  PgConnInfo info(dsn);
+  if (!password_file.empty()) info.password = read_secret_file(password_file);
+  return info;
+}
+
 // `walfold setup`: the PostgreSQL side, then the slot with its initial snapshot.
 int setup_command(const Config& cfg, bool schema) {
   cdc::run_setup(cfg, {.schema = schema});
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot(dsn, cfg.postgres);
   if (slot.exists) {
     spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
@@ -109,7 +124,7 @@ void reset_queue(const Config& cfg) {
 }
 
 int reconcile_full(const Config& cfg) {
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::read_slot_any(dsn, cfg.postgres);
   require_idle_slot(cfg, slot, "reconcile --full");
   projections::MongoPool pool(cfg.mongodb);
@@ -127,7 +142,7 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
                        bool force) {
   auto from = parse_lsn(text);
   if (!from) throw UsageError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
-  const auto dsn = postgres_dsn_with_password(cfg.postgres);
+  const auto dsn = postgres_conninfo(cfg.postgres);
   auto slot = cdc::check_slot(dsn, cfg.postgres);
   require_idle_slot(cfg, slot, "reconcile --from-lsn");
   if (*from < slot.confirmed_flush)
@@ -261,9 +276,13 @@ int main(int argc, char** argv) {
       "loadgen", "Write bank activity (users, accounts, transactions) to PostgreSQL");
   loadgen->add_option("-c,--config", config_path, config_help);
   tools::LoadgenOptions lg;
-  std::string lg_dsn;
+  std::string lg_dsn, lg_password_file;
   loadgen->add_option("--dsn", lg_dsn,
-                      "PostgreSQL connection string (instead of the configuration's)");
+                      "PostgreSQL connection string, without a password (instead of the "
+                      "configuration's)");
+  loadgen->add_option("--password-file", lg_password_file,
+                      "With --dsn: file holding the password (else PGPASSWORD, PGPASSFILE or "
+                      "~/.pgpass)");
   loadgen->add_option("--users", lg.users, "Users to create first")->capture_default_str();
   loadgen->add_option("--transactions", lg.transactions, "Bank operations to run")
       ->capture_default_str();
@@ -370,7 +389,10 @@ int main(int argc, char** argv) {
       throw UsageError("--from-lsn '" + from_lsn + "' is not an LSN like 16/B374D848");
     if (*loadgen && !lg_dsn.empty()) {
       init_logging(log_level.empty() ? "info" : log_level);
-      lg.pg_dsn = lg_dsn;
+      lg.pg_dsn = tool_conninfo(lg_dsn, lg_password_file);
+    } else if (!lg_password_file.empty()) {
+      throw UsageError(
+          "--password-file goes with --dsn (with --config, set postgres.password_file)");
     } else {
       Config cfg = load_config(config_path);
       init_logging(log_level.empty() ? cfg.log_level : log_level);
@@ -408,7 +430,7 @@ int main(int argc, char** argv) {
       }
       if (queue_cli.parsed()) return queue_cli.run(cfg, std::cout);
       if (*reconcile) {
-        reconcile::VerifyOptions v{postgres_dsn_with_password(cfg.postgres), cfg.mongodb.uri,
+        reconcile::VerifyOptions v{postgres_conninfo(cfg.postgres), cfg.mongodb.uri,
                                    cfg.mongodb.database, cfg.mongodb.username,
                                    cfg.mongodb.username.empty()
                                        ? std::string()
@@ -422,7 +444,7 @@ int main(int argc, char** argv) {
       if (*report) {
         tools::ReportOptions o;
         o.from = from == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo;
-        o.pg_dsn = postgres_dsn_with_password(cfg.postgres);
+        o.pg_dsn = postgres_conninfo(cfg.postgres);
         o.mongo_uri = cfg.mongodb.uri;
         o.mongo_database = cfg.mongodb.database;
         if (!cfg.mongodb.username.empty()) {
@@ -435,7 +457,7 @@ int main(int argc, char** argv) {
         spdlog::debug("report: {} accounts", n);
         return 0;
       }
-      lg.pg_dsn = postgres_dsn_with_password(cfg.postgres);
+      lg.pg_dsn = postgres_conninfo(cfg.postgres);
     }
     lg.progress = !no_progress;
     auto st = tools::run_loadgen(lg);
@@ -446,13 +468,16 @@ int main(int argc, char** argv) {
         st.seconds);
     return 0;
   } catch (const std::exception& e) {
-    // One line per problem (a configuration may have several), each with the same prefix.
+    // One line per problem (a configuration may have several), each with the same prefix;
+    // under journald each at priority err.
     auto st = exit_status_for(e);
     const std::string prefix = st.message.substr(0, st.message.size() - std::strlen(e.what()));
     std::string_view rest = st.message;
     for (bool first = true; !rest.empty(); first = false) {
       auto nl = rest.find('\n');
-      std::cerr << (first ? "" : prefix) << rest.substr(0, nl) << "\n";
+      std::string line = (first ? std::string() : prefix) + std::string(rest.substr(0, nl));
+      if (line.rfind("walfold: ", 0) == 0) line.erase(0, 9);
+      report_fatal(line);
       rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     }
     return st.code;

@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,7 +28,7 @@ namespace {
 // Writes a logical message synchronously and returns the WAL position after it: everything
 // committed before this call is below it (a transaction that writes nothing would not flush).
 Lsn current_wal_end(const Config& cfg) {
-  PgConn c(postgres_dsn_with_password(cfg.postgres), {}, "stop position");
+  PgConn c(postgres_conninfo(cfg.postgres), {}, "stop position");
   c.exec("SELECT pg_logical_emit_message(true, 'walfold', 'stop-at')");
   // The insert position, not the write position: with synchronous_commit = off a commit that
   // already returned to its client may lie past pg_current_wal_lsn(). The walsender sends only
@@ -46,6 +48,27 @@ Lsn current_wal_end(const Config& cfg) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return *lsn;
+}
+
+// A call to a server is bounded by that client's own timeouts (libpq's, hiredis' 30 s, MongoDB's
+// socketTimeoutMS); one that lasts longer than this means a timeout failed to fire.
+constexpr std::int64_t kLongestServerCallNs = 300'000'000'000;  // 5 minutes
+
+// Why `loop` is stuck, or "" when it is not: a loop is alive while it turns (within `limit_ns`)
+// or while it is blocked in a call to a server. A server outage is never walfold being stuck.
+std::string stuck_reason(const Loop& loop, std::int64_t now, std::int64_t limit_ns) {
+  if (loop.finished.load()) return {};
+  const auto server = static_cast<Server>(loop.waiting_on.load());
+  if (server != Server::None) {
+    const auto waited = now - loop.waiting_since.load();
+    if (waited <= std::max(limit_ns, kLongestServerCallNs)) return {};
+    return "has been in one call to " + std::string(server_name(server)) + " for " +
+           std::to_string(waited / 1'000'000'000) + " s";
+  }
+  const auto idle = now - loop.tick.load();
+  if (idle <= limit_ns) return {};
+  return "has not turned for " + std::to_string(idle / 1'000'000) +
+         " ms and is not waiting on a server";
 }
 
 // Joins on every exit path, so an exception cannot leave a joinable std::thread behind.
@@ -93,9 +116,14 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
   }
 
+  // READY=1 means every server was reached and accepted walfold's credentials: PostgreSQL
+  // (verify_source above, for the reader), Redis (connect, AUTH, SELECT, PING) and MongoDB (the
+  // reader saves its checkpoint there; workers write the read model). A refusal (AuthError) is
+  // permanent: exit 77 before READY.
+  queue::Redis(cfg.redis).command({"PING"});
   queue::warn_about_redis_settings(cfg.redis);
-  // The reader saves its checkpoint in MongoDB; workers write the read model there.
   auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
+  pool->ping();
   if (worker_role) projections::MongoSink(*pool).ensure_indexes();
 
   cdc::Reader reader(cfg, *pool, progress, ropts);
@@ -109,10 +137,15 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
     std::atomic<bool>& b;
     ~StopAll() { a = b = true; }
   } stop_all{stop_reader, stop_workers};
+  for (int i = 0; i < nworkers; ++i) progress.workers.emplace_back();
   for (int i = 0; i < nworkers; ++i)
-    worker_threads.list.emplace_back([&, i] { workers[i]->run(stop_workers); });
+    worker_threads.list.emplace_back([&, i] {
+      LoopThread loop(progress.workers[static_cast<std::size_t>(i)]);
+      workers[i]->run(stop_workers);
+    });
   if (reader_role) {
     reader_thread.list.emplace_back([&] {
+      LoopThread loop(progress.reader);
       try {
         reader.run(stop_reader);
       } catch (const std::exception& e) {
@@ -139,6 +172,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   std::int64_t drained_since = 0;
   std::int64_t blocked_since = 0;
   bool paused_warned = false;
+  bool stuck_logged = false;
   int exit_code = 0;
 
   while (true) {
@@ -168,11 +202,23 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
     }
     auto now = Progress::now_ns();
     if (watchdog && now - last_ping > static_cast<std::int64_t>(watchdog_us) * 1000 / 3) {
-      // Feed the watchdog only while the loops are turning (a wedged thread stops the pings).
-      auto limit = static_cast<std::int64_t>(watchdog_us) * 1000 / 2;
-      bool alive = (!reader_role || now - progress.reader_tick.load() < limit) &&
-                   (nworkers == 0 || now - progress.worker_tick.load() < limit);
-      if (alive) sd_notify(0, "WATCHDOG=1");
+      // Feed the watchdog only while every loop is alive (a wedged thread stops the pings).
+      const auto limit = static_cast<std::int64_t>(watchdog_us) * 1000 / 2;
+      std::string stuck;
+      if (reader_role) {
+        if (auto why = stuck_reason(progress.reader, now, limit); !why.empty())
+          stuck = "the reader " + why;
+      }
+      for (std::size_t i = 0; stuck.empty() && i < progress.workers.size(); ++i)
+        if (auto why = stuck_reason(progress.workers[i], now, limit); !why.empty())
+          stuck = "worker " + std::to_string(i) + " " + why;
+      if (stuck.empty()) {
+        sd_notify(0, "WATCHDOG=1");
+        stuck_logged = false;
+      } else if (!stuck_logged) {
+        spdlog::error("run: {}: not feeding the watchdog (systemd restarts walfold)", stuck);
+        stuck_logged = true;
+      }
       last_ping = now;
     }
     if (ropts.stop_at && reader.reached_stop() && nworkers == 0) {

@@ -131,7 +131,18 @@ void MongoPool::ping() {
   bson_t reply;
   bool ok = mongoc_client_command_simple(c.get(), "admin", cmd.get(), nullptr, &reply, &err);
   bson_destroy(&reply);
-  if (!ok) throw UnavailableError("mongodb at " + address_ + " is unreachable: " + err.message);
+  if (ok) return;
+  throw_connect_error(address_, err);
+}
+
+void throw_connect_error(const std::string& address, const bson_error_t& err) {
+  const std::string msg = err.message;
+  if (err.domain == MONGOC_ERROR_CLIENT && err.code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+    throw AuthError("mongodb at " + address + " refused walfold's credentials: " + msg);
+  if (msg.find("TLS handshake failed") != std::string::npos ||
+      msg.find("certificate verify failed") != std::string::npos)
+    throw AuthError("mongodb at " + address + ": TLS verification failed: " + msg);
+  throw UnavailableError("mongodb at " + address + " is unreachable: " + msg);
 }
 
 void append_lsn_not(bson_t* filter, const char* field, const char* op, Lsn lsn) {

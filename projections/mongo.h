@@ -11,6 +11,7 @@
 
 #include "common/decimal.h"
 #include "common/lsn.h"
+#include "common/progress.h"
 
 #include "config/config.h"
 
@@ -72,13 +73,15 @@ class MongoPool {
     mongoc_collection_t* collection(const char* name) const;
 
    private:
+    ServerWait wait_{Server::MongoDB};  // a thread holding a client is talking to MongoDB
     MongoPool& pool_;
     mongoc_client_t* client_;
   };
 
   const std::string& address() const { return address_; }
   const MongoConfig& config() const { return cfg_; }
-  // Runs {ping: 1}; throws UnavailableError naming the address.
+  // Runs {ping: 1} (which connects and authenticates); throws AuthError when MongoDB refused
+  // the credentials or TLS verification failed, UnavailableError otherwise, naming the address.
   void ping();
 
  private:
@@ -119,6 +122,9 @@ bool is_connection_error(const bson_error_t& e);
 // A server error about the written document itself (failed validation, too large, a field
 // name or value the server refuses): the same write fails the same way every time.
 bool is_document_error(const bson_error_t& e);
+// A failed first contact (ping): AuthError (exit 77) when MongoDB refused the credentials or
+// TLS verification failed, UnavailableError otherwise. The one classification of both.
+[[noreturn]] void throw_connect_error(const std::string& address, const bson_error_t& err);
 // Throws UnavailableError or std::runtime_error: "mongodb at <address>: <what> failed: <msg>".
 [[noreturn]] void throw_mongo_error(const MongoPool& pool, const std::string& what,
                                     const bson_error_t& err);

@@ -179,7 +179,7 @@ void Worker::run(const std::atomic<bool>& stop) {
   auto idle = std::chrono::milliseconds(1);
   auto backoff = std::chrono::milliseconds(100);
   while (!stop.load()) {
-    progress_.worker_tick = Progress::now_ns();
+    Loop::turn();
     try {
       if (run_once() > 0) {
         idle = std::chrono::milliseconds(1);
@@ -198,8 +198,10 @@ void Worker::run(const std::atomic<bool>& stop) {
       spdlog::warn("worker {}: {}; retrying in {} ms", index_, e.what(),
                    (backoff + jitter).count());
       for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
-           slept += std::chrono::milliseconds(50))
+           slept += std::chrono::milliseconds(50)) {
+        Loop::turn();  // backing off on purpose is not being stuck
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
   }

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/progress.h"
 
 namespace walfold::queue {
 namespace {
@@ -58,6 +59,15 @@ std::string sha1_hex(const std::string& data) {
   return std::string(out, 40);
 }
 
+// Error replies that no retry can fix: the server refused walfold's credentials (AUTH failed,
+// a command sent without the required AUTH) or the ACL user may not run a command.
+bool is_auth_refusal(std::string_view reply) {
+  for (std::string_view p : {"WRONGPASS", "NOAUTH", "NOPERM", "ERR invalid password",
+                             "ERR AUTH <password> called without", "ERR Client sent AUTH"})
+    if (reply.substr(0, p.size()) == p) return true;
+  return false;
+}
+
 }  // namespace
 
 RedisScript::RedisScript(std::string name, std::string body)
@@ -70,6 +80,7 @@ Redis::Redis(const RedisConfig& cfg) : cfg_(cfg) {
 }
 
 void Redis::connect() {
+  ServerWait wait(Server::Redis);
   timeval tv{5, 0};
   redisContext* c = cfg_.unix_socket.empty()
                         ? redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv)
@@ -105,6 +116,10 @@ Reply Redis::checked(redisReply* r, std::string_view what) {
     throw UnavailableError(msg);
   }
   Reply reply(r);
+  if (reply->type == REDIS_REPLY_ERROR && is_auth_refusal({reply->str, reply->len}))
+    throw AuthError("redis at " + address_ + " refused walfold's credentials (check " +
+                    "redis.password_file): " + std::string(what) + ": " +
+                    std::string(reply->str, reply->len));
   if (reply->type == REDIS_REPLY_ERROR)
     throw std::runtime_error("redis at " + address_ + ": " + std::string(what) + ": " +
                              std::string(reply->str, reply->len));
@@ -112,6 +127,7 @@ Reply Redis::checked(redisReply* r, std::string_view what) {
 }
 
 Reply Redis::command(const std::vector<std::string_view>& argv) {
+  ServerWait wait(Server::Redis);
   if (!ctx_) connect();
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
@@ -140,6 +156,7 @@ void Redis::append(const std::vector<std::string_view>& argv) {
 }
 
 void Redis::send() {
+  ServerWait wait(Server::Redis);
   int done = 0;
   while (!done) {
     if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) {
@@ -152,6 +169,7 @@ void Redis::send() {
 }
 
 Reply Redis::read_reply() {
+  ServerWait wait(Server::Redis);
   void* r = nullptr;
   if (redisGetReply(ctx_.get(), &r) != REDIS_OK) r = nullptr;
   return checked(static_cast<redisReply*>(r), "pipelined command");

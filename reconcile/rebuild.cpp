@@ -321,7 +321,7 @@ Bson tombstone_update(const char* guard_field, Lsn guard) {
 
 Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
                  const std::string& event) {
-  const std::string dsn = postgres_dsn_with_password(cfg.postgres);
+  const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   auto snap = create_slot_with_snapshot(dsn, cfg.postgres.slot, /*temporary=*/false);
   spdlog::info(
       "created replication slot '{}' at {} with an exported snapshot; loading the read model "
@@ -343,7 +343,7 @@ Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::St
 
 RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostream& out,
                     std::chrono::seconds wait) {
-  const std::string dsn = postgres_dsn_with_password(cfg.postgres);
+  const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   // A temporary slot gives a snapshot with an exact WAL position; it disappears with this
   // connection.
   auto snap = create_temporary_snapshot(dsn, cfg.postgres.slot, "repair");

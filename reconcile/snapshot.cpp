@@ -51,7 +51,7 @@ void append_date(bson_t* d, const char* key, std::int64_t us) {
 
 }  // namespace
 
-ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::string& slot,
+ExportedSnapshot create_slot_with_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            bool temporary) {
   ExportedSnapshot s;
   s.connection = std::make_unique<PgConn>(
@@ -69,7 +69,7 @@ ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::st
   return s;
 }
 
-ExportedSnapshot create_temporary_snapshot(const std::string& dsn, const std::string& slot,
+ExportedSnapshot create_temporary_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            const std::string& purpose) {
   // Slot names are at most 63 characters.
   const std::string name = (slot.size() > 40 ? slot.substr(0, 40) : slot) + "_" + purpose + "_" +
@@ -77,7 +77,7 @@ ExportedSnapshot create_temporary_snapshot(const std::string& dsn, const std::st
   return create_slot_with_snapshot(dsn, name, /*temporary=*/true);
 }
 
-TruthReader::TruthReader(const Config& cfg, const std::string& dsn, const std::string& snapshot)
+TruthReader::TruthReader(const Config& cfg, const PgConnInfo& dsn, const std::string& snapshot)
     : cfg_(cfg), pg_(dsn, {}, "snapshot read") {
   pg_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   pg_.exec("SET TRANSACTION SNAPSHOT " + quote_literal(snapshot));
@@ -360,7 +360,7 @@ LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
                           const std::string& snapshot, Lsn consistent_point) {
   const auto start = std::chrono::steady_clock::now();
   const Lsn guard = consistent_point - 1;
-  TruthReader truth(cfg, postgres_dsn_with_password(cfg.postgres), snapshot);
+  TruthReader truth(cfg, postgres_conninfo(cfg.postgres), snapshot);
   LoadStats st;
   // transactions first, accounts last: the same order as a worker's bulk writes.
   Loader txs(pool, "transactions");

@@ -35,11 +35,11 @@ struct ExportedSnapshot {
   std::string system_id;
 };
 // CREATE_REPLICATION_SLOT <slot> [TEMPORARY] LOGICAL pgoutput (SNAPSHOT 'export').
-ExportedSnapshot create_slot_with_snapshot(const std::string& dsn, const std::string& slot,
+ExportedSnapshot create_slot_with_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            bool temporary);
 // A temporary slot (gone with its connection) next to walfold's own, named
 // "<slot>_<purpose>_<pid>": an exact snapshot position for a rebuild or a repair.
-ExportedSnapshot create_temporary_snapshot(const std::string& dsn, const std::string& slot,
+ExportedSnapshot create_temporary_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            const std::string& purpose);
 
 struct TxTruth {
@@ -67,7 +67,7 @@ struct UserTruth {
 // cursor, so memory stays bounded by one fetch.
 class TruthReader {
  public:
-  TruthReader(const Config& cfg, const std::string& dsn, const std::string& snapshot);
+  TruthReader(const Config& cfg, const PgConnInfo& dsn, const std::string& snapshot);
   void accounts(const std::optional<std::vector<std::int64_t>>& ids,
                 const std::function<void(AccountTruth&&)>& each);
   void users(const std::optional<std::vector<std::int64_t>>& ids,

@@ -7,10 +7,12 @@
 #include <iosfwd>
 #include <string>
 
+#include "common/pg.h"
+
 namespace walfold::reconcile {
 
 struct VerifyOptions {
-  std::string pg_dsn;
+  PgConnInfo pg_dsn;
   std::string mongo_uri;
   std::string mongo_database;
   std::string mongo_username, mongo_password;  // see tools::ReportOptions

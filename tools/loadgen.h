@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "common/pg.h"
+
 namespace walfold::tools {
 
 struct LoadgenOptions {
-  std::string pg_dsn;         // libpq connection string
+  PgConnInfo pg_dsn;          // libpq connection string or URI, and the password apart from it
   long users = 1000;          // users to create first (each gets 1-3 accounts in random currencies)
   long transactions = 10000;  // bank operations to run after users/accounts exist
   double rate = 0;            // operations per second; 0 = as fast as possible

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/pg.h"
 #include "common/timestamp.h"
+#include "projections/mongo.h"
 
 namespace walfold::tools {
 
@@ -388,8 +389,7 @@ class MongoSource {
     bool ok =
         mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, &reply, &err);
     bson_destroy(&reply);
-    if (!ok)
-      throw UnavailableError("MongoDB " + server_ + ": cannot reach the server: " + err.message);
+    if (!ok) projections::throw_connect_error(server_, err);
   }
 
   // Calls `fn` with each document of `collection` in ascending _id order.

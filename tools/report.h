@@ -15,13 +15,15 @@
 #include <ostream>
 #include <string>
 
+#include "common/pg.h"
+
 namespace walfold::tools {
 
 enum class ReportSource { Postgres, Mongo };
 
 struct ReportOptions {
   ReportSource from;
-  std::string pg_dsn;
+  PgConnInfo pg_dsn;
   std::string mongo_uri;
   std::string mongo_database = "walfold";
   // Set on the parsed URI (never spliced into its text) when mongo_username is not empty.

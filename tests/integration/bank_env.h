@@ -5,7 +5,9 @@
 #include <mongoc/mongoc.h>
 
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -64,6 +66,18 @@ struct BankEnv {
     return walfold(args, timeout_s);
   }
   std::string queue_prefix() const { return redis_prefix + ":{" + name + "}"; }
+  // A copy of the configuration (dir/<variant>.yaml) with the text `from` replaced by `to`.
+  std::string config_variant(const std::string& variant, const std::string& from,
+                             const std::string& to) const {
+    std::ifstream in(config_path);
+    std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto at = yaml.find(from);
+    if (at == std::string::npos) throw std::runtime_error("'" + from + "' not in " + config_path);
+    yaml.replace(at, from.size(), to);
+    const std::string path = dir + "/" + variant + ".yaml";
+    std::ofstream(path) << yaml;
+    return path;
+  }
 };
 
 // Reads every live account of the read model straight from MongoDB (not through the report

@@ -98,10 +98,8 @@ TEST(Tls, PostgresVerifyFullStreamsAndAHostNameMismatchIsRefused) {
   EXPECT_NE(r.output.find("does not match host name \"127.0.0.1\""), std::string::npos) << r.output;
   std::cout << "walfold run with a PostgreSQL certificate for another host name exited " << r.status
             << (is_permanent(r.status) ? " (permanent)" : " (restartable)") << "\n";
-  // TODO(lead): switch to EXPECT_EQ(r.status, 77) once walfold exits 77 on auth/TLS failures
-  // (i10-runtime); until then it exits 69 (EX_UNAVAILABLE), which the unit restarts within its
-  // start limit.
-  EXPECT_TRUE(r.status == 77 || r.status == 69) << r.output;
+  // A TLS verification failure is permanent: 77 (EX_NOPERM), which the unit does not restart.
+  EXPECT_EQ(r.status, 77) << r.output;
   fs::remove_all(dir);
 }
 
@@ -163,8 +161,12 @@ TEST(Tls, MongoThroughStunnelAndAnUnknownCaIsRefused) {
   EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
   std::cout << "walfold report --from mongo with an unknown CA exited " << r.status
             << (is_permanent(r.status) ? " (permanent)" : " (restartable)") << "\n";
-  // TODO(lead): switch to EXPECT_EQ(r.status, 77) once walfold exits 77 on auth/TLS failures.
-  EXPECT_TRUE(r.status == 77 || r.status == 69) << r.output;
+  EXPECT_EQ(r.status, 77) << r.output;
+  // The daemon too: refused before READY=1, permanently.
+  r = run_command({walfold_binary(), "run", "--config", bad, "--stop-at-lsn", "current"}, 120);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
+  EXPECT_EQ(r.status, 77) << r.output;
   fs::remove_all(dir);
 }
 

@@ -605,22 +605,24 @@ TEST(Config, SecretFileThatIsADirectory) {
   }
 }
 
-TEST(Config, PostgresDsnWithPassword) {
+// The password travels apart from the connection string, which stays as written (bug #10: it
+// was appended to the string, which broke URIs and put it into PostgreSQL's log).
+TEST(Config, PostgresConninfoKeepsThePasswordOutOfTheDsn) {
   TempDir dir;
   PostgresConfig pg;
-  pg.dsn = "host=db dbname=bank user=walfold";
-  EXPECT_EQ(postgres_dsn_with_password(pg), pg.dsn);  // no password file
+  pg.dsn = "postgresql://walfold@db/bank?sslmode=require";
+  auto info = postgres_conninfo(pg);
+  EXPECT_EQ(info.dsn, pg.dsn);
+  EXPECT_EQ(info.password, "");  // no password file: libpq's own sources count
 
-  pg.password_file = dir.write("pw", "plain\n").string();
-  EXPECT_EQ(postgres_dsn_with_password(pg), "host=db dbname=bank user=walfold password='plain'");
-
-  pg.password_file = dir.write("pw2", "it's a \\ pass word\n").string();
-  EXPECT_EQ(postgres_dsn_with_password(pg),
-            "host=db dbname=bank user=walfold password='it\\'s a \\\\ pass word'");
+  pg.password_file = dir.write("pw", "it's a \\ pass word\n").string();
+  info = postgres_conninfo(pg);
+  EXPECT_EQ(info.dsn, pg.dsn);
+  EXPECT_EQ(info.password, "it's a \\ pass word");
 
   pg.password_file = (dir.path() / "missing").string();
   try {
-    postgres_dsn_with_password(pg);
+    postgres_conninfo(pg);
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(pg.password_file), std::string::npos) << e.what();
