@@ -311,17 +311,21 @@ namespace {
 // needs more than 34 significant digits would be rounded silently.
 TEST(Fold, AUserTotalPastThirtyFourDigitsIsRefusedNamingUserCurrencyAndLsn) {
   BankFold f;
-  f.set_account(8, known(3, "EUR", "5999999999999999999999999999.994001", 60));
-  UserSnapshot u;
-  u.balances["EUR"] = *Decimal::parse("11999999999999999999999999999.988001");
+  f.set_account(8, known(3, "EUR", "0.000000", 60));
+  UserSnapshot u;  // account 7 of the same user holds the rest of the total
+  u.balances["EUR"] = *Decimal::parse("5999999999999999999999999999.994000");
   u.acct_lsn[7] = 50;
   u.acct_lsn[8] = 60;
   f.set_user(3, u);
   WritePlan p;
   try {
-    f.fold(
-        job("a:8", 0x100, {{Model::Transactions, 'I', txrow("9", "8", "0.000001", "deposit"), {}}}),
-        p);
+    // Fits account 8's balance (34 digits), but the user's total would need 35.
+    f.fold(job("a:8", 0x100,
+               {{Model::Transactions,
+                 'I',
+                 txrow("9", "8", "5999999999999999999999999999.994001", "deposit"),
+                 {}}}),
+           p);
     FAIL() << "a total of 35 digits was folded";
   } catch (const DataError& e) {
     const std::string m = e.what();
