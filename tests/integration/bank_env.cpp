@@ -314,6 +314,13 @@ bool running_daemon_caught_up(const BankEnv& env) {
   return wait_until([&] { return slot_confirmed(env) >= end; }, std::chrono::seconds(120));
 }
 
+std::string slot_peek(const BankEnv& env, const std::string& select, char type) {
+  return pg_scalar(env.dsn,
+                   "SELECT " + select + " FROM pg_logical_slot_peek_binary_changes('" + env.name +
+                       "', NULL, NULL, 'proto_version', '1', 'publication_names', '" + env.name +
+                       "') WHERE get_byte(data, 0) = " + std::to_string(static_cast<int>(type)));
+}
+
 void run_until_caught_up(const BankEnv& env, std::vector<std::string> extra) {
   std::vector<std::string> args{"--stop-at-lsn", "current"};
   args.insert(args.end(), extra.begin(), extra.end());

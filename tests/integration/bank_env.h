@@ -115,6 +115,10 @@ void expect_reports_identical(const BankEnv& env);
 // failure shows the drift it printed and its log (stderr is kept apart so the log lines do
 // not count as output).
 void expect_verify_clean(const BankEnv& env);
+// What the (idle) slot would stream from its confirmed position, decoded through pgoutput
+// without consuming it: `select` over the changes (columns lsn, xid, data) whose message type is
+// `type` ('I' an insert, 'C' a commit), e.g. "count(*)" or "max(lsn)".
+std::string slot_peek(const BankEnv& env, const std::string& select, char type);
 // The slot's confirmed_flush_lsn (throws when the slot is missing).
 Lsn slot_confirmed(const BankEnv& env);
 // Waits (up to 120 s) until the running daemon has confirmed everything written so far.

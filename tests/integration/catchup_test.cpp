@@ -70,10 +70,7 @@ std::int64_t one_user_one_account(const BankEnv& env) {
 // from below: rows_before >= count - peeked.
 void expect_confirmed_is_folded(const BankEnv& env, std::int64_t account) {
   const auto count = std::stoll(pg_scalar(env.dsn, "SELECT count(*) FROM transactions"));
-  const auto peeked = std::stoll(
-      pg_scalar(env.dsn, "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('" + env.name +
-                             "', NULL, NULL, 'proto_version', '1', 'publication_names', '" +
-                             env.name + "') WHERE get_byte(data, 0) = 73"));  // 'I': an INSERT
+  const auto peeked = std::stoll(slot_peek(env, "count(*)", 'I'));
   auto acc = read_mongo_accounts(servers().mongo_uri, env.mongo_db);
   const long long folded = acc.count(account) ? std::stoll(acc[account].balance) : 0;
   EXPECT_GE(folded, count - peeked)
