@@ -68,6 +68,7 @@ class Reader::Session {
     else if (epoch_state == 1)
       spdlog::info("redis at {}: no queue state yet; streaming from the slot's confirmed position",
                    redis_->address());
+    if (lost) ++owner_.progress_.redis_loss_recoveries;
     owner_.epoch_ = epoch;
     owner_.last_seq_ = queue_->state().seq;
     skip_through_ = lost ? 0 : queue_->enqueued_end_lsn();
@@ -88,6 +89,7 @@ class Reader::Session {
             "persistence, a FLUSHALL, another server). Every change not yet folded is replayed "
             "from the slot's confirmed position, in commit order",
             redis_->address(), cfg_.postgres.slot, format_lsn(saved->lsn));
+      if (lost_while_down) ++owner_.progress_.redis_loss_recoveries;
     }
     // Replays (after Redis lost data, or `reconcile --from-lsn`) of what the server already had
     // when this session started go at priorities.replay, behind live traffic.
@@ -205,6 +207,7 @@ class Reader::Session {
       changes += job.changes.size();
       if (buffer_.empty()) buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
       buffer_.push_back({job.key, t.priorities[i], job.pending_member(), queue::encode_job(job)});
+      Progress::add(p.enqueued_by_priority, t.priorities[i]);
     }
     p.changes_seen += changes;
     ledger_->commit(t.commit_lsn, t.end_lsn, !t.jobs.empty());
@@ -417,6 +420,7 @@ class Reader::Session {
         "documents tombstoned) in {:.1f} s; streaming resumes",
         st.accounts, st.users, st.transactions, format_lsn(snap.consistent_point), st.tombstoned,
         st.seconds);
+    ++owner_.progress_.rebuilds;
     throw Restart("rebuilt after TRUNCATE");
   }
 
@@ -502,6 +506,7 @@ void Reader::run(const std::atomic<bool>& stop) {
       auto jitter = std::chrono::milliseconds(
           std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 4))(rng));
       spdlog::error("reader: {}; reconnecting in {} ms", e.what(), (backoff + jitter).count());
+      progress_.count_reconnect(e.what());
       for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
            slept += std::chrono::milliseconds(50)) {
         Loop::turn();

@@ -1,11 +1,15 @@
-// Counters shared by the reader, the workers and the daemon (status, watchdog, benchmarks), and
-// the liveness of walfold's own loops that the watchdog supervises.
+// Counters shared by the reader, the workers and the daemon (status, watchdog, benchmarks, the
+// metrics of observe/), and the liveness of walfold's own loops that the watchdog supervises.
+// Counters are atomics updated by the thread that counts; the HTTP and sampler threads only
+// read them.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <string_view>
 
 namespace walfold {
 
@@ -93,19 +97,66 @@ class ServerWait {
   Server outer_ = Server::None;
 };
 
+// Commit-to-MongoDB latency: fixed buckets (upper bounds in seconds, Prometheus style:
+// cumulative when exposed), a count and a sum in microseconds.
+struct LatencyHistogram {
+  static constexpr std::array<double, 15> bounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                 2.5,   5,    10,    30,   60,  300,  1800};
+  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets{};  // last: above all
+  std::atomic<std::uint64_t> count{0}, sum_us{0};
+
+  void observe_us(std::int64_t us) {
+    if (us < 0) us = 0;  // clocks of two hosts: never a negative latency
+    std::size_t i = 0;
+    while (i < bounds.size() && static_cast<double>(us) > bounds[i] * 1e6) ++i;
+    ++buckets[i];
+    sum_us += static_cast<std::uint64_t>(us);
+    ++count;
+  }
+};
+
 struct Progress {
   // Reader
   std::atomic<std::uint64_t> commits_seen{0}, changes_seen{0}, jobs_enqueued{0}, enqueue_calls{0};
   std::atomic<std::uint64_t> received_lsn{0}, confirmed_lsn{0}, heartbeats{0};
   std::atomic<bool> standby{false};  // another reader streams the slot
+  // Reader sessions that ended on a server error, by the server named in it; Redis losing
+  // walfold's queue (detected, replayed); read-model rebuilds after a TRUNCATE.
+  std::atomic<std::uint64_t> reconnects_postgresql{0}, reconnects_redis{0}, reconnects_mongodb{0},
+      redis_loss_recoveries{0}, rebuilds{0};
   // Workers
   std::atomic<std::uint64_t> jobs_folded{0}, changes_folded{0}, mongo_write_commands{0},
       mongo_statements{0}, fold_errors{0};
+  // Jobs by priority class (0..255): enqueued by the reader, folded, retried after a failure
+  // (backoff) and dead-lettered by the workers.
+  using ByPriority = std::array<std::atomic<std::uint64_t>, 256>;
+  ByPriority enqueued_by_priority{}, folded_by_priority{}, retried_by_priority{},
+      dead_by_priority{};
+  // From the commit timestamp of a job's transaction (Begin/Commit message) to MongoDB's
+  // acknowledgement of the fold; one observation per job folded.
+  LatencyHistogram commit_to_mongodb;
   // Liveness of the reader and of each worker (added before their threads start).
   Loop reader;
   std::deque<Loop> workers;
 
   static std::int64_t now_ns() { return Loop::now_ns(); }
+  static std::int64_t unix_now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  static void add(ByPriority& a, int priority, std::uint64_t n = 1) {
+    a[static_cast<std::size_t>(priority) & 255] += n;
+  }
+  // Counts a reader reconnect under the server its error names ("postgresql at ...", ...).
+  void count_reconnect(std::string_view error) {
+    if (error.find("redis") != std::string_view::npos)
+      ++reconnects_redis;
+    else if (error.find("mongodb") != std::string_view::npos)
+      ++reconnects_mongodb;
+    else
+      ++reconnects_postgresql;
+  }
 };
 
 }  // namespace walfold

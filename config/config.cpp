@@ -193,6 +193,64 @@ std::optional<Model> parse_model(Ctx& ctx, const YAML::Node& node) {
   return std::nullopt;
 }
 
+// http: {listen, allow_remote, token_file, admin, ready_max_lag} (observe/)
+void parse_http(Ctx& ctx, const YAML::Node& root, Config& c) {
+  auto h = root["http"];
+  if (!h ||
+      !check_keys(ctx, h, "http", {"listen", "allow_remote", "token_file", "admin", "ready_max_lag"}))
+    return;
+  auto& http = c.http;
+  auto get_bool = [&](const char* key, bool fallback) {
+    auto n = h[key];
+    if (!n) return fallback;
+    bool v = fallback;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v))
+      ctx.error(n.Mark(), std::string("http.") + key + " must be true or false");
+    return v;
+  };
+  if (auto l = h["listen"]) {
+    const auto text = get_string(ctx, h, "listen", "http", "");
+    if (text == "off" || text == "false" || text.empty()) {
+      http.enabled = false;
+    } else {
+      const auto colon = text.rfind(':');
+      std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+      if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+      auto port = colon == std::string::npos ? std::nullopt : parse_integer(text.substr(colon + 1));
+      if (host.empty() || !port || *port < 0 || *port > 65535) {
+        ctx.error(l.Mark(), "http.listen '" + text +
+                                "' must be HOST:PORT (e.g. 127.0.0.1:9731, [::1]:9731) or off");
+      } else {
+        http.host = host;
+        http.port = static_cast<int>(*port);
+      }
+    }
+  }
+  http.allow_remote = get_bool("allow_remote", false);
+  http.token_file = get_string(ctx, h, "token_file", "http", "");
+  http.admin = get_bool("admin", false);
+  if (auto m = h["ready_max_lag"]) {
+    auto lim = parse_lag_limit(get_string(ctx, h, "ready_max_lag", "http", ""));
+    if (!lim)
+      ctx.error(m.Mark(),
+                "http.ready_max_lag must be a size (e.g. 64MiB, 1GiB, or bytes) or a duration "
+                "(e.g. 30s, 2m)");
+    else
+      http.ready_max_lag = *lim;
+  }
+  if (http.enabled && !is_loopback_host(http.host) && !http.allow_remote)
+    ctx.error(mark_of(h["listen"]),
+              "http.listen " + http.host +
+                  " is not a loopback address: the status page and metrics would be reachable "
+                  "from the network; set http.allow_remote: true (with http.token_file) to allow "
+                  "it");
+  if (http.allow_remote && http.token_file.empty())
+    ctx.error(h.Mark(),
+              "http.allow_remote needs http.token_file: every request must then carry that "
+              "bearer token");
+}
+
 // priorities: {aging_ms, replay, rules: [{table, kind, amount_above, priority}, ...]}
 void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_ok) {
   auto pr = root["priorities"];
@@ -505,7 +563,7 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
   }
   if (!check_keys(ctx, root, "the top level",
                   {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
-                   "log_level", "state_dir"}))
+                   "http", "log_level", "state_dir"}))
     return;
 
   auto pg = root["postgres"];
@@ -675,6 +733,7 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
     }
   }
   parse_priorities(ctx, root, c, tables_ok);
+  parse_http(ctx, root, c);
   c.log_level = get_string(ctx, root, "log_level", "top level", c.log_level);
   static const std::vector<std::string> levels{"trace", "debug",    "info", "warn",
                                                "error", "critical", "off"};
@@ -689,6 +748,27 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
   if (c.state_dir.empty()) ctx.error(mark_of(root["state_dir"]), "state_dir must not be empty");
 }
 }  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::optional<LagLimit> parse_lag_limit(const std::string& text) {
+  if (looks_integral(text)) {
+    auto n = parse_integer(text);
+    if (!n || *n < 0) return std::nullopt;
+    return LagLimit{false, static_cast<double>(*n)};
+  }
+  if (auto b = parse_size_bytes(text)) return LagLimit{false, static_cast<double>(*b)};
+  if (auto ms = parse_duration_ms(text)) return LagLimit{true, static_cast<double>(*ms) / 1000.0};
+  return std::nullopt;
+}
+
+std::string format_lag_limit(const LagLimit& l) {
+  std::ostringstream os;
+  os << l.value << (l.seconds ? " s" : " bytes");
+  return os.str();
+}
 
 std::string expand_environment(const std::string& text) {
   std::string out;

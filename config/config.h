@@ -103,6 +103,28 @@ struct PriorityConfig {
   std::vector<PriorityRule> rules;
 };
 
+// A lag limit in bytes of WAL ("64MiB", "1GiB", "4096") or in seconds ("30s", "500ms", "2m").
+struct LagLimit {
+  bool seconds = false;
+  double value = 0;  // bytes, or seconds
+};
+// nullopt when the text is neither.
+std::optional<LagLimit> parse_lag_limit(const std::string& text);
+std::string format_lag_limit(const LagLimit& l);
+
+// The HTTP server of `walfold run` (observe/): /metrics, /healthz, /readyz, the status page.
+struct HttpConfig {
+  bool enabled = true;  // listen: off
+  std::string host = "127.0.0.1";
+  int port = 9731;
+  bool allow_remote = false;  // a non-loopback listen address is refused without it
+  std::string token_file;     // bearer token every request must carry (required with allow_remote)
+  bool admin = false;         // retry/purge dead letters from the status page
+  LagLimit ready_max_lag{false, 256.0 * 1024 * 1024};  // /readyz fails above it
+};
+// 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(const std::string& host);
+
 struct Config {
   std::string source_file;
   PostgresConfig postgres;
@@ -112,6 +134,7 @@ struct Config {
   ReaderConfig reader;
   WorkerConfig workers;
   PriorityConfig priorities;
+  HttpConfig http;
   std::string log_level = "info";
   std::string state_dir = "/var/lib/walfold";
 

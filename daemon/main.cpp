@@ -19,6 +19,7 @@
 #include "daemon/check_config.h"
 #include "daemon/queue_cli.h"
 #include "daemon/run.h"
+#include "observe/status.h"
 #include "projections/mongo.h"
 #include "queue/job_queue.h"
 #include "reconcile/rebuild.h"
@@ -29,45 +30,6 @@
 namespace {
 
 using namespace walfold;
-
-int status_command(const Config& cfg) {
-  auto dsn = postgres_conninfo(cfg.postgres);
-  auto slot = cdc::read_slot_any(dsn, cfg.postgres);  // describes a lost slot, not refuses it
-  PgConn c(dsn, {}, "status");
-  auto current = c.scalar("SELECT pg_current_wal_lsn()").value_or("0/0");
-  std::cout << "postgres      " << c.address() << "\n";
-  if (slot.exists) {
-    auto lag = c.exec_params("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint",
-                             {format_lsn(slot.confirmed_flush)});
-    std::string note;
-    if (slot.wal_status == "lost")
-      note = ": invalidated, changes were lost to it; run `walfold reconcile --full`";
-    else if (slot.wal_status == "unreserved")
-      note = ": past max_slot_wal_keep_size, the next checkpoint may invalidate it";
-    std::cout << "slot          " << cfg.postgres.slot << " (wal_status " << slot.wal_status << note
-              << ")\n"
-              << "confirmed     " << format_lsn(slot.confirmed_flush) << "\n"
-              << "wal end       " << current << "\n"
-              << "lag bytes     " << PQgetvalue(lag.get(), 0, 0) << "\n";
-  } else {
-    std::cout << "slot          " << cfg.postgres.slot << " (missing: run `walfold setup`)\n";
-  }
-  queue::Redis redis(cfg.redis);
-  queue::JobQueue q(redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
-  auto counts = q.counts();
-  auto oldest = q.oldest_pending_commit();
-  std::cout << "redis         " << redis.address() << "\n"
-            << "pending jobs  " << counts.pending_jobs << "\n"
-            << "ready keys    " << counts.ready_keys << "\n"
-            << "active keys   " << counts.active_keys << "\n"
-            << "delayed keys  " << counts.delayed_keys << " (retrying after an error)\n"
-            << "dead keys     " << counts.dead_keys
-            << (counts.dead_keys ? " (blocked accounts: walfold queue dead list)" : "") << "\n"
-            << "paused        " << (counts.paused ? "yes (walfold queue resume)" : "no") << "\n"
-            << "oldest commit " << (oldest ? format_lsn(*oldest) : "-") << "\n"
-            << "enqueued thru " << format_lsn(q.enqueued_end_lsn()) << "\n";
-  return 0;
-}
 
 // A tool's --dsn: never with a password in it (argv is visible to every user through ps and
 // /proc); the password comes from --password-file or libpq's PGPASSWORD / PGPASSFILE / ~/.pgpass.
@@ -269,8 +231,14 @@ int main(int argc, char** argv) {
       "--stop-at-lsn", ropts.stop_at,
       "Exit 0 once every change up to this LSN (or 'current': the WAL end at start) is folded");
 
-  auto* status = app.add_subcommand("status", "Show the slot position, lag and queue counts");
+  auto* status = app.add_subcommand(
+      "status", "Show the slot, lag, queue, processes and checkpoint; exit code for monitoring");
   status->add_option("-c,--config", config_path, config_help);
+  bool status_json = false;
+  std::string status_max_lag;
+  status->add_flag("--json", status_json, "One JSON document instead of text");
+  status->add_option("--max-lag", status_max_lag,
+                     "Exit 1 when the lag is over this many bytes (64MiB) or seconds (30s)");
 
   auto* loadgen = app.add_subcommand(
       "loadgen", "Write bank activity (users, accounts, transactions) to PostgreSQL");
@@ -407,7 +375,7 @@ int main(int argc, char** argv) {
                                         : daemon::Role::All;
         return daemon::run(cfg, config_path, ropts);
       }
-      if (*status) return status_command(cfg);
+      if (*status) return observe::status_command(cfg, status_json, status_max_lag, std::cout);
       if (*reconcile && !verify && !repair && !full && from_lsn.empty()) {
         std::cerr << "walfold reconcile: say what to do: --verify, --repair, --full or "
                      "--from-lsn X/Y\n";

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "common/progress.h"
+#include "observe/observer.h"
 #include "projections/mongo.h"
 #include "projections/sink.h"
 #include "projections/worker.h"
@@ -154,6 +155,10 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       }
     });
   }
+  // /metrics, /healthz, /readyz, the status page, the process registry, STATUS= (observe/);
+  // after the loops exist (it reads them), stopped before they are joined.
+  observe::Observer observer(cfg, progress, *pool, reader_role, nworkers);
+  observer.start();
   spdlog::info("run: role {}, {} worker(s), slot '{}', redis {}, mongodb {} (database '{}')",
                opts.role == Role::All      ? "all"
                : opts.role == Role::Reader ? "reader"

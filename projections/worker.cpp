@@ -86,6 +86,11 @@ std::size_t Worker::run_once() {
       }
     }
     sink.write(plan);
+    // MongoDB acknowledged the fold: each folded job's commit-to-MongoDB latency.
+    const auto acked_us = Progress::unix_now_us();
+    for (const auto& w : work)
+      for (std::size_t j = 0; j < w.folded; ++j)
+        progress_.commit_to_mongodb.observe_us(acked_us - w.jobs[j].commit_time_us);
     progress_.mongo_write_commands += sink.stats().write_commands;
     progress_.mongo_statements += sink.stats().statements;
     progress_.changes_folded += plan.changes;
@@ -110,7 +115,9 @@ std::size_t Worker::run_once() {
       release.push_back(std::move(a));
     }
     try {
-      report(queue_->settle(claim.fence, release), e.what());
+      auto settled = queue_->settle(claim.fence, release);
+      count_held(claim, settled);
+      report(settled, e.what());
     } catch (const std::exception& e2) {
       spdlog::warn("worker {}: could not release {} keys ({}); their leases will expire", index_,
                    release.size(), e2.what());
@@ -130,6 +137,8 @@ std::size_t Worker::run_once() {
       ++progress_.fold_errors;
     }
     done += w.folded;
+    for (std::size_t j = 0; j < w.folded; ++j)
+      Progress::add(progress_.folded_by_priority, w.claimed->priorities[j]);
     acks.push_back(std::move(a));
   }
   auto settled = queue_->settle(claim.fence, acks);
@@ -152,8 +161,20 @@ std::size_t Worker::run_once() {
             cfg_.workers.retry.max_attempts, w.reason, d.delay_ms);
   }
   report(settled, "");
+  count_held(claim, settled);
   progress_.jobs_folded += done;
   return done;
+}
+
+// Retried and dead-lettered jobs, by the priority class of the key's head job when claimed.
+void Worker::count_held(const queue::Claim& claim, const queue::AckResult& r) {
+  auto priority = [&](const std::string& key) {
+    for (const auto& k : claim.keys)
+      if (k.key == key && !k.priorities.empty()) return k.priorities.front();
+    return 0;
+  };
+  for (const auto& d : r.delayed) Progress::add(progress_.retried_by_priority, priority(d.key));
+  for (const auto& d : r.dead) Progress::add(progress_.dead_by_priority, priority(d.key));
 }
 
 void Worker::report(const queue::AckResult& r, const std::string& batch_error) {

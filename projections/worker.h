@@ -37,6 +37,7 @@ class Worker {
 
   // Logs keys that went to the dead letters (ERROR) and, for a batch-wide error, the backoffs.
   void report(const queue::AckResult& r, const std::string& batch_error);
+  void count_held(const queue::Claim& claim, const queue::AckResult& r);
 };
 
 }  // namespace walfold::projections
