@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sysexits.h>
+#include <nlohmann/json.hpp>
 
 #include <iomanip>
 #include <ostream>
@@ -73,6 +74,7 @@ QueueCli::QueueCli(CLI::App& app, std::string& config_path) {
   };
   stats_ = sub(queue_, "stats",
                "Keys by priority class (of their head job) and state, pending jobs, oldest age");
+  stats_->add_flag("--json", json_, "One JSON document instead of the table");
   pause_ = sub(queue_, "pause", "Workers claim nothing until `queue resume`; the reader goes on");
   resume_ = sub(queue_, "resume", "Undo `queue pause`");
   dead_ = sub(queue_, "dead", "Dead letters: keys whose head job could not be folded");
@@ -99,6 +101,35 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
   if (*stats_) {
     auto st = q.stats();
     const auto& c = st.counts;
+    if (json_) {
+      nlohmann::json j{{"prefix", q.prefix()},
+                       {"redis", redis.address()},
+                       {"paused", c.paused},
+                       {"pending_jobs", c.pending_jobs},
+                       {"ready_keys", c.ready_keys},
+                       {"active_keys", c.active_keys},
+                       {"delayed_keys", c.delayed_keys},
+                       {"dead_keys", c.dead_keys}};
+      j["oldest_pending"] = nullptr;
+      if (st.oldest_pending_member)
+        j["oldest_pending"] = {
+            {"commit_lsn", format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))},
+            {"key", st.oldest_pending_member->substr(17)},
+            {"age_seconds",
+             st.oldest_pending_age_ms
+                 ? nlohmann::json(static_cast<double>(*st.oldest_pending_age_ms) / 1000.0)
+                 : nlohmann::json(nullptr)}};
+      j["by_priority"] = nlohmann::json::array();
+      for (const auto& [p, k] : st.by_priority)
+        j["by_priority"].push_back({{"priority", p},
+                                    {"ready", k.ready},
+                                    {"active", k.active},
+                                    {"delayed", k.delayed},
+                                    {"dead", k.dead},
+                                    {"jobs", k.jobs}});
+      out << j.dump(2) << "\n";
+      return 0;
+    }
     out << "queue          " << q.prefix() << " at " << redis.address()
         << (c.paused ? "  PAUSED (walfold queue resume)" : "") << "\n"
         << "pending jobs   " << c.pending_jobs << "\n"

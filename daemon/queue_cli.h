@@ -24,7 +24,7 @@ class QueueCli {
   CLI::App* queue_;
   CLI::App *stats_, *pause_, *resume_, *dead_, *list_, *inspect_, *retry_, *purge_;
   std::string key_;
-  bool all_ = false, yes_ = false;
+  bool all_ = false, yes_ = false, json_ = false;
   int jobs_ = 20;
 };
 

@@ -101,14 +101,9 @@ void HttpServer::start() {
     const bool ok = (auth.rfind("Bearer ", 0) == 0 && same_secret(auth.substr(7), token_)) ||
                     same_secret(cookie_value(req, "walfold_token"), token_);
     if (ok) return httplib::Server::HandlerResponse::Unhandled;
-    if (req.method == "POST" && req.path == "/login") {
-      if (same_secret(req.get_param_value("token"), token_)) {
-        res.set_header("Set-Cookie",
-                       "walfold_token=" + token_ + "; HttpOnly; SameSite=Strict; Path=/");
-        res.set_redirect("/", 303);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
+    // The sign-in form's POST (its body is parsed by the route below).
+    if (req.method == "POST" && req.path == "/login")
+      return httplib::Server::HandlerResponse::Unhandled;
     res.status = 401;
     res.set_header("WWW-Authenticate", "Bearer realm=\"walfold\"");
     if (req.method == "GET" && req.path == "/")
@@ -118,6 +113,16 @@ void HttpServer::start() {
     return httplib::Server::HandlerResponse::Handled;
   });
 
+  svr.Post("/login", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!token_.empty() && same_secret(req.get_param_value("token"), token_)) {
+      res.set_header("Set-Cookie",
+                     "walfold_token=" + token_ + "; HttpOnly; SameSite=Strict; Path=/");
+      res.set_redirect("/", 303);
+      return;
+    }
+    res.status = token_.empty() ? 404 : 401;
+    res.set_content(token_.empty() ? "no token is configured\n" : "wrong token\n", "text/plain");
+  });
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(observer_.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -100,8 +100,16 @@ void Observer::start() {
   take_sample(true);
   if (cfg_.http.enabled) {
     http_ = std::make_unique<HttpServer>(*this);
-    http_->start();  // throws when the address cannot be bound
-    info_.http = cfg_.http.host + ":" + std::to_string(http_->port());
+    try {
+      http_->start();
+      info_.http = cfg_.http.host + ":" + std::to_string(http_->port());
+    } catch (const UnavailableError& e) {
+      // Monitoring must not stop the data path: the sync goes on, loudly without its server
+      // (Prometheus sees the target down).
+      spdlog::error("{}; walfold runs without its HTTP server", e.what());
+      http_.reset();
+      info_.http.clear();
+    }
   }
   thread_ = std::thread([this] { loop(); });
 }

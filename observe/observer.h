@@ -84,7 +84,8 @@ class Observer {
   Observer& operator=(const Observer&) = delete;
 
   // Starts the sampler and (unless http.listen is off) the HTTP server; a listen address that
-  // cannot be bound throws UnavailableError. Returns after the first sample.
+  // cannot be bound is logged as an error and the process runs without it (a token file that
+  // cannot be read throws ConfigError). Returns after the first sample.
   void start();
   void stop();
 

@@ -41,7 +41,10 @@ struct BankEnv {
       << "reader:\n  status_interval_ms: 200\n"
       << reader_yaml << "workers:\n  count: 2\n  batch_keys: 64\n"
       << workers_yaml << "log_level: info\n"
-      << "state_dir: " << dir << "/state\n"
+      << "state_dir: " << dir
+      << "/state\n"
+      // No HTTP server unless the test configures one (two daemons would want one port).
+      << (extra_yaml.find("http:") == std::string::npos ? "http:\n  listen: off\n" : "")
       << extra_yaml;
   }
   ~BankEnv() {
