@@ -196,8 +196,8 @@ std::optional<Model> parse_model(Ctx& ctx, const YAML::Node& node) {
 // http: {listen, allow_remote, token_file, admin, ready_max_lag} (observe/)
 void parse_http(Ctx& ctx, const YAML::Node& root, Config& c) {
   auto h = root["http"];
-  if (!h ||
-      !check_keys(ctx, h, "http", {"listen", "allow_remote", "token_file", "admin", "ready_max_lag"}))
+  if (!h || !check_keys(ctx, h, "http",
+                        {"listen", "allow_remote", "token_file", "admin", "ready_max_lag"}))
     return;
   auto& http = c.http;
   auto get_bool = [&](const char* key, bool fallback) {

@@ -75,13 +75,19 @@ TEST(HttpConfig, ReadyMaxLagInBytesOrSeconds) {
 }
 
 TEST(LagLimit, Units) {
+  ASSERT_TRUE(parse_lag_limit("4096"));
   EXPECT_EQ(parse_lag_limit("4096")->value, 4096);
   EXPECT_FALSE(parse_lag_limit("4096")->seconds);
-  EXPECT_EQ(parse_lag_limit("1GB")->value, 1e9);
-  EXPECT_EQ(parse_lag_limit("2 KiB")->value, 2048);
+  ASSERT_TRUE(parse_lag_limit("1GiB"));
+  EXPECT_EQ(parse_lag_limit("1GiB")->value, 1024.0 * 1024 * 1024);
+  ASSERT_TRUE(parse_lag_limit("2KiB"));
+  EXPECT_EQ(parse_lag_limit("2KiB")->value, 2048);
+  ASSERT_TRUE(parse_lag_limit("500ms"));
   EXPECT_EQ(parse_lag_limit("500ms")->value, 0.5);
-  EXPECT_TRUE(parse_lag_limit("2min")->seconds);
-  EXPECT_EQ(parse_lag_limit("2min")->value, 120);
+  ASSERT_TRUE(parse_lag_limit("2m"));
+  EXPECT_TRUE(parse_lag_limit("2m")->seconds);
+  EXPECT_EQ(parse_lag_limit("2m")->value, 120);
+  EXPECT_FALSE(parse_lag_limit("1GB")) << "the units of the configuration: KiB, MiB, GiB";
   EXPECT_FALSE(parse_lag_limit("fast"));
   EXPECT_FALSE(parse_lag_limit("-1"));
   EXPECT_FALSE(parse_lag_limit("10 parsecs"));
