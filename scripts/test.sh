@@ -51,3 +51,8 @@ files=$(git ls-files '*.cpp' '*.h' 2>/dev/null || find . -name '*.cpp' -o -name 
 clang-format --dry-run --Werror $files
 
 phase "done"
+# The status page as the browser test saw it (tests/integration/observe_test.cpp): a CI artifact.
+for shot in build/ci/artifacts/status-page.png build/asan/artifacts/status-page.png; do
+  [ -f "$shot" ] && echo "status page screenshot: $root/$shot"
+done
+true

@@ -147,6 +147,29 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
   EXPECT_EQ(m["walfold_processes{role=\"reader+workers\"}"], 1);
   EXPECT_GT(m["walfold_mongodb_write_commands_total"], 0);
   expect_strict_exposition(http.metrics(), env.dir);
+  // The Grafana dashboard and the alert rules use only metrics walfold exposes, and promtool
+  // accepts the rules.
+  {
+    const auto grafana = source_dir() + "/observe/grafana/";
+    auto rules = run_command({"promtool", "check", "rules", grafana + "walfold-alerts.yml"}, 60);
+    EXPECT_EQ(rules.status, 0) << rules.output;
+    std::ifstream a(grafana + "walfold-alerts.yml"), d(grafana + "walfold-dashboard.json");
+    std::string text((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+    text.append((std::istreambuf_iterator<char>(d)), std::istreambuf_iterator<char>());
+    ASSERT_FALSE(
+        nlohmann::json::parse(text.substr(text.find("\n{")), nullptr, false).is_discarded());
+    const auto exposed = http.metrics();
+    std::regex name(R"(walfold_[a-z_]+)");
+    int n = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
+         it != std::sregex_iterator(); ++it, ++n) {
+      auto metric = it->str();
+      for (const char* suffix : {"_bucket"})
+        if (metric.size() > 7 && metric.ends_with(suffix)) metric.resize(metric.size() - 7);
+      EXPECT_TRUE(contains(exposed, "# TYPE " + metric + " ")) << metric << " is not exposed";
+    }
+    EXPECT_GT(n, 20);
+  }
   // The page's data: the same counters, and this process registered.
   auto st = http.get("/api/status");
   ASSERT_TRUE(st && st->status == 200);
