@@ -216,7 +216,9 @@ void Observer::take_sample(bool slow) {
         s.processes.push_back(std::move(p));
       }
       s.oldest_pending_age_s = oldest_pending_age_seconds(*redis_, q.prefix());
-      if (slow && page) {
+      const bool keys = s.counts && (s.counts->ready_keys + s.counts->active_keys +
+                                     s.counts->delayed_keys + s.counts->dead_keys) > 0;
+      if (page && (slow || (s.by_priority.empty() && keys))) {
         auto st = q.stats();
         s.by_priority = nlohmann::json::array();
         for (const auto& [p, c] : st.by_priority)

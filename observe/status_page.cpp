@@ -26,7 +26,8 @@ button{font:inherit;padding:3px 10px;border-radius:5px;border:1px solid #c5cad3;
 button.danger{border-color:var(--bad);color:var(--bad)}
 #confirm{display:none;position:fixed;left:0;right:0;bottom:0;background:#fff3cd;border-top:2px solid var(--warn);padding:12px;gap:8px;align-items:center;flex-wrap:wrap}
 #confirm.show{display:flex}
-pre{white-space:pre-wrap;word-break:break-all;font-size:.85em;background:#f3f4f6;padding:6px;border-radius:4px}
+pre{white-space:pre-wrap;word-break:break-all;font-size:.85em;background:#f3f4f6;padding:6px;border-radius:4px;max-height:16em;overflow:auto}
+#dead td:nth-child(5){max-width:18em;word-break:break-word}
 </style></head>
 <body>
 <header><h1>walfold</h1><span id="proc">…</span><span id="state">…</span><span id="updated" class="muted"></span></header>
@@ -101,7 +102,7 @@ function render(s){
   if(s.queue){$("queue-summary").textContent=fmt(s.queue.pending_jobs)+" pending jobs; keys: ready "+s.queue.ready_keys+", active "+s.queue.active_keys+", delayed "+s.queue.delayed_keys+", dead "+s.queue.dead_keys+(s.queue.paused?" — PAUSED":"");
     $("queue").tBodies[0].innerHTML=s.queue.by_priority.map(c=>"<tr><td>"+c.priority+'</td><td class="n">'+c.ready+'</td><td class="n">'+c.active+'</td><td class="n">'+c.delayed+'</td><td class="n">'+c.dead+'</td><td class="n">'+fmt(c.jobs)+"</td></tr>").join("");}
   $("dead-empty").style.display=s.dead.length?"none":"block";
-  $("dead").tBodies[0].innerHTML=s.dead.map(d=>'<tr data-key="'+esc(d.key)+'"><td>'+esc(d.key)+'</td><td class="n">'+d.attempts+"</td><td>"+esc(d.lsn)+'</td><td class="n">'+d.jobs+"</td><td>"+esc(String(d.reason).slice(0,120))+'</td><td><button class="inspect">inspect</button>'+(s.admin?' <button class="retry">retry</button> <button class="purge danger">purge</button>':"")+"</td></tr>").join("");
+  $("dead").tBodies[0].innerHTML=s.dead.map(d=>'<tr data-key="'+esc(d.key)+'"><td>'+esc(d.key)+'</td><td class="n">'+d.attempts+"</td><td>"+esc(d.lsn)+'</td><td class="n">'+d.jobs+"</td><td>"+esc(String(d.reason).slice(0,90))+'</td><td><button class="inspect">inspect</button>'+(s.admin?' <button class="retry">retry</button> <button class="purge danger">purge</button>':"")+"</td></tr>").join("");
   $("processes").tBodies[0].innerHTML=s.processes.map(p=>"<tr><td>"+esc(p.id)+"</td><td>"+esc(p.role)+(p.workers?" ("+p.workers+" workers)":"")+"</td><td>"+esc(p.version)+"</td><td>"+ago(p.heartbeat_ms)+"</td><td>"+esc(p.confirmed_lsn)+"</td></tr>").join("");
   $("checkpoint").innerHTML=s.checkpoint.lsn?"saved in MongoDB: <b>"+esc(s.checkpoint.lsn)+"</b> ("+ago(s.checkpoint.saved_ms)+")":'<span class="muted">no checkpoint in MongoDB yet</span>';
   $("history").tBodies[0].innerHTML=s.checkpoint.history.slice().reverse().map(h=>"<tr><td>"+(h.at_ms?new Date(h.at_ms).toISOString().replace("T"," ").slice(0,19):"")+"</td><td>"+esc(h.lsn)+"</td><td>"+esc(h.event)+"</td></tr>").join("");
