@@ -34,6 +34,8 @@ std::string hostname() {
   return buf;
 }
 
+}  // namespace
+
 // The lag probe: the server's flushed WAL end and the slot, in one query on a kept connection.
 class LagProbe {
  public:
@@ -69,8 +71,6 @@ class LagProbe {
   const Config& cfg_;
   std::unique_ptr<PgConn> conn_;
 };
-
-}  // namespace
 
 Observer::Observer(const Config& cfg, Progress& progress, projections::MongoPool& pool, bool reader,
                    int workers)
@@ -166,15 +166,14 @@ void Observer::loop() {
 }
 
 void Observer::take_sample(bool slow) {
-  static thread_local std::unique_ptr<LagProbe> probe;
-  if (!probe) probe = std::make_unique<LagProbe>(cfg_);
+  if (!probe_) probe_ = std::make_unique<LagProbe>(cfg_);
   Sample s;
   {
     std::lock_guard<std::mutex> l(mu_);
     s = sample_;  // keeps the slow parts between slow samples
   }
   s.at_ms = unix_ms();
-  probe->probe(s);
+  probe_->probe(s);
 
   // Redis: the counts, the oldest pending job's age, the process registry.
   const bool page = s.at_ms - page_seen_ms_.load() < 30000;

@@ -74,6 +74,7 @@ struct HistoryPoint {
 };
 
 class HttpServer;
+class LagProbe;
 
 class Observer {
  public:
@@ -123,6 +124,7 @@ class Observer {
   ProcessInfo info_;
   std::int64_t started_ns_ = 0;  // steady clock
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<LagProbe> probe_;  // the kept PostgreSQL connection of the lag probe
 
   mutable std::mutex mu_;  // sample_, history_
   Sample sample_;
