@@ -36,8 +36,11 @@ DEPS=(build-essential cmake ninja-build pkg-config postgresql-15 postgresql-clie
   libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev libcli11-dev libgtest-dev
   libgmock-dev libbenchmark-dev python3-mockupdb python3-mongomock python3-pymongo
   clang-format debhelper devscripts lintian systemd openssl stunnel4
-  libcpp-httplib-dev nlohmann-json3-dev python3-prometheus-client prometheus
+  libcpp-httplib-dev nlohmann-json3-dev python3-prometheus-client
   chromium chromium-driver python3-selenium)
+# Wanted only for promtool (the strict exposition and alert-rule checks): installed without its
+# Recommends (node-exporter) and, like every package here, without starting its service.
+DEPS_NO_RECOMMENDS=(prometheus)
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -733,14 +736,19 @@ cmd_status() {
 }
 
 cmd_install_deps() {
-  local missing=() p
+  local missing=() bare=() p
   for p in "${DEPS[@]}"; do
     if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]]; then
       missing+=("$p")
     fi
   done
-  if ((${#missing[@]} == 0)); then
-    log "all ${#DEPS[@]} packages are installed"
+  for p in "${DEPS_NO_RECOMMENDS[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]]; then
+      bare+=("$p")
+    fi
+  done
+  if ((${#missing[@]} + ${#bare[@]} == 0)); then
+    log "all $((${#DEPS[@]} + ${#DEPS_NO_RECOMMENDS[@]})) packages are installed"
     return 0
   fi
   local sudo=()
@@ -748,11 +756,33 @@ cmd_install_deps() {
     command -v sudo >/dev/null || die "missing packages (${missing[*]}) and not root; no sudo"
     sudo=(sudo -n)
   fi
-  log "installing: ${missing[*]}"
+  log "installing: ${missing[*]} ${bare[*]}"
   export DEBIAN_FRONTEND=noninteractive
   local apt=(apt-get -q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}"
+  # The tests start their own servers on loopback: no package install may start one (a
+  # policy-rc.d that refuses, removed afterwards); prometheus's service would listen on every
+  # interface, so it is also disabled where systemd runs.
+  local policy=/usr/sbin/policy-rc.d ours=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\n# walfold tests/harness/servers.sh install-deps\nexit 101\n' |
+      "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    ours=1
+  fi
+  local rc=0
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" update || rc=$?
+  if ((rc == 0 && ${#missing[@]} > 0)); then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" || rc=$?
+  fi
+  if ((rc == 0 && ${#bare[@]} > 0)); then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends \
+      "${bare[@]}" || rc=$?
+  fi
+  ((ours)) && "${sudo[@]}" rm -f "$policy"
+  if [[ -d /run/systemd/system ]] && systemctl list-unit-files prometheus.service >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
+  ((rc == 0)) || die "apt-get failed (exit $rc)"
 }
 
 main() {
