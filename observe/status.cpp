@@ -15,6 +15,14 @@
 namespace walfold::observe {
 namespace {
 
+// A server that could not be checked: refused credentials or TLS (77) and a connection string
+// that cannot be parsed (78) keep their own exit codes, as everywhere (exit_status_for); any
+// other failure is "unreachable" (69).
+int server_problem_code(const std::exception& e) {
+  const int c = exit_status_for(e).code;
+  return c == EX_NOPERM || c == EX_CONFIG ? c : kStatusUnreachable;
+}
+
 std::string_view view(const redisReply* r) {
   return r && r->str ? std::string_view(r->str, r->len) : std::string_view();
 }
@@ -85,7 +93,7 @@ int status_command(const Config& cfg, bool json, const std::string& max_lag, std
     pg["slot"] = s;
   } catch (const std::exception& e) {
     pg["error"] = e.what();
-    problems.push_back({kStatusUnreachable, std::string("postgresql: ") + e.what()});
+    problems.push_back({server_problem_code(e), std::string("postgresql: ") + e.what()});
   }
 
   // Redis
@@ -128,7 +136,7 @@ int status_command(const Config& cfg, bool json, const std::string& max_lag, std
                                                "queue dead list`"});
   } catch (const std::exception& e) {
     rd["error"] = e.what();
-    problems.push_back({kStatusUnreachable, std::string("redis: ") + e.what()});
+    problems.push_back({server_problem_code(e), std::string("redis: ") + e.what()});
   }
 
   // MongoDB
@@ -148,7 +156,7 @@ int status_command(const Config& cfg, bool json, const std::string& max_lag, std
                           : nlohmann::json(nullptr);
   } catch (const std::exception& e) {
     mg["error"] = e.what();
-    problems.push_back({kStatusUnreachable, std::string("mongodb: ") + e.what()});
+    problems.push_back({server_problem_code(e), std::string("mongodb: ") + e.what()});
   }
 
   if (limit) {
@@ -160,9 +168,9 @@ int status_command(const Config& cfg, bool json, const std::string& max_lag, std
                                                    format_lag_limit(*limit)});
   }
   int code = kStatusHealthy;
-  auto severity = [](int c) {  // unreachable > slot lost > slot missing > dead keys > lag
-    return c == kStatusUnreachable ? 5 : c;
-  };
+  // a configuration error > refused credentials > unreachable > slot lost > slot missing >
+  // dead keys > lag
+  auto severity = [](int c) { return c >= 64 ? 100 + c : c; };
   for (const auto& [c, _] : problems)
     if (severity(c) > severity(code)) code = c;
 

@@ -21,6 +21,8 @@ enum StatusExit : int {
   kStatusSlotMissing = 3,   // the replication slot does not exist (never set up, or dropped)
   kStatusSlotLost = 4,      // wal_status 'lost': changes were lost to it
   kStatusUnreachable = 69,  // PostgreSQL, Redis or MongoDB cannot be reached (EX_UNAVAILABLE)
+  // and, for a server, 77 (it refused walfold's credentials or TLS verification failed) or 78 (its
+  // connection string cannot be parsed), as every other command exits.
 };
 
 // How long the oldest pending job has waited, by Redis's clock (0 when none is pending); one
