@@ -206,7 +206,7 @@ class Reader::Session {
       auto& job = t.jobs[i];
       changes += job.changes.size();
       if (buffer_.empty()) buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
-      buffer_.push_back({job.key, t.priorities[i], job.pending_member(), queue::encode_job(job)});
+      buffer_.push_back({job.key, t.priorities[i], job.commit_lsn, queue::encode_job(job)});
       Progress::add(p.enqueued_by_priority, t.priorities[i]);
     }
     p.changes_seen += changes;

@@ -136,9 +136,9 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
         << "keys           ready " << c.ready_keys << ", active " << c.active_keys << ", delayed "
         << c.delayed_keys << ", dead " << c.dead_keys << "\n"
         << "oldest job     ";
-    if (st.oldest_pending_member) {
-      out << "commit " << format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))
-          << " key " << st.oldest_pending_member->substr(17);
+    if (st.oldest_pending_commit) {
+      out << "commit " << format_lsn(*st.oldest_pending_commit);
+      if (st.oldest_pending_key) out << " key " << *st.oldest_pending_key;
       if (st.oldest_pending_age_ms)
         out << ", enqueued " << age(*st.oldest_pending_age_ms) << " ago";
       out << "\n";
@@ -192,10 +192,8 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
         << "jobs       " << d->jobs << " (the first is the one that failed; the others wait)\n";
     int i = 0;
     for (const auto& e : q.entries(key_, jobs_)) {
-      out << "\n#" << ++i << " commit "
-          << format_lsn(
-                 lsn_from_hex(e.member.substr(0, std::min<std::size_t>(16, e.member.size()))))
-          << " priority " << e.priority << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
+      out << "\n#" << ++i << " commit " << format_lsn(e.commit_lsn) << " priority " << e.priority
+          << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
       try {
         auto job = queue::decode_job(e.body);
         out << "   committed " << format_timestamp_us(job.commit_time_us) << ", "
