@@ -149,7 +149,7 @@ JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
     : redis_(redis), prefix_(std::move(prefix)), options_(options), rng_(std::random_device{}()) {}
 
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
-                                                     std::deque<std::string>& owned) const {
+                                                     std::deque<std::string>& owned) {
   // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by key in the
   // order keys first appear (a key's jobs keep their order), so Redis makes one RPUSH per key
   // and one HINCRBY per commit.
@@ -178,13 +178,17 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
     groups[at->second].push_back(&it);
   }
   std::vector<std::string_view> args;
-  args.reserve(6 + commits.size() * 2 + groups.size() * 2 + items.size() * 2);
+  args.reserve(8 + commits.size() * 2 + groups.size() * 2 + items.size() * 2);
   args.push_back(prefix_);
   args.push_back(own(end ? lsn_key(end) : std::string()));
   args.push_back(own(std::to_string(options_.aging_ms)));
   args.push_back(own(std::to_string(items.size())));
   args.push_back(own(std::to_string(commits.size())));
   args.push_back(own(std::to_string(groups.size())));
+  // The batch's name, and its predecessor's while that one is in flight (see enqueue_send).
+  if (batch_id_.empty()) batch_id_ = std::to_string(rng_());
+  args.push_back(own(in_flight_ > 0 ? batch_id_ + ":" + std::to_string(batch_count_) : ""));
+  args.push_back(own(batch_id_ + ":" + std::to_string(++batch_count_)));
   for (const auto& [lsn, n] : commits) {
     args.push_back(own(lsn_key(lsn)));
     args.push_back(own(std::to_string(n)));
@@ -220,30 +224,43 @@ void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_
   if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
 }
 
-void JobQueue::enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn) {
-  enqueue_wait();
+void JobQueue::enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
   std::deque<std::string> owned;
   auto args = enqueue_args(items, completes_end_lsn, owned);
-  std::vector<std::string_view> argv{"EVALSHA", enqueue_script().sha(), "0"};
+  std::vector<std::string_view> argv{"EVAL", enqueue_script().body(), "0"};
   argv.insert(argv.end(), args.begin(), args.end());
   redis_.append(argv);
   redis_.send();
-  in_flight_ = InFlight{std::move(items), completes_end_lsn};
+  ++in_flight_;
 }
 
-void JobQueue::enqueue_wait() {
-  if (!in_flight_) return;
-  auto batch = std::move(*in_flight_);
-  in_flight_.reset();
+void JobQueue::enqueue_wait_one() {
+  if (in_flight_ == 0) return;
+  --in_flight_;
   try {
     auto r = redis_.read_reply();
     if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
   } catch (const UnavailableError&) {
+    in_flight_ = 0;  // the connection is gone, and the replies with it
     throw;
-  } catch (const std::runtime_error& e) {
-    if (std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) throw;
-    enqueue(batch.items, batch.end);  // EVALSHA fell back to EVAL: the script is loaded again
+  } catch (const std::exception&) {
+    // The later batches named this one as their predecessor: enqueue.lua refused them. Read
+    // their replies so the connection stays in step, then report the first error.
+    for (; in_flight_ > 0; --in_flight_) {
+      try {
+        redis_.read_reply();
+      } catch (const UnavailableError&) {
+        in_flight_ = 0;
+        throw;
+      } catch (const std::exception&) {
+      }
+    }
+    throw;
   }
+}
+
+void JobQueue::enqueue_wait() {
+  while (in_flight_ > 0) enqueue_wait_one();
 }
 
 std::optional<Lsn> JobQueue::oldest_pending_commit() {

@@ -152,12 +152,18 @@ class JobQueue {
 
   // Reader side.
   void enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
-  // The same without waiting: the batch is sent and Redis runs it while the caller goes on
-  // reading WAL. enqueue_wait() collects its reply (re-sending it with EVAL if Redis lost the
-  // script); every other call waits for it first. At most one batch is in flight.
-  void enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn);
+  // The same without waiting: the batch is sent (EVAL with the script's text, so Redis can never
+  // answer NOSCRIPT and need a re-send out of order) and Redis runs it while the caller goes on
+  // reading WAL; several batches may be in flight. Each batch sent while another is in flight
+  // names its predecessor, and enqueue.lua applies it only if the predecessor was applied: a
+  // batch that failed (e.g. Redis over maxmemory) is never overtaken by the next one.
+  // enqueue_wait_one() collects the oldest batch's reply, enqueue_wait() all of them; every
+  // other call waits for all first. On an error the replies of the later batches are read too
+  // (the connection stays usable) and the first error is thrown.
+  void enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
+  void enqueue_wait_one();
   void enqueue_wait();
-  bool enqueue_in_flight() const { return in_flight_.has_value(); }
+  std::size_t enqueue_in_flight() const { return in_flight_; }
   std::optional<Lsn> oldest_pending_commit();
 
   // Redis-loss detection (queue/scripts/epoch.lua). At the start of a reader session, with the
@@ -205,20 +211,18 @@ class JobQueue {
   long long redis_time_ms();
 
  private:
-  struct InFlight {
-    std::vector<EnqueueItem> items;
-    Lsn end;
-  };
   std::vector<std::string_view> enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
-                                             std::deque<std::string>& owned) const;
+                                             std::deque<std::string>& owned);
   // A member of P:pending (16 hex digits); throws DataError naming the key otherwise.
   std::optional<Lsn> pending_lsn(std::string_view member) const;
   Redis& redis_;
   std::string prefix_;
   QueueOptions options_;
   std::mt19937_64 rng_;
-  std::optional<InFlight> in_flight_;
+  std::size_t in_flight_ = 0;
   long long last_seq_ = 0;
+  std::string batch_id_;       // random per JobQueue; batches are "<id>:<counter>"
+  long long batch_count_ = 0;  // the last batch's counter
 };
 
 // "<prefix>:{<slot>}"

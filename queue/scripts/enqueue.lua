@@ -1,8 +1,10 @@
 -- Enqueue a batch of jobs atomically.
 -- ARGV[1] key prefix "<prefix>:{<slot>}"; ARGV[2] end LSN (16 hex) of the last commit this batch
 -- completes, or ""; ARGV[3] aging in ms per priority level (A); ARGV[4] number of jobs n;
--- ARGV[5] number of commits c; ARGV[6] number of ordering keys k; then c pairs: commit LSN (16
--- hex), jobs of that commit in the batch; then per ordering key: key, its job count m, and m
+-- ARGV[5] number of commits c; ARGV[6] number of ordering keys k; ARGV[7] the name of the batch
+-- that must have been applied just before this one ('' = no condition: the reader had nothing
+-- in flight), ARGV[8] this batch's name; then c pairs: commit LSN (16 hex), jobs of that commit
+-- in the batch; then per ordering key: key, its job count m, and m
 -- pairs (in commit order): priority p (0..255), tail "<commit lsn 16 hex>:<p>:<job body>".
 -- Each job gets an arrival stamp: Redis's clock in ms * 256, made strictly increasing (so jobs
 -- of one priority are served in arrival order), and the score stamp + p * A * 256. A job of
@@ -18,6 +20,13 @@
 local p = ARGV[1]
 local aging, n, nc, nk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local meta = p .. ':meta'
+-- A batch sent while its predecessor was in flight runs only after that one was applied: if
+-- the predecessor failed, applying this one would put its jobs (and its enqueued end, which a
+-- new reader session skips to) before the predecessor's, which the reader then enqueues again.
+if ARGV[7] ~= '' and redis.call('HGET', meta, 'batch') ~= ARGV[7] then
+  return redis.error_reply('WALFOLD batch ' .. ARGV[8] .. ' refused: the batch before it (' ..
+                           ARGV[7] .. ') was not applied')
+end
 local last = redis.call('HINCRBY', meta, 'seq', n)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -28,7 +37,7 @@ local pre = ':' .. string.format('%d', now) .. ':'
 local fmt = string.format
 -- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): variadic calls take 1000 pairs.
 local args, na = {}, 0
-local i = 7
+local i = 9
 for _ = 1, nc do
   local lsn, cnt = ARGV[i], ARGV[i + 1]
   i = i + 2
@@ -99,7 +108,7 @@ for _ = 1, nk do
 end
 for j = 1, nh, 1000 do place(j, math.min(j + 999, nh)) end
 if nr > 0 then redis.call('ZADD', ready, 'LT', unpack(to_ready, 1, nr)) end
-if n > 0 then redis.call('HSET', meta, 'stamp', fmt('%d', stamp)) end
+redis.call('HSET', meta, 'stamp', fmt('%d', stamp), 'batch', ARGV[8])
 if ARGV[2] ~= '' then
   local cur = redis.call('HGET', meta, 'enqueued_end_lsn')
   if (not cur) or cur < ARGV[2] then

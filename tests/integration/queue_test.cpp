@@ -573,6 +573,38 @@ TEST_F(QueueTest, ScriptCacheFlushIsRecovered) {
   EXPECT_EQ(test::redis_cmd({"SCRIPT", "EXISTS", enq.sha(), clm.sha(), ack.sha()}), "1\n1\n1");
 }
 
+TEST_F(QueueTest, BatchesInFlightAreAppliedInOrderAndNeverPastAFailedOne) {
+  // Two batches pipelined: both applied, in order, each reply read in turn.
+  q_->enqueue_send({item("k", 5, 1, "b1")}, 0x10);
+  q_->enqueue_send({item("k", 5, 2, "b2"), item("m", 5, 2, "m2")}, 0x20);
+  EXPECT_EQ(q_->enqueue_in_flight(), 2u);
+  q_->enqueue_wait_one();
+  EXPECT_EQ(q_->enqueue_in_flight(), 1u);
+  q_->enqueue_wait_one();
+  EXPECT_EQ(q_->last_seq(), 3);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x20});
+  EXPECT_EQ(q_->entries("k", 10).size(), 2u);
+  EXPECT_EQ(q_->entries("k", 10)[0].body, "b1");
+
+  // The first of two batches in flight fails (its key holds a value of the wrong type): the
+  // second, which would otherwise overtake it, is refused untouched, the first error is thrown,
+  // and the connection stays in step.
+  redis_->command({"SET", prefix_ + ":k:bad", "not a list"});
+  q_->enqueue_send({item("bad", 5, 3, "x")}, 0x30);
+  q_->enqueue_send({item("k", 5, 4, "b4")}, 0x40);
+  EXPECT_THROW(q_->enqueue_wait(), std::runtime_error);
+  EXPECT_EQ(q_->enqueue_in_flight(), 0u);
+  EXPECT_EQ(list_len("k"), 2) << "the batch after the failed one was applied";
+  EXPECT_FALSE(is_pending(4));
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x20});
+  // The next batch (nothing in flight) goes in normally.
+  redis_->command({"DEL", prefix_ + ":k:bad"});
+  q_->enqueue_send({item("k", 5, 4, "b4")}, 0x40);
+  q_->enqueue_wait();
+  EXPECT_EQ(list_len("k"), 3);
+  EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x40});
+}
+
 TEST_F(QueueTest, ErrorsNameTheServer) {
   RedisConfig bad;
   bad.host = "127.0.0.1";
