@@ -27,14 +27,25 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local find, sub = string.find, string.sub
 local rejected, died, delays = {}, {}, {}
--- Variadic calls collected over all keys (unpack() is bounded by Lua's C stack: 1000 keys per
--- ack, which claim_keys never exceeds, are checked below).
+-- Variadic calls collected over all keys, made 1000 keys at a time (unpack() is bounded by
+-- Lua's C stack, and a claim may hold up to workers.batch_keys = 10000 keys).
+local function variadic(cmd, key, list, step)
+  local chunk = 1000 * step
+  for j = 1, #list, chunk do redis.call(cmd, key, unpack(list, j, math.min(j + chunk - 1, #list))) end
+end
+local function hmget(key, fields)
+  local out = {}
+  for j = 1, #fields, 1000 do
+    local part = redis.call('HMGET', key, unpack(fields, j, math.min(j + 999, #fields)))
+    for x = 1, #part do out[j + x - 1] = part[x] end
+  end
+  return out
+end
 local mine, clear_attempts, clear_lift, to_ready = {}, {}, {}, {}
 local per_commit, done_total = {}, 0
 local keys = {}
 for k = 1, n do keys[k] = ARGV[7 + (k - 1) * 5] end
-if n > 1000 then return redis.error_reply('ack: more than 1000 keys in one call') end
-local owners = n > 0 and redis.call('HMGET', owner, unpack(keys, 1, n)) or {}
+local owners = hmget(owner, keys)
 local lifts = nil
 for k = 1, n do
   local i = 7 + (k - 1) * 5
@@ -97,28 +108,23 @@ for k = 1, n do
 end
 if lifts then
   -- A key lifted while it was claimed goes back with the lower of its head score and the lift.
-  local l = redis.call('HMGET', lift, unpack(lifts))
+  local l = hmget(lift, lifts)
   for j = 1, #lifts do
     if l[j] and tonumber(l[j]) < to_ready[2 * j - 1] then to_ready[2 * j - 1] = tonumber(l[j]) end
   end
-  redis.call('ZADD', ready, unpack(to_ready))
+  variadic('ZADD', ready, to_ready, 2)
 end
-if #mine > 0 then
-  redis.call('ZREM', active, unpack(mine))
-  redis.call('HDEL', owner, unpack(mine))
-end
-if #clear_attempts > 0 then redis.call('HDEL', attempts, unpack(clear_attempts)) end
-if #clear_lift > 0 then redis.call('HDEL', lift, unpack(clear_lift)) end
+variadic('ZREM', active, mine, 1)
+variadic('HDEL', owner, mine, 1)
+variadic('HDEL', attempts, clear_attempts, 1)
+variadic('HDEL', lift, clear_lift, 1)
 if done_total > 0 then
   local finished = {}
   for lsn, c in pairs(per_commit) do
     if redis.call('HINCRBY', left, lsn, -c) <= 0 then finished[#finished + 1] = lsn end
   end
-  for j = 1, #finished, 1000 do
-    local to = math.min(j + 999, #finished)
-    redis.call('HDEL', left, unpack(finished, j, to))
-    redis.call('ZREM', pending, unpack(finished, j, to))
-  end
+  variadic('HDEL', left, finished, 1)
+  variadic('ZREM', pending, finished, 1)
   redis.call('HINCRBY', p .. ':meta', 'done', done_total)
 end
 return {rejected, died, delays}

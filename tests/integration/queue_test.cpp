@@ -605,6 +605,23 @@ TEST_F(QueueTest, BatchesInFlightAreAppliedInOrderAndNeverPastAFailedOne) {
   EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x40});
 }
 
+TEST_F(QueueTest, AClaimOfMoreKeysThanOneVariadicCallTakesIsSettledWhole) {
+  // workers.batch_keys may be up to 10000: the scripts' variadic calls go 1000 keys at a time.
+  std::vector<EnqueueItem> batch;
+  for (int k = 0; k < 2500; ++k) batch.push_back(item("k" + std::to_string(k), 5, 0x100, "x"));
+  q_->enqueue(batch, 0x110);
+  Claim c = q_->claim(3000, 10, kLongLease);
+  ASSERT_EQ(c.keys.size(), 2500u);
+  std::vector<AckItem> acks;
+  for (const auto& k : c.keys) acks.push_back({k.key, k.key == "k7" ? 0 : 1});
+  ASSERT_TRUE(q_->ack(c.fence, acks).empty());
+  EXPECT_EQ(q_->counts().active_keys, 0);
+  EXPECT_EQ(q_->counts().ready_keys, 1) << "k7 went back";
+  EXPECT_EQ(q_->counts().pending_jobs, 1);
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x100});
+  EXPECT_EQ(integer({"HLEN", prefix_ + ":owner"}), 0);
+}
+
 TEST_F(QueueTest, ErrorsNameTheServer) {
   RedisConfig bad;
   bad.host = "127.0.0.1";
