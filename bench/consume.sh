@@ -29,6 +29,7 @@ redis: {host: 127.0.0.1, port: $WALFOLD_TEST_REDIS_PORT}
 mongodb: {uri: "$WALFOLD_TEST_MONGODB_URI", database: bench_$slot}
 state_dir: $work/state
 log_level: warn
+${BENCH_CONFIG:-}
 YAML
   cmd=(/usr/bin/time -f '%e %U %S %M' -o "$work/time" "$wf" run --config "$work/cfg.yaml" --role reader --stop-at-lsn "$end")
 else

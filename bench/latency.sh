@@ -6,7 +6,7 @@
 #
 #   bash bench/latency.sh [rate=200] [seconds=60]
 #   LAT_CONFIG='reader: {enqueue_max_delay_ms: 5}' bash bench/latency.sh   (settings to compare)
-#   LAT_POLL_MS=5 (the poller's interval; it loads the MongoDB stand-in too)
+#   LAT_POLL_MS=10 (the poller's interval: it loads the MongoDB stand-in too, and adds up to that)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rate=${1:-200}
@@ -38,12 +38,12 @@ YAML
 "$wf" run --config "$cfg" >"$dir/run.log" 2>&1 &
 daemon=$!
 sleep 3
-echo "walfold latency, $(date -u +%F), $(nproc) cores, rate $rate/s for ${seconds}s, settings: ${LAT_CONFIG:-defaults}, poll every ${LAT_POLL_MS:-2} ms"
+echo "walfold latency, $(date -u +%F), $(nproc) cores, rate $rate/s for ${seconds}s, settings: ${LAT_CONFIG:-defaults}, poll every ${LAT_POLL_MS:-10} ms"
 "$wf" loadgen --config "$cfg" --reuse --transactions $((rate * (seconds + 10))) --rate "$rate" \
   --no-progress >/dev/null 2>&1 &
 lg=$!
 /usr/bin/python3 "$root/bench/latency_poll.py" --uri "$WALFOLD_TEST_MONGODB_URI" --db lat \
-  --seconds "$seconds" --every "${LAT_POLL_MS:-2}"
+  --seconds "$seconds" --every "${LAT_POLL_MS:-10}"
 kill "$lg" 2>/dev/null || true
 wait "$lg" 2>/dev/null || true
 # Where the time went: CPU seconds of each process over the whole run (setup included).

@@ -9,6 +9,7 @@
 #
 #   bash bench/run.sh [runs=3] [oltp|bulk|both=both]
 #   BENCH_SCALE=0.1 bash bench/run.sh 1     (a tenth of each workload: a quick check)
+#   BENCH_CONFIG='reader: {enqueue_max_delay_ms: 20}' bash bench/run.sh   (walfold settings)
 #
 # Redis runs without persistence (appendonly no, as in the reference figures). Takes about
 # 15-20 min on 2 cores with 3 runs.

@@ -119,10 +119,25 @@ variadic('HDEL', owner, mine, 1)
 variadic('HDEL', attempts, clear_attempts, 1)
 variadic('HDEL', lift, clear_lift, 1)
 if done_total > 0 then
-  local finished = {}
+  -- One HMGET of the commits' counts, one HSET of the new ones, one HDEL and ZREM of the
+  -- commits with nothing left.
+  local lsns, done_of = {}, {}
   for lsn, c in pairs(per_commit) do
-    if redis.call('HINCRBY', left, lsn, -c) <= 0 then finished[#finished + 1] = lsn end
+    lsns[#lsns + 1] = lsn
+    done_of[#done_of + 1] = c
   end
+  local cur = hmget(left, lsns)
+  local set, finished = {}, {}
+  for j = 1, #lsns do
+    local v = (cur[j] and tonumber(cur[j]) or 0) - done_of[j]
+    if v > 0 then
+      set[#set + 1] = lsns[j]
+      set[#set + 1] = v
+    else
+      finished[#finished + 1] = lsns[j]
+    end
+  end
+  variadic('HSET', left, set, 2)
   variadic('HDEL', left, finished, 1)
   variadic('ZREM', pending, finished, 1)
   redis.call('HINCRBY', p .. ':meta', 'done', done_total)

@@ -36,22 +36,36 @@ local ready, pending, left, lift = p .. ':ready', p .. ':pending', p .. ':left',
 local pre = ':' .. string.format('%d', now) .. ':'
 local fmt = string.format
 -- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): variadic calls take 1000 pairs.
-local args, na = {}, 0
+local function variadic(cmd, key, list, step)
+  local chunk = 1000 * step
+  for j = 1, #list, chunk do redis.call(cmd, key, unpack(list, j, math.min(j + chunk - 1, #list))) end
+end
+-- The commits' counts: one HMGET for their current counts (a commit split over batches, or
+-- enqueued again, has one), one HSET of the new counts, one ZADD of the new commits.
 local i = 9
-for _ = 1, nc do
-  local lsn, cnt = ARGV[i], ARGV[i + 1]
+local lsns, counts = {}, {}
+for c = 1, nc do
+  lsns[c] = ARGV[i]
+  counts[c] = tonumber(ARGV[i + 1])
   i = i + 2
-  if redis.call('HINCRBY', left, lsn, cnt) == tonumber(cnt) then
-    args[na + 1] = 0
-    args[na + 2] = lsn
-    na = na + 2
-    if na == 2000 then
-      redis.call('ZADD', pending, unpack(args, 1, na))
-      na = 0
+end
+local set, new = {}, {}
+for j = 1, nc, 1000 do
+  local cur = redis.call('HMGET', left, unpack(lsns, j, math.min(j + 999, nc)))
+  for x = 1, #cur do
+    local c = j + x - 1
+    if cur[x] then
+      counts[c] = counts[c] + tonumber(cur[x])
+    else
+      new[#new + 1] = 0
+      new[#new + 1] = lsns[c]
     end
+    set[#set + 1] = lsns[c]
+    set[#set + 1] = counts[c]
   end
 end
-if na > 0 then redis.call('ZADD', pending, unpack(args, 1, na)) end
+variadic('HSET', left, set, 2)
+variadic('ZADD', pending, new, 2)
 -- Where each key stands, learned once per key: RPUSH returning the number pushed means the key
 -- had no jobs, and a key without jobs is in none of ready, active, delayed, dead (claim only
 -- takes keys with jobs, ack drops a key whose list it empties, purge deletes the list with the
