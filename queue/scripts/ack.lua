@@ -95,10 +95,9 @@ for k = 1, n do
       if done > 0 or not head then clear_attempts[#clear_attempts + 1] = key end
       clear_lift[#clear_lift + 1] = key
       if head then
-        local score = tonumber(string.match(head, '^(%d+)'))
         if not lifts then lifts = {} end
         lifts[#lifts + 1] = key
-        to_ready[#to_ready + 1] = score
+        to_ready[#to_ready + 1] = string.match(head, '^(%d+)')  -- a string: see enqueue.lua
         to_ready[#to_ready + 1] = key
       end
     end
@@ -110,7 +109,7 @@ if lifts then
   -- A key lifted while it was claimed goes back with the lower of its head score and the lift.
   local l = hmget(lift, lifts)
   for j = 1, #lifts do
-    if l[j] and tonumber(l[j]) < to_ready[2 * j - 1] then to_ready[2 * j - 1] = tonumber(l[j]) end
+    if l[j] and tonumber(l[j]) < tonumber(to_ready[2 * j - 1]) then to_ready[2 * j - 1] = l[j] end
   end
   variadic('ZADD', ready, to_ready, 2)
 end
@@ -132,7 +131,7 @@ if done_total > 0 then
     local v = (cur[j] and tonumber(cur[j]) or 0) - done_of[j]
     if v > 0 then
       set[#set + 1] = lsns[j]
-      set[#set + 1] = v
+      set[#set + 1] = string.format('%d', v)
     else
       finished[#finished + 1] = lsns[j]
     end

@@ -54,7 +54,8 @@ end
 -- One ZADD active and one HSET owner for all the claimed keys (1000 at a time: unpack() is
 -- bounded by Lua's C stack).
 local out, act, own, na = {}, {}, {}, 0
-local deadline = now + lease
+local deadline = string.format('%d', now + lease)  -- strings: see enqueue.lua
+local fence_s = string.format('%d', fence)
 for i = 1, #popped, 2 do
   local key = popped[i]
   local jobs = redis.call('LRANGE', p .. ':k:' .. key, 0, max_jobs - 1)
@@ -62,7 +63,7 @@ for i = 1, #popped, 2 do
     act[na + 1] = deadline
     act[na + 2] = key
     own[na + 1] = key
-    own[na + 2] = fence
+    own[na + 2] = fence_s
     na = na + 2
     out[#out + 1] = key
     out[#out + 1] = jobs
