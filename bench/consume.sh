@@ -56,7 +56,7 @@ if [ "$kind" = walfold ]; then
   mem=$(rc INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
   prefix=$(rc --scan --pattern 'walfold:*:meta' | head -1)
   # Jobs queued: enqueued (meta seq) minus folded (meta done; none here, the reader runs alone).
-  [ -n "$prefix" ] && jobs=$(( $(rc HGET "$prefix" seq) - $(rc HGET "$prefix" done | sed 's/^$/0/') ))
+  [ -n "$prefix" ] && jobs=$(( $(rc HGET "$prefix" seq) - $(rc HGET "$prefix" "done" | sed 's/^$/0/') ))
 fi
 awk -v k="$kind" -v s="$slot" -v rows="$rows" -v wall="$wall" -v u="$user" -v sy="$sys" \
   -v ws="$ws_j" -v tck="$tck" -v r0="$r0" -v r1="$r1" -v rss="$rss" -v mem="$mem" -v jobs="$jobs" 'BEGIN {

@@ -17,7 +17,10 @@ dir=$(mktemp -d /tmp/wf-lat-XXXXXX)
 bash "$root/tests/harness/servers.sh" start "$dir" >/dev/null
 daemon=
 cleanup() {
-  [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+  if [ -n "$daemon" ]; then
+    kill "$daemon" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+  fi
   bash "$root/tests/harness/servers.sh" stop "$dir" --clean >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
