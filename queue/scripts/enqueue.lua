@@ -23,7 +23,11 @@ local meta = p .. ':meta'
 -- A batch sent while its predecessor was in flight runs only after that one was applied: if
 -- the predecessor failed, applying this one would put its jobs (and its enqueued end, which a
 -- new reader session skips to) before the predecessor's, which the reader then enqueues again.
-if ARGV[7] ~= '' and redis.call('HGET', meta, 'batch') ~= ARGV[7] then
+-- A queue without an epoch lost its data (FLUSHALL, a restart without persistence): the batch
+-- is applied as any would be, and the reader's next look at the epoch sees the loss and
+-- replays everything (workers claim nothing meanwhile).
+local chain = ARGV[7] ~= '' and redis.call('HMGET', meta, 'batch', 'epoch') or nil
+if chain and chain[2] and chain[1] ~= ARGV[7] then
   return redis.error_reply('WALFOLD batch ' .. ARGV[8] .. ' refused: the batch before it (' ..
                            ARGV[7] .. ') was not applied')
 end

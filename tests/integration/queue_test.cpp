@@ -597,11 +597,24 @@ TEST_F(QueueTest, BatchesInFlightAreAppliedInOrderAndNeverPastAFailedOne) {
   EXPECT_EQ(list_len("k"), 2) << "the batch after the failed one was applied";
   EXPECT_FALSE(is_pending(4));
   EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x20});
+  // A queue that lost its data between two batches in flight (FLUSHALL: no epoch any more)
+  // takes the second one as any write; the epoch's absence tells the reader (state()).
+  // The DEL goes down the queue's own connection between the two batches, so Redis runs it
+  // between them.
+  q_->enqueue_send({item("k", 5, 5, "b5")}, 0x50);
+  redis_->append({"DEL", prefix_ + ":meta"});
+  q_->enqueue_send({item("k", 5, 6, "b6")}, 0x60);
+  q_->enqueue_wait_one();
+  EXPECT_EQ(redis_->read_reply()->integer, 1);
+  EXPECT_NO_THROW(q_->enqueue_wait());
+  EXPECT_EQ(list_len("k"), 4);
+  EXPECT_FALSE(q_->state().epoch.has_value());
+  q_->reset("test-epoch-2");
   // The next batch (nothing in flight) goes in normally.
   redis_->command({"DEL", prefix_ + ":k:bad"});
   q_->enqueue_send({item("k", 5, 4, "b4")}, 0x40);
   q_->enqueue_wait();
-  EXPECT_EQ(list_len("k"), 3);
+  EXPECT_EQ(list_len("k"), 1);
   EXPECT_EQ(q_->enqueued_end_lsn(), Lsn{0x40});
 }
 
