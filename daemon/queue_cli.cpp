@@ -111,10 +111,11 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
                        {"delayed_keys", c.delayed_keys},
                        {"dead_keys", c.dead_keys}};
       j["oldest_pending"] = nullptr;
-      if (st.oldest_pending_member)
+      if (st.oldest_pending_commit)
         j["oldest_pending"] = {
-            {"commit_lsn", format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))},
-            {"key", st.oldest_pending_member->substr(17)},
+            {"commit_lsn", format_lsn(*st.oldest_pending_commit)},
+            {"key", st.oldest_pending_key ? nlohmann::json(*st.oldest_pending_key)
+                                          : nlohmann::json(nullptr)},
             {"age_seconds",
              st.oldest_pending_age_ms
                  ? nlohmann::json(static_cast<double>(*st.oldest_pending_age_ms) / 1000.0)

@@ -14,6 +14,8 @@
 //                              (blocked)
 //   P:left              HASH   commit LSN (16 hex) -> list entries of that commit not yet folded
 //                              (enqueue adds, ack and purge take off what they remove)
+//   P:since             HASH   commit LSN (16 hex) -> Redis ms when its first job was enqueued
+//                              (while it is pending: the age of the oldest pending commit)
 //   P:pending           ZSET   the commit LSNs (16 hex) whose count in `left` is above zero
 //                              (score 0, lexicographic = LSN order): its minimum is the oldest
 //                              commit with an unfolded job, the checkpoint's bound

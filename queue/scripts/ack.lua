@@ -138,6 +138,7 @@ if done_total > 0 then
   end
   variadic('HSET', left, set, 2)
   variadic('HDEL', left, finished, 1)
+  variadic('HDEL', p .. ':since', finished, 1)
   variadic('ZREM', pending, finished, 1)
   redis.call('HINCRBY', p .. ':meta', 'done', done_total)
 end

@@ -31,6 +31,7 @@ end
 for lsn, c in pairs(per_commit) do
   if redis.call('HINCRBY', p .. ':left', lsn, -c) <= 0 then
     redis.call('HDEL', p .. ':left', lsn)
+    redis.call('HDEL', p .. ':since', lsn)
     redis.call('ZREM', p .. ':pending', lsn)
   end
 end

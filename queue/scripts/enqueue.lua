@@ -37,8 +37,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local stamp = tonumber(redis.call('HGET', meta, 'stamp') or '0')
 if stamp < now * 256 then stamp = now * 256 - 1 end
 local ready, pending, left, lift = p .. ':ready', p .. ':pending', p .. ':left', p .. ':lift'
-local pre = ':' .. string.format('%d', now) .. ':'
 local fmt = string.format
+local pre = ':' .. fmt('%d', now) .. ':'
 -- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): variadic calls take 1000 pairs.
 local function variadic(cmd, key, list, step)
   local chunk = 1000 * step
@@ -53,7 +53,8 @@ for c = 1, nc do
   counts[c] = tonumber(ARGV[i + 1])
   i = i + 2
 end
-local set, new = {}, {}
+local set, new, since = {}, {}, {}
+local nows = fmt('%d', now)
 for j = 1, nc, 1000 do
   local cur = redis.call('HMGET', left, unpack(lsns, j, math.min(j + 999, nc)))
   for x = 1, #cur do
@@ -63,6 +64,8 @@ for j = 1, nc, 1000 do
     else
       new[#new + 1] = '0'
       new[#new + 1] = lsns[c]
+      since[#since + 1] = lsns[c]
+      since[#since + 1] = nows
     end
     set[#set + 1] = lsns[c]
     set[#set + 1] = fmt('%d', counts[c])
@@ -70,6 +73,7 @@ for j = 1, nc, 1000 do
 end
 variadic('HSET', left, set, 2)
 variadic('ZADD', pending, new, 2)
+variadic('HSET', p .. ':since', since, 2)
 -- Where each key stands, learned once per key: RPUSH returning the number pushed means the key
 -- had no jobs, and a key without jobs is in none of ready, active, delayed, dead (claim only
 -- takes keys with jobs, ack drops a key whose list it empties, purge deletes the list with the

@@ -20,7 +20,7 @@ else
 end
 if lost then
   for _, k in ipairs(redis.call('KEYS', p .. ':k:*')) do redis.call('DEL', k) end
-  for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'left', 'lift', 'delayed', 'attempts',
+  for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'left', 'since', 'lift', 'delayed', 'attempts',
                         'dead', 'meta'}) do
     redis.call('DEL', p .. ':' .. s)
   end

@@ -415,6 +415,9 @@ TEST_F(QueueIssue4, CliListsInspectsRetriesAndPurgesDeadLetters) {
   EXPECT_EQ(cmd({"EXISTS", prefix_ + ":k:a:8"}), "0");
   EXPECT_EQ(cmd({"ZSCORE", prefix_ + ":pending", lsn_key(0x16B374D901ULL)}), "(nil)");
   EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":left", lsn_key(0x16B374D901ULL)}), "0");
+  EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":since", lsn_key(0x16B374D901ULL)}), "0");
+  EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":since", lsn_key(0x16B374D848ULL)}), "1")
+      << "a:7's commit is still pending";
   EXPECT_EQ(q_->counts().pending_jobs, 2) << "a:7's jobs stay pending";
 }
 
