@@ -29,6 +29,7 @@ redis: {host: 127.0.0.1, port: $WALFOLD_TEST_REDIS_PORT}
 mongodb: {uri: "$WALFOLD_TEST_MONGODB_URI", database: bench_$slot}
 state_dir: $work/state
 log_level: warn
+${BENCH_CONFIG:-}
 YAML
   cmd=(/usr/bin/time -f '%e %U %S %M' -o "$work/time" "$wf" run --config "$work/cfg.yaml" --role reader --stop-at-lsn "$end")
 else
@@ -54,7 +55,8 @@ mem=0 jobs=0
 if [ "$kind" = walfold ]; then
   mem=$(rc INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
   prefix=$(rc --scan --pattern 'walfold:*:meta' | head -1)
-  [ -n "$prefix" ] && jobs=$(rc ZCARD "${prefix%:meta}:pending")
+  # Jobs queued: enqueued (meta seq) minus folded (meta done; none here, the reader runs alone).
+  [ -n "$prefix" ] && jobs=$(( $(rc HGET "$prefix" seq) - $(rc HGET "$prefix" "done" | sed 's/^$/0/') ))
 fi
 awk -v k="$kind" -v s="$slot" -v rows="$rows" -v wall="$wall" -v u="$user" -v sy="$sys" \
   -v ws="$ws_j" -v tck="$tck" -v r0="$r0" -v r1="$r1" -v rss="$rss" -v mem="$mem" -v jobs="$jobs" 'BEGIN {

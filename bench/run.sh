@@ -9,6 +9,7 @@
 #
 #   bash bench/run.sh [runs=3] [oltp|bulk|both=both]
 #   BENCH_SCALE=0.1 bash bench/run.sh 1     (a tenth of each workload: a quick check)
+#   BENCH_CONFIG='reader: {enqueue_max_delay_ms: 20}' bash bench/run.sh   (walfold settings)
 #
 # Redis runs without persistence (appendonly no, as in the reference figures). Takes about
 # 15-20 min on 2 cores with 3 runs.
@@ -72,6 +73,8 @@ backlog() {
     echo "$name $t $line" | awk '{ mpj = ($13 > 0) ? $12 / $13 : 0
       printf "%-8s %-5s %-8s %9d %8.2f %10.0f %8.2f %9.2f %9.2f %8d %10.0f\n", $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, mpj }'
   done
+  # This backlog's slots go before the next backlog's are created (max_replication_slots).
+  for s in "${slots[@]}"; do pgc -d "$db" -c "SELECT pg_drop_replication_slot('$s')" >/dev/null; done
 }
 for b in oltp bulk; do
   [ "$which" = both ] || [ "$which" = "$b" ] || continue

@@ -43,29 +43,37 @@ void FlushLedger::commit(Lsn commit_lsn, Lsn end_lsn, bool buffered) {
 }
 
 void FlushLedger::sent_to_redis() {
-  if (!buffered_first_) return;
-  lower(in_flight_first_, *buffered_first_);
+  in_flight_.push_back(buffered_first_);
   buffered_first_.reset();
 }
 
 void FlushLedger::redis_acknowledged() {
-  if (!in_flight_first_) return;
-  lower(acked_first_, *in_flight_first_);
-  in_flight_first_.reset();
+  if (in_flight_.empty()) return;
+  if (in_flight_.front()) lower(acked_first_, *in_flight_.front());
+  in_flight_.pop_front();
+}
+
+std::optional<Lsn> FlushLedger::in_flight_first() const {
+  std::optional<Lsn> first;
+  for (const auto& b : in_flight_)
+    if (b) lower(first, *b);
+  return first;
 }
 
 void FlushLedger::pending_read(std::optional<Lsn> oldest_pending) {
-  if (in_flight_first_)
-    throw InternalError("reader: Redis's pending set was read while the batch from commit " +
-                        format_lsn(*in_flight_first_) +
-                        " was still unacknowledged; the read does not bound it");
+  if (!in_flight_.empty())
+    throw InternalError(
+        "reader: Redis's pending set was read while " + std::to_string(in_flight_.size()) +
+        " batch(es) sent to Redis were still unacknowledged" +
+        (in_flight_first() ? " (from commit " + format_lsn(*in_flight_first()) + ")" : "") +
+        "; the read does not bound them");
   pending_ = oldest_pending;
   acked_first_.reset();
 }
 
 Lsn FlushLedger::bound() const {
   Lsn b = processed_end_;
-  for (const auto& o : {buffered_first_, in_flight_first_, acked_first_, pending_})
+  for (const auto& o : {buffered_first_, in_flight_first(), acked_first_, pending_})
     if (o) b = std::min(b, *o);
   return std::max(b, admitted_);
 }
@@ -79,7 +87,7 @@ Lsn FlushLedger::admit(Lsn flush) {
         " to PostgreSQL: the flush rule allows at most " + format_lsn(allowed) + " (processed " +
         format_lsn(processed_end_) + (frozen_ ? ", a message was dropped" : "") +
         (buffered_first_ ? ", buffered from " + format_lsn(*buffered_first_) : "") +
-        (in_flight_first_ ? ", in flight from " + format_lsn(*in_flight_first_) : "") +
+        (in_flight_first() ? ", in flight from " + format_lsn(*in_flight_first()) : "") +
         (acked_first_ ? ", enqueued from " + format_lsn(*acked_first_) : "") +
         (pending_ ? ", pending from " + format_lsn(*pending_) : "") +
         "). This is a bug in walfold; nothing past the last admitted position " +

@@ -16,6 +16,7 @@
 // events (tests/unit/flush_ledger_test.cpp).
 #pragma once
 
+#include <deque>
 #include <optional>
 
 #include "common/lsn.h"
@@ -42,15 +43,19 @@ class FlushLedger {
   void keepalive(Lsn wal_end, bool in_transaction);
   // A Commit was decoded. `buffered`: it has jobs, now in the reader's buffer for Redis.
   void commit(Lsn commit_lsn, Lsn end_lsn, bool buffered);
-  // The buffered commits were sent to Redis (not yet acknowledged).
+  // The buffered commits were sent to Redis as one batch (not yet acknowledged). Several batches
+  // may be in flight; Redis runs them in the order sent.
   void sent_to_redis();
-  // Redis acknowledged what was sent: those commits are in Redis (pending until folded).
+  // Redis acknowledged the oldest batch in flight: its commits are in Redis (pending until
+  // folded). The later batches stay in flight.
   void redis_acknowledged();
-  // What Redis says is pending, read after redis_acknowledged() for everything sent (throws
-  // InternalError if something is still in flight: the read would not count it).
+  // What Redis says is pending, read after redis_acknowledged() for every batch sent (throws
+  // InternalError if a batch is still in flight: the read would not count it).
   void pending_read(std::optional<Lsn> oldest_pending);
 
   bool dropped_any() const { return frozen_; }
+  // Batches sent to Redis and not yet acknowledged.
+  std::size_t batches_in_flight() const { return in_flight_.size(); }
   // The write position to report: the end of what was processed.
   Lsn received() const { return received_; }
   // The highest flush position the rule allows now (never below what was already admitted).
@@ -62,14 +67,17 @@ class FlushLedger {
   Lsn admit(Lsn flush);
 
  private:
+  std::optional<Lsn> in_flight_first() const;
   Lsn admitted_;
   Lsn processed_end_;
   Lsn received_;
   bool frozen_ = false;
-  std::optional<Lsn> buffered_first_;   // oldest commit in the reader's buffer
-  std::optional<Lsn> in_flight_first_;  // oldest commit sent to Redis, not yet acknowledged
-  std::optional<Lsn> acked_first_;      // oldest commit acknowledged since the last pending read
-  std::optional<Lsn> pending_;          // oldest pending commit as of the last read
+  std::optional<Lsn> buffered_first_;  // oldest commit in the reader's buffer
+  // Per batch sent to Redis and not yet acknowledged, oldest first: its oldest commit (none for a
+  // batch of commits that did not count, after a drop).
+  std::deque<std::optional<Lsn>> in_flight_;
+  std::optional<Lsn> acked_first_;  // oldest commit acknowledged since the last pending read
+  std::optional<Lsn> pending_;      // oldest pending commit as of the last read
 };
 
 }  // namespace walfold::cdc

@@ -206,7 +206,7 @@ class Reader::Session {
       auto& job = t.jobs[i];
       changes += job.changes.size();
       if (buffer_.empty()) buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
-      buffer_.push_back({job.key, t.priorities[i], job.pending_member(), queue::encode_job(job)});
+      buffer_.push_back({job.key, t.priorities[i], job.commit_lsn, queue::encode_job(job)});
       Progress::add(p.enqueued_by_priority, t.priorities[i]);
     }
     p.changes_seen += changes;
@@ -226,35 +226,44 @@ class Reader::Session {
   }
 
   // Hands the buffered commits to Redis without waiting for Redis to run them: the reader goes
-  // on reading WAL meanwhile. The batch counts as "not yet in Redis" for the checkpoint until
-  // sync_enqueued() has Redis's reply.
+  // on reading WAL meanwhile, with up to kEnqueueDepth batches in flight (so it keeps reading
+  // while Redis runs one batch and the next is on its way). A batch counts as "not yet in
+  // Redis" for the checkpoint until its reply is read (sync_one(), oldest first).
+  static constexpr std::size_t kEnqueueDepth = 2;
   void flush_buffer() {
     if (buffer_.empty()) return;
-    sync_enqueued();
     const std::size_t chunk = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
-    // Oversized batches (a huge transaction) go in chunks; only the last completes the commit.
-    while (buffer_.size() > chunk) {
-      std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin()),
-                                           std::make_move_iterator(buffer_.begin() + chunk));
-      buffer_.erase(buffer_.begin(), buffer_.begin() + chunk);
-      owner_.progress_.jobs_enqueued += part.size();
-      ++owner_.progress_.enqueue_calls;
-      queue_->enqueue(part, 0);
+    if (buffer_.size() > chunk) {
+      // Oversized batches (a huge transaction) go in chunks, synchronously, after everything in
+      // flight; only the last completes the commit.
+      sync_enqueued();
+      while (buffer_.size() > chunk) {
+        std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin()),
+                                             std::make_move_iterator(buffer_.begin() + chunk));
+        buffer_.erase(buffer_.begin(), buffer_.begin() + chunk);
+        owner_.progress_.jobs_enqueued += part.size();
+        ++owner_.progress_.enqueue_calls;
+        queue_->enqueue(part, 0);
+      }
     }
+    while (ledger_->batches_in_flight() >= kEnqueueDepth) sync_one();
     owner_.progress_.jobs_enqueued += buffer_.size();
     ++owner_.progress_.enqueue_calls;
-    in_flight_ = true;
     ledger_->sent_to_redis();
-    queue_->enqueue_send(std::move(buffer_), buffer_last_end_);
+    queue_->enqueue_send(buffer_, buffer_last_end_);
     buffer_.clear();
   }
 
-  // Waits for Redis to acknowledge the batch in flight; its commits are then in Redis.
-  void sync_enqueued() {
-    if (!in_flight_) return;
-    queue_->enqueue_wait();
+  // Waits for Redis's reply to the oldest batch in flight; its commits are then in Redis. (Any
+  // other JobQueue call reads every reply first; then this only tells the ledger.)
+  void sync_one() {
+    if (ledger_->batches_in_flight() == 0) return;
+    queue_->enqueue_wait_one();
     ledger_->redis_acknowledged();
-    in_flight_ = false;
+  }
+  // Waits for every batch in flight.
+  void sync_enqueued() {
+    while (ledger_->batches_in_flight() > 0) sync_one();
   }
 
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
@@ -457,7 +466,6 @@ class Reader::Session {
   std::unique_ptr<queue::JobQueue> queue_;
   std::vector<queue::EnqueueItem> buffer_;
   Lsn buffer_last_end_ = 0;
-  bool in_flight_ = false;             // a batch was sent to Redis and its reply not yet read
   std::optional<FlushLedger> ledger_;  // the flush rule's state; set once the slot is known
   Clock::time_point buffer_deadline_{}, last_ask_{};
   Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};

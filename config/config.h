@@ -54,8 +54,8 @@ struct MongoConfig {
 
 struct ReaderConfig {
   std::chrono::milliseconds status_interval{1000};  // standby status updates to PostgreSQL
-  std::chrono::milliseconds enqueue_max_delay{
-      20};                        // flush queued jobs to Redis at least this often
+  // Flush queued jobs to Redis at least this often (5 ms: see config/README.md, issue #12).
+  std::chrono::milliseconds enqueue_max_delay{5};
   int enqueue_batch_jobs = 2000;  // or when this many jobs are waiting
   std::chrono::milliseconds reconnect_min{500}, reconnect_max{30000};
   // While no change of the published tables arrives for this long, write a logical message

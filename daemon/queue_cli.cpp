@@ -111,10 +111,11 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
                        {"delayed_keys", c.delayed_keys},
                        {"dead_keys", c.dead_keys}};
       j["oldest_pending"] = nullptr;
-      if (st.oldest_pending_member)
+      if (st.oldest_pending_commit)
         j["oldest_pending"] = {
-            {"commit_lsn", format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))},
-            {"key", st.oldest_pending_member->substr(17)},
+            {"commit_lsn", format_lsn(*st.oldest_pending_commit)},
+            {"key", st.oldest_pending_key ? nlohmann::json(*st.oldest_pending_key)
+                                          : nlohmann::json(nullptr)},
             {"age_seconds",
              st.oldest_pending_age_ms
                  ? nlohmann::json(static_cast<double>(*st.oldest_pending_age_ms) / 1000.0)
@@ -136,9 +137,9 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
         << "keys           ready " << c.ready_keys << ", active " << c.active_keys << ", delayed "
         << c.delayed_keys << ", dead " << c.dead_keys << "\n"
         << "oldest job     ";
-    if (st.oldest_pending_member) {
-      out << "commit " << format_lsn(lsn_from_hex(st.oldest_pending_member->substr(0, 16)))
-          << " key " << st.oldest_pending_member->substr(17);
+    if (st.oldest_pending_commit) {
+      out << "commit " << format_lsn(*st.oldest_pending_commit);
+      if (st.oldest_pending_key) out << " key " << *st.oldest_pending_key;
       if (st.oldest_pending_age_ms)
         out << ", enqueued " << age(*st.oldest_pending_age_ms) << " ago";
       out << "\n";
@@ -192,10 +193,8 @@ int QueueCli::run(const Config& cfg, std::ostream& out) {
         << "jobs       " << d->jobs << " (the first is the one that failed; the others wait)\n";
     int i = 0;
     for (const auto& e : q.entries(key_, jobs_)) {
-      out << "\n#" << ++i << " commit "
-          << format_lsn(
-                 lsn_from_hex(e.member.substr(0, std::min<std::size_t>(16, e.member.size()))))
-          << " priority " << e.priority << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
+      out << "\n#" << ++i << " commit " << format_lsn(e.commit_lsn) << " priority " << e.priority
+          << ", enqueued " << age(now - e.enqueued_ms) << " ago\n";
       try {
         auto job = queue::decode_job(e.body);
         out << "   committed " << format_timestamp_us(job.commit_time_us) << ", "

@@ -372,12 +372,9 @@ nlohmann::json Observer::dead_inspect(const std::string& key) {
   if (!d) return nullptr;
   nlohmann::json jobs = nlohmann::json::array();
   for (const auto& e : q.entries(key, 20)) {
-    nlohmann::json j{
-        {"lsn",
-         format_lsn(parse_lsn_key(e.member.substr(0, std::min<std::size_t>(16, e.member.size())))
-                        .value_or(0))},
-        {"priority", e.priority},
-        {"enqueued_ms", e.enqueued_ms}};
+    nlohmann::json j{{"lsn", format_lsn(e.commit_lsn)},
+                     {"priority", e.priority},
+                     {"enqueued_ms", e.enqueued_ms}};
     try {
       auto job = queue::decode_job(e.body);
       j["commit_time_us"] = job.commit_time_us;

@@ -40,15 +40,14 @@ std::optional<double> oldest_pending_age_seconds(queue::Redis& redis, const std:
   auto time = redis.read_reply();
   if (oldest->type != REDIS_REPLY_ARRAY || oldest->elements == 0) return 0.0;
   if (time->type != REDIS_REPLY_ARRAY || time->elements != 2) return std::nullopt;
-  const std::string member(view(oldest->element[0]));
-  const auto colon = member.find(':');
-  if (colon == std::string::npos) return std::nullopt;
-  auto head = redis.command({"LINDEX", prefix + ":k:" + member.substr(colon + 1), "0"});
-  if (head->type != REDIS_REPLY_STRING) return std::nullopt;  // folded meanwhile
+  // The pending set holds commit LSNs; P:since has when each was first enqueued
+  // (queue/job_queue.h).
+  auto since = redis.command({"HGET", prefix + ":since", std::string(view(oldest->element[0]))});
+  if (since->type != REDIS_REPLY_STRING) return std::nullopt;  // folded meanwhile
   const auto now_ms = std::stoll(std::string(view(time->element[0]))) * 1000 +
                       std::stoll(std::string(view(time->element[1]))) / 1000;
   return std::max(
-      0.0, static_cast<double>(now_ms - queue::parse_entry(view(head.get())).enqueued_ms) / 1000.0);
+      0.0, static_cast<double>(now_ms - std::stoll(std::string(view(since.get())))) / 1000.0);
 }
 
 int status_command(const Config& cfg, bool json, const std::string& max_lag, std::ostream& out) {

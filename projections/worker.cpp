@@ -107,7 +107,7 @@ std::size_t Worker::run_once() {
     if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
     std::vector<queue::AckItem> release;
     for (const auto& w : work) {
-      queue::AckItem a{w.claimed->key, 0, {}};
+      queue::AckItem a{w.claimed->key, 0};
       a.outcome = w.jobs.empty()           ? queue::Outcome::GiveBack  // not attempted
                   : data && attempted == 1 ? queue::Outcome::Poison
                                            : queue::Outcome::Retry;
@@ -128,9 +128,7 @@ std::size_t Worker::run_once() {
   std::vector<queue::AckItem> acks;
   std::size_t done = 0;
   for (const auto& w : work) {
-    queue::AckItem a{w.claimed->key, static_cast<int>(w.folded), {}};
-    a.members.assign(w.claimed->members.begin(),
-                     w.claimed->members.begin() + static_cast<std::ptrdiff_t>(w.folded));
+    queue::AckItem a{w.claimed->key, static_cast<int>(w.folded)};
     if (w.poison) {
       a.outcome = queue::Outcome::Poison;
       a.reason = w.reason;
@@ -149,16 +147,15 @@ std::size_t Worker::run_once() {
         index_, k);
   for (const auto& w : work) {
     if (!w.poison) continue;
-    const std::string lsn = w.claimed->members.size() > w.folded
-                                ? w.claimed->members[w.folded].substr(0, 16)
+    const std::string lsn = w.claimed->commits.size() > w.folded
+                                ? format_lsn(w.claimed->commits[w.folded])
                                 : std::string("?");
     for (const auto& d : settled.delayed)
       if (d.key == w.claimed->key)
         spdlog::error(
             "worker {}: key {}: the job at commit LSN {} cannot be folded (attempt {} of {}): "
             "{}; the key is retried in {} ms, its later jobs wait",
-            index_, d.key, format_lsn(parse_lsn_key(lsn).value_or(0)), d.attempts,
-            cfg_.workers.retry.max_attempts, w.reason, d.delay_ms);
+            index_, d.key, lsn, d.attempts, cfg_.workers.retry.max_attempts, w.reason, d.delay_ms);
   }
   report(settled, "");
   count_held(claim, settled);

@@ -116,10 +116,6 @@ const char* field_name(Model m, int f) {
   return "?";
 }
 
-std::string Job::pending_member() const {
-  return lsn_key(commit_lsn) + ":" + key;
-}
-
 std::string encode_job(const Job& job) {
   std::string out;
   out.reserve(64 + job.changes.size() * 96);

@@ -50,9 +50,6 @@ struct Job {
   std::int64_t commit_time_us = 0;
   std::string key;  // ordering key: "a:<account id>" or "u:<user id>"
   std::vector<Change> changes;
-
-  // Identity of this job in the pending set: "<16 hex digits of commit_lsn>:<key>".
-  std::string pending_member() const;
 };
 
 std::string encode_job(const Job& job);

@@ -1,9 +1,11 @@
 #include "queue/job_queue.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdlib>
 #include <deque>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "queue/scripts.h"
@@ -103,17 +105,30 @@ long long to_ll(const std::string& s) {
 
 }  // namespace
 
+std::optional<Lsn> JobQueue::pending_lsn(std::string_view member) const {
+  auto lsn = member.size() == 16 ? parse_lsn_key(member) : std::nullopt;
+  if (!lsn)
+    throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
+                    std::string(member.substr(0, 80)) +
+                    "' (a queue written by a walfold before issue #12? see README: Upgrading)");
+  return lsn;
+}
+
 QueueEntry parse_entry(std::string_view e) {
+  // "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"
   QueueEntry q;
   std::size_t pos = 0;
   unsigned long long score = 0;
-  std::size_t mlen = 0;
-  if (!take_number(e, pos, score) || !take_number(e, pos, q.priority) ||
-      !take_number(e, pos, q.enqueued_ms) || !take_number(e, pos, mlen) || mlen > e.size() - pos)
+  std::optional<Lsn> lsn;
+  bool ok = take_number(e, pos, score) && take_number(e, pos, q.enqueued_ms) &&
+            e.size() - pos > 16 && e[pos + 16] == ':' &&
+            (lsn = parse_lsn_key(e.substr(pos, 16))).has_value();
+  if (ok) pos += 17;
+  if (!ok || !take_number(e, pos, q.priority))
     throw DataError("malformed queue entry '" + std::string(e.substr(0, 80)) + "'");
   q.score = static_cast<double>(score);
-  q.member.assign(e.substr(pos, mlen));
-  q.body.assign(e.substr(pos + mlen));
+  q.commit_lsn = *lsn;
+  q.body.assign(e.substr(pos));
   return q;
 }
 
@@ -134,22 +149,70 @@ JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
     : redis_(redis), prefix_(std::move(prefix)), options_(options), rng_(std::random_device{}()) {}
 
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
-                                                     std::deque<std::string>& owned) const {
-  std::vector<std::string_view> args;
-  args.reserve(4 + items.size() * 4);
-  args.push_back(prefix_);
-  owned.push_back(end ? lsn_key(end) : std::string());
-  args.push_back(owned.back());
-  owned.push_back(std::to_string(items.size()));
-  args.push_back(owned.back());
-  owned.push_back(std::to_string(options_.aging_ms));
-  args.push_back(owned.back());
+                                                     std::deque<std::string>& owned) {
+  // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by key in the
+  // order keys first appear (a key's jobs keep their order), so Redis makes one RPUSH per key
+  // and one HINCRBY per commit.
+  auto own = [&](std::string v) -> std::string_view {
+    owned.push_back(std::move(v));
+    return owned.back();
+  };
+  std::vector<std::pair<Lsn, long long>> commits;
+  std::unordered_map<std::string_view, std::size_t> slot;  // key -> index in `groups`
+  std::vector<std::vector<const EnqueueItem*>> groups;
+  slot.reserve(items.size());
   for (const auto& it : items) {
-    owned.push_back(std::to_string(it.priority));
-    args.push_back(it.key);
-    args.push_back(owned.back());
-    args.push_back(it.member);
-    args.push_back(it.body);
+    if (commits.empty() || commits.back().first != it.commit_lsn) {
+      auto found = std::find_if(commits.rbegin(), commits.rend(),
+                                [&](const auto& c) { return c.first == it.commit_lsn; });
+      if (found == commits.rend()) {
+        commits.emplace_back(it.commit_lsn, 1);
+      } else {
+        ++found->second;
+      }
+    } else {
+      ++commits.back().second;
+    }
+    auto [at, fresh] = slot.try_emplace(it.key, groups.size());
+    if (fresh) groups.emplace_back();
+    groups[at->second].push_back(&it);
+  }
+  std::vector<std::string_view> args;
+  args.reserve(8 + commits.size() * 2 + groups.size() * 2 + items.size() * 2);
+  args.push_back(prefix_);
+  args.push_back(own(end ? lsn_key(end) : std::string()));
+  args.push_back(own(std::to_string(options_.aging_ms)));
+  args.push_back(own(std::to_string(items.size())));
+  args.push_back(own(std::to_string(commits.size())));
+  args.push_back(own(std::to_string(groups.size())));
+  // The batch's name, and its predecessor's while that one is in flight (see enqueue_send).
+  if (batch_id_.empty()) batch_id_ = std::to_string(rng_());
+  args.push_back(own(in_flight_ > 0 ? batch_id_ + ":" + std::to_string(batch_count_) : ""));
+  args.push_back(own(batch_id_ + ":" + std::to_string(++batch_count_)));
+  for (const auto& [lsn, n] : commits) {
+    args.push_back(own(lsn_key(lsn)));
+    args.push_back(own(std::to_string(n)));
+  }
+  static const std::array<std::string, 256> prios = [] {
+    std::array<std::string, 256> a;
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = std::to_string(i);
+    return a;
+  }();
+  for (const auto& g : groups) {
+    args.push_back(g.front()->key);
+    args.push_back(own(std::to_string(g.size())));
+    for (const EnqueueItem* it : g) {
+      const std::string& prio = prios.at(static_cast<std::size_t>(it->priority));
+      std::string tail;
+      tail.reserve(18 + prio.size() + it->body.size());
+      tail += lsn_key(it->commit_lsn);
+      tail += ':';
+      tail += prio;
+      tail += ':';
+      tail += it->body;
+      args.push_back(prio);
+      args.push_back(own(std::move(tail)));
+    }
   }
   return args;
 }
@@ -161,42 +224,50 @@ void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_
   if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
 }
 
-void JobQueue::enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn) {
-  enqueue_wait();
+void JobQueue::enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
   std::deque<std::string> owned;
   auto args = enqueue_args(items, completes_end_lsn, owned);
-  std::vector<std::string_view> argv{"EVALSHA", enqueue_script().sha(), "0"};
+  std::vector<std::string_view> argv{"EVAL", enqueue_script().body(), "0"};
   argv.insert(argv.end(), args.begin(), args.end());
   redis_.append(argv);
   redis_.send();
-  in_flight_ = InFlight{std::move(items), completes_end_lsn};
+  ++in_flight_;
 }
 
-void JobQueue::enqueue_wait() {
-  if (!in_flight_) return;
-  auto batch = std::move(*in_flight_);
-  in_flight_.reset();
+void JobQueue::enqueue_wait_one() {
+  if (in_flight_ == 0) return;
+  --in_flight_;
   try {
     auto r = redis_.read_reply();
     if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
   } catch (const UnavailableError&) {
+    in_flight_ = 0;  // the connection is gone, and the replies with it
     throw;
-  } catch (const std::runtime_error& e) {
-    if (std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) throw;
-    enqueue(batch.items, batch.end);  // EVALSHA fell back to EVAL: the script is loaded again
+  } catch (const std::exception&) {
+    // The later batches named this one as their predecessor: enqueue.lua refused them. Read
+    // their replies so the connection stays in step, then report the first error.
+    for (; in_flight_ > 0; --in_flight_) {
+      try {
+        redis_.read_reply();
+      } catch (const UnavailableError&) {
+        in_flight_ = 0;
+        throw;
+      } catch (const std::exception&) {
+      }
+    }
+    throw;
   }
+}
+
+void JobQueue::enqueue_wait() {
+  while (in_flight_ > 0) enqueue_wait_one();
 }
 
 std::optional<Lsn> JobQueue::oldest_pending_commit() {
   enqueue_wait();
   auto r = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
   if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
-  std::string_view member(r->element[0]->str, r->element[0]->len);
-  auto lsn = parse_lsn_key(member.substr(0, 16));
-  if (!lsn)
-    throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
-                    std::string(member) + "'");
-  return lsn;
+  return pending_lsn(reply_view(r->element[0]));
 }
 
 std::pair<std::string, int> JobQueue::ensure_epoch(const std::string& fresh,
@@ -224,13 +295,8 @@ JobQueue::State JobQueue::state() {
   if (r->element[0]->type == REDIS_REPLY_STRING)
     st.epoch.emplace(r->element[0]->str, r->element[0]->len);
   st.seq = r->element[1]->integer;
-  if (r->element[2]->type == REDIS_REPLY_STRING) {
-    std::string_view member(r->element[2]->str, r->element[2]->len);
-    st.oldest_pending = parse_lsn_key(member.substr(0, 16));
-    if (!st.oldest_pending)
-      throw DataError("redis " + prefix_ + ":pending holds a malformed member '" +
-                      std::string(member) + "'");
-  }
+  if (r->element[2]->type == REDIS_REPLY_STRING)
+    st.oldest_pending = pending_lsn(reply_view(r->element[2]));
   return st;
 }
 
@@ -255,11 +321,11 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
     k.key.assign(list->element[i]->str, list->element[i]->len);
     const redisReply* jobs = list->element[i + 1];
     k.bodies.reserve(jobs->elements);
-    k.members.reserve(jobs->elements);
+    k.commits.reserve(jobs->elements);
     for (size_t j = 0; j < jobs->elements; ++j) {
       auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
       k.bodies.push_back(std::move(e.body));
-      k.members.push_back(std::move(e.member));
+      k.commits.push_back(e.commit_lsn);
       k.priorities.push_back(e.priority);
       k.enqueued_ms.push_back(e.enqueued_ms);
     }
@@ -272,7 +338,7 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
   std::size_t total = 6;
-  for (const auto& it : items) total += 6 + it.members.size();
+  total += 5 * items.size();
 
   auto own = [&](std::string v) -> std::string_view {
     owned.push_back(std::move(v));
@@ -297,8 +363,6 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
     int j =
         it.jitter < 0 ? jitter(rng_) : static_cast<int>(std::min(it.jitter, 1.0) * 1000000.0 + 0.5);
     args.push_back(own(std::to_string(j)));
-    args.push_back(own(std::to_string(it.members.size())));
-    for (const auto& m : it.members) args.push_back(m);
   }
   auto r = redis_.eval(ack_script(), {}, args);
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) throw DataError("ack: unexpected reply");
@@ -329,12 +393,22 @@ QueueCounts JobQueue::counts() {
   redis_.append({"ZCARD", prefix_ + ":delayed"});
   redis_.append({"HLEN", prefix_ + ":dead"});
   redis_.append({"HEXISTS", prefix_ + ":meta", "paused"});
+  redis_.append({"HMGET", prefix_ + ":meta", "seq", "done"});
   c.ready_keys = redis_.read_reply()->integer;
   c.active_keys = redis_.read_reply()->integer;
-  c.pending_jobs = redis_.read_reply()->integer;
+  c.pending_commits = redis_.read_reply()->integer;
   c.delayed_keys = redis_.read_reply()->integer;
   c.dead_keys = redis_.read_reply()->integer;
   c.paused = redis_.read_reply()->integer == 1;
+  // Jobs queued: enqueued minus folded or purged (meta's seq and done; both go with the epoch).
+  auto seq_done = redis_.read_reply();
+  auto number = [&](std::size_t i) -> long long {
+    if (seq_done->type != REDIS_REPLY_ARRAY || seq_done->elements <= i ||
+        seq_done->element[i]->type != REDIS_REPLY_STRING)
+      return 0;
+    return to_ll(std::string(reply_view(seq_done->element[i])));
+  };
+  c.pending_jobs = std::max(0LL, number(0) - number(1));
   return c;
 }
 
@@ -351,6 +425,12 @@ QueueStats JobQueue::stats() {
   st.counts = counts();
   // Every key with jobs is in exactly one of ready, active, delayed, dead: walk each set and
   // classify its keys by their head job's priority.
+  // The oldest pending commit's jobs are at the head of their keys (a key's list is in commit
+  // order): the walk below finds one of them, for its key and age.
+  auto oldest = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
+  if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 1)
+    st.oldest_pending_commit = pending_lsn(reply_view(oldest->element[0]));
+  std::optional<long long> oldest_enqueued;
   auto classify = [&](const std::vector<std::string>& keys, long long QueueStats::Class::*state) {
     for (std::size_t from = 0; from < keys.size(); from += 500) {
       std::size_t to = std::min(keys.size(), from + 500);
@@ -363,6 +443,11 @@ QueueStats JobQueue::stats() {
         auto len = redis_.read_reply();
         if (head->type != REDIS_REPLY_STRING) continue;  // settled meanwhile
         auto e = parse_entry(reply_view(head.get()));
+        if (st.oldest_pending_commit && e.commit_lsn == *st.oldest_pending_commit &&
+            (!oldest_enqueued || e.enqueued_ms < *oldest_enqueued)) {
+          oldest_enqueued = e.enqueued_ms;
+          st.oldest_pending_key = keys[i];
+        }
         auto& c = st.by_priority[e.priority];
         ++(c.*state);
         c.jobs += len->integer;
@@ -387,19 +472,7 @@ QueueStats JobQueue::stats() {
   classify(scan("ZSCAN", prefix_ + ":delayed"), &QueueStats::Class::delayed);
   classify(scan("HSCAN", prefix_ + ":dead"), &QueueStats::Class::dead);
 
-  // The oldest pending commit is the head job of its key (a key's list is in commit order).
-  auto oldest = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
-  if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 1) {
-    std::string member(reply_view(oldest->element[0]));
-    st.oldest_pending_member = member;
-    if (member.size() > 17) {
-      auto head = redis_.command({"LINDEX", prefix_ + ":k:" + member.substr(17), "0"});
-      if (head->type == REDIS_REPLY_STRING) {
-        auto e = parse_entry(reply_view(head.get()));
-        st.oldest_pending_age_ms = std::max(0LL, redis_time_ms() - e.enqueued_ms);
-      }
-    }
-  }
+  if (oldest_enqueued) st.oldest_pending_age_ms = std::max(0LL, redis_time_ms() - *oldest_enqueued);
   return st;
 }
 

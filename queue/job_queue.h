@@ -1,7 +1,7 @@
 // The job queue in Redis. Key layout (all under one hash tag, so every script touches one
 // Redis Cluster slot); P = "<redis.prefix>:{<slot name>}":
 //   P:k:<ordering key>  LIST   the key's jobs in commit order, each
-//                              "<score>:<priority>:<enqueued ms>:<member length>:<member><body>"
+//                              "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"
 //   P:ready             ZSET   ordering keys with jobs and no owner, scored by head job
 //   P:active            ZSET   claimed ordering keys, scored by lease deadline (ms)
 //   P:owner             HASH   claimed ordering key -> fence token of its claim
@@ -10,16 +10,26 @@
 //   P:delayed           ZSET   keys waiting out a retry backoff, scored by when they may run (ms)
 //   P:attempts          HASH   key -> failed attempts of its current head job
 //   P:dead              HASH   dead-lettered key -> JSON {attempts, reason, lsn, at_ms}; the key
-//                              is in no other set, its list and pending members stay (blocked)
-//   P:pending           ZSET   "<commit lsn hex>:<key>" for every job not yet folded (score 0,
-//                              lexicographic = LSN order): its minimum is the checkpoint
+//                              is in no other set, its list and its commits' counts stay
+//                              (blocked)
+//   P:left              HASH   commit LSN (16 hex) -> list entries of that commit not yet folded
+//                              (enqueue adds, ack and purge take off what they remove)
+//   P:since             HASH   commit LSN (16 hex) -> Redis ms when its first job was enqueued
+//                              (while it is pending: the age of the oldest pending commit)
+//   P:pending           ZSET   the commit LSNs (16 hex) whose count in `left` is above zero
+//                              (score 0, lexicographic = LSN order): its minimum is the oldest
+//                              commit with an unfolded job, the checkpoint's bound
 //   P:meta              HASH   epoch (random, set by the reader: its absence means Redis lost
-//                              walfold's data), seq, stamp (last arrival stamp), fence,
+//                              walfold's data), seq (jobs enqueued), done (jobs folded or
+//                              purged; seq - done are queued), stamp (last arrival stamp), fence,
 //                              enqueued_end_lsn, paused (present: claim nothing)
 // Per-key order holds because a key has at most one owner and is only trimmed at its head; a
 // key is in exactly one of ready, active, delayed, dead while it has jobs.
 // Score = arrival stamp (Redis ms * 256, strictly increasing) + priority * aging_ms * 256: a job
 // of priority p sorts like a priority-0 job that arrived p * aging_ms later (bounded wait).
+// Costs (Redis calls): an enqueued batch makes one RPUSH per key, one HINCRBY per commit and a
+// few variadic ZADDs; a claim one LRANGE per key; an ack one LPOP and one LINDEX per key, one
+// HINCRBY per commit and a few variadic calls.
 #pragma once
 
 #include <chrono>
@@ -40,8 +50,8 @@ namespace walfold::queue {
 struct EnqueueItem {
   std::string key;
   int priority;
-  std::string member;  // Job::pending_member()
-  std::string body;    // encode_job()
+  Lsn commit_lsn;    // the commit the job belongs to (Job::commit_lsn)
+  std::string body;  // encode_job()
 };
 
 // One job as stored in a key's list.
@@ -49,7 +59,7 @@ struct QueueEntry {
   double score = 0;
   int priority = 0;
   long long enqueued_ms = 0;  // Redis clock when it was enqueued
-  std::string member;         // its pending member
+  Lsn commit_lsn = 0;
   std::string body;
 };
 // Parses a list entry; throws DataError on a malformed one.
@@ -57,9 +67,9 @@ QueueEntry parse_entry(std::string_view entry);
 
 struct ClaimedKey {
   std::string key;
-  std::vector<std::string> bodies;   // job bodies, head first
-  std::vector<std::string> members;  // their pending members
-  std::vector<int> priorities;       // their priorities
+  std::vector<std::string> bodies;  // job bodies, head first
+  std::vector<Lsn> commits;         // their commit LSNs
+  std::vector<int> priorities;      // their priorities
   std::vector<long long> enqueued_ms;
 };
 
@@ -77,17 +87,12 @@ enum class Outcome {
 
 struct AckItem {
   AckItem() = default;
-  AckItem(std::string k, int done, std::vector<std::string> m, Outcome o = Outcome::GiveBack,
-          std::string why = {}, double j = -1)
-      : key(std::move(k)),
-        jobs_done(done),
-        members(std::move(m)),
-        outcome(o),
-        reason(std::move(why)),
-        jitter(j) {}
+  AckItem(std::string k, int done, Outcome o = Outcome::GiveBack, std::string why = {},
+          double j = -1)
+      : key(std::move(k)), jobs_done(done), outcome(o), reason(std::move(why)), jitter(j) {}
   std::string key;
-  int jobs_done = 0;                 // removed from the head of the key's list
-  std::vector<std::string> members;  // pending members of the done jobs
+  // Removed from the head of the key's list; ack.lua reads their commits from what it removes.
+  int jobs_done = 0;
   Outcome outcome = Outcome::GiveBack;
   std::string reason;  // for Retry/Poison: logged and kept with a dead letter
   double jitter = -1;  // backoff fraction in [0, 1]; < 0: uniformly random (tests pin it)
@@ -116,6 +121,7 @@ struct QueueOptions {
 
 struct QueueCounts {
   long long ready_keys = 0, active_keys = 0, pending_jobs = 0, delayed_keys = 0, dead_keys = 0;
+  long long pending_commits = 0;  // commits with jobs not yet folded
   bool paused = false;
 };
 
@@ -137,7 +143,8 @@ struct QueueStats {
   std::map<int, Class> by_priority;
   QueueCounts counts;
   std::optional<long long> oldest_pending_age_ms;  // of the oldest pending commit's job
-  std::optional<std::string> oldest_pending_member;
+  std::optional<Lsn> oldest_pending_commit;
+  std::optional<std::string> oldest_pending_key;  // a key holding one of its jobs
 };
 
 class JobQueue {
@@ -147,12 +154,18 @@ class JobQueue {
 
   // Reader side.
   void enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
-  // The same without waiting: the batch is sent and Redis runs it while the caller goes on
-  // reading WAL. enqueue_wait() collects its reply (re-sending it with EVAL if Redis lost the
-  // script); every other call waits for it first. At most one batch is in flight.
-  void enqueue_send(std::vector<EnqueueItem> items, Lsn completes_end_lsn);
+  // The same without waiting: the batch is sent (EVAL with the script's text, so Redis can never
+  // answer NOSCRIPT and need a re-send out of order) and Redis runs it while the caller goes on
+  // reading WAL; several batches may be in flight. Each batch sent while another is in flight
+  // names its predecessor, and enqueue.lua applies it only if the predecessor was applied: a
+  // batch that failed (e.g. Redis over maxmemory) is never overtaken by the next one.
+  // enqueue_wait_one() collects the oldest batch's reply, enqueue_wait() all of them; every
+  // other call waits for all first. On an error the replies of the later batches are read too
+  // (the connection stays usable) and the first error is thrown.
+  void enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
+  void enqueue_wait_one();
   void enqueue_wait();
-  bool enqueue_in_flight() const { return in_flight_.has_value(); }
+  std::size_t enqueue_in_flight() const { return in_flight_; }
   std::optional<Lsn> oldest_pending_commit();
 
   // Redis-loss detection (queue/scripts/epoch.lua). At the start of a reader session, with the
@@ -200,18 +213,18 @@ class JobQueue {
   long long redis_time_ms();
 
  private:
-  struct InFlight {
-    std::vector<EnqueueItem> items;
-    Lsn end;
-  };
   std::vector<std::string_view> enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
-                                             std::deque<std::string>& owned) const;
+                                             std::deque<std::string>& owned);
+  // A member of P:pending (16 hex digits); throws DataError naming the key otherwise.
+  std::optional<Lsn> pending_lsn(std::string_view member) const;
   Redis& redis_;
   std::string prefix_;
   QueueOptions options_;
   std::mt19937_64 rng_;
-  std::optional<InFlight> in_flight_;
+  std::size_t in_flight_ = 0;
   long long last_seq_ = 0;
+  std::string batch_id_;       // random per JobQueue; batches are "<id>:<counter>"
+  long long batch_count_ = 0;  // the last batch's counter
 };
 
 // "<prefix>:{<slot>}"

@@ -21,7 +21,7 @@ local function requeue(key)
     local score = tonumber(string.match(head, '^(%d+)'))
     local l = redis.call('HGET', lift, key)
     if l and tonumber(l) < score then score = tonumber(l) end
-    redis.call('ZADD', ready, string.format('%.0f', score), key)
+    redis.call('ZADD', ready, score, key)
   end
   redis.call('HDEL', lift, key)
 end
@@ -51,15 +51,31 @@ if fence < floor_us then
   fence = floor_us
   redis.call('HSET', p .. ':meta', 'fence', string.format('%.0f', fence))
 end
-local out = {}
+-- One ZADD active and one HSET owner for all the claimed keys (1000 at a time: unpack() is
+-- bounded by Lua's C stack).
+local out, act, own, na = {}, {}, {}, 0
+local deadline = string.format('%d', now + lease)  -- strings: see enqueue.lua
+local fence_s = string.format('%d', fence)
 for i = 1, #popped, 2 do
   local key = popped[i]
   local jobs = redis.call('LRANGE', p .. ':k:' .. key, 0, max_jobs - 1)
   if #jobs > 0 then
-    redis.call('ZADD', active, now + lease, key)
-    redis.call('HSET', owner, key, fence)
+    act[na + 1] = deadline
+    act[na + 2] = key
+    own[na + 1] = key
+    own[na + 2] = fence_s
+    na = na + 2
     out[#out + 1] = key
     out[#out + 1] = jobs
+    if na == 2000 then
+      redis.call('ZADD', active, unpack(act, 1, na))
+      redis.call('HSET', owner, unpack(own, 1, na))
+      na = 0
+    end
   end
+end
+if na > 0 then
+  redis.call('ZADD', active, unpack(act, 1, na))
+  redis.call('HSET', owner, unpack(own, 1, na))
 end
 return {fence, out}

@@ -1,87 +1,138 @@
 -- Enqueue a batch of jobs atomically.
 -- ARGV[1] key prefix "<prefix>:{<slot>}"; ARGV[2] end LSN (16 hex) of the last commit this batch
--- completes, or ""; ARGV[3] number of jobs n; ARGV[4] aging in ms per priority level (A); then
--- n groups of 4: ordering key, priority p (0..255), pending member "<commit lsn hex>:<key>",
--- job body.
+-- completes, or ""; ARGV[3] aging in ms per priority level (A); ARGV[4] number of jobs n;
+-- ARGV[5] number of commits c; ARGV[6] number of ordering keys k; ARGV[7] the name of the batch
+-- that must have been applied just before this one ('' = no condition: the reader had nothing
+-- in flight), ARGV[8] this batch's name; then c pairs: commit LSN (16 hex), jobs of that commit
+-- in the batch; then per ordering key: key, its job count m, and m
+-- pairs (in commit order): priority p (0..255), tail "<commit lsn 16 hex>:<p>:<job body>".
 -- Each job gets an arrival stamp: Redis's clock in ms * 256, made strictly increasing (so jobs
 -- of one priority are served in arrival order), and the score stamp + p * A * 256. A job of
 -- priority p therefore sorts exactly like a priority-0 job that arrived p * A ms later: once it
 -- has waited p * A ms nothing enqueued after that can overtake it (the bounded wait).
--- It is pushed on its key's list as "<score>:<p>:<enqueued ms>:<member length>:<member><body>".
+-- It is pushed on its key's list as "<score>:<enqueued ms>:<tail>" (one RPUSH per key).
 -- A key's place in `ready` is its head job's score (or lower: a later, more urgent job lifts the
 -- whole key, which keeps per-key order and lets urgent work through sooner). A key that is
 -- claimed, waiting out a retry backoff or dead is not in `ready`: the lift is remembered in
 -- `lift` and applied when it goes back.
+-- The checkpoint's state is per commit: `left` counts, per commit LSN, the list entries of that
+-- commit not yet folded, and `pending` holds the commit LSNs whose count is above zero.
 local p = ARGV[1]
-local n, aging = tonumber(ARGV[3]), tonumber(ARGV[4])
+local aging, n, nc, nk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local meta = p .. ':meta'
+-- A batch sent while its predecessor was in flight runs only after that one was applied: if
+-- the predecessor failed, applying this one would put its jobs (and its enqueued end, which a
+-- new reader session skips to) before the predecessor's, which the reader then enqueues again.
+-- A queue without an epoch lost its data (FLUSHALL, a restart without persistence): the batch
+-- is applied as any would be, and the reader's next look at the epoch sees the loss and
+-- replays everything (workers claim nothing meanwhile).
+local chain = ARGV[7] ~= '' and redis.call('HMGET', meta, 'batch', 'epoch') or nil
+if chain and chain[2] and chain[1] ~= ARGV[7] then
+  return redis.error_reply('WALFOLD batch ' .. ARGV[8] .. ' refused: the batch before it (' ..
+                           ARGV[7] .. ') was not applied')
+end
 local last = redis.call('HINCRBY', meta, 'seq', n)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local stamp = tonumber(redis.call('HGET', meta, 'stamp') or '0')
 if stamp < now * 256 then stamp = now * 256 - 1 end
-local ready, pending, lift = p .. ':ready', p .. ':pending', p .. ':lift'
-local nows = string.format('%.0f', now)
--- Where each key stands, learned once per batch: RPUSH returning 1 means the key had no jobs,
--- and a key without jobs is in none of ready, active, delayed, dead (claim only takes keys
--- with jobs, ack drops a key whose list it empties, purge deletes the list with the dead
--- entry), so it goes to ready with this job's score; otherwise it is in ready (ZSCORE says
--- where) or busy (claimed, delayed or dead: the lift is recorded). `to_ready` collects the
--- scores for one ZADD LT at the end, `members` the pending members for one ZADD per chunk.
-local to_ready, busy, members = {}, {}, {}
-local i = 5
-for j = 1, n do
-  local key, prio, member, body = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
-  stamp = stamp + 1
-  local score = stamp + prio * aging * 256
-  local s = string.format('%.0f', score)
-  local len = redis.call('RPUSH', p .. ':k:' .. key,
-                         s .. ':' .. prio .. ':' .. nows .. ':' .. #member .. ':' .. member .. body)
-  members[j] = member
-  local known = to_ready[key]
-  if known then
-    if score < known then to_ready[key] = score end
-  elseif busy[key] then
-    local l = redis.call('HGET', lift, key)
-    if (not l) or tonumber(l) > score then redis.call('HSET', lift, key, s) end
-  elseif len == 1 then
-    to_ready[key] = score
-  else
-    local cur = redis.call('ZSCORE', ready, key)
-    if cur then
-      cur = tonumber(cur)
-      to_ready[key] = score < cur and score or cur
+local ready, pending, left, lift = p .. ':ready', p .. ':pending', p .. ':left', p .. ':lift'
+local fmt = string.format
+local pre = ':' .. fmt('%d', now) .. ':'
+-- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): variadic calls take 1000 pairs.
+local function variadic(cmd, key, list, step)
+  local chunk = 1000 * step
+  for j = 1, #list, chunk do redis.call(cmd, key, unpack(list, j, math.min(j + chunk - 1, #list))) end
+end
+-- The commits' counts: one HMGET for their current counts (a commit split over batches, or
+-- enqueued again, has one), one HSET of the new counts, one ZADD of the new commits.
+local i = 9
+local lsns, counts = {}, {}
+for c = 1, nc do
+  lsns[c] = ARGV[i]
+  counts[c] = tonumber(ARGV[i + 1])
+  i = i + 2
+end
+local set, new, since = {}, {}, {}
+local nows = fmt('%d', now)
+for j = 1, nc, 1000 do
+  local cur = redis.call('HMGET', left, unpack(lsns, j, math.min(j + 999, nc)))
+  for x = 1, #cur do
+    local c = j + x - 1
+    if cur[x] then
+      counts[c] = counts[c] + tonumber(cur[x])
     else
-      busy[key] = true
+      new[#new + 1] = '0'
+      new[#new + 1] = lsns[c]
+      since[#since + 1] = lsns[c]
+      since[#since + 1] = nows
+    end
+    set[#set + 1] = lsns[c]
+    set[#set + 1] = fmt('%d', counts[c])
+  end
+end
+variadic('HSET', left, set, 2)
+variadic('ZADD', pending, new, 2)
+variadic('HSET', p .. ':since', since, 2)
+-- Where each key stands, learned once per key: RPUSH returning the number pushed means the key
+-- had no jobs, and a key without jobs is in none of ready, active, delayed, dead (claim only
+-- takes keys with jobs, ack drops a key whose list it empties, purge deletes the list with the
+-- dead entry), so it goes to ready with its best score; otherwise it is in ready (one ZMSCORE
+-- for all such keys says where) or busy (claimed, delayed or dead: the lift is recorded).
+local entries, to_ready, nr = {}, {}, 0
+local had, had_best, nh = {}, {}, 0
+-- Scores and counts go to Redis as '%d' strings: a Lua number argument is formatted by Redis
+-- with '%.17g' (glibc's multi-precision float printing, ~5% of the script's time).
+local function ready_add(score, key)
+  to_ready[nr + 1] = fmt('%d', score)
+  to_ready[nr + 2] = key
+  nr = nr + 2
+  if nr == 2000 then
+    redis.call('ZADD', ready, 'LT', unpack(to_ready, 1, nr))
+    nr = 0
+  end
+end
+local function place(from, to)
+  local cur = redis.call('ZMSCORE', ready, unpack(had, from, to))
+  for j = from, to do
+    local key, best = had[j], had_best[j]
+    if cur[j - from + 1] then
+      ready_add(best, key)
+    else
       local l = redis.call('HGET', lift, key)
-      if (not l) or tonumber(l) > score then redis.call('HSET', lift, key, s) end
+      if (not l) or tonumber(l) > best then redis.call('HSET', lift, key, fmt('%d', best)) end
     end
   end
 end
--- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): chunks of 1000 pairs.
-local args, na = {}, 0
-for key, score in pairs(to_ready) do
-  args[na + 1] = string.format('%.0f', score)
-  args[na + 2] = key
-  na = na + 2
-  if na == 2000 then
-    redis.call('ZADD', ready, 'LT', unpack(args, 1, na))
-    na = 0
+for _ = 1, nk do
+  local key, m = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local list = p .. ':k:' .. key
+  local best, len, ne = nil, 0, 0
+  for _ = 1, m do
+    stamp = stamp + 1
+    local score = stamp + tonumber(ARGV[i]) * aging * 256
+    if (not best) or score < best then best = score end
+    ne = ne + 1
+    entries[ne] = fmt('%d', score) .. pre .. ARGV[i + 1]
+    i = i + 2
+    if ne == 1000 then
+      len = redis.call('RPUSH', list, unpack(entries, 1, ne))
+      ne = 0
+    end
+  end
+  if ne > 0 then len = redis.call('RPUSH', list, unpack(entries, 1, ne)) end
+  if len == m then
+    ready_add(best, key)
+  else
+    nh = nh + 1
+    had[nh] = key
+    had_best[nh] = best
   end
 end
-if na > 0 then redis.call('ZADD', ready, 'LT', unpack(args, 1, na)) end
-na = 0
-for j = 1, n do
-  args[na + 1] = 0
-  args[na + 2] = members[j]
-  na = na + 2
-  if na == 2000 or j == n then
-    redis.call('ZADD', pending, unpack(args, 1, na))
-    na = 0
-  end
-end
-if n > 0 then redis.call('HSET', meta, 'stamp', string.format('%.0f', stamp)) end
+for j = 1, nh, 1000 do place(j, math.min(j + 999, nh)) end
+if nr > 0 then redis.call('ZADD', ready, 'LT', unpack(to_ready, 1, nr)) end
+redis.call('HSET', meta, 'stamp', fmt('%d', stamp), 'batch', ARGV[8])
 if ARGV[2] ~= '' then
   local cur = redis.call('HGET', meta, 'enqueued_end_lsn')
   if (not cur) or cur < ARGV[2] then

@@ -20,8 +20,8 @@ else
 end
 if lost then
   for _, k in ipairs(redis.call('KEYS', p .. ':k:*')) do redis.call('DEL', k) end
-  for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'lift', 'delayed', 'attempts', 'dead',
-                        'meta'}) do
+  for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'left', 'since', 'lift', 'delayed', 'attempts',
+                        'dead', 'meta'}) do
     redis.call('DEL', p .. ':' .. s)
   end
   cur = nil

@@ -138,7 +138,7 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
     for (size_t j = 0; j < jobs->elements; ++j) {
       std::string body = queue::parse_entry({jobs->element[j]->str, jobs->element[j]->len}).body;
       auto job = queue::decode_job(body);
-      copy.push_back({job.key, 5, job.pending_member(), body});
+      copy.push_back({job.key, 5, job.commit_lsn, body});
     }
   }
   run_until_caught_up(env);
@@ -149,11 +149,11 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
                    [](const auto& a, const auto& b) { return a.key < b.key; });
   queue::JobQueue q(redis, env.queue_prefix());
   for (std::size_t i = 0; i < copy.size(); i += 500) {
-    // Per key, the copies must stay in commit order: re-sort each key's slice by member.
+    // Per key, the copies must stay in commit order: re-sort each key's slice by commit.
     std::vector<queue::EnqueueItem> part(copy.begin() + i,
                                          copy.begin() + std::min(copy.size(), i + 500));
     std::stable_sort(part.begin(), part.end(), [](const auto& a, const auto& b) {
-      return a.key != b.key ? a.key < b.key : a.member < b.member;
+      return a.key != b.key ? a.key < b.key : a.commit_lsn < b.commit_lsn;
     });
     q.enqueue(part, 0);
   }

@@ -184,6 +184,8 @@ TEST(Errors, NanAmountHoldsOnlyItsAccountAndIsLogged) {
   EXPECT_TRUE(contains(out, "transactions row id=")) << out;
   EXPECT_TRUE(contains(out, "column amount")) << out;
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "1")
+      << "only the NaN job's commit stays pending";
+  EXPECT_EQ(redis_cmd({"HVALS", env.queue_prefix() + ":left"}), "1")
       << "only the NaN job stays pending";
   // After max_attempts the key is a dead letter: logged loudly, listed, and still pending.
   ASSERT_TRUE(daemon.wait_for_output("DEAD LETTER: key a:1", std::chrono::seconds(60)))

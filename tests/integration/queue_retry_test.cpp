@@ -37,10 +37,7 @@ RedisConfig redis_config() {
 }
 
 EnqueueItem item(const std::string& key, int priority, Lsn lsn, std::string body) {
-  return EnqueueItem{key, priority, lsn_key(lsn) + ":" + key, std::move(body)};
-}
-std::string member(Lsn lsn, const std::string& key) {
-  return lsn_key(lsn) + ":" + key;
+  return EnqueueItem{key, priority, lsn, std::move(body)};
 }
 std::vector<std::string> keys_of(const Claim& c) {
   std::vector<std::string> out;
@@ -154,7 +151,7 @@ TEST_F(QueueIssue4, NoStarvationUnderAFloodOfUrgentJobs) {
       ++served_high;
       if (k.enqueued_ms[0] > low_enqueued + kPriority * o.aging_ms) ++served_high_after_bound;
     }
-    ASSERT_TRUE(q_->ack(c.fence, {{k.key, 1, {k.members[0]}}}).empty());
+    ASSERT_TRUE(q_->ack(c.fence, {{k.key, 1}}).empty());
     if (round % 50 == 0) std::this_thread::sleep_for(1ms);  // let Redis's clock move on
   }
   ASSERT_TRUE(low_served) << "the priority-" << kPriority << " job starved behind " << served_high
@@ -178,7 +175,7 @@ TEST_F(QueueIssue4, RetriesBackOffExponentiallyWithJitterAndACap) {
     Claim c = q_->claim(1, 10, kLease);
     ASSERT_EQ(keys_of(c), (std::vector<std::string>{"k"})) << "attempt " << i;
     EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"k0", "k1"}));
-    auto r = q_->settle(c.fence, {{"k", 0, {}, Outcome::Retry, "mongodb unavailable", 1.0}});
+    auto r = q_->settle(c.fence, {{"k", 0, Outcome::Retry, "mongodb unavailable", 1.0}});
     ASSERT_EQ(r.delayed.size(), 1u);
     delays.push_back(r.delayed[0].delay_ms);
     attempts.push_back(r.delayed[0].attempts);
@@ -200,7 +197,7 @@ TEST_F(QueueIssue4, RetriesBackOffExponentiallyWithJitterAndACap) {
   for (int i = 0; i < 20; ++i) {
     Claim c = q_->claim(1, 10, kLease);
     ASSERT_EQ(keys_of(c), (std::vector<std::string>{"k"}));
-    auto r = q_->settle(c.fence, {{"k", 0, {}, Outcome::Retry, "write conflict"}});
+    auto r = q_->settle(c.fence, {{"k", 0, Outcome::Retry, "write conflict"}});
     ASSERT_EQ(r.delayed.size(), 1u);
     EXPECT_GE(r.delayed[0].delay_ms, 0);
     EXPECT_LE(r.delayed[0].delay_ms, 8000);
@@ -211,7 +208,7 @@ TEST_F(QueueIssue4, RetriesBackOffExponentiallyWithJitterAndACap) {
 
   // Progress resets the count: jobs done, then a failure of the next job is its attempt 1.
   Claim c = q_->claim(1, 10, kLease);
-  auto r = q_->settle(c.fence, {{"k", 1, {member(1, "k")}, Outcome::Retry, "x", 1.0}});
+  auto r = q_->settle(c.fence, {{"k", 1, Outcome::Retry, "x", 1.0}});
   ASSERT_EQ(r.delayed.size(), 1u);
   EXPECT_EQ(r.delayed[0].attempts, 1);
   EXPECT_EQ(r.delayed[0].delay_ms, 1000);
@@ -219,7 +216,7 @@ TEST_F(QueueIssue4, RetriesBackOffExponentiallyWithJitterAndACap) {
   c = q_->claim(1, 10, kLease);
   ASSERT_EQ(keys_of(c), (std::vector<std::string>{"k"}));
   EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"k1"}));
-  EXPECT_TRUE(q_->ack(c.fence, {{"k", 1, {member(2, "k")}}}).empty());
+  EXPECT_TRUE(q_->ack(c.fence, {{"k", 1}}).empty());
   EXPECT_EQ(cmd({"HLEN", prefix_ + ":attempts"}), "0");
 }
 
@@ -229,7 +226,7 @@ TEST_F(QueueIssue4, AKeyInBackoffIsRetriedByClaimOnceDue) {
   make_queue(o);
   q_->enqueue({item("k", 5, 1, "k0")}, 0);
   Claim c = q_->claim(1, 10, kLease);
-  q_->settle(c.fence, {{"k", 0, {}, Outcome::Retry, "x", 1.0}});
+  q_->settle(c.fence, {{"k", 0, Outcome::Retry, "x", 1.0}});
   std::this_thread::sleep_for(50ms);  // at least the backoff
   c = q_->claim(1, 10, kLease);
   ASSERT_EQ(keys_of(c), (std::vector<std::string>{"k"}));
@@ -246,8 +243,7 @@ TEST_F(QueueIssue4, APoisonJobGoesDeadBlocksOnlyItsKeyAndHoldsTheCheckpoint) {
   // First claim: the good job is folded, the next one fails.
   Claim c = q_->claim(10, 10, kLease);
   ASSERT_EQ(keys_of(c), (std::vector<std::string>{"a:1", "a:2"}));
-  auto r = q_->settle(c.fence, {{"a:1", 1, {member(0x10, "a:1")}, Outcome::Poison, "NaN amount"},
-                                {"a:2", 1, {member(0x15, "a:2")}}});
+  auto r = q_->settle(c.fence, {{"a:1", 1, Outcome::Poison, "NaN amount"}, {"a:2", 1}});
   ASSERT_EQ(r.delayed.size(), 1u);
   EXPECT_EQ(r.delayed[0].attempts, 1);
   for (int attempt = 2; attempt <= 3; ++attempt) {
@@ -255,7 +251,7 @@ TEST_F(QueueIssue4, APoisonJobGoesDeadBlocksOnlyItsKeyAndHoldsTheCheckpoint) {
     c = q_->claim(10, 10, kLease);
     ASSERT_EQ(keys_of(c), (std::vector<std::string>{"a:1"}));
     EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"poison", "after"}));
-    r = q_->settle(c.fence, {{"a:1", 0, {}, Outcome::Poison, "NaN amount in column amount"}});
+    r = q_->settle(c.fence, {{"a:1", 0, Outcome::Poison, "NaN amount in column amount"}});
   }
   ASSERT_EQ(r.dead.size(), 1u);
   EXPECT_EQ(r.dead[0].key, "a:1");
@@ -289,7 +285,7 @@ TEST_F(QueueIssue4, APoisonJobGoesDeadBlocksOnlyItsKeyAndHoldsTheCheckpoint) {
   ASSERT_EQ(keys_of(c), (std::vector<std::string>{"a:1"})) << "the priority-0 job lifts it";
   EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"poison", "after", "newer"}));
   // Its attempts start again from zero.
-  r = q_->settle(c.fence, {{"a:1", 0, {}, Outcome::Poison, "still"}});
+  r = q_->settle(c.fence, {{"a:1", 0, Outcome::Poison, "still"}});
   ASSERT_EQ(r.delayed.size(), 1u);
   EXPECT_EQ(r.delayed[0].attempts, 1);
 }
@@ -300,7 +296,7 @@ TEST_F(QueueIssue4, AStaleWorkerCannotDeadLetterOrDelayAKey) {
   std::this_thread::sleep_for(600ms);  // at least the lease
   Claim c2 = q_->claim(1, 10, kLease);
   ASSERT_EQ(keys_of(c2), (std::vector<std::string>{"k"}));
-  auto r = q_->settle(c1.fence, {{"k", 0, {}, Outcome::Poison, "late"}});
+  auto r = q_->settle(c1.fence, {{"k", 0, Outcome::Poison, "late"}});
   EXPECT_EQ(r.rejected, (std::vector<std::string>{"k"}));
   EXPECT_TRUE(r.dead.empty());
   EXPECT_TRUE(r.delayed.empty());
@@ -320,9 +316,7 @@ TEST_F(QueueIssue4, AWorkerKilledMidBatchHasItsJobsRedeliveredInOrderAndPriority
   std::map<std::string, int> effects;  // job body -> times its effect landed
   auto fold = [&](const ClaimedKey& k, std::size_t upto) {
     for (std::size_t i = 0; i < upto; ++i) {
-      Lsn l = 0;
-      for (char ch : k.members[i].substr(0, 16))
-        l = l * 16 + (ch <= '9' ? ch - '0' : ch - 'a' + 10);
+      Lsn l = k.commits[i];
       if (l > applied[k.key]) {
         applied[k.key] = l;
         ++effects[k.bodies[i]];
@@ -345,15 +339,14 @@ TEST_F(QueueIssue4, AWorkerKilledMidBatchHasItsJobsRedeliveredInOrderAndPriority
     order.push_back(k.key);
     if (k.key == "a:1") bodies_a1 = k.bodies;
     fold(k, k.bodies.size());
-    ASSERT_TRUE(q_->ack(c.fence, {{k.key, static_cast<int>(k.bodies.size()), k.members}}).empty());
+    ASSERT_TRUE(q_->ack(c.fence, {{k.key, static_cast<int>(k.bodies.size())}}).empty());
   }
   EXPECT_EQ(order, (std::vector<std::string>{"a:1", "a:2", "a:7"}));
   EXPECT_EQ(bodies_a1, (std::vector<std::string>{"1", "2", "4"}));
   EXPECT_EQ(effects,
             (std::map<std::string, int>{{"1", 1}, {"2", 1}, {"3", 1}, {"4", 1}, {"5", 1}}));
   // The dead worker's acknowledgement, had it come late, is refused.
-  EXPECT_EQ(q_->ack(dying.fence, {{"a:1", 2, {member(0x10, "a:1"), member(0x20, "a:1")}}}),
-            (std::vector<std::string>{"a:1"}));
+  EXPECT_EQ(q_->ack(dying.fence, {{"a:1", 2}}), (std::vector<std::string>{"a:1"}));
   EXPECT_EQ(q_->counts().pending_jobs, 0);
 }
 
@@ -376,14 +369,14 @@ TEST_F(QueueIssue4, CliListsInspectsRetriesAndPurgesDeadLetters) {
                           {Value::Null, ""},
                           {Value::Text, "2026-01-01 00:00:00+00"}},
                          {}});
-  q_->enqueue({{"a:7", 5, job.pending_member(), encode_job(job)},
+  q_->enqueue({{"a:7", 5, job.commit_lsn, encode_job(job)},
                item("a:7", 5, 0x16B374D900ULL, "\x01not a job"),
                item("a:8", 5, 0x16B374D901ULL, "x")},
               0);
   Claim c = q_->claim(10, 10, kLease);
   ASSERT_EQ(keys_of(c), (std::vector<std::string>{"a:7", "a:8"}));
-  auto r = q_->settle(c.fence, {{"a:7", 0, {}, Outcome::Poison, "NaN in column amount"},
-                                {"a:8", 0, {}, Outcome::Poison, "bad too"}});
+  auto r = q_->settle(c.fence, {{"a:7", 0, Outcome::Poison, "NaN in column amount"},
+                                {"a:8", 0, Outcome::Poison, "bad too"}});
   ASSERT_EQ(r.dead.size(), 2u);
 
   auto list = walfold({"dead", "list"});
@@ -420,7 +413,11 @@ TEST_F(QueueIssue4, CliListsInspectsRetriesAndPurgesDeadLetters) {
   EXPECT_EQ(purge.status, 0) << purge.output;
   EXPECT_EQ(q_->counts().dead_keys, 0);
   EXPECT_EQ(cmd({"EXISTS", prefix_ + ":k:a:8"}), "0");
-  EXPECT_EQ(cmd({"ZSCORE", prefix_ + ":pending", member(0x16B374D901ULL, "a:8")}), "(nil)");
+  EXPECT_EQ(cmd({"ZSCORE", prefix_ + ":pending", lsn_key(0x16B374D901ULL)}), "(nil)");
+  EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":left", lsn_key(0x16B374D901ULL)}), "0");
+  EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":since", lsn_key(0x16B374D901ULL)}), "0");
+  EXPECT_EQ(cmd({"HEXISTS", prefix_ + ":since", lsn_key(0x16B374D848ULL)}), "1")
+      << "a:7's commit is still pending";
   EXPECT_EQ(q_->counts().pending_jobs, 2) << "a:7's jobs stay pending";
 }
 
@@ -452,8 +449,10 @@ TEST_F(QueueIssue4, StatsCountByPriorityClassAndStateAndTellTheOldestAge) {
   EXPECT_EQ(st.by_priority[2].jobs, 3);
   EXPECT_EQ(st.by_priority[7].ready, 1);
   EXPECT_EQ(st.by_priority[7].jobs, 1);
-  ASSERT_TRUE(st.oldest_pending_member.has_value());
-  EXPECT_EQ(*st.oldest_pending_member, member(0x10, "a"));
+  ASSERT_TRUE(st.oldest_pending_commit.has_value());
+  EXPECT_EQ(*st.oldest_pending_commit, Lsn{0x10});
+  ASSERT_TRUE(st.oldest_pending_key.has_value());
+  EXPECT_EQ(*st.oldest_pending_key, "a");
   ASSERT_TRUE(st.oldest_pending_age_ms.has_value());
   EXPECT_GE(*st.oldest_pending_age_ms, 0);
 }
@@ -478,9 +477,9 @@ TEST_F(QueueIssue4, FinishedJobsLeaveNothingBehind) {
       std::vector<AckItem> acks;
       for (const auto& k : c.keys) {
         if (lsn % 5 == 0) {
-          acks.push_back({k.key, 0, {}, Outcome::Retry, "transient", 0.0});
+          acks.push_back({k.key, 0, Outcome::Retry, "transient", 0.0});
         } else {
-          acks.push_back({k.key, static_cast<int>(k.bodies.size()), k.members});
+          acks.push_back({k.key, static_cast<int>(k.bodies.size())});
         }
         ++lsn;
       }
@@ -492,8 +491,7 @@ TEST_F(QueueIssue4, FinishedJobsLeaveNothingBehind) {
     Claim c = q_->claim(100, 100, kLease);
     if (c.keys.empty() && q_->counts().pending_jobs == 0) break;
     std::vector<AckItem> acks;
-    for (const auto& k : c.keys)
-      acks.push_back({k.key, static_cast<int>(k.bodies.size()), k.members});
+    for (const auto& k : c.keys) acks.push_back({k.key, static_cast<int>(k.bodies.size())});
     q_->settle(c.fence, acks);
   }
   auto keys = cmd({"KEYS", prefix_ + ":*"});

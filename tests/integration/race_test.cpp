@@ -68,11 +68,8 @@ Folded claim_and_fold(queue::JobQueue& q, projections::MongoPool& pool, int max_
   for (auto& [id, snap] : sink.read_accounts(projections::BankFold::accounts_needed(keys)))
     fold.set_account(id, snap);
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    queue::AckItem a{keys[i], static_cast<int>(jobs[i].size()), {}};
-    for (const auto& job : jobs[i]) {
-      fold.fold(job, f.plan);
-      a.members.push_back(job.pending_member());
-    }
+    queue::AckItem a{keys[i], static_cast<int>(jobs[i].size())};
+    for (const auto& job : jobs[i]) fold.fold(job, f.plan);
     f.jobs += jobs[i].size();
     if (keys[i].rfind("a:", 0) == 0) f.account_jobs += jobs[i].size();
     f.acks.push_back(std::move(a));
@@ -216,11 +213,8 @@ TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
   std::map<std::string, std::vector<queue::Job>> jobs;
   std::vector<queue::AckItem> acks;
   for (const auto& k : claim.keys) {
-    queue::AckItem a{k.key, static_cast<int>(k.bodies.size()), {}};
-    for (const auto& body : k.bodies) {
-      jobs[k.key].push_back(queue::decode_job(body));
-      a.members.push_back(jobs[k.key].back().pending_member());
-    }
+    queue::AckItem a{k.key, static_cast<int>(k.bodies.size())};
+    for (const auto& body : k.bodies) jobs[k.key].push_back(queue::decode_job(body));
     acks.push_back(std::move(a));
   }
   ASSERT_GT(jobs["a:1"].size(), 200u);

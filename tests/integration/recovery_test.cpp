@@ -156,7 +156,8 @@ TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
   run.finish();
 }
 
-long long pending_jobs(const BankEnv& env) {
+// Commits with jobs not yet folded (P:pending holds one member per such commit).
+long long pending_commits(const BankEnv& env) {
   return std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}));
 }
 
@@ -205,10 +206,10 @@ TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
   } resume;
   std::this_thread::sleep_for(std::chrono::seconds(5));
   const Lsn confirmed_early = slot_confirmed(env);
-  const long long pending_early = pending_jobs(env);
+  const long long pending_early = pending_commits(env);
   std::this_thread::sleep_for(std::chrono::seconds(23));
   const Lsn confirmed_late = slot_confirmed(env);
-  const long long pending_late = pending_jobs(env);
+  const long long pending_late = pending_commits(env);
   EXPECT_TRUE(daemon.is_running()) << "walfold died while MongoDB was unreachable:\n"
                                    << daemon.output();
   // The reader kept streaming into Redis, and the checkpoint did not move past work MongoDB

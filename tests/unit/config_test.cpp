@@ -44,7 +44,7 @@ tables:
 
 reader:
   status_interval_ms: 1000
-  enqueue_max_delay_ms: 20
+  enqueue_max_delay_ms: 5
   enqueue_batch_jobs: 2000
   reconnect_min_ms: 500
   reconnect_max_ms: 30000
@@ -153,7 +153,7 @@ void expect_example_values(const Config& c) {
   EXPECT_EQ(c.table("public", "nope"), nullptr);
   EXPECT_EQ(c.table("bank", "users"), nullptr);
   EXPECT_EQ(c.reader.status_interval, std::chrono::milliseconds(1000));
-  EXPECT_EQ(c.reader.enqueue_max_delay, std::chrono::milliseconds(20));
+  EXPECT_EQ(c.reader.enqueue_max_delay, std::chrono::milliseconds(5));
   EXPECT_EQ(c.reader.enqueue_batch_jobs, 2000);
   EXPECT_EQ(c.reader.reconnect_min, std::chrono::milliseconds(500));
   EXPECT_EQ(c.reader.reconnect_max, std::chrono::milliseconds(30000));

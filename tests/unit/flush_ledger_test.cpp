@@ -59,6 +59,29 @@ TEST(FlushLedger, PendingReadWithABatchInFlightIsRefused) {
   EXPECT_THROW(l.pending_read(std::nullopt), InternalError);
 }
 
+TEST(FlushLedger, TwoBatchesInFlightAreAcknowledgedOneAtATime) {
+  // The reader sends a second batch while the first is in flight; Redis's reply to the first
+  // says nothing about the second, which still holds the flush.
+  FlushLedger l(100, 0);
+  l.pending_read(std::nullopt);
+  l.commit(300, 310, true);
+  l.sent_to_redis();
+  l.commit(450, 500, true);
+  l.sent_to_redis();
+  EXPECT_EQ(l.batches_in_flight(), 2u);
+  l.redis_acknowledged();  // the batch of 300
+  EXPECT_EQ(l.batches_in_flight(), 1u);
+  EXPECT_THROW(l.pending_read(std::nullopt), InternalError) << "the batch of 450 is in flight";
+  EXPECT_EQ(l.bound(), 300u);
+  EXPECT_THROW(l.admit(301), InternalError);
+  l.redis_acknowledged();  // the batch of 450
+  l.pending_read(450);     // 300 folded, 450 not yet
+  EXPECT_EQ(l.bound(), 450u);
+  EXPECT_THROW(l.admit(451), InternalError);
+  l.pending_read(std::nullopt);
+  EXPECT_EQ(l.bound(), 500u);
+}
+
 TEST(FlushLedger, KeepaliveCountsOnlyOutsideATransaction) {
   FlushLedger l(100, 0);
   l.pending_read(std::nullopt);
@@ -135,9 +158,10 @@ struct Sim {
   // The oracle's truth per transaction.
   std::vector<bool> processed, folded;
   // Reader and queue state.
-  std::vector<std::size_t> buffered, in_flight;
-  std::deque<std::size_t> in_redis;  // enqueued, not folded
-  Lsn redis_end = 0;                 // the queue's recorded enqueued end (for a new session)
+  std::vector<std::size_t> buffered;
+  std::deque<std::vector<std::size_t>> in_flight;  // batches sent, oldest first
+  std::deque<std::size_t> in_redis;                // enqueued, not folded
+  Lsn redis_end = 0;  // the queue's recorded enqueued end (for a new session)
   Lsn skip_through = 0;
   FlushLedger ledger{0, 0};
 
@@ -208,18 +232,24 @@ struct Sim {
       ++next_txn;
     }
   }
+  // A batch is sent while others may still be in flight (any depth); Redis runs them in order
+  // and each reply acknowledges the oldest.
   void send() {
     ledger.sent_to_redis();
-    in_flight.insert(in_flight.end(), buffered.begin(), buffered.end());
+    in_flight.push_back(buffered);
     buffered.clear();
   }
   void ack() {
     ledger.redis_acknowledged();
-    for (auto i : in_flight) {
+    if (in_flight.empty()) return;
+    for (auto i : in_flight.front()) {
       in_redis.push_back(i);
       redis_end = std::max(redis_end, wal[i].end);
     }
-    in_flight.clear();
+    in_flight.pop_front();
+  }
+  void ack_all() {
+    while (!in_flight.empty()) ack();
   }
   void fold() {
     if (in_redis.empty()) return;
@@ -228,7 +258,7 @@ struct Sim {
     in_redis.erase(in_redis.begin() + static_cast<std::ptrdiff_t>(at));
   }
   void status() {
-    ack();
+    ack_all();
     std::optional<Lsn> oldest;
     for (auto i : in_redis) oldest = std::min(oldest.value_or(wal[i].commit), wal[i].commit);
     ledger.pending_read(oldest);
@@ -240,7 +270,8 @@ struct Sim {
   void reconnect() {
     const Lsn confirmed = ledger.admitted();
     for (auto i : buffered) processed[i] = false;
-    for (auto i : in_flight) processed[i] = false;
+    for (const auto& b : in_flight)
+      for (auto i : b) processed[i] = false;
     buffered.clear();
     in_flight.clear();
     skip_through = redis_end;
@@ -303,7 +334,7 @@ TEST(FlushLedger, PropertyNoEventSequenceConfirmsAnUnfoldedCommit) {
     s.reconnect();
     while (s.next_txn < s.wal.size()) s.deliver();
     s.send();
-    s.ack();
+    s.ack_all();
     while (!s.in_redis.empty()) s.fold();
     s.ledger.keepalive(s.wal_end(), false);
     s.status();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "queue/job_queue.h"
 
 namespace walfold::queue {
 namespace {
@@ -149,23 +150,26 @@ TEST(Job, RoundTripExtremes) {
   expect_jobs_equal(minmax, decode_job(encode_job(minmax)));
 }
 
-TEST(Job, PendingMember) {
-  Job j;
-  j.commit_lsn = 0x16B374D848ULL;
-  j.key = "a:42";
-  EXPECT_EQ(j.pending_member(), "00000016b374d848:a:42");
-  j.commit_lsn = 0;
-  j.key = "u:7";
-  EXPECT_EQ(j.pending_member(), "0000000000000000:u:7");
-  j.commit_lsn = std::numeric_limits<std::uint64_t>::max();
-  EXPECT_EQ(j.pending_member(), "ffffffffffffffff:u:7");
-  // Members sort by LSN first.
-  Job a, b;
-  a.commit_lsn = 0xFF;
-  a.key = "z";
-  b.commit_lsn = 0x100;
-  b.key = "a";
-  EXPECT_LT(a.pending_member(), b.pending_member());
+TEST(QueueEntry, ParsesTheListEntryFormat) {
+  // "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"; the body may hold anything.
+  auto e = parse_entry("450000000000123:1764000000000:00000016b374d848:7:b:o\0dy"s);
+  EXPECT_EQ(e.score, 450000000000123.0);
+  EXPECT_EQ(e.enqueued_ms, 1764000000000LL);
+  EXPECT_EQ(e.commit_lsn, Lsn{0x16B374D848ULL});
+  EXPECT_EQ(e.priority, 7);
+  EXPECT_EQ(e.body, "b:o\0dy"s);
+  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:").commit_lsn,
+            std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:").body, "");
+  // The format before issue #12 ("<score>:<priority>:<ms>:<member length>:<member><body>") and
+  // damaged entries are refused, not misread.
+  for (std::string bad : {"450000000000123:7:1764000000000:21:00000016b374d848:a:42J1", "",
+                          "1:2:", "1:2:00000016b374d848", "1:2:00000016b374d84:7:x",
+                          "1:2:00000016b374d8zz:7:x", "1:2:00000016b374d848:x:y", "x:2:3"})
+    EXPECT_THROW(parse_entry(bad), DataError) << bad;
+  // Pending commits are kept as lsn_key()s: they sort as LSNs.
+  EXPECT_LT(lsn_key(0xFF), lsn_key(0x100));
+  EXPECT_LT(lsn_key(0xFFFFFFFFULL), lsn_key(0x100000000ULL));
 }
 
 TEST(Job, DecodeRejectsWrongMagic) {
