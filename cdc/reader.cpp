@@ -40,6 +40,17 @@ std::string random_epoch() {
 }
 }  // namespace
 
+namespace {
+// Progress::rebuilding while a snapshot load runs, on every exit path.
+struct Rebuilding {
+  explicit Rebuilding(Progress& p) : p_(p) { p_.rebuilding = true; }
+  ~Rebuilding() { p_.rebuilding = false; }
+  Rebuilding(const Rebuilding&) = delete;
+  Rebuilding& operator=(const Rebuilding&) = delete;
+  Progress& p_;
+};
+}  // namespace
+
 // One connected streaming session; a reconnect builds a new one.
 class Reader::Session {
  public:
@@ -174,6 +185,12 @@ class Reader::Session {
     }
     auto& k = std::get<Keepalive>(msg);
     ledger_->keepalive(k.wal_end, assembler_.in_transaction());
+    if (heartbeat_lsn_ && k.wal_end >= *heartbeat_lsn_) {
+      owner_.progress_.heartbeat_round_trip_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - heartbeat_sent_)
+              .count();
+      heartbeat_lsn_.reset();
+    }
     if (!assembler_.in_transaction() && !ledger_->dropped_any() && owner_.opts_.stop_at &&
         k.wal_end >= owner_.opts_.stop_at)
       reach_stop();
@@ -343,6 +360,7 @@ class Reader::Session {
           "and loading again",
           cfg_.postgres.slot, checkpoint::format_time_ms(saved->saved_at_ms));
       if (slot.exists) drop_slot(dsn, cfg_.postgres);
+      Rebuilding busy(owner_.progress_);
       reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot (retried)");
       return check_slot(dsn, cfg_.postgres);
     }
@@ -353,6 +371,7 @@ class Reader::Session {
                                              id.system_id);
       }
       spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
+      Rebuilding busy(owner_.progress_);
       reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot");
       return check_slot(dsn, cfg_.postgres);
     }
@@ -416,6 +435,7 @@ class Reader::Session {
         "reader: TRUNCATE of {} in the transaction at {}: rebuilding the read model from the "
         "tables (logged in the checkpoint history)",
         tables, format_lsn(t.commit_lsn));
+    Rebuilding busy(owner_.progress_);
     auto snap = reconcile::create_temporary_snapshot(dsn, cfg_.postgres.slot, "rebuild");
     auto st = reconcile::load_read_model(cfg_, owner_.pool_, snap.name, snap.consistent_point);
     owner_.store_.finish_load(confirmed_,
@@ -447,7 +467,12 @@ class Reader::Session {
             std::make_unique<PgConn>(dsn, std::map<std::string, std::string>{}, "heartbeat");
       // Transactional: PostgreSQL 15 answers a transaction that is empty for the publication
       // with a keepalive carrying its position, which the reader then confirms.
-      heartbeat_conn_->exec("SELECT pg_logical_emit_message(true, 'walfold_heartbeat', '')");
+      auto at = heartbeat_conn_->scalar(
+          "SELECT pg_logical_emit_message(true, 'walfold_heartbeat', '')::text");
+      if (auto lsn = at ? parse_lsn(*at) : std::nullopt) {
+        heartbeat_lsn_ = *lsn;
+        heartbeat_sent_ = now;
+      }
       ++owner_.progress_.heartbeats;
       ask_until_ = now + std::chrono::seconds(1);
       spdlog::debug("reader: heartbeat written ({} so far)", owner_.progress_.heartbeats.load());
@@ -470,6 +495,8 @@ class Reader::Session {
   Clock::time_point buffer_deadline_{}, last_ask_{};
   Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
   std::unique_ptr<PgConn> heartbeat_conn_;
+  std::optional<Lsn> heartbeat_lsn_;  // the last heartbeat's position, until the stream shows it
+  Clock::time_point heartbeat_sent_{};
   std::optional<CommittedTransaction> truncate_;
   Lsn replay_until_ = 0;
   bool save_failing_ = false;

@@ -124,6 +124,11 @@ struct Progress {
   // walfold's queue (detected, replayed); read-model rebuilds after a TRUNCATE.
   std::atomic<std::uint64_t> reconnects_postgresql{0}, reconnects_redis{0}, reconnects_mongodb{0},
       redis_loss_recoveries{0}, rebuilds{0};
+  // Microseconds from writing the last heartbeat message until its WAL position reached the
+  // reader in the stream (-1: none yet); whether a snapshot load (initial load, rebuild after a
+  // TRUNCATE) is running now.
+  std::atomic<std::int64_t> heartbeat_round_trip_us{-1};
+  std::atomic<bool> rebuilding{false};
   // Workers
   std::atomic<std::uint64_t> jobs_folded{0}, changes_folded{0}, mongo_write_commands{0},
       mongo_statements{0}, fold_errors{0};

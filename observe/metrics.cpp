@@ -116,6 +116,14 @@ std::string Observer::metrics_text() const {
         p.changes_seen.load());
   w.one("walfold_heartbeats_total", "counter",
         "Heartbeat messages written while the published tables were idle", p.heartbeats.load());
+  if (const auto rtt = p.heartbeat_round_trip_us.load(); rtt >= 0)
+    w.one("walfold_heartbeat_round_trip_seconds", "gauge",
+          "From writing the last heartbeat message to its WAL position reaching the reader",
+          static_cast<double>(rtt) / 1e6);
+  w.one("walfold_rebuild_in_progress", "gauge",
+        "1 while the read model is loaded from a snapshot (initial load, rebuild after a "
+        "TRUNCATE)",
+        p.rebuilding.load() ? 1.0 : 0.0);
 
   // Jobs by priority class: the configured classes always, others once seen.
   std::set<int> classes{cfg_.priorities.replay};

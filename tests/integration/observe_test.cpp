@@ -146,6 +146,16 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
   EXPECT_GT(m["walfold_confirmed_lsn"], 0);
   EXPECT_EQ(m["walfold_processes{role=\"reader+workers\"}"], 1);
   EXPECT_GT(m["walfold_mongodb_write_commands_total"], 0);
+  EXPECT_EQ(m["walfold_rebuild_in_progress"], 0);
+  // Idle now: a heartbeat (every 500 ms here) goes out and its position comes back.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        m = parse_metrics(http.metrics());
+        return m["walfold_heartbeats_total"] > 0 && m.count("walfold_heartbeat_round_trip_seconds");
+      },
+      std::chrono::seconds(30), std::chrono::milliseconds(200)))
+      << http.metrics();
+  EXPECT_GT(m["walfold_heartbeat_round_trip_seconds"], 0);
   expect_strict_exposition(http.metrics(), env.dir);
   // The Grafana dashboard and the alert rules use only metrics walfold exposes, and promtool
   // accepts the rules.
