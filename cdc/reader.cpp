@@ -361,7 +361,8 @@ class Reader::Session {
           cfg_.postgres.slot, checkpoint::format_time_ms(saved->saved_at_ms));
       if (slot.exists) drop_slot(dsn, cfg_.postgres);
       Rebuilding busy(owner_.progress_);
-      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot (retried)");
+      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot (retried)",
+                              &owner_.progress_.snapshot_documents);
       return check_slot(dsn, cfg_.postgres);
     }
     auto local = store.load_state_dir();
@@ -372,7 +373,8 @@ class Reader::Session {
       }
       spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
       Rebuilding busy(owner_.progress_);
-      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot");
+      reconcile::initial_load(cfg_, owner_.pool_, store, "initial snapshot",
+                              &owner_.progress_.snapshot_documents);
       return check_slot(dsn, cfg_.postgres);
     }
     if (!saved) {
@@ -437,7 +439,8 @@ class Reader::Session {
         tables, format_lsn(t.commit_lsn));
     Rebuilding busy(owner_.progress_);
     auto snap = reconcile::create_temporary_snapshot(dsn, cfg_.postgres.slot, "rebuild");
-    auto st = reconcile::load_read_model(cfg_, owner_.pool_, snap.name, snap.consistent_point);
+    auto st = reconcile::load_read_model(cfg_, owner_.pool_, snap.name, snap.consistent_point,
+                                         &owner_.progress_.snapshot_documents);
     owner_.store_.finish_load(confirmed_,
                               "rebuilt after TRUNCATE of " + tables + " at " +
                                   format_lsn(t.commit_lsn) + " (snapshot " +

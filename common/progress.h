@@ -129,6 +129,7 @@ struct Progress {
   // TRUNCATE) is running now.
   std::atomic<std::int64_t> heartbeat_round_trip_us{-1};
   std::atomic<bool> rebuilding{false};
+  std::atomic<std::uint64_t> snapshot_documents{0};  // written by snapshot loads, acknowledged
   // Workers
   std::atomic<std::uint64_t> jobs_folded{0}, changes_folded{0}, mongo_write_commands{0},
       mongo_statements{0}, fold_errors{0};

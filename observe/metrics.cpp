@@ -124,6 +124,10 @@ std::string Observer::metrics_text() const {
         "1 while the read model is loaded from a snapshot (initial load, rebuild after a "
         "TRUNCATE)",
         p.rebuilding.load() ? 1.0 : 0.0);
+  w.one("walfold_snapshot_documents_written_total", "counter",
+        "Documents written to MongoDB by snapshot loads (initial load, rebuilds after a "
+        "TRUNCATE), as MongoDB acknowledged them",
+        static_cast<double>(p.snapshot_documents.load()));
 
   // Jobs by priority class: the configured classes always, others once seen.
   std::set<int> classes{cfg_.priorities.replay};

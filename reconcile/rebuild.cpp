@@ -320,7 +320,7 @@ Bson tombstone_update(const char* guard_field, Lsn guard) {
 }  // namespace
 
 Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
-                 const std::string& event) {
+                 const std::string& event, std::atomic<std::uint64_t>* written) {
   const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   auto snap = create_slot_with_snapshot(dsn, cfg.postgres.slot, /*temporary=*/false);
   spdlog::info(
@@ -331,7 +331,7 @@ Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::St
                               checkpoint::now_ms()};
   store.begin(id, /*loading=*/true, "slot created");
   projections::MongoSink(pool).ensure_indexes();
-  auto st = load_read_model(cfg, pool, snap.name, snap.consistent_point);
+  auto st = load_read_model(cfg, pool, snap.name, snap.consistent_point, written);
   store.finish_load(snap.consistent_point, event);
   spdlog::info(
       "{}: {} accounts, {} users, {} transactions loaded at {} ({} stale documents "

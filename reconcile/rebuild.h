@@ -5,6 +5,8 @@
 //   - repair: rewrites the documents that differ from a fresh snapshot, while the daemon runs.
 #pragma once
 
+#include <atomic>
+
 #include <chrono>
 #include <iosfwd>
 #include <string>
@@ -19,8 +21,9 @@ namespace walfold::reconcile {
 // Creates the slot (it must not exist) with an exported snapshot, records its identity as
 // "loading", loads the read model in the snapshot, and saves the checkpoint at the consistent
 // point. Returns the consistent point. `event` names the reason in the checkpoint history.
+// `written` as for load_read_model.
 Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
-                 const std::string& event);
+                 const std::string& event, std::atomic<std::uint64_t>* written = nullptr);
 
 struct RepairResult {
   std::size_t accounts = 0, users = 0, transactions = 0;  // compared

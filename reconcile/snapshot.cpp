@@ -302,8 +302,8 @@ namespace {
 // Buffers replacement upserts and sends them unordered, 1000 at a time.
 class Loader {
  public:
-  Loader(projections::MongoPool& pool, const char* collection)
-      : pool_(pool), client_(pool), collection_(collection) {}
+  Loader(projections::MongoPool& pool, const char* collection, std::atomic<std::uint64_t>* written)
+      : pool_(pool), client_(pool), collection_(collection), written_(written) {}
   void put(std::int64_t id, Bson doc) {
     projections::Statement s;
     s.filter = make_bson();
@@ -317,6 +317,7 @@ class Loader {
   }
   void flush() {
     projections::bulk_write(pool_, client_, collection_, batch_, /*ordered=*/false);
+    if (written_) *written_ += batch_.size();
     batch_.clear();
   }
   // Documents the snapshot did not write (their guard is below it) become tombstones.
@@ -350,6 +351,7 @@ class Loader {
   projections::MongoPool& pool_;
   projections::MongoPool::Client client_;
   const char* collection_;
+  std::atomic<std::uint64_t>* written_;
   std::vector<projections::Statement> batch_;
   std::size_t count_ = 0;
 };
@@ -357,18 +359,19 @@ class Loader {
 }  // namespace
 
 LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
-                          const std::string& snapshot, Lsn consistent_point) {
+                          const std::string& snapshot, Lsn consistent_point,
+                          std::atomic<std::uint64_t>* written) {
   const auto start = std::chrono::steady_clock::now();
   const Lsn guard = consistent_point - 1;
   TruthReader truth(cfg, postgres_conninfo(cfg.postgres), snapshot);
   LoadStats st;
   // transactions first, accounts last: the same order as a worker's bulk writes.
-  Loader txs(pool, "transactions");
+  Loader txs(pool, "transactions", written);
   truth.transactions([&](TxTruth&& t) { txs.put(t.id, transaction_document(t, guard)); });
   st.transactions = txs.count();
   st.tombstoned += txs.tombstone_rest("applied_lsn", guard, make_bson());
 
-  Loader users(pool, "users");
+  Loader users(pool, "users", written);
   truth.users(std::nullopt, [&](UserTruth&& u) { users.put(u.id, user_document(u, guard)); });
   st.users = users.count();
   {
@@ -384,7 +387,7 @@ LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
     st.tombstoned += users.tombstone_rest("profile_lsn", guard, extra);
   }
 
-  Loader accounts(pool, "accounts");
+  Loader accounts(pool, "accounts", written);
   truth.accounts(std::nullopt,
                  [&](AccountTruth&& a) { accounts.put(a.id, account_document(a, guard)); });
   st.accounts = accounts.count();

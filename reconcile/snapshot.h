@@ -9,6 +9,8 @@
 // guards skip exactly what the snapshot already holds.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -95,7 +97,9 @@ struct LoadStats {
 // Writes the whole read model from the snapshot (replacing what is there) and tombstones every
 // document the snapshot does not contain. Nothing may fold jobs at or above the consistent point
 // meanwhile (the callers guarantee it: nothing is streamed from the slot yet).
+// `written`, when given, counts the documents as MongoDB acknowledges them (progress metrics).
 LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
-                          const std::string& snapshot, Lsn consistent_point);
+                          const std::string& snapshot, Lsn consistent_point,
+                          std::atomic<std::uint64_t>* written = nullptr);
 
 }  // namespace walfold::reconcile

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 
 #include "tests/harness/servers.h"
@@ -84,6 +85,35 @@ std::string artifacts_dir() {
     dir = std::filesystem::path(s).parent_path().string() + "/artifacts";
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// A first start loads the read model from a snapshot: the documents it wrote are counted, and
+// the load is shown as in progress only while it runs.
+TEST(Observe, ASnapshotLoadIsCountedInTheMetrics) {
+  BankEnv env("http:\n  listen: 127.0.0.1:0\n");
+  {
+    std::ifstream f(source_dir() + "/examples/bank/schema.sql");
+    std::stringstream sql;
+    sql << f.rdbuf();
+    pg_query(env.dsn, sql.str());
+  }
+  ASSERT_EQ(env.cmd("loadgen", {"--users", "40", "--transactions", "300", "--no-progress"}).status,
+            0);
+  pg_query(env.dsn, "CREATE PUBLICATION " + env.name + " FOR TABLE users, accounts, transactions");
+  const double documents =
+      std::stod(pg_scalar(env.dsn,
+                          "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM accounts) "
+                          "+ (SELECT count(*) FROM transactions)"));
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  const int port = http_port(daemon);
+  ASSERT_GT(port, 0) << daemon.output();
+  Http http(port);
+  ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
+  auto m = parse_metrics(http.metrics());
+  EXPECT_EQ(m["walfold_snapshot_documents_written_total"], documents) << http.metrics();
+  EXPECT_EQ(m["walfold_rebuild_in_progress"], 0);
+  stop_cleanly(daemon);
+  expect_read_model_exact(env);
 }
 
 TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
