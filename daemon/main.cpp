@@ -5,6 +5,7 @@
 #include <sysexits.h>
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <string_view>
@@ -199,6 +200,10 @@ int checkpoints_command(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write to a server that closed the connection must fail with EPIPE, not kill walfold:
+  // hiredis writes with write(2), so a Redis restart under load raised SIGPIPE (exit -13).
+  // libpq and libmongoc guard their own sockets.
+  std::signal(SIGPIPE, SIG_IGN);
   projections::route_mongoc_logs();  // before anything initialises libmongoc
   CLI::App app{
       "walfold: sync a bank's PostgreSQL write model into a MongoDB read model through "
