@@ -399,13 +399,16 @@ std::string format_problem(const std::string& file, const ConfigProblem& p) {
   return out + ": " + p.message;
 }
 
-std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
+namespace {
+// "<digits><unit>" -> digits × the unit's factor; nullopt for no digits, an unknown unit or
+// overflow.
+template <std::size_t N>
+std::optional<std::int64_t> parse_with_unit(
+    const std::string& text, const std::pair<const char*, std::int64_t> (&units)[N]) {
   std::size_t digits = text.find_first_not_of("0123456789");
   if (digits == 0 || digits == std::string::npos) return std::nullopt;
   auto n = parse_integer(text.substr(0, digits));
   if (!n) return std::nullopt;
-  static const std::pair<const char*, std::int64_t> units[] = {
-      {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"min", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
   const std::string unit = text.substr(digits);
   for (const auto& [name, factor] : units)
     if (unit == name) {
@@ -414,21 +417,18 @@ std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
     }
   return std::nullopt;
 }
+}  // namespace
+
+std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"min", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+  return parse_with_unit(text, units);
+}
 
 std::optional<std::int64_t> parse_size_bytes(const std::string& text) {
-  std::size_t digits = text.find_first_not_of("0123456789");
-  if (digits == 0 || digits == std::string::npos) return std::nullopt;
-  auto n = parse_integer(text.substr(0, digits));
-  if (!n) return std::nullopt;
   static const std::pair<const char*, std::int64_t> units[] = {
       {"B", 1}, {"KiB", 1LL << 10}, {"MiB", 1LL << 20}, {"GiB", 1LL << 30}, {"TiB", 1LL << 40}};
-  const std::string unit = text.substr(digits);
-  for (const auto& [name, factor] : units)
-    if (unit == name) {
-      if (*n > INT64_MAX / factor) return std::nullopt;
-      return *n * factor;
-    }
-  return std::nullopt;
+  return parse_with_unit(text, units);
 }
 
 std::string closest_name(const std::string& word, const std::vector<std::string>& candidates) {

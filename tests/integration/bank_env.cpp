@@ -176,6 +176,20 @@ PgTruth pg_truth(const std::string& dsn) {
   return t;
 }
 
+MongoPause::MongoPause() {
+  servers_ctl({"pause-mongo"});
+}
+MongoPause::~MongoPause() {
+  try {
+    resume();
+  } catch (...) {
+  }
+}
+void MongoPause::resume() {
+  if (paused_) servers_ctl({"resume-mongo"});
+  paused_ = false;
+}
+
 void stop_cleanly(Process& daemon) {
   daemon.signal(SIGTERM);
   auto st = daemon.wait(std::chrono::seconds(90));

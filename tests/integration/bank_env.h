@@ -103,6 +103,19 @@ void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::i
 // Runs a database command given as (relaxed) extended JSON, e.g. {"collMod": "accounts", ...}.
 void mongo_command(const std::string& uri, const std::string& db, const std::string& json);
 
+// Pauses the shared MongoDB stand-in (SIGSTOP) for its lifetime: resume() or the destructor
+// resumes it, so no failure leaves it stopped for the tests after.
+struct MongoPause {
+  MongoPause();
+  ~MongoPause();
+  MongoPause(const MongoPause&) = delete;
+  MongoPause& operator=(const MongoPause&) = delete;
+  void resume();
+
+ private:
+  bool paused_ = true;
+};
+
 // SIGTERM, then a clean exit (status 0) within 90 s; the daemon's output on failure.
 void stop_cleanly(Process& daemon);
 // Account `id`'s balance in MongoDB equals the sum of its transactions in PostgreSQL.

@@ -190,20 +190,7 @@ TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
                 "--no-progress"});
   std::this_thread::sleep_for(std::chrono::seconds(3));
 
-  servers_ctl({"pause-mongo"});
-  struct Resume {  // never leave the shared stand-in stopped, whatever fails below
-    bool paused = true;
-    void now() {
-      if (paused) servers_ctl({"resume-mongo"});
-      paused = false;
-    }
-    ~Resume() {
-      try {
-        now();
-      } catch (...) {
-      }
-    }
-  } resume;
+  MongoPause pause;  // never leaves the shared stand-in stopped, whatever fails below
   std::this_thread::sleep_for(std::chrono::seconds(5));
   const Lsn confirmed_early = slot_confirmed(env);
   const long long pending_early = pending_commits(env);
@@ -218,7 +205,7 @@ TEST(Recovery, MongoUnreachableForThirtySecondsLosesNothing) {
   EXPECT_EQ(format_lsn(confirmed_late), format_lsn(confirmed_early))
       << "the slot was confirmed while MongoDB could acknowledge nothing";
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  resume.now();
+  pause.resume();
 
   wait_ok(load);
   const auto out = daemon.output();

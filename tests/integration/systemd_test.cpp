@@ -190,22 +190,9 @@ TEST(Systemd, TheWatchdogIsFedWhileMongoDbIsStalled) {
                 "--transactions", "8000", "--rate", "200", "--seed", "5", "--no-progress"});
   sd.collect_for(std::chrono::seconds(3));
 
-  servers_ctl({"pause-mongo"});
-  struct Resume {  // never leave the shared stand-in stopped, whatever fails below
-    bool paused = true;
-    void now() {
-      if (paused) servers_ctl({"resume-mongo"});
-      paused = false;
-    }
-    ~Resume() {
-      try {
-        now();
-      } catch (...) {
-      }
-    }
-  } resume;
+  MongoPause pause;  // never leaves the shared stand-in stopped, whatever fails below
   sd.collect_for(2 * watchdog);
-  resume.now();
+  pause.resume();
   sd.collect_for(std::chrono::seconds(4));
   const auto end = std::chrono::steady_clock::now();
 
