@@ -39,12 +39,26 @@ phase "integration tests (PostgreSQL, Redis, MongoDB)"
 ctest --test-dir build/ci -L integration --output-on-failure --no-tests=error --timeout 900
 
 phase "build with AddressSanitizer + UndefinedBehaviorSanitizer"
-cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWALFOLD_WERROR=ON -DWALFOLD_SANITIZE=ON -DWALFOLD_BUILD_BENCH=OFF >/dev/null
+# Also instrumented for line coverage: the sanitizer run is the complete one (unit and
+# integration), so its counts are the suite's coverage, reported after it.
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWALFOLD_WERROR=ON -DWALFOLD_SANITIZE=ON -DWALFOLD_COVERAGE=ON -DWALFOLD_BUILD_BENCH=OFF >/dev/null
+find build/asan -name '*.gcda' -delete
 cmake --build build/asan -j "$jobs"
 
 phase "unit and integration tests under ASan+UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build/asan -L 'unit|integration' -E mongo_standin_selftest --output-on-failure --no-tests=error --timeout 900
+
+phase "line coverage (gcovr, the ASan run's unit and integration tests)"
+# Sources of walfold only (not the tests, the harness or the benchmarks); every process the
+# tests start (the daemon under SIGTERM included) writes its counts when it exits.
+if gcovr --root . --object-directory build/asan --exclude 'tests/' --exclude 'bench/' --exclude 'build/' \
+  --gcov-ignore-parse-errors --txt build/asan/coverage.txt --html-details build/asan/coverage.html \
+  --print-summary build/asan; then
+  cat build/asan/coverage.txt
+else
+  echo "gcovr failed: line coverage not reported"
+fi
 
 phase "clang-format"
 files=$(git ls-files '*.cpp' '*.h' 2>/dev/null || find . -name '*.cpp' -o -name '*.h' | grep -v build/)

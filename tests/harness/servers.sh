@@ -37,7 +37,7 @@ DEPS=(build-essential cmake ninja-build pkg-config postgresql-15 postgresql-clie
   libgmock-dev libbenchmark-dev python3-mockupdb python3-mongomock python3-pymongo
   clang-format debhelper devscripts lintian systemd openssl stunnel4
   libcpp-httplib-dev nlohmann-json3-dev python3-prometheus-client
-  chromium chromium-driver python3-selenium)
+  chromium chromium-driver python3-selenium gcovr)
 # Wanted only for promtool (the strict exposition and alert-rule checks): installed without its
 # Recommends (node-exporter) and, like every package here, without starting its service.
 DEPS_NO_RECOMMENDS=(prometheus)

@@ -131,6 +131,16 @@ TEST(Systemd, NotifiesReadyWatchdogReloadAndStopping) {
   ASSERT_TRUE(sd.wait_for("WATCHDOG=1", std::chrono::seconds(10))) << sd.all();
   ASSERT_TRUE(sd.wait_for("WATCHDOG=1", std::chrono::seconds(10)))
       << "the watchdog is fed repeatedly: " << sd.all();
+  // STATUS= (what `systemctl status` shows) says where the stream stands, from observe/'s
+  // sampler: the confirmed position and the lag.
+  ASSERT_TRUE(sd.wait_for("STATUS=confirmed ", std::chrono::seconds(30))) << sd.all();
+  {
+    std::string status;
+    for (const auto& msg : sd.messages())
+      if (auto at = msg.find("STATUS=confirmed "); at != std::string::npos) status = msg.substr(at);
+    EXPECT_NE(status.find(", lag "), std::string::npos) << status;
+    EXPECT_NE(status.find(" rows/s"), std::string::npos) << status;
+  }
 
   daemon.signal(SIGHUP);
   ASSERT_TRUE(sd.wait_for("RELOADING=1", std::chrono::seconds(10))) << sd.all();
