@@ -30,8 +30,9 @@
 // reader (the single writer) stamps and builds the entries itself, on its estimate of Redis's
 // clock (offset measured once per JobQueue), continuing from meta's `stamp`.
 // Costs (Redis calls): an enqueued batch makes one RPUSH per key (the client's entries as they
-// are) and a few variadic calls per batch; a claim one LRANGE per key; an ack one LPOP and one
-// LINDEX per key and a few variadic calls.
+// are) and a few variadic calls per batch; a claim a few variadic calls in claim.lua, then one
+// plain LRANGE per key, pipelined (outside Lua); an ack one LPOP and one LINDEX per key and a
+// few variadic calls.
 #pragma once
 
 #include <chrono>
