@@ -95,6 +95,13 @@ std::string json_field(std::string_view json, std::string_view name) {
   return out;
 }
 
+// A TIME reply in ms.
+long long time_ms(const redisReply* t) {
+  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
+  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
+         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+}
+
 long long to_ll(const std::string& s) {
   long long v = 0;
   // cjson writes large integers as floats (1.7e+12): read them as doubles.
@@ -250,9 +257,7 @@ void JobQueue::learn_clock() {
   auto t = redis_.read_reply();
   auto st = redis_.read_reply();
   const auto after = std::chrono::system_clock::now();
-  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
-  const long long redis_ms = std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
-                             std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+  const long long redis_ms = time_ms(t.get());
   const long long local_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  (before + (after - before) / 2).time_since_epoch())
                                  .count();
@@ -479,10 +484,7 @@ QueueCounts JobQueue::counts() {
 }
 
 long long JobQueue::redis_time_ms() {
-  auto t = redis_.command({"TIME"});
-  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
-  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
-         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+  return time_ms(redis_.command({"TIME"}).get());
 }
 
 QueueStats JobQueue::stats() {
