@@ -95,6 +95,13 @@ std::string json_field(std::string_view json, std::string_view name) {
   return out;
 }
 
+// A TIME reply in ms.
+long long time_ms(const redisReply* t) {
+  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
+  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
+         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+}
+
 long long to_ll(const std::string& s) {
   long long v = 0;
   // cjson writes large integers as floats (1.7e+12): read them as doubles.
@@ -151,17 +158,18 @@ JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
                                                      std::deque<std::string>& owned) {
   // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by key in the
-  // order keys first appear (a key's jobs keep their order), so Redis makes one RPUSH per key
-  // and one HINCRBY per commit.
+  // order keys first appear (a key's jobs keep their order), each key with its best score and
+  // its complete list entries, so Redis makes one RPUSH per key and builds nothing per job.
   auto own = [&](std::string v) -> std::string_view {
     owned.push_back(std::move(v));
     return owned.back();
   };
   std::vector<std::pair<Lsn, long long>> commits;
   std::unordered_map<std::string_view, std::size_t> slot;  // key -> index in `groups`
-  std::vector<std::vector<const EnqueueItem*>> groups;
+  std::vector<std::vector<std::size_t>> groups;            // indexes into `items`
   slot.reserve(items.size());
-  for (const auto& it : items) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const EnqueueItem& it = items[i];
     if (commits.empty() || commits.back().first != it.commit_lsn) {
       auto found = std::find_if(commits.rbegin(), commits.rend(),
                                 [&](const auto& c) { return c.first == it.commit_lsn; });
@@ -175,13 +183,23 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
     }
     auto [at, fresh] = slot.try_emplace(it.key, groups.size());
     if (fresh) groups.emplace_back();
-    groups[at->second].push_back(&it);
+    groups[at->second].push_back(i);
   }
   std::vector<std::string_view> args;
-  args.reserve(8 + commits.size() * 2 + groups.size() * 2 + items.size() * 2);
+  args.reserve(8 + commits.size() * 2 + groups.size() * 3 + items.size());
   args.push_back(prefix_);
   args.push_back(own(end ? lsn_key(end) : std::string()));
-  args.push_back(own(std::to_string(options_.aging_ms)));
+  // The batch's stamps: one per job, strictly increasing, from this host's clock shifted to
+  // Redis's (see enqueue.lua).
+  if (!clock_known_) learn_clock();
+  const long long now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count() +
+                           redis_offset_ms_;
+  long long stamp = std::max(stamp_, now_ms * 256 - 1);
+  const long long last_stamp = stamp + static_cast<long long>(items.size());
+  stamp_ = last_stamp;
+  args.push_back(own(std::to_string(last_stamp)));
   args.push_back(own(std::to_string(items.size())));
   args.push_back(own(std::to_string(commits.size())));
   args.push_back(own(std::to_string(groups.size())));
@@ -193,28 +211,60 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
     args.push_back(own(lsn_key(lsn)));
     args.push_back(own(std::to_string(n)));
   }
-  static const std::array<std::string, 256> prios = [] {
-    std::array<std::string, 256> a;
-    for (std::size_t i = 0; i < a.size(); ++i) a[i] = std::to_string(i);
-    return a;
-  }();
+  // Entries "<score>:<enqueued ms>:<commit lsn 16 hex>:<priority>:<body>"; the stamps follow the
+  // order of `items` (arrival), whatever the grouping by key.
+  std::vector<std::string_view> entry(items.size());
+  std::vector<long long> score(items.size());
+  char num[24];
+  auto to_text = [&](long long v) {
+    auto r = std::to_chars(num, num + sizeof num, v);
+    return std::string_view(num, static_cast<std::size_t>(r.ptr - num));
+  };
+  const std::string when = std::string(":") + std::string(to_text(now_ms)) + ":";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const EnqueueItem& it = items[i];
+    if (it.priority < 0 || it.priority > 255)
+      throw DataError("job priority " + std::to_string(it.priority) + " outside 0..255");
+    score[i] = ++stamp + static_cast<long long>(it.priority) * options_.aging_ms * 256;
+    std::string e;
+    e.reserve(40 + it.body.size());
+    e += to_text(score[i]);
+    e += when;
+    e += lsn_key(it.commit_lsn);
+    e += ':';
+    e += to_text(it.priority);
+    e += ':';
+    e += it.body;
+    entry[i] = own(std::move(e));
+  }
   for (const auto& g : groups) {
-    args.push_back(g.front()->key);
+    long long best = score[g.front()];
+    for (std::size_t j : g) best = std::min(best, score[j]);
+    args.push_back(items[g.front()].key);
     args.push_back(own(std::to_string(g.size())));
-    for (const EnqueueItem* it : g) {
-      const std::string& prio = prios.at(static_cast<std::size_t>(it->priority));
-      std::string tail;
-      tail.reserve(18 + prio.size() + it->body.size());
-      tail += lsn_key(it->commit_lsn);
-      tail += ':';
-      tail += prio;
-      tail += ':';
-      tail += it->body;
-      args.push_back(prio);
-      args.push_back(own(std::move(tail)));
-    }
+    args.push_back(own(std::to_string(best)));
+    for (std::size_t j : g) args.push_back(entry[j]);
   }
   return args;
+}
+
+void JobQueue::learn_clock() {
+  // Called before the first batch of this JobQueue is sent (nothing in flight yet).
+  enqueue_wait();
+  const auto before = std::chrono::system_clock::now();
+  redis_.append({"TIME"});
+  redis_.append({"HGET", prefix_ + ":meta", "stamp"});
+  auto t = redis_.read_reply();
+  auto st = redis_.read_reply();
+  const auto after = std::chrono::system_clock::now();
+  const long long redis_ms = time_ms(t.get());
+  const long long local_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 (before + (after - before) / 2).time_since_epoch())
+                                 .count();
+  redis_offset_ms_ = redis_ms - local_ms;
+  if (st->type == REDIS_REPLY_STRING)
+    stamp_ = std::max(stamp_, to_ll(std::string(reply_view(st.get()))));
+  clock_known_ = true;
 }
 
 void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
@@ -316,20 +366,41 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("claim: unexpected reply");
   c.fence = r->element[0]->integer;
   const redisReply* list = r->element[1];
-  for (size_t i = 0; i + 1 < list->elements; i += 2) {
-    ClaimedKey k;
-    k.key.assign(list->element[i]->str, list->element[i]->len);
-    const redisReply* jobs = list->element[i + 1];
-    k.bodies.reserve(jobs->elements);
-    k.commits.reserve(jobs->elements);
-    for (size_t j = 0; j < jobs->elements; ++j) {
-      auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
-      k.bodies.push_back(std::move(e.body));
-      k.commits.push_back(e.commit_lsn);
-      k.priorities.push_back(e.priority);
-      k.enqueued_ms.push_back(e.enqueued_ms);
+  // The claimed keys' entries (see claim.lua), pipelined, 500 keys per round trip.
+  const std::string lim = std::to_string(std::max(0, max_jobs - 1));
+  for (std::size_t from = 0; from < list->elements; from += 500) {
+    const std::size_t to = std::min(list->elements, from + 500);
+    for (std::size_t i = from; i < to; ++i)
+      redis_.append(
+          {"LRANGE", prefix_ + ":k:" + std::string(reply_view(list->element[i])), "0", lim});
+    std::optional<std::string> failed;  // read every reply of the chunk: the connection stays
+                                        // in step
+    for (std::size_t i = from; i < to; ++i) {
+      Reply jobs;
+      try {
+        jobs = redis_.read_reply();
+      } catch (const UnavailableError&) {
+        throw;
+      } catch (const std::exception& e) {
+        if (!failed) failed = e.what();
+        continue;
+      }
+      // Empty only if Redis lost its data meanwhile: the key's lease runs out untouched.
+      if (failed || jobs->type != REDIS_REPLY_ARRAY || jobs->elements == 0) continue;
+      ClaimedKey k;
+      k.key.assign(reply_view(list->element[i]));
+      k.bodies.reserve(jobs->elements);
+      k.commits.reserve(jobs->elements);
+      for (size_t j = 0; j < jobs->elements; ++j) {
+        auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
+        k.bodies.push_back(std::move(e.body));
+        k.commits.push_back(e.commit_lsn);
+        k.priorities.push_back(e.priority);
+        k.enqueued_ms.push_back(e.enqueued_ms);
+      }
+      c.keys.push_back(std::move(k));
     }
-    c.keys.push_back(std::move(k));
+    if (failed) throw DataError("claim: " + *failed);
   }
   return c;
 }
@@ -413,10 +484,7 @@ QueueCounts JobQueue::counts() {
 }
 
 long long JobQueue::redis_time_ms() {
-  auto t = redis_.command({"TIME"});
-  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
-  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
-         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+  return time_ms(redis_.command({"TIME"}).get());
 }
 
 QueueStats JobQueue::stats() {

@@ -26,10 +26,13 @@
 // Per-key order holds because a key has at most one owner and is only trimmed at its head; a
 // key is in exactly one of ready, active, delayed, dead while it has jobs.
 // Score = arrival stamp (Redis ms * 256, strictly increasing) + priority * aging_ms * 256: a job
-// of priority p sorts like a priority-0 job that arrived p * aging_ms later (bounded wait).
-// Costs (Redis calls): an enqueued batch makes one RPUSH per key, one HINCRBY per commit and a
-// few variadic ZADDs; a claim one LRANGE per key; an ack one LPOP and one LINDEX per key, one
-// HINCRBY per commit and a few variadic calls.
+// of priority p sorts like a priority-0 job that arrived p * aging_ms later (bounded wait). The
+// reader (the single writer) stamps and builds the entries itself, on its estimate of Redis's
+// clock (offset measured once per JobQueue), continuing from meta's `stamp`.
+// Costs (Redis calls): an enqueued batch makes one RPUSH per key (the client's entries as they
+// are) and a few variadic calls per batch; a claim a few variadic calls in claim.lua, then one
+// plain LRANGE per key, pipelined (outside Lua); an ack one LPOP and one LINDEX per key and a
+// few variadic calls.
 #pragma once
 
 #include <chrono>
@@ -225,6 +228,12 @@ class JobQueue {
   long long last_seq_ = 0;
   std::string batch_id_;       // random per JobQueue; batches are "<id>:<counter>"
   long long batch_count_ = 0;  // the last batch's counter
+  // Arrival stamps (see enqueue.lua): the last one given, and the offset of Redis's clock from
+  // this host's, both learned from Redis at the first enqueue (meta's `stamp`, TIME).
+  void learn_clock();
+  bool clock_known_ = false;
+  long long stamp_ = 0;
+  long long redis_offset_ms_ = 0;
 };
 
 // "<prefix>:{<slot>}"

@@ -3,10 +3,14 @@
 -- put back in `ready` (their jobs keep their scores, so priority and per-key order survive a
 -- dead worker and a retry). Nothing is claimed while the queue is paused (`walfold queue
 -- pause`: meta field `paused`) or has no epoch. Dead keys (P:dead) are never in `ready`.
--- Returns {fence, {key1, {entries...}, key2, {entries...}, ...}}; fence is the token the ack
--- must show; entries are the list entries as enqueue.lua wrote them.
+-- Returns {fence, {key1, key2, ...}}; fence is the token the ack must show. The client then reads
+-- each key's first ARGV[3] list entries with plain LRANGEs (pipelined, outside Lua: copying the
+-- entries through Lua strings cost more than the rest of the claim). That read sees what this
+-- script would have: only the owner of a key removes entries from its head, enqueue only
+-- appends (jobs appended meanwhile are the key's next jobs, in order), and an ack or a
+-- requeue of another owner is refused by the fence.
 local p = ARGV[1]
-local max_keys, max_jobs, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_keys, lease = tonumber(ARGV[2]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready, active, owner, lift = p .. ':ready', p .. ':active', p .. ':owner', p .. ':lift'
@@ -56,22 +60,20 @@ end
 local out, act, own, na = {}, {}, {}, 0
 local deadline = string.format('%d', now + lease)  -- strings: see enqueue.lua
 local fence_s = string.format('%d', fence)
+-- A key in `ready` has jobs (enqueue puts it there with its first ones, ack takes it out with
+-- its last).
 for i = 1, #popped, 2 do
   local key = popped[i]
-  local jobs = redis.call('LRANGE', p .. ':k:' .. key, 0, max_jobs - 1)
-  if #jobs > 0 then
-    act[na + 1] = deadline
-    act[na + 2] = key
-    own[na + 1] = key
-    own[na + 2] = fence_s
-    na = na + 2
-    out[#out + 1] = key
-    out[#out + 1] = jobs
-    if na == 2000 then
-      redis.call('ZADD', active, unpack(act, 1, na))
-      redis.call('HSET', owner, unpack(own, 1, na))
-      na = 0
-    end
+  act[na + 1] = deadline
+  act[na + 2] = key
+  own[na + 1] = key
+  own[na + 2] = fence_s
+  na = na + 2
+  out[#out + 1] = key
+  if na == 2000 then
+    redis.call('ZADD', active, unpack(act, 1, na))
+    redis.call('HSET', owner, unpack(own, 1, na))
+    na = 0
   end
 end
 if na > 0 then

@@ -1,16 +1,19 @@
 -- Enqueue a batch of jobs atomically.
 -- ARGV[1] key prefix "<prefix>:{<slot>}"; ARGV[2] end LSN (16 hex) of the last commit this batch
--- completes, or ""; ARGV[3] aging in ms per priority level (A); ARGV[4] number of jobs n;
+-- completes, or ""; ARGV[3] the batch's last arrival stamp; ARGV[4] number of jobs n;
 -- ARGV[5] number of commits c; ARGV[6] number of ordering keys k; ARGV[7] the name of the batch
 -- that must have been applied just before this one ('' = no condition: the reader had nothing
 -- in flight), ARGV[8] this batch's name; then c pairs: commit LSN (16 hex), jobs of that commit
--- in the batch; then per ordering key: key, its job count m, and m
--- pairs (in commit order): priority p (0..255), tail "<commit lsn 16 hex>:<p>:<job body>".
--- Each job gets an arrival stamp: Redis's clock in ms * 256, made strictly increasing (so jobs
--- of one priority are served in arrival order), and the score stamp + p * A * 256. A job of
--- priority p therefore sorts exactly like a priority-0 job that arrived p * A ms later: once it
--- has waited p * A ms nothing enqueued after that can overtake it (the bounded wait).
--- It is pushed on its key's list as "<score>:<enqueued ms>:<tail>" (one RPUSH per key).
+-- in the batch; then per ordering key: key, its job count m, its best (lowest) score, and its m
+-- list entries in commit order, "<score>:<enqueued ms>:<commit lsn 16 hex>:<p>:<job body>",
+-- pushed as they come (one RPUSH per key; nothing is built or parsed per job here).
+-- The client (the reader: the queue's single writer, fenced by the batch chain) gives each job
+-- an arrival stamp: its estimate of Redis's clock in ms * 256, made strictly increasing from
+-- meta's `stamp` (read once per JobQueue, stored back here as the maximum), so jobs of one
+-- priority are served in arrival order; and the score stamp + p * A * 256 (A: aging in ms per
+-- priority level). A job of priority p therefore sorts exactly like a priority-0 job that arrived
+-- p * A ms later: once it has waited p * A ms nothing enqueued after that can overtake it (the
+-- bounded wait).
 -- A key's place in `ready` is its head job's score (or lower: a later, more urgent job lifts the
 -- whole key, which keeps per-key order and lets urgent work through sooner). A key that is
 -- claimed, waiting out a retry backoff or dead is not in `ready`: the lift is remembered in
@@ -18,7 +21,7 @@
 -- The checkpoint's state is per commit: `left` counts, per commit LSN, the list entries of that
 -- commit not yet folded, and `pending` holds the commit LSNs whose count is above zero.
 local p = ARGV[1]
-local aging, n, nc, nk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n, nc, nk = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local meta = p .. ':meta'
 -- A batch sent while its predecessor was in flight runs only after that one was applied: if
 -- the predecessor failed, applying this one would put its jobs (and its enqueued end, which a
@@ -34,11 +37,8 @@ end
 local last = redis.call('HINCRBY', meta, 'seq', n)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stamp = tonumber(redis.call('HGET', meta, 'stamp') or '0')
-if stamp < now * 256 then stamp = now * 256 - 1 end
 local ready, pending, left, lift = p .. ':ready', p .. ':pending', p .. ':left', p .. ':lift'
 local fmt = string.format
-local pre = ':' .. fmt('%d', now) .. ':'
 -- unpack() is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): variadic calls take 1000 pairs.
 local function variadic(cmd, key, list, step)
   local chunk = 1000 * step
@@ -79,12 +79,11 @@ variadic('HSET', p .. ':since', since, 2)
 -- takes keys with jobs, ack drops a key whose list it empties, purge deletes the list with the
 -- dead entry), so it goes to ready with its best score; otherwise it is in ready (one ZMSCORE
 -- for all such keys says where) or busy (claimed, delayed or dead: the lift is recorded).
-local entries, to_ready, nr = {}, {}, 0
+local to_ready, nr = {}, 0
 local had, had_best, nh = {}, {}, 0
--- Scores and counts go to Redis as '%d' strings: a Lua number argument is formatted by Redis
--- with '%.17g' (glibc's multi-precision float printing, ~5% of the script's time).
+-- Scores (strings from the client, never Lua numbers: Redis would format those with '%.17g').
 local function ready_add(score, key)
-  to_ready[nr + 1] = fmt('%d', score)
+  to_ready[nr + 1] = score
   to_ready[nr + 2] = key
   nr = nr + 2
   if nr == 2000 then
@@ -100,28 +99,19 @@ local function place(from, to)
       ready_add(best, key)
     else
       local l = redis.call('HGET', lift, key)
-      if (not l) or tonumber(l) > best then redis.call('HSET', lift, key, fmt('%d', best)) end
+      if (not l) or tonumber(l) > tonumber(best) then redis.call('HSET', lift, key, best) end
     end
   end
 end
 for _ = 1, nk do
-  local key, m = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
+  local key, m, best = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  i = i + 3
   local list = p .. ':k:' .. key
-  local best, len, ne = nil, 0, 0
-  for _ = 1, m do
-    stamp = stamp + 1
-    local score = stamp + tonumber(ARGV[i]) * aging * 256
-    if (not best) or score < best then best = score end
-    ne = ne + 1
-    entries[ne] = fmt('%d', score) .. pre .. ARGV[i + 1]
-    i = i + 2
-    if ne == 1000 then
-      len = redis.call('RPUSH', list, unpack(entries, 1, ne))
-      ne = 0
-    end
+  local len
+  for j = i, i + m - 1, 1000 do
+    len = redis.call('RPUSH', list, unpack(ARGV, j, math.min(j + 999, i + m - 1)))
   end
-  if ne > 0 then len = redis.call('RPUSH', list, unpack(entries, 1, ne)) end
+  i = i + m
   if len == m then
     ready_add(best, key)
   else
@@ -132,7 +122,12 @@ for _ = 1, nk do
 end
 for j = 1, nh, 1000 do place(j, math.min(j + 999, nh)) end
 if nr > 0 then redis.call('ZADD', ready, 'LT', unpack(to_ready, 1, nr)) end
-redis.call('HSET', meta, 'stamp', fmt('%d', stamp), 'batch', ARGV[8])
+local stamp = redis.call('HGET', meta, 'stamp')
+if (not stamp) or tonumber(stamp) < tonumber(ARGV[3]) then
+  redis.call('HSET', meta, 'stamp', ARGV[3], 'batch', ARGV[8])
+else
+  redis.call('HSET', meta, 'batch', ARGV[8])
+end
 if ARGV[2] ~= '' then
   local cur = redis.call('HGET', meta, 'enqueued_end_lsn')
   if (not cur) or cur < ARGV[2] then

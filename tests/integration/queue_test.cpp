@@ -244,6 +244,29 @@ TEST_F(QueueTest, PriorityOrderWithinOneClaim) {
   EXPECT_EQ(claimed_keys(c), (std::vector<std::string>{"p0", "p254", "p255", "p255b"}));
 }
 
+// The reader stamps the jobs itself (its estimate of Redis's clock): a new JobQueue (a reader
+// restarted on a host whose clock is behind) continues from the stamp the queue holds, so the
+// jobs it enqueues never sort before ones enqueued earlier at the same priority.
+TEST_F(QueueTest, ArrivalStampsContinueFromTheQueuesStampAcrossReaders) {
+  const long long ahead = (q_->redis_time_ms() + 3600000LL) * 256;  // an hour ahead
+  q_->enqueue({item("first", 0, 1, "a")}, 0);
+  redis_->command({"HSET", prefix_ + ":meta", "stamp", std::to_string(ahead)});
+  // The stamp an earlier reader left: "first" sorts as if it arrived then.
+  redis_->command({"ZADD", prefix_ + ":ready", std::to_string(ahead), "first"});
+  JobQueue next(*redis_, prefix_);
+  next.enqueue({item("second", 0, 2, "b")}, 0);
+  next.enqueue({item("third", 0, 3, "c")}, 0);
+  auto second = next.entries("second", 1).at(0);
+  EXPECT_GT(second.score, static_cast<double>(ahead));
+  EXPECT_LT(second.score, next.entries("third", 1).at(0).score);
+  EXPECT_EQ(claimed_keys(next.claim(10, 10, kLongLease)),
+            (std::vector<std::string>{"first", "second", "third"}));
+  // The queue keeps the highest stamp given.
+  auto stamp = redis_->command({"HGET", prefix_ + ":meta", "stamp"});
+  ASSERT_EQ(stamp->type, REDIS_REPLY_STRING);
+  EXPECT_GE(std::stod(stamp->str), next.entries("third", 1).at(0).score);
+}
+
 TEST_F(QueueTest, MixedPriorityKeyIsLiftedButKeepsFifo) {
   q_->enqueue({item("k", 9, 1, "k0-low")}, 0);
   q_->enqueue({item("x", 5, 2, "x0")}, 0);
