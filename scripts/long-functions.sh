@@ -42,7 +42,9 @@ rows=$(ctags --languages=C,C++ --kinds-C=f --kinds-C++=f --fields=+ne --extras=-
       total++
       if (n <= limit) next
       name = $1
-      if (scope != "" && scope !~ /__anon/) { gsub(/::__anon[0-9a-f]+/, "", scope); name = scope "::" $1 }
+      gsub(/(^|::)__anon[0-9a-f]+/, "", scope)  # anonymous namespaces
+      sub(/^::/, "", scope)
+      if (scope != "") name = scope "::" $1
       printf "%5d  %s:%d  %s\n", n, $2, start, name
       over++
     }
