@@ -546,6 +546,252 @@ std::string resolve_config_path(const std::string& cli_path) {
 }
 
 namespace {
+// One configuration file being read: every section parser gets the whole document (a section
+// may look at another, e.g. priorities at tables) and adds its problems to ctx.
+struct Document {
+  Ctx& ctx;
+  const YAML::Node& root;
+  Config& c;
+  bool tables_ok = true;  // the tables were read without problems (later checks depend on them)
+};
+
+// postgres: {dsn, password_file, slot, publication}; the one required section.
+void parse_postgres_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& c = d.c;
+  auto pg = d.root["postgres"];
+  if (!pg) {
+    ctx.error(d.root.Mark(), "missing section 'postgres'");
+    return;
+  }
+  if (!check_keys(ctx, pg, "postgres", {"dsn", "password_file", "slot", "publication"})) return;
+  c.postgres.dsn = get_string(ctx, pg, "dsn", "postgres", "");
+  if (c.postgres.dsn.empty() && (!pg["dsn"] || pg["dsn"].IsScalar()))
+    ctx.error(pg["dsn"] ? pg["dsn"].Mark() : pg.Mark(), "postgres.dsn is required");
+  c.postgres.password_file = get_string(ctx, pg, "password_file", "postgres", "");
+  c.postgres.slot = get_string(ctx, pg, "slot", "postgres", c.postgres.slot);
+  c.postgres.publication = get_string(ctx, pg, "publication", "postgres", c.postgres.publication);
+  for (const auto& [key, value] :
+       {std::pair{"slot", c.postgres.slot}, std::pair{"publication", c.postgres.publication}}) {
+    bool ok = !value.empty() && value.size() <= 63;
+    for (char ch : value)
+      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+    if (!ok)
+      ctx.error(pg[key] ? pg[key].Mark() : pg.Mark(),
+                std::string("postgres.") + key + " '" + value +
+                    "' must be 1-63 characters of lower-case letters, digits and '_'");
+  }
+}
+
+// redis: {host, port, unix_socket, username, password_file, db, prefix}
+void parse_redis_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& c = d.c;
+  auto r = d.root["redis"];
+  if (!r ||
+      !check_keys(ctx, r, "redis",
+                  {"host", "port", "unix_socket", "username", "password_file", "db", "prefix"}))
+    return;
+  c.redis.host = get_string(ctx, r, "host", "redis", c.redis.host);
+  c.redis.port = get_int(ctx, r, "port", "redis", c.redis.port, 1, 65535);
+  c.redis.unix_socket = get_string(ctx, r, "unix_socket", "redis", "");
+  c.redis.username = get_string(ctx, r, "username", "redis", "");
+  c.redis.password_file = get_string(ctx, r, "password_file", "redis", "");
+  c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
+  c.redis.prefix = get_string(ctx, r, "prefix", "redis", c.redis.prefix);
+  if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
+    ctx.error(mark_of(r["prefix"]),
+              "redis.prefix must be non-empty without '{', '}', ':' or blanks");
+  if (!c.redis.username.empty() && c.redis.password_file.empty())
+    ctx.error(mark_of(r["username"]),
+              "redis.username needs redis.password_file (AUTH takes a user and its password)");
+}
+
+// mongodb: {uri, database, write_concern, username, password_file}
+void parse_mongodb_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& c = d.c;
+  auto m = d.root["mongodb"];
+  if (!m || !check_keys(ctx, m, "mongodb",
+                        {"uri", "database", "write_concern", "username", "password_file"}))
+    return;
+  c.mongodb.uri = get_string(ctx, m, "uri", "mongodb", c.mongodb.uri);
+  c.mongodb.database = get_string(ctx, m, "database", "mongodb", c.mongodb.database);
+  c.mongodb.write_concern = get_string(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
+  c.mongodb.username = get_string(ctx, m, "username", "mongodb", "");
+  c.mongodb.password_file = get_string(ctx, m, "password_file", "mongodb", "");
+  if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
+    ctx.error(mark_of(m["uri"]), "mongodb.uri must start with mongodb:// or mongodb+srv://");
+  if (c.mongodb.write_concern != "majority" &&
+      (c.mongodb.write_concern.empty() ||
+       c.mongodb.write_concern.find_first_not_of("0123456789") != std::string::npos))
+    ctx.error(mark_of(m["write_concern"]), "mongodb.write_concern '" + c.mongodb.write_concern +
+                                               "' must be 'majority' or a number");
+  if (c.mongodb.username.empty() != c.mongodb.password_file.empty())
+    ctx.error(mark_of(m[c.mongodb.username.empty() ? "password_file" : "username"]),
+              "mongodb.username and mongodb.password_file go together (set both, or neither "
+              "and let the URI carry no credentials)");
+}
+
+// One entry of tables: "schema.name: {model, priority}" (schema public when not given).
+void parse_table_entry(Ctx& ctx, const YAML::Node& name, const YAML::Node& v, Config& c) {
+  if (!name.IsScalar()) {
+    ctx.error(name.Mark(), "a table name must be a plain schema.table name");
+    return;
+  }
+  auto full = name.Scalar();
+  auto dot = full.find('.');
+  TableConfig tc;
+  if (dot == std::string::npos) {
+    tc.name = full;
+  } else {
+    tc.schema = full.substr(0, dot);
+    tc.name = full.substr(dot + 1);
+  }
+  if (!check_keys(ctx, v, "tables." + full, {"model", "priority"})) return;
+  tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
+  if (!v["model"]) {
+    ctx.error(v.Mark(), "tables." + full + ".model is required");
+    return;
+  }
+  auto model = parse_model(ctx, v["model"]);
+  if (!model) return;
+  tc.model = *model;
+  if (c.tables.count(tc.schema + "." + tc.name)) {
+    ctx.error(name.Mark(), "table " + tc.schema + "." + tc.name + " is configured twice");
+    return;
+  }
+  c.tables[tc.schema + "." + tc.name] = tc;
+}
+
+// tables: {schema.name: {model, priority}, ...}, by default public.users, public.accounts and
+// public.transactions; exactly one table per model.
+void parse_tables_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& c = d.c;
+  if (auto t = d.root["tables"]) {
+    const std::size_t before = ctx.problems.size();
+    if (!t.IsMap()) {
+      ctx.error(t.Mark(), "tables must be a mapping of schema.table to settings");
+    } else {
+      for (const auto& kv : t) parse_table_entry(ctx, kv.first, kv.second, c);
+    }
+    d.tables_ok = ctx.problems.size() == before;
+  } else {
+    c.tables["public.users"] = {"public", "users", Model::Users, 3};
+    c.tables["public.accounts"] = {"public", "accounts", Model::Accounts, 3};
+    c.tables["public.transactions"] = {"public", "transactions", Model::Transactions, 5};
+  }
+  // One table per model; not worth saying when a table's entry was wrong already (it would be
+  // the same mistake seen again).
+  if (!d.tables_ok) return;
+  for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
+    int n = 0;
+    for (const auto& [_, tc] : c.tables) n += tc.model == m;
+    if (n != 1)
+      ctx.error(mark_of(d.root["tables"]), std::string("exactly one table must have model '") +
+                                               model_name(m) + "' (found " + std::to_string(n) +
+                                               ")");
+  }
+}
+
+// reader: intervals, batch sizes, reconnect backoff, the transaction size limit.
+void parse_reader_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& r = d.c.reader;
+  auto rd = d.root["reader"];
+  if (!rd || !check_keys(ctx, rd, "reader",
+                         {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
+                          "heartbeat_interval_ms", "checkpoint_history_interval_ms",
+                          "reconnect_min_ms", "reconnect_max_ms", "max_transaction_mb"}))
+    return;
+  r.status_interval =
+      get_ms(ctx, rd, "status_interval_ms", "reader", r.status_interval, 10, 3600000);
+  r.enqueue_max_delay =
+      get_ms(ctx, rd, "enqueue_max_delay_ms", "reader", r.enqueue_max_delay, 0, 10000);
+  r.enqueue_batch_jobs =
+      get_int(ctx, rd, "enqueue_batch_jobs", "reader", r.enqueue_batch_jobs, 1, 100000);
+  r.reconnect_min = get_ms(ctx, rd, "reconnect_min_ms", "reader", r.reconnect_min, 10, 600000);
+  r.reconnect_max = get_ms(ctx, rd, "reconnect_max_ms", "reader", r.reconnect_max, 10, 3600000);
+  r.heartbeat_interval =
+      get_ms(ctx, rd, "heartbeat_interval_ms", "reader", r.heartbeat_interval, 0, 3600000);
+  r.checkpoint_history_interval = get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
+                                         r.checkpoint_history_interval, 0, 86400000);
+  r.max_transaction_mb = get_int(ctx, rd, "max_transaction_mb", "reader", r.max_transaction_mb, 1,
+                                 65536, Unit::Mebibytes);
+  if (r.reconnect_min > r.reconnect_max)
+    ctx.error(rd.Mark(), "reader.reconnect_min_ms is larger than reader.reconnect_max_ms");
+}
+
+// workers: {count, batch sizes, lease_ms, idle_poll_max_ms, retry: {initial_ms, max_ms,
+// max_attempts}}
+void parse_workers_section(Document& d) {
+  auto& ctx = d.ctx;
+  auto& ws = d.c.workers;
+  auto w = d.root["workers"];
+  if (!w || !check_keys(ctx, w, "workers",
+                        {"count", "batch_keys", "batch_jobs_per_key", "batch_max_changes",
+                         "lease_ms", "idle_poll_max_ms", "retry"}))
+    return;
+  ws.count = get_int(ctx, w, "count", "workers", ws.count, 0, 256);
+  ws.batch_keys = get_int(ctx, w, "batch_keys", "workers", ws.batch_keys, 1, 10000);
+  ws.batch_jobs_per_key =
+      get_int(ctx, w, "batch_jobs_per_key", "workers", ws.batch_jobs_per_key, 1, 10000);
+  ws.batch_max_changes =
+      get_int(ctx, w, "batch_max_changes", "workers", ws.batch_max_changes, 1, 10000000);
+  ws.lease = get_ms(ctx, w, "lease_ms", "workers", ws.lease, 1000, 3600000);
+  ws.idle_poll_max = get_ms(ctx, w, "idle_poll_max_ms", "workers", ws.idle_poll_max, 1, 10000);
+  auto rt = w["retry"];
+  if (!rt || !check_keys(ctx, rt, "workers.retry", {"initial_ms", "max_ms", "max_attempts"}))
+    return;
+  auto& r = ws.retry;
+  r.initial = get_ms(ctx, rt, "initial_ms", "workers.retry", r.initial, 1, 3600000);
+  r.max = get_ms(ctx, rt, "max_ms", "workers.retry", r.max, 1, 86400000);
+  r.max_attempts = get_int(ctx, rt, "max_attempts", "workers.retry", r.max_attempts, 1, 1000);
+  if (r.initial > r.max)
+    ctx.error(rt.Mark(), "workers.retry.initial_ms is larger than workers.retry.max_ms");
+}
+
+void parse_priorities_section(Document& d) {
+  parse_priorities(d.ctx, d.root, d.c, d.tables_ok);
+}
+
+void parse_http_section(Document& d) {
+  parse_http(d.ctx, d.root, d.c);
+}
+
+void parse_log_level(Document& d) {
+  d.c.log_level = get_string(d.ctx, d.root, "log_level", "top level", d.c.log_level);
+  static const std::vector<std::string> levels{"trace", "debug",    "info", "warn",
+                                               "error", "critical", "off"};
+  if (std::find(levels.begin(), levels.end(), d.c.log_level) != levels.end()) return;
+  auto near = closest_name(d.c.log_level, levels);
+  d.ctx.error(mark_of(d.root["log_level"]),
+              "log_level '" + d.c.log_level +
+                  "' is not one of trace, debug, info, warn, error, critical, off" +
+                  (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+}
+
+void parse_state_dir(Document& d) {
+  d.c.state_dir = get_string(d.ctx, d.root, "state_dir", "top level", d.c.state_dir);
+  if (d.c.state_dir.empty())
+    d.ctx.error(mark_of(d.root["state_dir"]), "state_dir must not be empty");
+}
+
+// The top-level keys, each with its parser, in the order they are read (priorities after
+// tables: a rule names a table).
+struct Section {
+  const char* key;
+  void (*parse)(Document&);
+};
+const Section kSections[] = {
+    {"postgres", parse_postgres_section},     {"redis", parse_redis_section},
+    {"mongodb", parse_mongodb_section},       {"tables", parse_tables_section},
+    {"reader", parse_reader_section},         {"workers", parse_workers_section},
+    {"priorities", parse_priorities_section}, {"http", parse_http_section},
+    {"log_level", parse_log_level},           {"state_dir", parse_state_dir},
+};
+
 void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name,
                  Config& c) {
   const std::string text = close_unterminated_quotes(yaml_text, ctx);
@@ -561,191 +807,11 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
     if (ctx.problems.empty()) ctx.error(YAML::Mark::null_mark(), "the file is empty");
     return;
   }
-  if (!check_keys(ctx, root, "the top level",
-                  {"postgres", "redis", "mongodb", "tables", "reader", "workers", "priorities",
-                   "http", "log_level", "state_dir"}))
-    return;
-
-  auto pg = root["postgres"];
-  if (!pg) {
-    ctx.error(root.Mark(), "missing section 'postgres'");
-  } else if (check_keys(ctx, pg, "postgres", {"dsn", "password_file", "slot", "publication"})) {
-    c.postgres.dsn = get_string(ctx, pg, "dsn", "postgres", "");
-    if (c.postgres.dsn.empty() && (!pg["dsn"] || pg["dsn"].IsScalar()))
-      ctx.error(pg["dsn"] ? pg["dsn"].Mark() : pg.Mark(), "postgres.dsn is required");
-    c.postgres.password_file = get_string(ctx, pg, "password_file", "postgres", "");
-    c.postgres.slot = get_string(ctx, pg, "slot", "postgres", c.postgres.slot);
-    c.postgres.publication = get_string(ctx, pg, "publication", "postgres", c.postgres.publication);
-    for (const auto& [key, value] :
-         {std::pair{"slot", c.postgres.slot}, std::pair{"publication", c.postgres.publication}}) {
-      bool ok = !value.empty() && value.size() <= 63;
-      for (char ch : value)
-        ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
-      if (!ok)
-        ctx.error(pg[key] ? pg[key].Mark() : pg.Mark(),
-                  std::string("postgres.") + key + " '" + value +
-                      "' must be 1-63 characters of lower-case letters, digits and '_'");
-    }
-  }
-
-  if (auto r = root["redis"]; r && check_keys(ctx, r, "redis",
-                                              {"host", "port", "unix_socket", "username",
-                                               "password_file", "db", "prefix"})) {
-    c.redis.host = get_string(ctx, r, "host", "redis", c.redis.host);
-    c.redis.port = get_int(ctx, r, "port", "redis", c.redis.port, 1, 65535);
-    c.redis.unix_socket = get_string(ctx, r, "unix_socket", "redis", "");
-    c.redis.username = get_string(ctx, r, "username", "redis", "");
-    c.redis.password_file = get_string(ctx, r, "password_file", "redis", "");
-    c.redis.db = get_int(ctx, r, "db", "redis", 0, 0, 15);
-    c.redis.prefix = get_string(ctx, r, "prefix", "redis", c.redis.prefix);
-    if (c.redis.prefix.find_first_of("{}: ") != std::string::npos || c.redis.prefix.empty())
-      ctx.error(mark_of(r["prefix"]),
-                "redis.prefix must be non-empty without '{', '}', ':' or blanks");
-    if (!c.redis.username.empty() && c.redis.password_file.empty())
-      ctx.error(mark_of(r["username"]),
-                "redis.username needs redis.password_file (AUTH takes a user and its password)");
-  }
-
-  if (auto m = root["mongodb"];
-      m && check_keys(ctx, m, "mongodb",
-                      {"uri", "database", "write_concern", "username", "password_file"})) {
-    c.mongodb.uri = get_string(ctx, m, "uri", "mongodb", c.mongodb.uri);
-    c.mongodb.database = get_string(ctx, m, "database", "mongodb", c.mongodb.database);
-    c.mongodb.write_concern =
-        get_string(ctx, m, "write_concern", "mongodb", c.mongodb.write_concern);
-    c.mongodb.username = get_string(ctx, m, "username", "mongodb", "");
-    c.mongodb.password_file = get_string(ctx, m, "password_file", "mongodb", "");
-    if (c.mongodb.uri.rfind("mongodb://", 0) != 0 && c.mongodb.uri.rfind("mongodb+srv://", 0) != 0)
-      ctx.error(mark_of(m["uri"]), "mongodb.uri must start with mongodb:// or mongodb+srv://");
-    if (c.mongodb.write_concern != "majority" &&
-        (c.mongodb.write_concern.empty() ||
-         c.mongodb.write_concern.find_first_not_of("0123456789") != std::string::npos))
-      ctx.error(mark_of(m["write_concern"]), "mongodb.write_concern '" + c.mongodb.write_concern +
-                                                 "' must be 'majority' or a number");
-    if (c.mongodb.username.empty() != c.mongodb.password_file.empty())
-      ctx.error(mark_of(m[c.mongodb.username.empty() ? "password_file" : "username"]),
-                "mongodb.username and mongodb.password_file go together (set both, or neither "
-                "and let the URI carry no credentials)");
-  }
-
-  bool tables_ok = true;
-  if (auto t = root["tables"]) {
-    const std::size_t before = ctx.problems.size();
-    if (!t.IsMap()) {
-      ctx.error(t.Mark(), "tables must be a mapping of schema.table to settings");
-    } else {
-      for (const auto& kv : t) {
-        if (!kv.first.IsScalar()) {
-          ctx.error(kv.first.Mark(), "a table name must be a plain schema.table name");
-          continue;
-        }
-        auto full = kv.first.Scalar();
-        auto dot = full.find('.');
-        TableConfig tc;
-        if (dot == std::string::npos) {
-          tc.name = full;
-        } else {
-          tc.schema = full.substr(0, dot);
-          tc.name = full.substr(dot + 1);
-        }
-        const auto& v = kv.second;
-        if (!check_keys(ctx, v, "tables." + full, {"model", "priority"})) continue;
-        tc.priority = get_int(ctx, v, "priority", "tables." + full, tc.priority, 0, 255);
-        if (!v["model"]) {
-          ctx.error(v.Mark(), "tables." + full + ".model is required");
-          continue;
-        }
-        auto model = parse_model(ctx, v["model"]);
-        if (!model) continue;
-        tc.model = *model;
-        if (c.tables.count(tc.schema + "." + tc.name)) {
-          ctx.error(kv.first.Mark(), "table " + tc.schema + "." + tc.name + " is configured twice");
-          continue;
-        }
-        c.tables[tc.schema + "." + tc.name] = tc;
-      }
-    }
-    tables_ok = ctx.problems.size() == before;
-  } else {
-    c.tables["public.users"] = {"public", "users", Model::Users, 3};
-    c.tables["public.accounts"] = {"public", "accounts", Model::Accounts, 3};
-    c.tables["public.transactions"] = {"public", "transactions", Model::Transactions, 5};
-  }
-  // One table per model; not worth saying when a table's entry was wrong already (it would be
-  // the same mistake seen again).
-  if (tables_ok) {
-    for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
-      int n = 0;
-      for (const auto& [_, tc] : c.tables) n += tc.model == m;
-      if (n != 1)
-        ctx.error(mark_of(root["tables"]), std::string("exactly one table must have model '") +
-                                               model_name(m) + "' (found " + std::to_string(n) +
-                                               ")");
-    }
-  }
-
-  if (auto rd = root["reader"];
-      rd && check_keys(ctx, rd, "reader",
-                       {"status_interval_ms", "enqueue_max_delay_ms", "enqueue_batch_jobs",
-                        "heartbeat_interval_ms", "checkpoint_history_interval_ms",
-                        "reconnect_min_ms", "reconnect_max_ms", "max_transaction_mb"})) {
-    c.reader.status_interval =
-        get_ms(ctx, rd, "status_interval_ms", "reader", c.reader.status_interval, 10, 3600000);
-    c.reader.enqueue_max_delay =
-        get_ms(ctx, rd, "enqueue_max_delay_ms", "reader", c.reader.enqueue_max_delay, 0, 10000);
-    c.reader.enqueue_batch_jobs =
-        get_int(ctx, rd, "enqueue_batch_jobs", "reader", c.reader.enqueue_batch_jobs, 1, 100000);
-    c.reader.reconnect_min =
-        get_ms(ctx, rd, "reconnect_min_ms", "reader", c.reader.reconnect_min, 10, 600000);
-    c.reader.reconnect_max =
-        get_ms(ctx, rd, "reconnect_max_ms", "reader", c.reader.reconnect_max, 10, 3600000);
-    c.reader.heartbeat_interval =
-        get_ms(ctx, rd, "heartbeat_interval_ms", "reader", c.reader.heartbeat_interval, 0, 3600000);
-    c.reader.checkpoint_history_interval =
-        get_ms(ctx, rd, "checkpoint_history_interval_ms", "reader",
-               c.reader.checkpoint_history_interval, 0, 86400000);
-    c.reader.max_transaction_mb = get_int(ctx, rd, "max_transaction_mb", "reader",
-                                          c.reader.max_transaction_mb, 1, 65536, Unit::Mebibytes);
-    if (c.reader.reconnect_min > c.reader.reconnect_max)
-      ctx.error(rd.Mark(), "reader.reconnect_min_ms is larger than reader.reconnect_max_ms");
-  }
-  if (auto w = root["workers"];
-      w && check_keys(ctx, w, "workers",
-                      {"count", "batch_keys", "batch_jobs_per_key", "batch_max_changes", "lease_ms",
-                       "idle_poll_max_ms", "retry"})) {
-    c.workers.count = get_int(ctx, w, "count", "workers", c.workers.count, 0, 256);
-    c.workers.batch_keys = get_int(ctx, w, "batch_keys", "workers", c.workers.batch_keys, 1, 10000);
-    c.workers.batch_jobs_per_key =
-        get_int(ctx, w, "batch_jobs_per_key", "workers", c.workers.batch_jobs_per_key, 1, 10000);
-    c.workers.batch_max_changes =
-        get_int(ctx, w, "batch_max_changes", "workers", c.workers.batch_max_changes, 1, 10000000);
-    c.workers.lease = get_ms(ctx, w, "lease_ms", "workers", c.workers.lease, 1000, 3600000);
-    c.workers.idle_poll_max =
-        get_ms(ctx, w, "idle_poll_max_ms", "workers", c.workers.idle_poll_max, 1, 10000);
-    if (auto rt = w["retry"];
-        rt && check_keys(ctx, rt, "workers.retry", {"initial_ms", "max_ms", "max_attempts"})) {
-      auto& r = c.workers.retry;
-      r.initial = get_ms(ctx, rt, "initial_ms", "workers.retry", r.initial, 1, 3600000);
-      r.max = get_ms(ctx, rt, "max_ms", "workers.retry", r.max, 1, 86400000);
-      r.max_attempts = get_int(ctx, rt, "max_attempts", "workers.retry", r.max_attempts, 1, 1000);
-      if (r.initial > r.max)
-        ctx.error(rt.Mark(), "workers.retry.initial_ms is larger than workers.retry.max_ms");
-    }
-  }
-  parse_priorities(ctx, root, c, tables_ok);
-  parse_http(ctx, root, c);
-  c.log_level = get_string(ctx, root, "log_level", "top level", c.log_level);
-  static const std::vector<std::string> levels{"trace", "debug",    "info", "warn",
-                                               "error", "critical", "off"};
-  if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end()) {
-    auto near = closest_name(c.log_level, levels);
-    ctx.error(mark_of(root["log_level"]),
-              "log_level '" + c.log_level +
-                  "' is not one of trace, debug, info, warn, error, critical, off" +
-                  (near.empty() ? "" : " (did you mean '" + near + "'?)"));
-  }
-  c.state_dir = get_string(ctx, root, "state_dir", "top level", c.state_dir);
-  if (c.state_dir.empty()) ctx.error(mark_of(root["state_dir"]), "state_dir must not be empty");
+  std::vector<std::string> keys;
+  for (const auto& s : kSections) keys.emplace_back(s.key);
+  if (!check_keys(ctx, root, "the top level", keys)) return;
+  Document doc{ctx, root, c};
+  for (const auto& s : kSections) s.parse(doc);
 }
 }  // namespace
 

@@ -1,6 +1,5 @@
 #include "daemon/check_config.h"
 
-#include <sysexits.h>
 #include <unistd.h>
 
 #include <sys/stat.h>
@@ -39,36 +38,26 @@ std::string secret_file_problem(const std::string& key, const std::string& path,
   return "";
 }
 
-}  // namespace
+// Whether the state directory can be used: missing is fine (it is created), else it must be a
+// directory this user can write.
+std::string state_dir_verdict(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    return dir +
+           " does not exist yet (walfold creates it; under systemd, "
+           "StateDirectory=walfold does)";
+  if (!S_ISDIR(st.st_mode))
+    throw FileError(FileError::CannotCreate, "state_dir " + dir + " is not a directory");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw FileError(FileError::CannotCreate, "state_dir " + dir +
+                                                 " is not writable by this user (uid " +
+                                                 std::to_string(::geteuid()) + ")");
+  return dir + " is a writable directory";
+}
 
-int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& err) {
-  auto checked = check_config_file(o.path);
-  std::vector<std::string> notes;
-  std::vector<std::string> problems;
-  for (const auto& p : checked.problems) problems.push_back(format_problem(o.path, p));
-  if (checked.config) {
-    const Config& c = *checked.config;
-    for (const auto& [key, path] : {std::pair{"postgres.password_file", c.postgres.password_file},
-                                    std::pair{"redis.password_file", c.redis.password_file},
-                                    std::pair{"mongodb.password_file", c.mongodb.password_file}}) {
-      std::string note;
-      auto problem = secret_file_problem(key, path, note);
-      if (!problem.empty()) problems.push_back(o.path + ": " + problem);
-      if (!note.empty()) notes.push_back(note);
-    }
-  }
-  for (const auto& p : problems) err << p << "\n";
-  for (const auto& n : notes) out << "note: " << n << "\n";
-  if (!problems.empty()) {
-    err << "walfold: " << o.path << ": " << problems.size()
-        << (problems.size() == 1 ? " problem" : " problems") << "; the configuration is refused\n";
-    return EX_CONFIG;
-  }
-  out << o.path << ": the configuration is valid\n";
-  if (!o.connect) return 0;
-
-  // The preflight: every check only reads, and each server is tried even when another failed.
-  const Config& c = *checked.config;
+// The preflight: every check only reads, and each server is tried even when another failed.
+// Returns 0, or the exit code of the first check that failed.
+int preflight(const Config& c, std::ostream& out, std::ostream& err) {
   int rc = 0;
   auto probe = [&](const char* server, const std::function<std::string()>& fn) {
     try {
@@ -102,20 +91,38 @@ int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& e
            (c.mongodb.username.empty() ? "" : ", authenticated as '" + c.mongodb.username + "'") +
            ")";
   });
-  probe("state_dir", [&]() -> std::string {
-    struct stat st {};
-    if (::stat(c.state_dir.c_str(), &st) != 0)
-      return c.state_dir +
-             " does not exist yet (walfold creates it; under systemd, "
-             "StateDirectory=walfold does)";
-    if (!S_ISDIR(st.st_mode))
-      throw FileError(FileError::CannotCreate, "state_dir " + c.state_dir + " is not a directory");
-    if (::access(c.state_dir.c_str(), W_OK) != 0)
-      throw FileError(FileError::CannotCreate, "state_dir " + c.state_dir +
-                                                   " is not writable by this user (uid " +
-                                                   std::to_string(::geteuid()) + ")");
-    return c.state_dir + " is a writable directory";
-  });
+  probe("state_dir", [&] { return state_dir_verdict(c.state_dir); });
+  return rc;
+}
+
+}  // namespace
+
+int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& err) {
+  auto checked = check_config_file(o.path);
+  std::vector<std::string> notes;
+  std::vector<std::string> problems;
+  for (const auto& p : checked.problems) problems.push_back(format_problem(o.path, p));
+  if (checked.config) {
+    const Config& c = *checked.config;
+    for (const auto& [key, path] : {std::pair{"postgres.password_file", c.postgres.password_file},
+                                    std::pair{"redis.password_file", c.redis.password_file},
+                                    std::pair{"mongodb.password_file", c.mongodb.password_file}}) {
+      std::string note;
+      auto problem = secret_file_problem(key, path, note);
+      if (!problem.empty()) problems.push_back(o.path + ": " + problem);
+      if (!note.empty()) notes.push_back(note);
+    }
+  }
+  for (const auto& p : problems) err << p << "\n";
+  for (const auto& n : notes) out << "note: " << n << "\n";
+  if (!problems.empty()) {
+    err << "walfold: " << o.path << ": " << problems.size()
+        << (problems.size() == 1 ? " problem" : " problems") << "; the configuration is refused\n";
+    return exit_status_for(ConfigError("")).code;
+  }
+  out << o.path << ": the configuration is valid\n";
+  if (!o.connect) return EXIT_SUCCESS;
+  const int rc = preflight(*checked.config, out, err);
   if (rc != 0) err << "walfold: " << o.path << ": a server check failed\n";
   return rc;
 }

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,15 +85,251 @@ struct Joiner {
   ~Joiner() { join(); }
 };
 
-}  // namespace
-
-int run(const Config& cfg, const std::string& config_path, const RunOptions& opts) {
-  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+// SIGTERM, SIGINT and SIGHUP are taken synchronously by the supervising thread (sigtimedwait);
+// every thread started after this inherits the mask.
+sigset_t block_control_signals() {
   sigset_t sigs;
   sigemptyset(&sigs);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  return sigs;
+}
 
+// The reader's options: where to start, and where to stop (--stop-at-lsn; "current" is the WAL
+// end now). Checks the source (PostgreSQL) first.
+cdc::ReaderOptions reader_options(const Config& cfg, const RunOptions& opts, bool reader_role) {
+  cdc::ReaderOptions ropts;
+  ropts.start_at = opts.start_at;
+  if (!reader_role) return ropts;
+  cdc::verify_source(cfg);
+  if (opts.stop_at == "current") {
+    ropts.stop_at = current_wal_end(cfg);
+  } else if (!opts.stop_at.empty()) {
+    auto l = parse_lsn(opts.stop_at);
+    if (!l)
+      throw ConfigError("--stop-at-lsn '" + opts.stop_at +
+                        "' is not an LSN like 16/B374D848 or 'current'");
+    ropts.stop_at = *l;
+  }
+  if (ropts.stop_at)
+    spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
+  return ropts;
+}
+
+// READY=1 means every server was reached and accepted walfold's credentials: PostgreSQL
+// (verify_source, for the reader), Redis (connect, AUTH, SELECT, PING) and MongoDB (the reader
+// saves its checkpoint there; workers write the read model). A refusal (AuthError) is permanent:
+// it ends the run before READY.
+std::unique_ptr<projections::MongoPool> connect_stores(const Config& cfg, bool worker_role) {
+  queue::Redis(cfg.redis).command({"PING"});
+  queue::warn_about_redis_settings(cfg.redis);
+  auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
+  pool->ping();
+  if (worker_role) projections::MongoSink(*pool).ensure_indexes();
+  return pool;
+}
+
+const char* role_name(Role r) {
+  return r == Role::All ? "all" : r == Role::Reader ? "reader" : "worker";
+}
+
+void log_started(const Config& cfg, Role role, int nworkers) {
+  spdlog::info("run: role {}, {} worker(s), slot '{}', redis {}, mongodb {} (database '{}')",
+               role_name(role), nworkers, cfg.postgres.slot,
+               cfg.redis.unix_socket.empty() ? cfg.redis.host + ":" + std::to_string(cfg.redis.port)
+                                             : cfg.redis.unix_socket,
+               redact_secrets(cfg.mongodb.uri), cfg.mongodb.database);
+}
+
+void log_stopped(const cdc::Reader& reader, const Progress& progress) {
+  spdlog::info(
+      "run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs "
+      "folded, "
+      "{} MongoDB write commands for {} changes)",
+      format_lsn(reader.confirmed()), progress.commits_seen.load(), progress.jobs_enqueued.load(),
+      progress.jobs_folded.load(), progress.mongo_write_commands.load(),
+      progress.changes_folded.load());
+}
+
+// SIGHUP: the log level is applied from the file again; other settings need a restart.
+void reload(const std::string& config_path) {
+  sd_notify(0, "RELOADING=1");
+  try {
+    auto fresh = load_config(config_path);
+    spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+    spdlog::info("run: reloaded {}: log level '{}' applied; other settings apply after a restart",
+                 config_path, fresh.log_level);
+  } catch (const std::exception& e) {
+    spdlog::error("run: reload failed, keeping the running configuration: {}", e.what());
+  }
+  sd_notify(0, "READY=1");
+}
+
+// systemd's watchdog (WatchdogSec=): fed only while every loop is alive, so a wedged thread
+// stops the pings and systemd restarts walfold.
+class Watchdog {
+ public:
+  Watchdog(const Progress& progress, bool reader_role)
+      : progress_(progress), reader_role_(reader_role) {
+    enabled_ = sd_watchdog_enabled(0, &interval_us_) > 0;
+    last_ping_ = Progress::now_ns();
+  }
+
+  void tick(std::int64_t now) {
+    if (!enabled_ || now - last_ping_ <= static_cast<std::int64_t>(interval_us_) * 1000 / 3) return;
+    const std::string stuck = stuck_loop(now, static_cast<std::int64_t>(interval_us_) * 1000 / 2);
+    if (stuck.empty()) {
+      sd_notify(0, "WATCHDOG=1");
+      stuck_logged_ = false;
+    } else if (!stuck_logged_) {
+      spdlog::error("run: {}: not feeding the watchdog (systemd restarts walfold)", stuck);
+      stuck_logged_ = true;
+    }
+    last_ping_ = now;
+  }
+
+ private:
+  // The first loop that is stuck, described, or "".
+  std::string stuck_loop(std::int64_t now, std::int64_t limit) const {
+    if (reader_role_)
+      if (auto why = stuck_reason(progress_.reader, now, limit); !why.empty())
+        return "the reader " + why;
+    for (std::size_t i = 0; i < progress_.workers.size(); ++i)
+      if (auto why = stuck_reason(progress_.workers[i], now, limit); !why.empty())
+        return "worker " + std::to_string(i) + " " + why;
+    return {};
+  }
+
+  const Progress& progress_;
+  const bool reader_role_;
+  bool enabled_ = false;
+  std::uint64_t interval_us_ = 0;
+  std::int64_t last_ping_ = 0;
+  bool stuck_logged_ = false;
+};
+
+// --stop-at-lsn: once the reader has handed everything up to the stop position to Redis, the
+// run ends when the queue is empty (and the reader had time to confirm it), or with a data error
+// when only dead keys hold jobs (nothing more can be folded until an operator acts).
+class StopAtLsn {
+ public:
+  StopAtLsn(const Config& cfg, Lsn stop_at, int nworkers)
+      : cfg_(cfg), stop_at_(stop_at), nworkers_(nworkers) {}
+
+  // The exit code when the run should end now.
+  std::optional<int> check(const cdc::Reader& reader, std::int64_t now) {
+    if (!stop_at_ || !reader.reached_stop()) return std::nullopt;
+    if (nworkers_ == 0) {
+      spdlog::info("run: everything up to {} is in redis (reader only: not waiting for workers)",
+                   format_lsn(stop_at_));
+      return EXIT_SUCCESS;
+    }
+    try {
+      return check_queue(now);
+    } catch (const std::exception& e) {
+      spdlog::warn("run: checking the queue: {}", e.what());
+      queue_.reset();
+      redis_.reset();
+      return std::nullopt;
+    }
+  }
+
+ private:
+  std::optional<int> check_queue(std::int64_t now) {
+    if (!queue_) {
+      redis_ = std::make_unique<queue::Redis>(cfg_.redis);
+      queue_ = std::make_unique<queue::JobQueue>(
+          *redis_, queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
+    }
+    const auto c = queue_->counts();
+    if (c.pending_jobs == 0) {
+      if (drained_since_ == 0) {
+        drained_since_ = now;
+      } else if (now - drained_since_ > 100'000'000) {
+        spdlog::info("run: caught up to {} and the queue is empty", format_lsn(stop_at_));
+        return EXIT_SUCCESS;
+      }
+      return std::nullopt;
+    }
+    drained_since_ = 0;
+    if (auto code = check_dead_only(c, now)) return code;
+    if (c.paused && !paused_warned_) {
+      spdlog::warn("run: the queue is paused: waiting for `walfold queue resume` to reach {}",
+                   format_lsn(stop_at_));
+      paused_warned_ = true;
+    }
+    return std::nullopt;
+  }
+
+  // Every key with jobs left is dead (for over a second): the run ends with a data error instead
+  // of waiting forever.
+  std::optional<int> check_dead_only(const queue::QueueCounts& c, std::int64_t now) {
+    const bool only_dead =
+        c.dead_keys > 0 && c.ready_keys == 0 && c.active_keys == 0 && c.delayed_keys == 0;
+    if (!only_dead) {
+      blocked_since_ = 0;
+    } else if (blocked_since_ == 0) {
+      blocked_since_ = now;
+    } else if (now - blocked_since_ > 1'000'000'000) {
+      const DataError e("cannot reach " + format_lsn(stop_at_) + ": " +
+                        std::to_string(c.pending_jobs) + " pending jobs wait behind " +
+                        std::to_string(c.dead_keys) +
+                        " dead keys (`walfold queue dead list`; retry or purge them, then run "
+                        "again)");
+      spdlog::error("run: {}", e.what());
+      return exit_status_for(e).code;
+    }
+    return std::nullopt;
+  }
+
+  const Config& cfg_;
+  const Lsn stop_at_;
+  const int nworkers_;
+  std::unique_ptr<queue::Redis> redis_;
+  std::unique_ptr<queue::JobQueue> queue_;
+  std::int64_t drained_since_ = 0;
+  std::int64_t blocked_since_ = 0;
+  bool paused_warned_ = false;
+};
+
+// What the supervising thread watches until the run ends.
+struct Supervised {
+  const Config& cfg;
+  const std::string& config_path;
+  const sigset_t& sigs;
+  const Progress& progress;
+  const cdc::Reader& reader;
+  const std::atomic<int>& fatal;  // a thread's exit code when it failed
+  bool reader_role;
+  int nworkers;
+  Lsn stop_at;
+};
+
+// Waits for a stop signal, a failed thread or the stop position; reloads on SIGHUP and feeds the
+// watchdog meanwhile. Returns the exit code.
+int supervise(const Supervised& s) {
+  Watchdog watchdog(s.progress, s.reader_role);
+  StopAtLsn stop(s.cfg, s.stop_at, s.nworkers);
+  while (true) {
+    timespec ts{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&s.sigs, nullptr, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("run: signal {} received, stopping", sig);
+      sd_notify(0, "STOPPING=1");
+      return EXIT_SUCCESS;
+    }
+    if (sig == SIGHUP) reload(s.config_path);
+    if (int code = s.fatal.load()) return code;
+    const auto now = Progress::now_ns();
+    watchdog.tick(now);
+    if (auto code = stop.check(s.reader, now)) return *code;
+  }
+}
+
+}  // namespace
+
+int run(const Config& cfg, const std::string& config_path, const RunOptions& opts) {
+  const sigset_t sigs = block_control_signals();
   const bool reader_role = opts.role != Role::Worker;
   const bool worker_role = opts.role != Role::Reader;
   const int nworkers = worker_role ? (opts.workers >= 0 ? opts.workers : cfg.workers.count) : 0;
@@ -99,33 +337,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   Progress progress;
   std::atomic<bool> stop_reader{false}, stop_workers{false};
   std::atomic<int> fatal{0};
-
-  cdc::ReaderOptions ropts;
-  ropts.start_at = opts.start_at;
-  if (reader_role) {
-    cdc::verify_source(cfg);
-    if (opts.stop_at == "current") {
-      ropts.stop_at = current_wal_end(cfg);
-    } else if (!opts.stop_at.empty()) {
-      auto l = parse_lsn(opts.stop_at);
-      if (!l)
-        throw ConfigError("--stop-at-lsn '" + opts.stop_at +
-                          "' is not an LSN like 16/B374D848 or 'current'");
-      ropts.stop_at = *l;
-    }
-    if (ropts.stop_at)
-      spdlog::info("run: will stop once everything up to {} is folded", format_lsn(ropts.stop_at));
-  }
-
-  // READY=1 means every server was reached and accepted walfold's credentials: PostgreSQL
-  // (verify_source above, for the reader), Redis (connect, AUTH, SELECT, PING) and MongoDB (the
-  // reader saves its checkpoint there; workers write the read model). A refusal (AuthError) is
-  // permanent: exit 77 before READY.
-  queue::Redis(cfg.redis).command({"PING"});
-  queue::warn_about_redis_settings(cfg.redis);
-  auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
-  pool->ping();
-  if (worker_role) projections::MongoSink(*pool).ensure_indexes();
+  const cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
+  auto pool = connect_stores(cfg, worker_role);
 
   cdc::Reader reader(cfg, *pool, progress, ropts);
   std::vector<std::unique_ptr<projections::Worker>> workers;
@@ -159,135 +372,17 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   // after the loops exist (it reads them), stopped before they are joined.
   observe::Observer observer(cfg, progress, *pool, reader_role, nworkers);
   observer.start();
-  spdlog::info("run: role {}, {} worker(s), slot '{}', redis {}, mongodb {} (database '{}')",
-               opts.role == Role::All      ? "all"
-               : opts.role == Role::Reader ? "reader"
-                                           : "worker",
-               nworkers, cfg.postgres.slot,
-               cfg.redis.unix_socket.empty() ? cfg.redis.host + ":" + std::to_string(cfg.redis.port)
-                                             : cfg.redis.unix_socket,
-               redact_secrets(cfg.mongodb.uri), cfg.mongodb.database);
+  log_started(cfg, opts.role, nworkers);
   sd_notify(0, "READY=1\nSTATUS=streaming");
 
-  std::uint64_t watchdog_us = 0;
-  bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0;
-  auto last_ping = Progress::now_ns();
-  std::unique_ptr<queue::Redis> redis;
-  std::unique_ptr<queue::JobQueue> queue;
-  std::int64_t drained_since = 0;
-  std::int64_t blocked_since = 0;
-  bool paused_warned = false;
-  bool stuck_logged = false;
-  int exit_code = 0;
-
-  while (true) {
-    timespec ts{0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&sigs, nullptr, &ts);
-    if (sig == SIGTERM || sig == SIGINT) {
-      spdlog::info("run: signal {} received, stopping", sig);
-      sd_notify(0, "STOPPING=1");
-      break;
-    }
-    if (sig == SIGHUP) {
-      sd_notify(0, "RELOADING=1");
-      try {
-        auto fresh = load_config(config_path);
-        spdlog::set_level(spdlog::level::from_str(fresh.log_level));
-        spdlog::info(
-            "run: reloaded {}: log level '{}' applied; other settings apply after a restart",
-            config_path, fresh.log_level);
-      } catch (const std::exception& e) {
-        spdlog::error("run: reload failed, keeping the running configuration: {}", e.what());
-      }
-      sd_notify(0, "READY=1");
-    }
-    if (fatal.load()) {
-      exit_code = fatal.load();
-      break;
-    }
-    auto now = Progress::now_ns();
-    if (watchdog && now - last_ping > static_cast<std::int64_t>(watchdog_us) * 1000 / 3) {
-      // Feed the watchdog only while every loop is alive (a wedged thread stops the pings).
-      const auto limit = static_cast<std::int64_t>(watchdog_us) * 1000 / 2;
-      std::string stuck;
-      if (reader_role) {
-        if (auto why = stuck_reason(progress.reader, now, limit); !why.empty())
-          stuck = "the reader " + why;
-      }
-      for (std::size_t i = 0; stuck.empty() && i < progress.workers.size(); ++i)
-        if (auto why = stuck_reason(progress.workers[i], now, limit); !why.empty())
-          stuck = "worker " + std::to_string(i) + " " + why;
-      if (stuck.empty()) {
-        sd_notify(0, "WATCHDOG=1");
-        stuck_logged = false;
-      } else if (!stuck_logged) {
-        spdlog::error("run: {}: not feeding the watchdog (systemd restarts walfold)", stuck);
-        stuck_logged = true;
-      }
-      last_ping = now;
-    }
-    if (ropts.stop_at && reader.reached_stop() && nworkers == 0) {
-      spdlog::info("run: everything up to {} is in redis (reader only: not waiting for workers)",
-                   format_lsn(ropts.stop_at));
-      break;
-    }
-    if (ropts.stop_at && reader.reached_stop()) {
-      // Stop once the queue is empty and the reader had time to confirm it.
-      try {
-        if (!queue) {
-          redis = std::make_unique<queue::Redis>(cfg.redis);
-          queue = std::make_unique<queue::JobQueue>(
-              *redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot));
-        }
-        const auto c = queue->counts();
-        if (c.pending_jobs > 0) {
-          drained_since = 0;
-          // Every key with jobs left is dead: nothing more can be folded until an operator acts,
-          // so the run ends (with EX_DATAERR) instead of waiting forever.
-          const bool only_dead =
-              c.dead_keys > 0 && c.ready_keys == 0 && c.active_keys == 0 && c.delayed_keys == 0;
-          if (!only_dead) {
-            blocked_since = 0;
-          } else if (blocked_since == 0) {
-            blocked_since = now;
-          } else if (now - blocked_since > 1'000'000'000) {
-            spdlog::error(
-                "run: cannot reach {}: {} pending jobs wait behind {} dead keys (`walfold queue "
-                "dead list`; retry or purge them, then run again)",
-                format_lsn(ropts.stop_at), c.pending_jobs, c.dead_keys);
-            exit_code = 65;
-            break;
-          }
-          if (c.paused && !paused_warned) {
-            spdlog::warn("run: the queue is paused: waiting for `walfold queue resume` to reach {}",
-                         format_lsn(ropts.stop_at));
-            paused_warned = true;
-          }
-        } else if (drained_since == 0) {
-          drained_since = now;
-        } else if (now - drained_since > 100'000'000) {
-          spdlog::info("run: caught up to {} and the queue is empty", format_lsn(ropts.stop_at));
-          break;
-        }
-      } catch (const std::exception& e) {
-        spdlog::warn("run: checking the queue: {}", e.what());
-        queue.reset();
-        redis.reset();
-      }
-    }
-  }
+  const int exit_code = supervise(
+      {cfg, config_path, sigs, progress, reader, fatal, reader_role, nworkers, ropts.stop_at});
   // The reader flushes what it buffered and sends its last status; workers finish their batch.
   stop_reader = true;
   reader_thread.join();
   stop_workers = true;
   worker_threads.join();
-  spdlog::info(
-      "run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs "
-      "folded, "
-      "{} MongoDB write commands for {} changes)",
-      format_lsn(reader.confirmed()), progress.commits_seen.load(), progress.jobs_enqueued.load(),
-      progress.jobs_folded.load(), progress.mongo_write_commands.load(),
-      progress.changes_folded.load());
+  log_stopped(reader, progress);
   return exit_code;
 }
 

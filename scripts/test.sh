@@ -64,6 +64,9 @@ phase "clang-format"
 files=$(git ls-files '*.cpp' '*.h' 2>/dev/null || find . -name '*.cpp' -o -name '*.h' | grep -v build/)
 clang-format --dry-run --Werror $files
 
+phase "functions over 80 lines (a report, not a gate)"
+bash scripts/long-functions.sh || true
+
 phase "done"
 # The status page as the browser test saw it (tests/integration/observe_test.cpp): a CI artifact.
 for shot in build/ci/artifacts/status-page.png build/asan/artifacts/status-page.png; do

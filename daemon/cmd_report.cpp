@@ -1,0 +1,48 @@
+// `walfold report --from postgres|mongo`: balances and last transactions from either side, in
+// one format (tools/report.h), so the two can be compared with diff.
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "daemon/command.h"
+#include "tools/report.h"
+
+namespace walfold::daemon {
+namespace {
+
+class ReportCommand : public Command {
+ public:
+  ReportCommand(CLI::App& sub, Context& ctx) {
+    add_config_option(sub, ctx);
+    sub.add_option("--from", from_, "postgres or mongo")
+        ->required()
+        ->check(CLI::IsMember({"postgres", "mongo"}));
+  }
+
+  int run(const Context& ctx) override {
+    const Config cfg = ctx.load_config();
+    tools::ReportOptions o;
+    o.from = from_ == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo;
+    o.pg_dsn = postgres_conninfo(cfg.postgres);
+    o.mongo_uri = cfg.mongodb.uri;
+    o.mongo_database = cfg.mongodb.database;
+    o.mongo_username = cfg.mongodb.username;
+    o.mongo_password = mongodb_password(cfg.mongodb);
+    std::ios::sync_with_stdio(false);
+    long n = tools::write_report(o, std::cout);
+    std::cout.flush();
+    spdlog::debug("report: {} accounts", n);
+    return kExitOk;
+  }
+
+ private:
+  std::string from_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_report_command(CLI::App& sub, Context& ctx) {
+  return std::make_unique<ReportCommand>(sub, ctx);
+}
+
+}  // namespace walfold::daemon

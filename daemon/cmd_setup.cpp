@@ -1,0 +1,56 @@
+// `walfold setup [--schema]`: the PostgreSQL side (publication, with --schema the bank tables),
+// then the replication slot with its initial snapshot loaded into MongoDB.
+#include <spdlog/spdlog.h>
+
+#include "cdc/preflight.h"
+#include "cdc/replication_stream.h"
+#include "checkpoint/store.h"
+#include "daemon/command.h"
+#include "projections/mongo.h"
+#include "reconcile/rebuild.h"
+
+namespace walfold::daemon {
+namespace {
+
+class SetupCommand : public Command {
+ public:
+  SetupCommand(CLI::App& sub, Context& ctx) {
+    add_config_option(sub, ctx);
+    sub.add_flag("--schema", schema_, "Also create the bank tables if missing");
+  }
+
+  int run(const Context& ctx) override {
+    const Config cfg = ctx.load_config_to_write_state();
+    cdc::run_setup(cfg, {.schema = schema_});
+    const auto dsn = postgres_conninfo(cfg.postgres);
+    auto slot = cdc::read_slot(dsn, cfg.postgres);
+    if (slot.exists) {
+      spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
+                   format_lsn(slot.confirmed_flush));
+      return kExitOk;
+    }
+    projections::MongoPool pool(cfg.mongodb);
+    checkpoint::Store store(cfg, pool);
+    const auto mongo = store.load_mongo();
+    const auto local = store.load_state_dir();
+    const auto& saved = mongo ? mongo : local;
+    if (saved && !saved->loading) {
+      cdc::ReplicationStream server(dsn);
+      throw checkpoint::missing_slot_error(cfg.postgres.slot, mongo, local, store.state_file(),
+                                           server.identify_system().system_id);
+    }
+    reconcile::initial_load(cfg, pool, store, "initial snapshot (setup)");
+    return kExitOk;
+  }
+
+ private:
+  bool schema_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_setup_command(CLI::App& sub, Context& ctx) {
+  return std::make_unique<SetupCommand>(sub, ctx);
+}
+
+}  // namespace walfold::daemon
