@@ -4,7 +4,9 @@
 
 namespace walfold::cdc {
 
-Enqueuer::Enqueuer(queue::JobQueue& queue) : queue_(queue), thread_([this] { run(); }) {}
+Enqueuer::Enqueuer(queue::JobQueue& queue) : queue_(queue) {
+  thread_ = std::thread([this] { run(); });
+}
 
 Enqueuer::~Enqueuer() {
   {

@@ -51,7 +51,6 @@ class Enqueuer {
  private:
   void run();
   queue::JobQueue& queue_;
-  std::thread thread_;
   mutable std::mutex m_;
   std::condition_variable work_cv_, done_cv_;
   struct Batch {
@@ -64,6 +63,10 @@ class Enqueuer {
   bool stop_ = false;         // guarded by m_
   // The caller's side (its thread only).
   std::size_t handed_ = 0, taken_ = 0;
+  // Last: it starts in the constructor and runs on every member above, so it must start after
+  // they are constructed (a thread waiting on a condition variable not yet constructed misses
+  // every wakeup).
+  std::thread thread_;
 };
 
 }  // namespace walfold::cdc
