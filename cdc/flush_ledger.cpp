@@ -37,14 +37,23 @@ void FlushLedger::keepalive(Lsn wal_end, bool in_transaction) {
 
 void FlushLedger::commit(Lsn commit_lsn, Lsn end_lsn, bool buffered) {
   if (frozen_) return;
-  if (buffered) lower(buffered_first_, commit_lsn);
+  if (buffered && (buffered_.empty() || buffered_.back() != commit_lsn))
+    buffered_.push_back(commit_lsn);
   received_ = std::max(received_, end_lsn);
   processed_end_ = std::max(processed_end_, end_lsn);
 }
 
-void FlushLedger::sent_to_redis() {
-  in_flight_.push_back(buffered_first_);
-  buffered_first_.reset();
+void FlushLedger::sent_to_redis(std::optional<Lsn> rest_from) {
+  in_flight_.push_back(buffered_first());
+  while (!buffered_.empty() && (!rest_from || buffered_.front() < *rest_from))
+    buffered_.pop_front();
+}
+
+std::optional<Lsn> FlushLedger::buffered_first() const {
+  if (buffered_.empty()) return std::nullopt;
+  // Commits are buffered in stream order; the minimum keeps the bound right if a caller ever
+  // reported them out of order.
+  return *std::min_element(buffered_.begin(), buffered_.end());
 }
 
 void FlushLedger::redis_acknowledged() {
@@ -73,7 +82,7 @@ void FlushLedger::pending_read(std::optional<Lsn> oldest_pending) {
 
 Lsn FlushLedger::bound() const {
   Lsn b = processed_end_;
-  for (const auto& o : {buffered_first_, in_flight_first(), acked_first_, pending_})
+  for (const auto& o : {buffered_first(), in_flight_first(), acked_first_, pending_})
     if (o) b = std::min(b, *o);
   return std::max(b, admitted_);
 }
@@ -86,7 +95,7 @@ Lsn FlushLedger::admit(Lsn flush) {
         "reader: refusing to confirm flush position " + format_lsn(flush) +
         " to PostgreSQL: the flush rule allows at most " + format_lsn(allowed) + " (processed " +
         format_lsn(processed_end_) + (frozen_ ? ", a message was dropped" : "") +
-        (buffered_first_ ? ", buffered from " + format_lsn(*buffered_first_) : "") +
+        (buffered_first() ? ", buffered from " + format_lsn(*buffered_first()) : "") +
         (in_flight_first() ? ", in flight from " + format_lsn(*in_flight_first()) : "") +
         (acked_first_ ? ", enqueued from " + format_lsn(*acked_first_) : "") +
         (pending_ ? ", pending from " + format_lsn(*pending_) : "") +

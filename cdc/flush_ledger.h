@@ -44,8 +44,11 @@ class FlushLedger {
   // A Commit was decoded. `buffered`: it has jobs, now in the reader's buffer for Redis.
   void commit(Lsn commit_lsn, Lsn end_lsn, bool buffered);
   // The buffered commits were sent to Redis as one batch (not yet acknowledged). Several batches
-  // may be in flight; Redis runs them in the order sent.
-  void sent_to_redis();
+  // may be in flight; Redis runs them in the order sent. With `rest_from`, the batch was only the
+  // front of the buffer: the commits at or after that commit LSN still have jobs in the buffer
+  // (the first of them possibly split across this batch and a later one), so they stay
+  // buffered, and the batch holds the flush at the oldest commit it carries.
+  void sent_to_redis(std::optional<Lsn> rest_from = std::nullopt);
   // Redis acknowledged the oldest batch in flight: its commits are in Redis (pending until
   // folded). The later batches stay in flight.
   void redis_acknowledged();
@@ -68,11 +71,12 @@ class FlushLedger {
 
  private:
   std::optional<Lsn> in_flight_first() const;
+  std::optional<Lsn> buffered_first() const;
   Lsn admitted_;
   Lsn processed_end_;
   Lsn received_;
   bool frozen_ = false;
-  std::optional<Lsn> buffered_first_;  // oldest commit in the reader's buffer
+  std::deque<Lsn> buffered_;  // commits with jobs in the reader's buffer, oldest first
   // Per batch sent to Redis and not yet acknowledged, oldest first: its oldest commit (none for a
   // batch of commits that did not count, after a drop).
   std::deque<std::optional<Lsn>> in_flight_;

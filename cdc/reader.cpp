@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <random>
 #include <thread>
 
 #include "cdc/assembler.h"
+#include "cdc/enqueuer.h"
 #include "cdc/flush_ledger.h"
 #include "cdc/preflight.h"
 #include "cdc/replication_stream.h"
@@ -83,6 +85,7 @@ class Reader::Session {
     owner_.epoch_ = epoch;
     owner_.last_seq_ = queue_->state().seq;
     skip_through_ = lost ? 0 : queue_->enqueued_end_lsn();
+    enqueuer_ = std::make_unique<Enqueuer>(*queue_);
     stream_ = std::make_unique<ReplicationStream>(dsn);
     auto id = stream_->identify_system();
     auto slot = prepare_slot(dsn, id);
@@ -126,34 +129,38 @@ class Reader::Session {
     owner_.reconnect_backoff_reset_ = true;
 
     auto next_status = Clock::now();
+    // One clock reading per turn (now_), taken when read() returns: a catch-up turns once per
+    // WAL message, and the deadlines below need no finer time.
+    now_ = Clock::now();
     while (!stop.load()) {
       Loop::turn();
-      auto now = Clock::now();
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now);
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now_);
+      take_acks();
       if (!buffer_.empty())
-        wait = std::min(
-            wait, std::chrono::duration_cast<std::chrono::milliseconds>(buffer_deadline_ - now));
+        wait = std::min(wait, enqueuer_->outstanding() < kEnqueueDepth
+                                  ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        buffer_deadline_ - now_)
+                                  // backpressure: look for Redis's acknowledgements again soon
+                                  : std::chrono::milliseconds(1));
       // Waiting for a stop position: ask for the server's WAL end soon after the data stops.
       const auto longest = owner_.opts_.stop_at && !owner_.reached_stop_
                                ? std::chrono::milliseconds(20)
                                : std::chrono::milliseconds(100);
       wait = std::clamp(wait, std::chrono::milliseconds(0), longest);
       auto data = stream_->read(wait);
+      now_ = Clock::now();
       if (!data.empty()) {
         handle(data);
         if (truncate_) rebuild_after_truncate(dsn);
       } else {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
-        if ((owner_.opts_.stop_at && !owner_.reached_stop_) || Clock::now() < ask_until_)
-          ask_position();
+        if ((owner_.opts_.stop_at && !owner_.reached_stop_) || now_ < ask_until_) ask_position();
       }
-      if (!buffer_.empty() &&
-          (buffer_.size() >= static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs) ||
-           Clock::now() >= buffer_deadline_))
-        flush_buffer();
-      if (Clock::now() >= next_status) {
+      pump(false);
+      if (now_ >= next_status) {
         send_status();
-        next_status = Clock::now() + cfg_.reader.status_interval;
+        now_ = Clock::now();
+        next_status = now_ + cfg_.reader.status_interval;
       }
       heartbeat(dsn);
     }
@@ -171,7 +178,7 @@ class Reader::Session {
         ledger_->dropped(x->data_start);
         return;
       }
-      last_data_ = Clock::now();
+      last_data_ = now_;
       ledger_->data(x->data_start);
       assembler_.set_replay(x->data_start < replay_until_);
       try {
@@ -219,16 +226,19 @@ class Reader::Session {
       return;
     }
     std::size_t changes = 0;
+    if (buffer_.empty() && !t.jobs.empty()) buffer_deadline_ = now_ + cfg_.reader.enqueue_max_delay;
     for (std::size_t i = 0; i < t.jobs.size(); ++i) {
       auto& job = t.jobs[i];
       changes += job.changes.size();
-      if (buffer_.empty()) buffer_deadline_ = Clock::now() + cfg_.reader.enqueue_max_delay;
-      buffer_.push_back({job.key, t.priorities[i], job.commit_lsn, queue::encode_job(job)});
+      auto body = queue::encode_job(job);
+      buffer_.push_back({std::move(job.key), t.priorities[i], job.commit_lsn, std::move(body)});
       Progress::add(p.enqueued_by_priority, t.priorities[i]);
     }
+    buffered_jobs_ += t.jobs.size();
     p.changes_seen += changes;
     ledger_->commit(t.commit_lsn, t.end_lsn, !t.jobs.empty());
-    if (!buffer_.empty()) buffer_last_end_ = t.end_lsn;  // Redis records it as enqueued
+    // Redis records it as enqueued with the batch that carries the last buffered job so far.
+    if (!buffer_.empty()) commit_ends_.emplace_back(buffered_jobs_, t.end_lsn);
     if (owner_.opts_.stop_at && t.end_lsn >= owner_.opts_.stop_at) reach_stop();
   }
 
@@ -242,45 +252,71 @@ class Reader::Session {
     }
   }
 
-  // Hands the buffered commits to Redis without waiting for Redis to run them: the reader goes
-  // on reading WAL meanwhile, with up to kEnqueueDepth batches in flight (so it keeps reading
-  // while Redis runs one batch and the next is on its way). A batch counts as "not yet in
-  // Redis" for the checkpoint until its reply is read (sync_one(), oldest first).
+  // Jobs go to Redis in batches handed to the Enqueuer (cdc/enqueuer.h), whose thread sends them
+  // and reads the replies while this loop goes on reading and decoding WAL. A batch counts as
+  // "not yet in Redis" for the checkpoint until its acknowledgement is taken (oldest first).
+  //
+  // A batch is due when it holds reader.enqueue_batch_jobs jobs, when its oldest job waited
+  // reader.enqueue_max_delay, or when forced (the WAL went idle, a stop, a status, SIGTERM). At
+  // most kEnqueueDepth batches are outstanding (one running in Redis, the next on its socket).
+  // Under backpressure (that many outstanding: Redis is the slower side) a due batch that is not
+  // full stays in the buffer and grows while the reader reads on, so batches get bigger exactly
+  // when Redis is slow (fewer script calls per job); only a full batch, or a forced one, waits for
+  // Redis. A batch is at most enqueue_batch_jobs jobs: a bigger commit goes in several, and only
+  // the batch with a commit's last job records that commit as enqueued in Redis.
   static constexpr std::size_t kEnqueueDepth = 2;
-  void flush_buffer() {
-    if (buffer_.empty()) return;
-    const std::size_t chunk = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
-    if (buffer_.size() > chunk) {
-      // Oversized batches (a huge transaction) go in chunks, synchronously, after everything in
-      // flight; only the last completes the commit.
-      sync_enqueued();
-      while (buffer_.size() > chunk) {
-        std::vector<queue::EnqueueItem> part(std::make_move_iterator(buffer_.begin()),
-                                             std::make_move_iterator(buffer_.begin() + chunk));
-        buffer_.erase(buffer_.begin(), buffer_.begin() + chunk);
-        owner_.progress_.jobs_enqueued += part.size();
-        ++owner_.progress_.enqueue_calls;
-        queue_->enqueue(part, 0);
+  void pump(bool force) {
+    take_acks();
+    const std::size_t cap = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
+    while (!buffer_.empty()) {
+      const bool full = buffer_.size() >= cap;
+      if (!force && !full && now_ < buffer_deadline_) return;
+      if (enqueuer_->outstanding() >= kEnqueueDepth) {
+        if (!force && !full) return;  // grows while Redis works
+        wait_ack();
+        continue;
       }
+      hand_over(std::min(cap, buffer_.size()));
     }
-    while (ledger_->batches_in_flight() >= kEnqueueDepth) sync_one();
-    owner_.progress_.jobs_enqueued += buffer_.size();
+  }
+  void flush_buffer() { pump(true); }
+
+  // The first `n` buffered jobs go to Redis as one batch.
+  void hand_over(std::size_t n) {
+    std::vector<queue::EnqueueItem> batch;
+    if (n >= buffer_.size()) {
+      batch.swap(buffer_);
+    } else {
+      const auto cut = buffer_.begin() + static_cast<std::ptrdiff_t>(n);
+      batch.assign(std::make_move_iterator(buffer_.begin()), std::make_move_iterator(cut));
+      buffer_.erase(buffer_.begin(), cut);
+    }
+    handed_jobs_ += batch.size();
+    Lsn completes = 0;  // the end of the last commit whose last job is in this batch
+    while (!commit_ends_.empty() && commit_ends_.front().first <= handed_jobs_) {
+      completes = commit_ends_.front().second;
+      commit_ends_.pop_front();
+    }
+    owner_.progress_.jobs_enqueued += batch.size();
     ++owner_.progress_.enqueue_calls;
-    ledger_->sent_to_redis();
-    queue_->enqueue_send(buffer_, buffer_last_end_);
-    buffer_.clear();
+    if (buffer_.empty())
+      ledger_->sent_to_redis();
+    else
+      ledger_->sent_to_redis(buffer_.front().commit_lsn);  // the rest stays buffered
+    enqueuer_->send(std::move(batch), completes);
   }
 
-  // Waits for Redis's reply to the oldest batch in flight; its commits are then in Redis. (Any
-  // other JobQueue call reads every reply first; then this only tells the ledger.)
-  void sync_one() {
-    if (ledger_->batches_in_flight() == 0) return;
-    queue_->enqueue_wait_one();
-    ledger_->redis_acknowledged();
+  // Redis's acknowledgements that arrived (without waiting); their commits are in Redis.
+  void take_acks() {
+    for (auto n = enqueuer_->take_acks(); n > 0; --n) ledger_->redis_acknowledged();
   }
-  // Waits for every batch in flight.
+  // Waits for the oldest outstanding batch's acknowledgement.
+  void wait_ack() {
+    for (auto n = enqueuer_->wait_one(); n > 0; --n) ledger_->redis_acknowledged();
+  }
+  // Waits for every outstanding batch; the JobQueue is then this thread's again.
   void sync_enqueued() {
-    while (ledger_->batches_in_flight() > 0) sync_one();
+    for (auto n = enqueuer_->wait_all(); n > 0; --n) ledger_->redis_acknowledged();
   }
 
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
@@ -461,7 +497,7 @@ class Reader::Session {
   void heartbeat(const PgConnInfo& dsn) {
     const auto every = cfg_.reader.heartbeat_interval;
     if (every.count() == 0) return;
-    const auto now = Clock::now();
+    const auto now = now_;
     if (now - last_data_ < every || now - last_heartbeat_ < every) return;
     last_heartbeat_ = now;
     try {
@@ -492,9 +528,14 @@ class Reader::Session {
   std::unique_ptr<ReplicationStream> stream_;
   std::unique_ptr<queue::Redis> redis_;
   std::unique_ptr<queue::JobQueue> queue_;
+  std::unique_ptr<Enqueuer> enqueuer_;  // after queue_: stops before the queue goes
   std::vector<queue::EnqueueItem> buffer_;
-  Lsn buffer_last_end_ = 0;
+  // Jobs ever buffered and handed over in this session, and per buffered commit the count of
+  // jobs buffered through it with its end LSN (the batch reaching that count completes it).
+  std::size_t buffered_jobs_ = 0, handed_jobs_ = 0;
+  std::deque<std::pair<std::size_t, Lsn>> commit_ends_;
   std::optional<FlushLedger> ledger_;  // the flush rule's state; set once the slot is known
+  Clock::time_point now_{};            // the loop's clock, read once per turn
   Clock::time_point buffer_deadline_{}, last_ask_{};
   Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
   std::unique_ptr<PgConn> heartbeat_conn_;

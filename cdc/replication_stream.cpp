@@ -41,7 +41,9 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
     buf_ = nullptr;
   }
   PGconn* c = conn_.get();
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The clock is read only once libpq has no complete message buffered (in a catch-up most
+  // calls return a buffered one).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
   // Returns empty only when no complete message arrived before the deadline: a message that
   // is still arriving is not "idle" (the reader flushes its batch to Redis when idle).
   while (true) {
@@ -62,8 +64,9 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
       std::string why = pg_error_text(c);
       throw UnavailableError("postgresql at " + address() + ": replication stream broke: " + why);
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto now = std::chrono::steady_clock::now();
+    if (!deadline) deadline = now + timeout;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
     if (left.count() < 0) return {};
     pollfd p{PQsocket(c), POLLIN, 0};
     int rc = ::poll(&p, 1, static_cast<int>(left.count()));

@@ -82,6 +82,54 @@ TEST(FlushLedger, TwoBatchesInFlightAreAcknowledgedOneAtATime) {
   EXPECT_EQ(l.bound(), 500u);
 }
 
+// A batch that is only the front of the buffer (the reader cuts batches at
+// reader.enqueue_batch_jobs, and under backpressure lets the rest grow): a commit split across
+// batches holds the flush until its last part is in Redis, and the commits after the cut stay
+// buffered.
+TEST(FlushLedger, ACommitSplitAcrossBatchesHoldsUntilItsLastPart) {
+  FlushLedger l(100, 0);
+  l.pending_read(std::nullopt);
+  l.commit(300, 310, true);  // 3 batches' worth of jobs
+  l.sent_to_redis(300);      // its first part; 300 still has jobs in the buffer
+  l.redis_acknowledged();
+  l.pending_read(std::nullopt);  // e.g. the first part was folded already
+  EXPECT_EQ(l.bound(), 300u) << "the rest of 300 is still buffered";
+  EXPECT_THROW(l.admit(301), InternalError);
+  l.commit(450, 500, true);
+  l.sent_to_redis(300);  // the second part of 300, all still in flight
+  EXPECT_EQ(l.bound(), 300u);
+  l.sent_to_redis(450);  // the last part of 300; 450 is (partly) still buffered
+  l.redis_acknowledged();
+  l.redis_acknowledged();
+  EXPECT_EQ(l.batches_in_flight(), 0u);
+  l.pending_read(std::nullopt);
+  EXPECT_EQ(l.bound(), 450u) << "300 is all in Redis and folded; 450 is still buffered";
+  EXPECT_THROW(l.admit(451), InternalError);
+  l.sent_to_redis();
+  EXPECT_EQ(l.bound(), 450u) << "450 in flight";
+  l.redis_acknowledged();
+  l.pending_read(std::nullopt);
+  EXPECT_EQ(l.bound(), 500u);
+}
+
+TEST(FlushLedger, ABatchCutInsideTheBufferKeepsTheLaterCommitsBuffered) {
+  FlushLedger l(100, 0);
+  l.pending_read(std::nullopt);
+  l.commit(300, 310, true);
+  l.commit(450, 500, true);
+  l.commit(600, 610, true);
+  l.sent_to_redis(600);  // 300 and 450 whole, 600 not at all
+  l.redis_acknowledged();
+  l.pending_read(std::nullopt);
+  EXPECT_EQ(l.bound(), 600u);
+  l.sent_to_redis();
+  l.redis_acknowledged();
+  l.pending_read(600);  // 600 is pending in Redis
+  EXPECT_EQ(l.bound(), 600u);
+  l.pending_read(std::nullopt);
+  EXPECT_EQ(l.bound(), 610u);
+}
+
 TEST(FlushLedger, KeepaliveCountsOnlyOutsideATransaction) {
   FlushLedger l(100, 0);
   l.pending_read(std::nullopt);
@@ -145,6 +193,7 @@ struct Txn {
   Lsn begin, commit, end;
   int changes;
   bool jobs;
+  int parts;  // the reader's batches may cut its jobs into this many parts
 };
 
 struct Sim {
@@ -155,13 +204,16 @@ struct Sim {
   int next_msg = 0;
   bool in_txn = false;
   bool stopped = false;
-  // The oracle's truth per transaction.
-  std::vector<bool> processed, folded;
-  // Reader and queue state.
-  std::vector<std::size_t> buffered;
-  std::deque<std::vector<std::size_t>> in_flight;  // batches sent, oldest first
-  std::deque<std::size_t> in_redis;                // enqueued, not folded
-  Lsn redis_end = 0;  // the queue's recorded enqueued end (for a new session)
+  // The oracle's truth per transaction: processed, and which parts of its jobs were folded (a
+  // part enqueued twice, once per delivery, is the same jobs).
+  std::vector<bool> processed;
+  std::vector<std::vector<bool>> folded;
+  // Reader and queue state: the buffer, batches and Redis hold parts (transaction, part).
+  using Part = std::pair<std::size_t, int>;
+  std::vector<Part> buffered;
+  std::deque<std::vector<Part>> in_flight;  // batches sent, oldest first
+  std::deque<Part> in_redis;                // enqueued, not folded
+  Lsn redis_end = 0;                        // the queue's recorded enqueued end (for a new session)
   Lsn skip_through = 0;
   FlushLedger ledger{0, 0};
 
@@ -175,15 +227,19 @@ struct Sim {
       t.commit = pos + 10 + static_cast<Lsn>(t.changes) * 10;
       t.end = t.commit + 8;
       t.jobs = rng() % 10 < 7;
+      t.parts = 1 + static_cast<int>(rng() % 3);
       // other WAL (other databases, unpublished tables) between transactions
       pos = t.end + (rng() % 3 == 0 ? 100 : 0);
       wal.push_back(t);
     }
     processed.assign(wal.size(), false);
-    folded.assign(wal.size(), false);
+    for (const auto& t : wal) folded.emplace_back(static_cast<std::size_t>(t.parts), false);
   }
 
-  bool done(std::size_t i) const { return processed[i] && (!wal[i].jobs || folded[i]); }
+  bool done(std::size_t i) const {
+    return processed[i] && (!wal[i].jobs || std::all_of(folded[i].begin(), folded[i].end(),
+                                                        [](bool f) { return f; }));
+  }
   // The highest flush PostgreSQL may hear: the commit LSN of the first transaction not done
   // (it is streamed again from there), or past the WAL when everything is done.
   Lsn limit() const {
@@ -222,7 +278,8 @@ struct Sim {
           ledger.commit(t.commit, t.end, false);
         } else {
           ledger.commit(t.commit, t.end, t.jobs);
-          if (t.jobs) buffered.push_back(i);
+          if (t.jobs)
+            for (int p = 0; p < t.parts; ++p) buffered.emplace_back(i, p);
         }
         processed[i] = true;
       }
@@ -233,18 +290,26 @@ struct Sim {
     }
   }
   // A batch is sent while others may still be in flight (any depth); Redis runs them in order
-  // and each reply acknowledges the oldest.
-  void send() {
-    ledger.sent_to_redis();
-    in_flight.push_back(buffered);
-    buffered.clear();
+  // and each reply acknowledges the oldest. It is the whole buffer or, when `cut`, a front part
+  // of it (possibly ending inside a transaction's jobs); the rest stays buffered.
+  void send(bool cut = false) {
+    std::size_t n = buffered.size();
+    if (cut && n > 1) n = 1 + rng() % (n - 1);
+    if (n < buffered.size())
+      ledger.sent_to_redis(wal[buffered[n].first].commit);
+    else
+      ledger.sent_to_redis();
+    in_flight.emplace_back(buffered.begin(), buffered.begin() + static_cast<std::ptrdiff_t>(n));
+    buffered.erase(buffered.begin(), buffered.begin() + static_cast<std::ptrdiff_t>(n));
   }
   void ack() {
     ledger.redis_acknowledged();
     if (in_flight.empty()) return;
-    for (auto i : in_flight.front()) {
-      in_redis.push_back(i);
-      redis_end = std::max(redis_end, wal[i].end);
+    for (auto part : in_flight.front()) {
+      in_redis.push_back(part);
+      // The batch with a transaction's last part records its end as enqueued (completes_end).
+      if (part.second == wal[part.first].parts - 1)
+        redis_end = std::max(redis_end, wal[part.first].end);
     }
     in_flight.pop_front();
   }
@@ -254,13 +319,13 @@ struct Sim {
   void fold() {
     if (in_redis.empty()) return;
     auto at = rng() % in_redis.size();
-    folded[in_redis[at]] = true;
+    folded[in_redis[at].first][static_cast<std::size_t>(in_redis[at].second)] = true;
     in_redis.erase(in_redis.begin() + static_cast<std::ptrdiff_t>(at));
   }
   void status() {
     ack_all();
     std::optional<Lsn> oldest;
-    for (auto i : in_redis) oldest = std::min(oldest.value_or(wal[i].commit), wal[i].commit);
+    for (auto [i, p] : in_redis) oldest = std::min(oldest.value_or(wal[i].commit), wal[i].commit);
     ledger.pending_read(oldest);
     ledger.admit(ledger.bound());
   }
@@ -269,9 +334,9 @@ struct Sim {
   // position, and commits up to Redis's recorded end are skipped.
   void reconnect() {
     const Lsn confirmed = ledger.admitted();
-    for (auto i : buffered) processed[i] = false;
+    for (auto [i, p] : buffered) processed[i] = false;
     for (const auto& b : in_flight)
-      for (auto i : b) processed[i] = false;
+      for (auto [i, p] : b) processed[i] = false;
     buffered.clear();
     in_flight.clear();
     skip_through = redis_end;
@@ -308,9 +373,12 @@ TEST(FlushLedger, PropertyNoEventSequenceConfirmsAnUnfoldedCommit) {
       } else if (e < 55) {
         s.ledger.keepalive(s.keepalive_position(), s.in_txn);
         what = "keepalive";
-      } else if (e < 63) {
+      } else if (e < 59) {
         s.send();
         what = "enqueue sent";
+      } else if (e < 63) {
+        s.send(/*cut=*/true);
+        what = "front of the buffer sent";
       } else if (e < 70) {
         s.ack();
         what = "enqueue acknowledged";
