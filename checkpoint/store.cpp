@@ -12,6 +12,7 @@
 #include <deque>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common/error.h"
 
@@ -21,8 +22,8 @@ namespace {
 constexpr const char* kCollection = "checkpoints";
 constexpr int kHistoryKeep = 1000;  // entries kept in MongoDB and in the history file
 
-using projections::Bson;
-using projections::make_bson;
+using mongo::Bson;
+using mongo::make_bson;
 
 void append_history_entry(bson_t* arr, const char* idx, const HistoryEntry& e) {
   bson_t d;
@@ -51,6 +52,26 @@ std::string errno_text(int e) {
   return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")";
 }
 
+// An owned file descriptor: closed on every path out, an exception included. close_checked()
+// is the close whose failure matters (a file written for durability); the destructor's close
+// is for the paths that already failed.
+class Fd {
+ public:
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const noexcept { return fd_; }
+  bool valid() const noexcept { return fd_ >= 0; }
+  // close(2)'s result; the descriptor is released either way (Linux frees it even on EINTR/EIO).
+  int close_checked() noexcept { return ::close(std::exchange(fd_, -1)); }
+
+ private:
+  int fd_;
+};
+
 // Writes all of `content` to `fd`; FileError (Io) naming `path` when the write fails.
 void write_all(int fd, const std::string& path, const std::string& content) {
   const char* p = content.data();
@@ -60,7 +81,6 @@ void write_all(int fd, const std::string& path, const std::string& content) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int e = errno;
-      ::close(fd);
       throw FileError(FileError::Io, "state_dir: writing " + path + " failed: " + errno_text(e));
     }
     p += n;
@@ -68,41 +88,41 @@ void write_all(int fd, const std::string& path, const std::string& content) {
   }
 }
 
+}  // namespace
+
 void write_file_durably(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!fd.valid()) {
     int e = errno;
     throw FileError(FileError::CannotCreate,
                     "state_dir: cannot create " + tmp + ": " + errno_text(e) +
                         " (state_dir must be a directory walfold's user may write)");
   }
-  write_all(fd, tmp, content);
-  if (::fsync(fd) != 0) {
+  write_all(fd.get(), tmp, content);
+  if (::fsync(fd.get()) != 0) {
     int e = errno;
-    ::close(fd);
     throw FileError(FileError::Io, "state_dir: flushing " + tmp + " failed: " + errno_text(e));
   }
-  if (::close(fd) != 0)
+  if (fd.close_checked() != 0)
     throw FileError(FileError::Io, "state_dir: closing " + tmp + " failed: " + errno_text(errno));
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     throw FileError(FileError::CannotCreate,
                     "state_dir: cannot rename " + tmp + " to " + path + ": " + errno_text(errno));
   auto slash = path.rfind('/');
-  int dfd = ::open(slash == std::string::npos ? "." : path.substr(0, slash).c_str(),
-                   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  Fd dir(::open(slash == std::string::npos ? "." : path.substr(0, slash).c_str(),
+                O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.valid()) ::fsync(dir.get());
 }
+
+namespace {
 
 // The whole file, or nullopt when it does not exist. Any other failure to read it (permissions,
 // a directory in its place, an I/O error) is a FileError naming the path and errno: treating an
 // unreadable checkpoint as missing would silently skip the checks it exists for.
 std::optional<std::string> read_file_if_exists(const std::string& path, const char* what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
     int e = errno;
     if (e == ENOENT) return std::nullopt;
     throw FileError(FileError::Io, "state_dir: cannot read " + std::string(what) + " " + path +
@@ -111,18 +131,16 @@ std::optional<std::string> read_file_if_exists(const std::string& path, const ch
   std::string out;
   char buf[8192];
   while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int e = errno;
-      ::close(fd);
       throw FileError(FileError::Io, "state_dir: cannot read " + std::string(what) + " " + path +
                                          ": " + errno_text(e));
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(fd);
   return out;
 }
 
@@ -150,17 +168,17 @@ Checkpoint parse_doc(const bson_t* doc) {
     else if (k == "system_id" && BSON_ITER_HOLDS_UTF8(&it))
       c.identity.system_id = bson_iter_utf8(&it, nullptr);
     else if (k == "slot_created_lsn")
-      c.identity.created_lsn = static_cast<Lsn>(projections::get_int64(it));
+      c.identity.created_lsn = static_cast<Lsn>(mongo::get_int64(it));
     else if (k == "slot_created_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
       c.identity.created_at_ms = bson_iter_date_time(&it);
     else if (k == "lsn")
-      c.lsn = static_cast<Lsn>(projections::get_int64(it));
+      c.lsn = static_cast<Lsn>(mongo::get_int64(it));
     else if (k == "saved_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
       c.saved_at_ms = bson_iter_date_time(&it);
     else if (k == "loading")
       c.loading = bson_iter_as_bool(&it);
     else if (k == "rebuilt_lsn")
-      c.rebuilt_lsn = static_cast<Lsn>(projections::get_int64(it));
+      c.rebuilt_lsn = static_cast<Lsn>(mongo::get_int64(it));
     else if (k == "history" && BSON_ITER_HOLDS_ARRAY(&it)) {
       bson_iter_t arr;
       bson_iter_recurse(&it, &arr);
@@ -171,7 +189,7 @@ Checkpoint parse_doc(const bson_t* doc) {
         while (bson_iter_next(&e)) {
           std::string_view f = bson_iter_key(&e);
           if (f == "lsn")
-            h.lsn = static_cast<Lsn>(projections::get_int64(e));
+            h.lsn = static_cast<Lsn>(mongo::get_int64(e));
           else if (f == "at" && BSON_ITER_HOLDS_DATE_TIME(&e))
             h.at_ms = bson_iter_date_time(&e);
           else if (f == "event" && BSON_ITER_HOLDS_UTF8(&e))
@@ -245,26 +263,24 @@ std::string format_time_ms(std::int64_t ms) {
   return buf;
 }
 
-Store::Store(const Config& cfg, projections::MongoPool& pool)
+Store::Store(const Config& cfg, mongo::MongoPool& pool)
     : cfg_(cfg),
       pool_(pool),
       state_file_(cfg.state_dir + "/" + cfg.postgres.slot + ".checkpoint"),
       history_file_(cfg.state_dir + "/" + cfg.postgres.slot + ".history") {}
 
 std::optional<Checkpoint> Store::load_mongo() {
-  projections::MongoPool::Client client(pool_);
-  projections::Collection coll(client.collection(kCollection));
+  mongo::MongoPool::Client client(pool_);
+  mongo::Collection coll(client.collection(kCollection));
   auto filter = make_bson();
   BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
-  mongoc_cursor_t* cur =
-      mongoc_collection_find_with_opts(coll.get(), filter.get(), nullptr, nullptr);
+  mongo::Cursor cur(mongoc_collection_find_with_opts(coll.get(), filter.get(), nullptr, nullptr));
   const bson_t* doc;
   std::optional<Checkpoint> out;
-  if (mongoc_cursor_next(cur, &doc)) out = parse_doc(doc);
+  if (mongoc_cursor_next(cur.get(), &doc)) out = parse_doc(doc);
   bson_error_t err;
-  bool failed = mongoc_cursor_error(cur, &err);
-  mongoc_cursor_destroy(cur);
-  if (failed) projections::throw_mongo_error(pool_, "reading the checkpoint", err);
+  if (mongoc_cursor_error(cur.get(), &err))
+    mongo::throw_mongo_error(pool_, "reading the checkpoint", err);
   return out;
 }
 
@@ -350,15 +366,15 @@ void Store::write_state_file(const Checkpoint& c) {
 void Store::append_history_file(const HistoryEntry& e) {
   ensure_dir(cfg_.state_dir);
   {
-    int fd = ::open(history_file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
+    Fd fd(::open(history_file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    if (!fd.valid()) {
       int err = errno;
       throw FileError(FileError::CannotCreate,
                       "state_dir: cannot append to " + history_file_ + ": " + errno_text(err));
     }
-    write_all(fd, history_file_,
+    write_all(fd.get(), history_file_,
               format_time_ms(e.at_ms) + " " + format_lsn(e.lsn) + " " + e.event + "\n");
-    if (::close(fd) != 0)
+    if (fd.close_checked() != 0)
       throw FileError(FileError::Io,
                       "state_dir: closing " + history_file_ + " failed: " + errno_text(errno));
   }
@@ -393,8 +409,8 @@ void Store::begin(const SlotIdentity& identity, bool loading, const std::string&
   c.loading = loading;
   HistoryEntry e{identity.created_lsn, c.saved_at_ms, event};
   {
-    projections::MongoPool::Client client(pool_);
-    projections::Collection coll(client.collection(kCollection));
+    mongo::MongoPool::Client client(pool_);
+    mongo::Collection coll(client.collection(kCollection));
     auto filter = make_bson();
     BSON_APPEND_UTF8(filter.get(), "_id", identity.slot.c_str());
     auto update = make_bson();
@@ -416,7 +432,7 @@ void Store::begin(const SlotIdentity& identity, bool loading, const std::string&
     bson_error_t err;
     if (!mongoc_collection_update_one(coll.get(), filter.get(), update.get(), opts.get(), nullptr,
                                       &err))
-      projections::throw_mongo_error(pool_, "saving the checkpoint", err);
+      mongo::throw_mongo_error(pool_, "saving the checkpoint", err);
   }
   write_state_file(c);
   append_history_file(e);
@@ -425,8 +441,8 @@ void Store::begin(const SlotIdentity& identity, bool loading, const std::string&
 }
 
 void Store::push_history(const HistoryEntry& e, const char* set_field, Lsn value) {
-  projections::MongoPool::Client client(pool_);
-  projections::Collection coll(client.collection(kCollection));
+  mongo::MongoPool::Client client(pool_);
+  mongo::Collection coll(client.collection(kCollection));
   auto filter = make_bson();
   BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
   auto update = make_bson();
@@ -442,14 +458,13 @@ void Store::push_history(const HistoryEntry& e, const char* set_field, Lsn value
   bson_append_document_end(update.get(), &set);
   if (!e.event.empty()) append_push(update.get(), e);
   bson_error_t err;
-  bson_t reply;
-  bool ok =
-      mongoc_collection_update_one(coll.get(), filter.get(), update.get(), nullptr, &reply, &err);
+  mongo::StackBson reply;
+  bool ok = mongoc_collection_update_one(coll.get(), filter.get(), update.get(), nullptr,
+                                         reply.get(), &err);
   bson_iter_t it;
   std::int64_t matched = 1;
-  if (ok && bson_iter_init_find(&it, &reply, "matchedCount")) matched = projections::get_int64(it);
-  bson_destroy(&reply);
-  if (!ok) projections::throw_mongo_error(pool_, "saving the checkpoint", err);
+  if (ok && bson_iter_init_find(&it, reply.get(), "matchedCount")) matched = mongo::get_int64(it);
+  if (!ok) mongo::throw_mongo_error(pool_, "saving the checkpoint", err);
   if (matched == 0)
     throw DataError("the checkpoint of slot '" + cfg_.postgres.slot + "' vanished from MongoDB (" +
                     pool_.address() + ", database '" + cfg_.mongodb.database +
@@ -490,13 +505,13 @@ void Store::save(Lsn lsn) {
 
 void Store::forget() {
   {
-    projections::MongoPool::Client client(pool_);
-    projections::Collection coll(client.collection(kCollection));
+    mongo::MongoPool::Client client(pool_);
+    mongo::Collection coll(client.collection(kCollection));
     auto filter = make_bson();
     BSON_APPEND_UTF8(filter.get(), "_id", cfg_.postgres.slot.c_str());
     bson_error_t err;
     if (!mongoc_collection_delete_one(coll.get(), filter.get(), nullptr, nullptr, &err))
-      projections::throw_mongo_error(pool_, "removing the checkpoint", err);
+      mongo::throw_mongo_error(pool_, "removing the checkpoint", err);
   }
   if (::unlink(state_file_.c_str()) != 0 && errno != ENOENT)
     throw FileError(FileError::CannotCreate,

@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/lsn.h"
 #include "config/config.h"
-#include "projections/mongo.h"
+#include "mongo/pool.h"
 
 namespace walfold::checkpoint {
 
@@ -50,7 +50,7 @@ struct Checkpoint {
 
 class Store {
  public:
-  Store(const Config& cfg, projections::MongoPool& pool);
+  Store(const Config& cfg, mongo::MongoPool& pool);
 
   // The checkpoint MongoDB holds for this slot (authoritative for what the read model contains).
   std::optional<Checkpoint> load_mongo();
@@ -78,7 +78,7 @@ class Store {
   void push_history(const HistoryEntry& e, const char* set_field, Lsn value);
 
   const Config& cfg_;
-  projections::MongoPool& pool_;
+  mongo::MongoPool& pool_;
   std::string state_file_, history_file_;
   std::optional<Checkpoint> last_;  // what this process saved last
   std::int64_t last_history_ms_ = 0;
@@ -104,6 +104,11 @@ DataError missing_slot_error(const std::string& slot, const std::optional<Checkp
 // saying to run `runuser -u <owner> -- walfold <command_line>` instead. `command_line` is what
 // follows "walfold" on the command line that was given.
 void check_state_dir_owner(const std::string& state_dir, const std::string& command_line);
+
+// Replaces `path` durably: writes `path`.tmp, fsyncs and closes it, renames it over `path` and
+// fsyncs the directory. FileError (CannotCreate: exit 73, Io: exit 74) naming the file and errno
+// on any failure, with no descriptor left open.
+void write_file_durably(const std::string& path, const std::string& content);
 
 // Unix time in ms; "2026-11-23T05:00:00.123Z" for logs and listings.
 std::int64_t now_ms();

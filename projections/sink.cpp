@@ -13,10 +13,7 @@ MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
 
 namespace {
 
-struct CursorDeleter {
-  void operator()(mongoc_cursor_t* c) const { mongoc_cursor_destroy(c); }
-};
-using Cursor = std::unique_ptr<mongoc_cursor_t, CursorDeleter>;
+using mongo::Cursor;
 
 // Decimal128 -> Decimal, keeping the stored scale where the text shows it ("100.5000").
 std::optional<Decimal> read_decimal(const bson_iter_t& it) {
@@ -36,7 +33,7 @@ void MongoSink::for_each_by_id(const char* collection, const std::vector<std::in
                                std::initializer_list<const char*> fields,
                                const std::function<void(bson_iter_t&)>& fn) {
   if (ids.empty()) return;
-  Collection coll(client_.collection(collection));
+  Collection coll = client_.collection(collection);
   auto filter = make_bson();
   bson_t idd, in;
   bson_append_document_begin(filter.get(), "_id", -1, &idd);
@@ -158,7 +155,7 @@ void MongoSink::bulk(const char* collection, std::vector<Statement>& statements)
 }
 
 void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<Statement>& out) {
-  Collection coll(client_.collection("transactions"));
+  Collection coll = client_.collection("transactions");
   auto filter = make_bson();
   BSON_APPEND_INT64(filter.get(), "account_id", account_id);
   BSON_APPEND_BOOL(filter.get(), "deleted", false);
@@ -173,8 +170,8 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   BSON_APPEND_INT32(&sort, "_id", -1);
   bson_append_document_end(opts.get(), &sort);
   BSON_APPEND_INT32(opts.get(), "batchSize", 8);
-  mongoc_cursor_t* cur =
-      mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr);
+  Cursor cursor(mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr));
+  mongoc_cursor_t* cur = cursor.get();
   ++stats_.read_commands;
   auto set = make_bson();
   bson_t arr;
@@ -222,9 +219,7 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
     bson_append_document_end(&arr, &e);
   }
   bson_error_t err;
-  bool failed = mongoc_cursor_error(cur, &err);
-  mongoc_cursor_destroy(cur);
-  if (failed) {
+  if (mongoc_cursor_error(cur, &err)) {
     std::string msg =
         "mongodb at " + pool_.address() + ": reading transactions failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
@@ -256,7 +251,7 @@ void MongoSink::write(WritePlan& plan) {
 }
 
 void MongoSink::ensure_indexes() {
-  Collection coll(client_.collection("transactions"));
+  Collection coll = client_.collection("transactions");
   auto keys = make_bson();
   BSON_APPEND_INT32(keys.get(), "account_id", 1);
   BSON_APPEND_INT32(keys.get(), "created_at_us", -1);
@@ -271,9 +266,9 @@ void MongoSink::ensure_indexes() {
   bson_append_document_end(&idxs, &idx);
   bson_append_array_end(cmd.get(), &idxs);
   bson_error_t err;
-  bson_t reply;
-  bool ok = mongoc_collection_write_command_with_opts(coll.get(), cmd.get(), nullptr, &reply, &err);
-  bson_destroy(&reply);
+  StackBson reply;
+  bool ok =
+      mongoc_collection_write_command_with_opts(coll.get(), cmd.get(), nullptr, reply.get(), &err);
   if (!ok) {
     std::string msg = "mongodb at " + pool_.address() + ": creating indexes failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);

@@ -242,16 +242,17 @@ class MongoWalk {
   MongoWalk(projections::MongoPool& pool, const projections::MongoPool::Client& client,
             const char* collection, MongoDoc (*parse)(const bson_t*))
       : pool_(pool), coll_(client.collection(collection)), parse_(parse) {
+    // Every handle is a member that frees itself: advance() below may throw (a failed first
+    // batch or getMore, a document parse_ refuses) before this constructor completes.
     auto opts = make_bson();
     bson_t sort;
     bson_append_document_begin(opts.get(), "sort", -1, &sort);
     BSON_APPEND_INT32(&sort, "_id", 1);
     bson_append_document_end(opts.get(), &sort);
     auto filter = make_bson();
-    cur_ = mongoc_collection_find_with_opts(coll_.get(), filter.get(), opts.get(), nullptr);
+    cur_.reset(mongoc_collection_find_with_opts(coll_.get(), filter.get(), opts.get(), nullptr));
     advance();
   }
-  ~MongoWalk() { mongoc_cursor_destroy(cur_); }
   const std::optional<MongoDoc>& current() const { return current_; }
   MongoDoc take() {
     MongoDoc d = std::move(*current_);
@@ -260,20 +261,21 @@ class MongoWalk {
   }
   void advance() {
     const bson_t* doc;
-    if (mongoc_cursor_next(cur_, &doc)) {
+    if (mongoc_cursor_next(cur_.get(), &doc)) {
       current_ = parse_(doc);
       return;
     }
     current_.reset();
     bson_error_t err;
-    if (mongoc_cursor_error(cur_, &err)) projections::throw_mongo_error(pool_, "reading", err);
+    if (mongoc_cursor_error(cur_.get(), &err))
+      projections::throw_mongo_error(pool_, "reading", err);
   }
 
  private:
   projections::MongoPool& pool_;
   projections::Collection coll_;
   MongoDoc (*parse_)(const bson_t*);
-  mongoc_cursor_t* cur_ = nullptr;
+  mongo::Cursor cur_;
   std::optional<MongoDoc> current_;
 };
 
@@ -284,19 +286,18 @@ bool cas_write(projections::MongoPool& pool, const projections::MongoPool::Clien
   projections::Collection coll(client.collection(collection));
   auto opts = make_bson();
   BSON_APPEND_BOOL(opts.get(), "upsert", true);
-  bson_t reply;
+  projections::StackBson reply;
   bson_error_t err;
   bool ok = replace ? mongoc_collection_replace_one(coll.get(), filter.get(), doc.get(), opts.get(),
-                                                    &reply, &err)
+                                                    reply.get(), &err)
                     : mongoc_collection_update_one(coll.get(), filter.get(), doc.get(), opts.get(),
-                                                   &reply, &err);
+                                                   reply.get(), &err);
   std::int64_t changed = 0;
   bson_iter_t it;
   if (ok) {
     for (const char* f : {"matchedCount", "upsertedCount"})
-      if (bson_iter_init_find(&it, &reply, f)) changed += projections::get_int64(it);
+      if (bson_iter_init_find(&it, reply.get(), f)) changed += projections::get_int64(it);
   }
-  bson_destroy(&reply);
   if (!ok) {
     // An upsert that collides with a document created meanwhile: changed, leave it.
     if (err.code == 11000) return false;

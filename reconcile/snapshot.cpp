@@ -333,15 +333,14 @@ class Loader {
     BSON_APPEND_INT64(&set, guard_field, static_cast<std::int64_t>(guard));
     bson_concat(&set, extra_set.get());
     bson_append_document_end(update.get(), &set);
-    bson_t reply;
+    projections::StackBson reply;
     bson_error_t err;
-    bool ok = mongoc_collection_update_many(coll.get(), filter.get(), update.get(), nullptr, &reply,
-                                            &err);
+    bool ok = mongoc_collection_update_many(coll.get(), filter.get(), update.get(), nullptr,
+                                            reply.get(), &err);
     std::size_t n_mod = 0;
     bson_iter_t it;
-    if (ok && bson_iter_init_find(&it, &reply, "modifiedCount"))
+    if (ok && bson_iter_init_find(&it, reply.get(), "modifiedCount"))
       n_mod = static_cast<std::size_t>(projections::get_int64(it));
-    bson_destroy(&reply);
     if (!ok) projections::throw_mongo_error(pool_, std::string("tombstoning ") + collection_, err);
     return n_mod;
   }

@@ -82,6 +82,11 @@ VerifyResult compare_reports(const std::string& postgres, const std::string& mon
   return r;
 }
 
+VerifyOptions verify_options(const Config& cfg) {
+  tools::ReportOptions r = tools::report_options(cfg, tools::ReportSource::Postgres);
+  return {r.pg_dsn, r.mongo_uri, r.mongo_database, r.mongo_username, r.mongo_password, r.tables};
+}
+
 VerifyResult verify(const VerifyOptions& opts, std::ostream& out) {
   std::ostringstream pg, mg;
   tools::ReportOptions o;
@@ -90,6 +95,7 @@ VerifyResult verify(const VerifyOptions& opts, std::ostream& out) {
   o.mongo_database = opts.mongo_database;
   o.mongo_username = opts.mongo_username;
   o.mongo_password = opts.mongo_password;
+  o.tables = opts.tables;
   o.from = tools::ReportSource::Postgres;
   tools::write_report(o, pg);
   o.from = tools::ReportSource::Mongo;

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "common/pg.h"
+#include "config/config.h"
+#include "tools/report.h"
 
 namespace walfold::reconcile {
 
@@ -16,7 +18,11 @@ struct VerifyOptions {
   std::string mongo_uri;
   std::string mongo_database;
   std::string mongo_username, mongo_password;  // see tools::ReportOptions
+  tools::BankTables tables{};                  // the configuration's `tables:` mapping
 };
+
+// The options for `cfg`: its PostgreSQL and MongoDB connections and its `tables:` mapping.
+VerifyOptions verify_options(const Config& cfg);
 
 struct VerifyResult {
   std::size_t accounts = 0, users = 0;  // records compared (PostgreSQL side)

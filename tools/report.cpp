@@ -16,7 +16,8 @@
 #include "common/error.h"
 #include "common/pg.h"
 #include "common/timestamp.h"
-#include "projections/mongo.h"
+#include "mongo/connect.h"
+#include "mongo/handles.h"
 
 namespace walfold::tools {
 
@@ -129,25 +130,53 @@ class ReportWriter {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
+// The bank's tables as SQL: schema-qualified, each part quoted by PQescapeIdentifier.
+struct SqlTables {
+  std::string users, accounts, transactions;
+};
+
+std::string escape_identifier(const PgConn& conn, const std::string& name) {
+  std::unique_ptr<char, void (*)(void*)> quoted(
+      PQescapeIdentifier(conn.get(), name.data(), name.size()), PQfreemem);
+  if (!quoted) {
+    throw ConfigError("PostgreSQL " + conn.address() + ": cannot quote the table name '" + name +
+                      "': " + pg_error_text(conn.get()));
+  }
+  return quoted.get();
+}
+
+SqlTables sql_tables(const PgConn& conn, const BankTables& t) {
+  auto q = [&](const TableName& n) {
+    return escape_identifier(conn, n.schema) + "." + escape_identifier(conn, n.name);
+  };
+  return {q(t.users), q(t.accounts), q(t.transactions)};
+}
+
 // Balance per account: deposits minus withdrawals.
-constexpr const char* kBalances =
-    "bal AS (SELECT account_id, "
-    "SUM(CASE kind WHEN 'deposit' THEN amount WHEN 'withdrawal' THEN -amount ELSE 0 END) "
-    "AS balance FROM transactions GROUP BY account_id)";
+std::string balances(const SqlTables& t) {
+  return "bal AS (SELECT account_id, "
+         "SUM(CASE kind WHEN 'deposit' THEN amount WHEN 'withdrawal' THEN -amount ELSE 0 END) "
+         "AS balance FROM " +
+         t.transactions + " GROUP BY account_id)";
+}
 
 // One ordered stream for the accounts part: each account's row (part 0) followed by its up to 3
 // newest transactions (part 1, rn 1..3).
 // Columns: account_id, part, ref (user_id | tx id), text (currency | kind), amount (balance |
 // amount), created_at, rn.
-std::string accounts_query() {
-  return std::string("WITH ") + kBalances +
+std::string accounts_query(const SqlTables& t) {
+  return "WITH " + balances(t) +
          ", newest AS (SELECT account_id, id, kind, amount, created_at, rn FROM ("
          "SELECT account_id, id, kind, amount, created_at, row_number() OVER ("
-         "PARTITION BY account_id ORDER BY created_at DESC, id DESC) AS rn FROM transactions) w "
+         "PARTITION BY account_id ORDER BY created_at DESC, id DESC) AS rn FROM " +
+         t.transactions +
+         ") w "
          "WHERE rn <= 3) "
          "SELECT a.id, 0 AS part, a.user_id, a.currency::text, COALESCE(b.balance, 0)::text, "
          "NULL::timestamptz, 0::bigint AS rn "
-         "FROM accounts a LEFT JOIN bal b ON b.account_id = a.id "
+         "FROM " +
+         t.accounts +
+         " a LEFT JOIN bal b ON b.account_id = a.id "
          "UNION ALL "
          "SELECT n.account_id, 1, n.id, n.kind, n.amount::text, n.created_at, n.rn FROM newest n "
          "ORDER BY 1, 2, 7";
@@ -156,13 +185,17 @@ std::string accounts_query() {
 // One ordered stream for the users part: each user's row (part 0) followed by its accounts with
 // their balances (part 1). Columns: user_id, part, account_id, full_name, email, currency,
 // balance.
-std::string users_query() {
-  return std::string("WITH ") + kBalances +
+std::string users_query(const SqlTables& t) {
+  return "WITH " + balances(t) +
          " SELECT u.id, 0 AS part, 0::bigint, u.full_name, u.email, NULL::text, NULL::text "
-         "FROM users u "
+         "FROM " +
+         t.users +
+         " u "
          "UNION ALL "
          "SELECT a.user_id, 1, a.id, NULL, NULL, a.currency::text, COALESCE(b.balance, 0)::text "
-         "FROM accounts a LEFT JOIN bal b ON b.account_id = a.id "
+         "FROM " +
+         t.accounts +
+         " a LEFT JOIN bal b ON b.account_id = a.id "
          "ORDER BY 1, 2, 3";
 }
 
@@ -191,10 +224,11 @@ long report_postgres(const ReportOptions& o, std::ostream& out) {
   PgConn conn(o.pg_dsn, {}, "report");
   conn.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting the report snapshot");
   ReportWriter w(out);
+  const SqlTables tables = sql_tables(conn, o.tables);
 
   std::optional<std::int64_t> current;  // account whose transactions follow
   conn.stream(
-      accounts_query(),
+      accounts_query(tables),
       [&](const PGresult& row) {
         std::int64_t account = pg_int(row, 0, conn, "accounts.id");
         if (pg_int(row, 1, conn, "part") == 0) {
@@ -231,7 +265,7 @@ long report_postgres(const ReportOptions& o, std::ostream& out) {
     user.reset();
   };
   conn.stream(
-      users_query(),
+      users_query(tables),
       [&](const PGresult& row) {
         std::int64_t id = pg_int(row, 0, conn, "users.id");
         if (pg_int(row, 1, conn, "part") == 0) {
@@ -268,32 +302,10 @@ long report_postgres(const ReportOptions& o, std::ostream& out) {
 // ---------------------------------------------------------------------------------------------
 // MongoDB
 
-struct UriDeleter {
-  void operator()(mongoc_uri_t* p) const noexcept { mongoc_uri_destroy(p); }
-};
-struct ClientDeleter {
-  void operator()(mongoc_client_t* p) const noexcept { mongoc_client_destroy(p); }
-};
-struct CollectionDeleter {
-  void operator()(mongoc_collection_t* p) const noexcept { mongoc_collection_destroy(p); }
-};
-struct CursorDeleter {
-  void operator()(mongoc_cursor_t* p) const noexcept { mongoc_cursor_destroy(p); }
-};
-// Owns a heap bson_t (std::unique_ptr<bson_t> trips -Wignored-attributes: bson_t is aligned).
-class BsonPtr {
- public:
-  explicit BsonPtr(bson_t* p) : p_(p) {}
-  BsonPtr(const BsonPtr&) = delete;
-  BsonPtr& operator=(const BsonPtr&) = delete;
-  ~BsonPtr() {
-    if (p_ != nullptr) bson_destroy(p_);
-  }
-  bson_t* get() const noexcept { return p_; }
-
- private:
-  bson_t* p_;
-};
+using mongo::Bson;
+using mongo::Collection;
+using mongo::Cursor;
+using mongo::StackBson;
 
 // The servers a URI names, for messages (never the URI itself: it may hold a password).
 std::string describe_hosts(const mongoc_uri_t* uri) {
@@ -366,7 +378,7 @@ bool is_deleted(const bson_t* doc) {
 class MongoSource {
  public:
   explicit MongoSource(const ReportOptions& o) : database_(o.mongo_database) {
-    mongoc_init();  // idempotent (guarded by a once inside libmongoc)
+    mongo::mongo_global_init();
     bson_error_t err;
     uri_.reset(mongoc_uri_new_with_error(o.mongo_uri.c_str(), &err));
     if (!uri_) throw ConfigError(std::string("MongoDB URI is not valid: ") + err.message);
@@ -384,25 +396,22 @@ class MongoSource {
     mongoc_client_set_error_api(client_.get(), MONGOC_ERROR_API_VERSION_2);
     mongoc_client_set_appname(client_.get(), "walfold-report");
 
-    BsonPtr ping(BCON_NEW("ping", BCON_INT32(1)));
-    bson_t reply;
-    bool ok =
-        mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, &reply, &err);
-    bson_destroy(&reply);
-    if (!ok) projections::throw_connect_error(server_, err);
+    Bson ping = Bson::adopt(BCON_NEW("ping", BCON_INT32(1)));
+    StackBson reply;
+    bool ok = mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, reply.get(),
+                                           &err);
+    if (!ok) mongo::throw_connect_error(server_, err);
   }
 
   // Calls `fn` with each document of `collection` in ascending _id order.
   template <typename Fn>
   void scan(const char* collection, const bson_t* projection, Fn&& fn) {
     std::string ns = database_ + "." + collection;
-    std::unique_ptr<mongoc_collection_t, CollectionDeleter> coll(
-        mongoc_client_get_collection(client_.get(), database_.c_str(), collection));
-    BsonPtr filter(bson_new());
-    BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
+    Collection coll(mongoc_client_get_collection(client_.get(), database_.c_str(), collection));
+    Bson filter;
+    Bson opts = Bson::adopt(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
     BSON_APPEND_DOCUMENT(opts.get(), "projection", projection);
-    std::unique_ptr<mongoc_cursor_t, CursorDeleter> cursor(
-        mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr));
+    Cursor cursor(mongoc_collection_find_with_opts(coll.get(), filter.get(), opts.get(), nullptr));
     const bson_t* doc = nullptr;
     while (mongoc_cursor_next(cursor.get(), &doc)) {
       if (is_deleted(doc)) continue;
@@ -417,8 +426,8 @@ class MongoSource {
  private:
   std::string database_;
   std::string server_;
-  std::unique_ptr<mongoc_uri_t, UriDeleter> uri_;
-  std::unique_ptr<mongoc_client_t, ClientDeleter> client_;
+  mongo::Uri uri_;
+  mongo::Client client_;
 };
 
 struct TxLine {
@@ -460,9 +469,9 @@ long report_mongo(const ReportOptions& o, std::ostream& out) {
   MongoSource mongo(o);
   ReportWriter w(out);
 
-  BsonPtr account_fields(BCON_NEW("user_id", BCON_INT32(1), "currency", BCON_INT32(1), "balance",
-                                  BCON_INT32(1), "last_transactions", BCON_INT32(1), "deleted",
-                                  BCON_INT32(1)));
+  Bson account_fields = Bson::adopt(BCON_NEW("user_id", BCON_INT32(1), "currency", BCON_INT32(1),
+                                             "balance", BCON_INT32(1), "last_transactions",
+                                             BCON_INT32(1), "deleted", BCON_INT32(1)));
   std::vector<TxLine> txs;
   mongo.scan("accounts", account_fields.get(), [&](const DocContext& ctx, const bson_t* doc) {
     std::optional<std::int64_t> id, user;
@@ -495,8 +504,9 @@ long report_mongo(const ReportOptions& o, std::ostream& out) {
     for (const TxLine& tx : txs) w.tx(tx.id, tx.kind, tx.amount, tx.us);
   });
 
-  BsonPtr user_fields(BCON_NEW("full_name", BCON_INT32(1), "email", BCON_INT32(1), "accounts",
-                               BCON_INT32(1), "balances", BCON_INT32(1), "deleted", BCON_INT32(1)));
+  Bson user_fields =
+      Bson::adopt(BCON_NEW("full_name", BCON_INT32(1), "email", BCON_INT32(1), "accounts",
+                           BCON_INT32(1), "balances", BCON_INT32(1), "deleted", BCON_INT32(1)));
   std::vector<std::int64_t> accounts;
   std::map<std::string, std::string> totals;
   mongo.scan("users", user_fields.get(), [&](const DocContext& ctx, const bson_t* doc) {
@@ -538,6 +548,31 @@ long report_mongo(const ReportOptions& o, std::ostream& out) {
 }
 
 }  // namespace
+
+BankTables bank_tables(const Config& cfg) {
+  BankTables t;
+  auto set = [&](Model m, TableName& out) {
+    if (const TableConfig* c = cfg.table_for(m)) out = {c->schema, c->name};
+  };
+  set(Model::Users, t.users);
+  set(Model::Accounts, t.accounts);
+  set(Model::Transactions, t.transactions);
+  return t;
+}
+
+ReportOptions report_options(const Config& cfg, ReportSource from) {
+  ReportOptions o;
+  o.from = from;
+  o.pg_dsn = postgres_conninfo(cfg.postgres);
+  o.mongo_uri = cfg.mongodb.uri;
+  o.mongo_database = cfg.mongodb.database;
+  if (!cfg.mongodb.username.empty()) {
+    o.mongo_username = cfg.mongodb.username;
+    o.mongo_password = read_secret_file(cfg.mongodb.password_file);
+  }
+  o.tables = bank_tables(cfg);
+  return o;
+}
 
 long write_report(const ReportOptions& options, std::ostream& out) {
   switch (options.from) {

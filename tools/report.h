@@ -16,10 +16,27 @@
 #include <string>
 
 #include "common/pg.h"
+#include "config/config.h"
 
 namespace walfold::tools {
 
 enum class ReportSource { Postgres, Mongo };
+
+// A PostgreSQL table as the configuration's `tables:` mapping names it (unquoted; the report
+// quotes both parts with PQescapeIdentifier).
+struct TableName {
+  std::string schema = "public";
+  std::string name;
+};
+// The bank's three tables; the defaults are the mapping's defaults (config/README.md).
+struct BankTables {
+  TableName users{"public", "users"};
+  TableName accounts{"public", "accounts"};
+  TableName transactions{"public", "transactions"};
+};
+// The tables `cfg` maps to the users, accounts and transactions models (the default name for a
+// model the mapping leaves out, which the configuration parser does not allow anyway).
+BankTables bank_tables(const Config& cfg);
 
 struct ReportOptions {
   ReportSource from;
@@ -28,7 +45,12 @@ struct ReportOptions {
   std::string mongo_database = "walfold";
   // Set on the parsed URI (never spliced into its text) when mongo_username is not empty.
   std::string mongo_username, mongo_password;
+  BankTables tables;  // the PostgreSQL side reads these
 };
+
+// Everything but `from` taken from a configuration: PostgreSQL connection, MongoDB URI, database
+// and credentials (the password read from mongodb.password_file), and the `tables:` mapping.
+ReportOptions report_options(const Config& cfg, ReportSource from);
 
 // Writes the report to `out` as it is read (memory stays bounded by one account or user at a
 // time); returns the number of accounts reported. PostgreSQL is read in one REPEATABLE READ

@@ -30,20 +30,16 @@ std::string decimal_text(const bson_iter_t& it) {
 template <typename Fn>
 void for_each_doc(const std::string& uri, const std::string& db, const char* coll, Fn fn) {
   projections::mongo_global_init();
-  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  mongo::Client client(mongoc_client_new(uri.c_str()));
   if (!client) throw std::runtime_error("bad mongo uri " + uri);
-  mongoc_collection_t* c = mongoc_client_get_collection(client, db.c_str(), coll);
-  bson_t filter = BSON_INITIALIZER;
-  mongoc_cursor_t* cur = mongoc_collection_find_with_opts(c, &filter, nullptr, nullptr);
+  mongo::Collection c(mongoc_client_get_collection(client.get(), db.c_str(), coll));
+  mongo::StackBson filter;
+  mongo::Cursor cur(mongoc_collection_find_with_opts(c.get(), filter.get(), nullptr, nullptr));
   const bson_t* doc;
-  while (mongoc_cursor_next(cur, &doc)) fn(doc);
+  while (mongoc_cursor_next(cur.get(), &doc)) fn(doc);
   bson_error_t err;
-  bool failed = mongoc_cursor_error(cur, &err);
-  mongoc_cursor_destroy(cur);
-  mongoc_collection_destroy(c);
-  mongoc_client_destroy(client);
-  bson_destroy(&filter);
-  if (failed) throw std::runtime_error(std::string("mongo read failed: ") + err.message);
+  if (mongoc_cursor_error(cur.get(), &err))
+    throw std::runtime_error(std::string("mongo read failed: ") + err.message);
 }
 
 }  // namespace
@@ -51,36 +47,34 @@ void for_each_doc(const std::string& uri, const std::string& db, const char* col
 void corrupt_mongo_balance(const std::string& uri, const std::string& db, std::int64_t id,
                            const std::string& value) {
   projections::mongo_global_init();
-  mongoc_client_t* client = mongoc_client_new(uri.c_str());
-  mongoc_collection_t* c = mongoc_client_get_collection(client, db.c_str(), "accounts");
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-  BSON_APPEND_INT64(&filter, "_id", id);
+  mongo::Client client(mongoc_client_new(uri.c_str()));
+  if (!client) throw std::runtime_error("bad mongo uri " + uri);
+  mongo::Collection c(mongoc_client_get_collection(client.get(), db.c_str(), "accounts"));
+  mongo::StackBson filter, update;
+  bson_t set;
+  BSON_APPEND_INT64(filter.get(), "_id", id);
   bson_decimal128_t d;
   bson_decimal128_from_string(value.c_str(), &d);
-  bson_append_document_begin(&update, "$set", -1, &set);
+  bson_append_document_begin(update.get(), "$set", -1, &set);
   BSON_APPEND_DECIMAL128(&set, "balance", &d);
-  bson_append_document_end(&update, &set);
+  bson_append_document_end(update.get(), &set);
   bson_error_t err;
-  bool ok = mongoc_collection_update_one(c, &filter, &update, nullptr, nullptr, &err);
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  mongoc_collection_destroy(c);
-  mongoc_client_destroy(client);
+  bool ok =
+      mongoc_collection_update_one(c.get(), filter.get(), update.get(), nullptr, nullptr, &err);
   if (!ok) throw std::runtime_error(std::string("corrupting the balance failed: ") + err.message);
 }
 
 void mongo_command(const std::string& uri, const std::string& db, const std::string& json) {
   projections::mongo_global_init();
   bson_error_t err;
-  bson_t* cmd = bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
-                                   static_cast<ssize_t>(json.size()), &err);
+  mongo::Bson cmd = mongo::Bson::adopt(bson_new_from_json(
+      reinterpret_cast<const uint8_t*>(json.data()), static_cast<ssize_t>(json.size()), &err));
   if (!cmd) throw std::runtime_error("mongo_command: bad JSON " + json + ": " + err.message);
-  mongoc_client_t* client = mongoc_client_new(uri.c_str());
-  bson_t reply;
-  bool ok = mongoc_client_command_simple(client, db.c_str(), cmd, nullptr, &reply, &err);
-  bson_destroy(&reply);
-  bson_destroy(cmd);
-  mongoc_client_destroy(client);
+  mongo::Client client(mongoc_client_new(uri.c_str()));
+  if (!client) throw std::runtime_error("bad mongo uri " + uri);
+  mongo::StackBson reply;
+  bool ok =
+      mongoc_client_command_simple(client.get(), db.c_str(), cmd.get(), nullptr, reply.get(), &err);
   if (!ok) throw std::runtime_error("mongo_command " + json + " failed: " + err.message);
 }
 

@@ -291,19 +291,15 @@ TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
 void write_statements(projections::MongoPool& pool, const char* collection,
                       std::vector<projections::Statement>& statements) {
   projections::MongoPool::Client client(pool);
-  mongoc_collection_t* c = client.collection(collection);
+  projections::Collection c = client.collection(collection);
   for (auto& s : statements) {
     auto opts = projections::make_bson();
     if (s.upsert) BSON_APPEND_BOOL(opts.get(), "upsert", true);
     bson_error_t err;
-    bool ok =
-        mongoc_collection_update_one(c, s.filter.get(), s.update.get(), opts.get(), nullptr, &err);
-    if (!ok) {
-      mongoc_collection_destroy(c);
-      throw std::runtime_error(std::string("update failed: ") + err.message);
-    }
+    bool ok = mongoc_collection_update_one(c.get(), s.filter.get(), s.update.get(), opts.get(),
+                                           nullptr, &err);
+    if (!ok) throw std::runtime_error(std::string("update failed: ") + err.message);
   }
-  mongoc_collection_destroy(c);
 }
 
 // Found by this test (it failed with last_transactions [103 103 102]) and fixed: a late worker's
