@@ -135,9 +135,7 @@ int reconcile_repair(const Config& cfg, int wait_seconds) {
 }
 
 int reconcile_verify(const Config& cfg) {
-  reconcile::VerifyOptions v{postgres_conninfo(cfg.postgres), cfg.mongodb.uri, cfg.mongodb.database,
-                             cfg.mongodb.username, mongodb_password(cfg.mongodb)};
-  auto r = reconcile::verify(v, std::cout);
+  auto r = reconcile::verify(reconcile::verify_options(cfg), std::cout);
   std::cout.flush();
   spdlog::info("reconcile --verify: {} accounts and {} users compared, {} drifted", r.accounts,
                r.users, r.drifted);

@@ -21,13 +21,8 @@ class ReportCommand : public Command {
 
   int run(const Context& ctx) override {
     const Config cfg = ctx.load_config();
-    tools::ReportOptions o;
-    o.from = from_ == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo;
-    o.pg_dsn = postgres_conninfo(cfg.postgres);
-    o.mongo_uri = cfg.mongodb.uri;
-    o.mongo_database = cfg.mongodb.database;
-    o.mongo_username = cfg.mongodb.username;
-    o.mongo_password = mongodb_password(cfg.mongodb);
+    tools::ReportOptions o = tools::report_options(
+        cfg, from_ == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo);
     std::ios::sync_with_stdio(false);
     long n = tools::write_report(o, std::cout);
     std::cout.flush();

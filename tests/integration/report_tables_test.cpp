@@ -84,6 +84,18 @@ TEST(Reconcile, VerifyAndReportReadTheConfiguredTablesNotTheDefaultNames) {
   EXPECT_EQ(r.users, 2u);
   EXPECT_EQ(r.drifted, 0u) << drift.str();
   EXPECT_EQ(drift.str(), "");
+
+  // The commands users run read the same tables: `report` prints the configured bank, and
+  // `reconcile --verify` compares it (the decoy would be one drifted account and a missing one).
+  auto report = env.cmd("report", {"--from", "postgres"});
+  ASSERT_EQ(report.status, 0) << report.output;
+  EXPECT_TRUE(contains(report.output, "account 1 user 1 currency USD balance 7.5\n"))
+      << report.output;
+  EXPECT_FALSE(contains(report.output, "Decoy")) << report.output;
+  auto verify = env.cmd("reconcile", {"--verify"});
+  EXPECT_EQ(verify.status, 0) << verify.output;
+  EXPECT_TRUE(contains(verify.output, "3 accounts and 2 users compared, 0 drifted"))
+      << verify.output;
 }
 
 }  // namespace
