@@ -118,7 +118,7 @@ class Target(object):
         if self.kind == 'standin':
             return 'the stand-in (%s)' % STANDIN
         # Never print credentials: only what follows the last '@'.
-        return 'a real MongoDB at %s' % self.uri.rsplit('@', 1)[-1]
+        return 'the MongoDB at %s (%s)' % (self.uri.rsplit('@', 1)[-1], URI_VAR)
 
     def close(self):
         """Stops the stand-in; returns (exit code, its stderr) or (0, '') for a real server."""
