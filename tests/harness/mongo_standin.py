@@ -1466,7 +1466,7 @@ def id_first(doc):
 # Collections, indexes, cursors
 # ---------------------------------------------------------------------------------------------
 def hkey(v):
-    """Hashable, MongoDB-equality-preserving key for unique index entries."""
+    """Hashable, MongoDB-equality-preserving key (the store key of a document-valued _id)."""
     if isinstance(v, bool):
         return ('__bool', v)
     if isinstance(v, dict):
