@@ -1,17 +1,22 @@
 #!/usr/bin/python3
-"""MongoDB wire-protocol stand-in for walfold's tests.
+"""MongoDB wire-protocol stand-in for walfold's tests, cut to the surface walfold uses.
 
 Debian ships no MongoDB server, so the tests talk to this process instead.  The wire protocol
-(OP_MSG with kind-0 and kind-1 sections, legacy OP_QUERY handshake, OP_REPLY / OP_MSG replies)
-comes from python3-mockupdb; query matching, projection, sorting and aggregation come from
-python3-mongomock.  What those two lack for walfold is patched here (see MONGO_STANDIN.md):
+(OP_MSG with kind-0 and kind-1 sections, the legacy OP_QUERY handshake) comes from
+python3-mockupdb; everything else is here, and only what walfold and its tests send:
 
-* a real command dispatcher with cursors (find / getMore / killCursors, aggregate, ...);
-* an update engine with MongoDB's type rules (int32 / int64 / double / Decimal128 arithmetic,
-  $push with $each/$sort/$slice/$position, $pull by condition, arrayFilters, upserts, ...);
-* Decimal128 comparison, sorting, hashing and arithmetic;
-* `ordered` write semantics, write errors, duplicate-key detection (also for unique indexes);
+* commands: hello/isMaster, ping, buildInfo, endSessions, insert, update, delete, find,
+  getMore, killCursors, createIndexes (catalogue only), collMod (query validators),
+  dropDatabase.  Other MongoDB commands answer code 115 CommandNotSupported; names MongoDB
+  does not know answer code 59 CommandNotFound, as mongod does;
+* update operators $set $setOnInsert $unset $inc $max $push($each/$sort/$slice) $addToSet
+  $pull(by value), with MongoDB's number type rules (int32/int64/double/Decimal128);
+* query operators $eq $ne $gt $gte $lt $lte $in $nin $exists $not $and $or $nor on scalar and
+  sub-document paths, with BSON type bracketing and order-sensitive document equality;
 * a lock around the store, so several connections can be served at once.
+
+Anything MongoDB has and the stand-in does not is refused with code 115 (never emulated
+silently).  tests/contract/ runs the same requests against this and a real MongoDB.
 
 Usage:  mongo_standin.py --port N [--host 127.0.0.1] [--ready-file PATH] [--verbose]
 
@@ -20,7 +25,7 @@ file and "listening on HOST:PORT" is printed to stdout.  SIGTERM / SIGINT stop t
 process exits 0.  Errors (unknown commands, failed commands, internal exceptions) are logged to
 stderr together with the command name.
 
-Always run it with /usr/bin/python3 (Debian's interpreter that has mockupdb and mongomock).
+Always run it with /usr/bin/python3 (Debian's interpreter that has mockupdb and pymongo's bson).
 """
 
 import argparse
@@ -57,16 +62,10 @@ try:
     from bson.raw_bson import RawBSONDocument
     from bson.timestamp import Timestamp
     import mockupdb
-    import mongomock
-    from mongomock import aggregate as mm_aggregate
-    from mongomock import collection as mm_collection
-    from mongomock import filtering
-    from mongomock import helpers as mm_helpers
-    from mongomock import store as mm_store
 except ImportError as _exc:  # pragma: no cover - environment problem
     sys.stderr.write(
         'mongo_standin: cannot import %s (%s); run me with /usr/bin/python3 and install '
-        'python3-mockupdb python3-mongomock python3-pymongo\n' % (_exc.name, _exc))
+        'python3-mockupdb python3-pymongo\n' % (_exc.name, _exc))
     sys.exit(2)
 
 PROG = 'mongo_standin'
@@ -115,7 +114,6 @@ class _Missing(object):
 
 
 MISSING = _Missing()
-NOTHING = filtering.NOTHING
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,15 +121,29 @@ NOTHING = filtering.NOTHING
 # ---------------------------------------------------------------------------------------------
 CODE_NAMES = {
     1: 'InternalError', 2: 'BadValue', 9: 'FailedToParse', 13: 'Unauthorized',
-    14: 'TypeMismatch', 16: 'InvalidLength', 20: 'IllegalOperation', 26: 'NamespaceNotFound',
-    27: 'IndexNotFound', 28: 'PathNotViable', 40: 'ConflictingUpdateOperators',
-    43: 'CursorNotFound', 48: 'NamespaceExists', 52: 'DollarPrefixedFieldName',
-    54: 'NotSingleValueField', 56: 'EmptyFieldName', 59: 'CommandNotFound',
-    66: 'ImmutableField', 72: 'InvalidOptions', 73: 'InvalidNamespace',
-    121: 'DocumentValidationFailure',
-    85: 'IndexOptionsConflict', 86: 'IndexKeySpecsConflict', 238: 'NotImplemented',
-    11000: 'DuplicateKey', 17419: 'BSONObjectTooLarge', 51024: 'BadValue',
+    14: 'TypeMismatch', 16: 'InvalidLength', 26: 'NamespaceNotFound',
+    28: 'PathNotViable', 40: 'ConflictingUpdateOperators', 43: 'CursorNotFound',
+    52: 'DollarPrefixedFieldName', 54: 'NotSingleValueField', 56: 'EmptyFieldName',
+    59: 'CommandNotFound', 66: 'ImmutableField', 67: 'CannotCreateIndex', 73: 'InvalidNamespace',
+    85: 'IndexOptionsConflict', 86: 'IndexKeySpecsConflict', 115: 'CommandNotSupported',
+    121: 'DocumentValidationFailure', 11000: 'DuplicateKey', 17419: 'Location17419',
+    31253: 'Location31253', 31254: 'Location31254', 51024: 'Location51024',
 }
+
+# MongoDB commands the stand-in does not implement: they answer 115 CommandNotSupported (the
+# command exists, this server does not offer it).  Any other unknown name answers 59
+# CommandNotFound, "no such command", as mongod does.  Not exhaustive: the commonly used ones.
+KNOWN_UNSUPPORTED_COMMANDS = frozenset('''
+    aggregate count distinct findAndModify findandmodify mapReduce bulkWrite
+    create drop renameCollection listCollections listDatabases listIndexes dropIndexes
+    deleteIndexes reIndex collStats dbStats dataSize validate compact convertToCapped
+    cloneCollectionAsCapped explain serverStatus hostInfo getLog getParameter setParameter
+    currentOp killOp killAllSessions killSessions startSession refreshSessions commitTransaction
+    abortTransaction saslStart saslContinue authenticate logout createUser dropUser usersInfo
+    createRole dropRole rolesInfo replSetGetStatus replSetInitiate getCmdLineOpts
+    connectionStatus whatsmyuri getLastError resetError fsync shutdown profile
+    listCommands top lockInfo getDefaultRWConcern setDefaultRWConcern
+'''.split())
 
 
 class MongoError(Exception):
@@ -156,7 +168,8 @@ class MongoError(Exception):
 
 
 def not_supported(what):
-    return MongoError(238, '%s is not supported by the walfold MongoDB stand-in' % what)
+    """MongoDB offers `what`, the stand-in does not: code 115 CommandNotSupported."""
+    return MongoError(115, '%s is not supported by the walfold MongoDB stand-in' % what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +323,7 @@ def num_cmp(a, b):
 
 def type_rank(v):
     """Canonical BSON type order (MinKey < null < numbers < string < object < array ...)."""
-    if v is None or v is MISSING or v is NOTHING:
+    if v is None or v is MISSING:
         return 5
     t = type(v)
     if t is bool:
@@ -472,18 +485,18 @@ def clone(v):
 
 def store_key(_id):
     if isinstance(_id, dict):
-        return mm_helpers.hashdict(_id)
+        return hkey(_id)
     return _id
 
 
 # ---------------------------------------------------------------------------------------------
-# Patches: Decimal128 semantics, mongomock gaps, mockupdb receive path
+# Patches: Decimal128 semantics, mockupdb receive path
 # ---------------------------------------------------------------------------------------------
 def _patch_decimal128():
     """Give bson's Decimal128 MongoDB's numeric semantics inside this process.
 
     MongoDB compares Decimal128 numerically with every other number type (1.50 == 1.5 == 1.5e0
-    == NumberInt-free double 1.5); mongomock compares with Python operators, so teach Decimal128
+    == NumberInt-free double 1.5); Python's Decimal128 has no order at all, so teach it
     rich comparison, hashing consistent with int/float, and arithmetic in a 34-digit context."""
 
     def _cmp_or_none(a, b):
@@ -664,128 +677,6 @@ class IndexedDocs(collections.OrderedDict):
         return [get(k) for k in keys]
 
 
-def _patch_mongomock():
-    orig_compare_type = filtering._get_compare_type  # pylint: disable=protected-access
-
-    def _get_compare_type(val):
-        if isinstance(val, MinKey):
-            return 1
-        if isinstance(val, MaxKey):
-            return 127
-        if isinstance(val, Timestamp):
-            return 47
-        if isinstance(val, Decimal128):
-            return 10
-        return orig_compare_type(val)
-
-    filtering._get_compare_type = _get_compare_type  # pylint: disable=protected-access
-
-    def _is_int32(v):
-        return (isinstance(v, int) and not isinstance(v, (bool, Int64))
-                and INT32_MIN <= v <= INT32_MAX)
-
-    def _is_int64(v):
-        return isinstance(v, Int64) or (
-            isinstance(v, int) and not isinstance(v, bool) and not INT32_MIN <= v <= INT32_MAX)
-
-    tm = filtering.TYPE_MAP
-    tm['int'] = _is_int32
-    tm['long'] = _is_int64
-    tm['null'] = lambda v: v is None
-    tm['timestamp'] = lambda v: isinstance(v, Timestamp)
-    tm['regex'] = lambda v: isinstance(v, (Regex, re.Pattern))
-    tm['minKey'] = lambda v: isinstance(v, MinKey)
-    tm['maxKey'] = lambda v: isinstance(v, MaxKey)
-    tm['decimal'] = lambda v: isinstance(v, Decimal128)
-    tm['number'] = lambda v: type_rank(v) == 10
-    for code, name in {1: 'double', 2: 'string', 3: 'object', 4: 'array', 5: 'binData',
-                       7: 'objectId', 8: 'bool', 9: 'date', 10: 'null', 11: 'regex',
-                       16: 'int', 17: 'timestamp', 18: 'long', 19: 'decimal', -1: 'minKey',
-                       127: 'maxKey'}.items():
-        tm[code] = tm[name]
-
-    # A plain top-level equality ({account_id: 17, ...}) is checked against the raw document
-    # with a cheap comparison first; the full matcher still decides. It never drops a document
-    # the matcher could accept: arrays (which match by element), Decimal128 (compared
-    # numerically by MongoDB) and documents without a plain value stay candidates. Without it
-    # every find scans the whole collection through the generic matcher (no secondary indexes
-    # here), which made walfold's last_transactions recompute the stand-in's bottleneck.
-    def equality_prefilter(cands, flt):
-        if not isinstance(flt, dict):
-            return cands
-        for k, v in flt.items():
-            if k.startswith('$') or '.' in k or isinstance(v, bool) or not isinstance(v, (int, str)):
-                continue
-            missing = object()
-
-            def maybe(d, k=k, v=v, missing=missing):
-                x = d.get(k, missing)
-                return x == v or isinstance(x, (list, Decimal128, float))
-
-            return [d for d in cands if maybe(d)]
-        return cands
-
-    # mongomock's find/count/distinct/aggregate-$lookup iterate through here: look documents up
-    # by _id when the filter pins it, and match with the same matcher as the write path.
-    def indexed_candidates(store, flt):
-        docs = store._documents  # pylint: disable=protected-access
-        if not isinstance(flt, dict) or not isinstance(docs, IndexedDocs):
-            return None
-        for k, v in flt.items():
-            if k.startswith('$') or '.' in k or isinstance(v, bool) or not isinstance(v, (int, str)):
-                continue
-            store._remove_expired_documents()  # pylint: disable=protected-access
-            return docs.equal_candidates(k, v)
-        return None
-
-    # Every collection's documents live in an IndexedDocs (see there).
-    orig_store_init, orig_store_drop = mm_store.CollectionStore.__init__, mm_store.CollectionStore.drop
-
-    def store_init(self, *args, **kw):
-        orig_store_init(self, *args, **kw)
-        self._documents = IndexedDocs(self._documents)  # pylint: disable=protected-access
-
-    def store_drop(self):
-        orig_store_drop(self)
-        self._documents = IndexedDocs(self._documents)  # pylint: disable=protected-access
-
-    mm_store.CollectionStore.__init__ = store_init
-    mm_store.CollectionStore.drop = store_drop
-
-    def _iter_documents(self, filter):  # pylint: disable=redefined-builtin
-        if filter is None:
-            filter = {}
-        cands = None
-        if isinstance(filter, dict):
-            cands = id_candidates(self._store._documents, filter)  # pylint: disable=protected-access
-        if cands is None:
-            cands = indexed_candidates(self._store, filter)
-        if cands is None:
-            cands = list(self._store.documents)  # pylint: disable=protected-access
-            cands = equality_prefilter(cands, filter)
-        if not cands and filter:
-            filter_applies(filter, {})  # still reject invalid filters
-        return (d for d in cands if filter_applies(filter, d))
-
-    mm_collection.Collection._iter_documents = _iter_documents  # pylint: disable=protected-access
-
-    # $group results: MongoDB puts _id first.
-    orig_group = mm_aggregate._PIPELINE_HANDLERS['$group']  # pylint: disable=protected-access
-
-    def _group(in_collection, database, options):
-        out = orig_group(in_collection, database, options)
-        fixed = []
-        for doc in out:
-            if isinstance(doc, dict) and '_id' in doc and next(iter(doc)) != '_id':
-                d = {'_id': doc['_id']}
-                d.update((k, v) for k, v in doc.items() if k != '_id')
-                doc = d
-            fixed.append(doc)
-        return fixed
-
-    mm_aggregate._PIPELINE_HANDLERS['$group'] = _group  # pylint: disable=protected-access
-
-
 def _patch_mockupdb():
     # Plain dicts decode faster than OrderedDict and keep field order all the same.
     mockupdb.CODEC_OPTIONS = CodecOptions(document_class=dict)
@@ -857,7 +748,6 @@ def _patch_mockupdb():
 
 
 _patch_decimal128()
-_patch_mongomock()
 _patch_mockupdb()
 
 
@@ -898,29 +788,35 @@ def id_candidates(documents, flt):
 
 
 class _Fallback(Exception):
-    """The fast matcher cannot decide; use mongomock's general one."""
+    """The fast $push $sort path cannot order these values; use the general comparison."""
 
 
 _FALLBACK = _Fallback()
 _SIMPLE_TYPES = frozenset([type(None), bool, int, Int64, float, Decimal128, str,
-                           datetime.datetime, ObjectId, Timestamp])
+                           datetime.datetime, ObjectId, Timestamp, dict])
 _RANGE_PREDICATES = {'$gt': lambda c: c > 0, '$gte': lambda c: c >= 0,
                      '$lt': lambda c: c < 0, '$lte': lambda c: c <= 0}
+# Query operators MongoDB has and the stand-in does not evaluate (walfold sends none): 115.
+# Anything else starting with '$' is unknown to MongoDB too: 2 BadValue "unknown operator".
+_UNSUPPORTED_QUERY_OPS = frozenset([
+    '$regex', '$options', '$elemMatch', '$size', '$all', '$type', '$mod', '$bitsAllSet',
+    '$bitsAnySet', '$bitsAllClear', '$bitsAnyClear', '$geoWithin', '$geoIntersects', '$near',
+    '$nearSphere', '$jsonSchema', '$expr', '$where', '$text', '$sampleRate'])
 
 
-def _fast_operand(v):
+def _operand(v):
+    """A comparison operand the matcher evaluates: scalars and embedded documents."""
     t = type(v)
     if t not in _SIMPLE_TYPES:
-        raise _FALLBACK
-    if t is float and v != v:
-        raise _FALLBACK
-    if t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:  # NaN
-        raise _FALLBACK
+        raise not_supported('a query on a value of type %s' % type_name(v))
+    if t is float and v != v or t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:
+        raise not_supported('a query comparing with NaN')
     return v
 
 
-def _fast_value(doc, key):
-    """Value at a dotted path through sub-documents; arrays on the way -> fallback."""
+def _path_value(doc, key):
+    """Value at a dotted path through sub-documents.  MongoDB matches array fields by element;
+    walfold never queries an array, so an array on the path is refused (115), not guessed."""
     if '.' not in key:
         v = doc.get(key, MISSING)
     else:
@@ -931,16 +827,21 @@ def _fast_value(doc, key):
                 if v is MISSING:
                     return MISSING
             elif isinstance(v, list):
-                raise _FALLBACK
+                raise not_supported("a query through the array at '%s'" % key)
             else:
                 return MISSING
     t = type(v)
-    if t is list or t is float and v != v or t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:
-        raise _FALLBACK
+    if t is list:
+        raise not_supported("a query on the array field '%s'" % key)
+    if t is float and v != v or t is Decimal128 and (v.bid[15] & 0x7c) == 0x7c:
+        raise not_supported("a query on the NaN in '%s'" % key)
     return v
 
 
-def _fast_eq(v, operand):
+def _eq(v, operand):
+    """MongoDB equality: numbers compare across types, documents field by field in order
+    (https://www.mongodb.com/docs/manual/tutorial/query-embedded-documents/: "equality matches
+    on the whole embedded document require an exact match ... including the field order")."""
     if operand is None:
         return v is MISSING or v is None
     if v is MISSING:
@@ -970,10 +871,16 @@ def _in_set(arg):
     return members
 
 
-def _fast_ops(v, cond):
+def _unknown_operator(op):
+    if op in _UNSUPPORTED_QUERY_OPS:
+        return not_supported('the query operator %s' % op)
+    return MongoError(2, 'unknown operator: %s' % op)
+
+
+def _match_ops(v, cond):
     for op, arg in cond.items():
         if op == '$eq':
-            ok = _fast_eq(v, _fast_operand(arg))
+            ok = _eq(v, _operand(arg))
         elif op in _RANGE_PREDICATES:
             if arg is None:
                 # {$gte: null} / {$lte: null} match null and missing; $gt / $lt never match.
@@ -981,93 +888,80 @@ def _fast_ops(v, cond):
                 if not ok:
                     return False
                 continue
-            _fast_operand(arg)
+            _operand(arg)
+            # Type bracketing: a comparison only matches values of the operand's BSON type
+            # class (all numbers are one class).
             ok = (v is not MISSING and type_rank(v) == type_rank(arg)
                   and _RANGE_PREDICATES[op](bson_cmp(v, arg)))
         elif op == '$ne':
-            ok = not _fast_eq(v, _fast_operand(arg))
+            ok = not _eq(v, _operand(arg))
         elif op == '$in' or op == '$nin':
             if type(arg) is not list:
-                raise _FALLBACK
+                raise MongoError(2, '%s needs an array' % op)
             members = _in_set(arg) if type(v) in _ID_FAST_TYPES else None
             if members is not None:
                 hit = v in members
             else:
                 hit = False
                 for a in arg:
-                    if _fast_eq(v, _fast_operand(a)):
+                    if _eq(v, _operand(a)):
                         hit = True
                         break
             ok = hit if op == '$in' else not hit
         elif op == '$exists':
             ok = (v is not MISSING) == bool(arg)
         elif op == '$not':
-            if type(arg) is not dict or not arg or not all(k[:1] == '$' for k in arg):
-                raise _FALLBACK
-            ok = not _fast_ops(v, arg)
+            if type(arg) is not dict or not arg:
+                raise MongoError(2, '$not needs a document' if type(arg) is not dict
+                                 else '$not cannot be empty')
+            for k in arg:
+                if k[:1] != '$':
+                    raise not_supported('$not with a regular expression or document')
+            ok = not _match_ops(v, arg)
         else:
-            raise _FALLBACK
+            raise _unknown_operator(op)
         if not ok:
             return False
     return True
 
 
-def fast_match(flt, doc):
-    """MongoDB matching for the common shapes (scalars, sub-document paths, comparison and
-    set operators); raises _Fallback for anything else (arrays, regexes, $elemMatch, ...)."""
+def filter_applies(flt, doc):
+    """Does `doc` match the query `flt`?  Raises MongoError for what MongoDB refuses (2, 9)
+    and for what the stand-in does not evaluate (115)."""
     for key, cond in flt.items():
         if key[:1] == '$':
             if key in ('$and', '$or', '$nor'):
-                if type(cond) is not list or not cond or not all(type(c) is dict for c in cond):
-                    raise _FALLBACK
+                if type(cond) is not list or not cond:
+                    raise MongoError(2, '%s argument must be a non-empty array' % key)
+                for c in cond:
+                    if type(c) is not dict:
+                        raise MongoError(2, '%s argument\'s entries must be objects' % key)
                 if key == '$and':
-                    ok = all(fast_match(c, doc) for c in cond)
+                    ok = all(filter_applies(c, doc) for c in cond)
                 elif key == '$or':
-                    ok = any(fast_match(c, doc) for c in cond)
+                    ok = any(filter_applies(c, doc) for c in cond)
                 else:
-                    ok = not any(fast_match(c, doc) for c in cond)
+                    ok = not any(filter_applies(c, doc) for c in cond)
                 if not ok:
                     return False
                 continue
             if key == '$comment':
                 continue
-            raise _FALLBACK
-        v = _fast_value(doc, key)
-        if type(cond) is dict:
-            if not cond or not all(k[:1] == '$' for k in cond):
-                raise _FALLBACK
-            if not _fast_ops(v, cond):
+            if key in _UNSUPPORTED_QUERY_OPS:
+                raise not_supported('the query operator %s' % key)
+            raise MongoError(2, 'unknown top level operator: %s' % key)
+        v = _path_value(doc, key)
+        if type(cond) is dict and cond and next(iter(cond))[:1] == '$':
+            if not _match_ops(v, cond):
                 return False
-        elif not _fast_eq(v, _fast_operand(cond)):
+        elif not _eq(v, _operand(cond)):
             return False
     return True
-
-
-def filter_applies(flt, doc):
-    try:
-        return fast_match(flt, doc)
-    except _Fallback:
-        pass
-    try:
-        return filtering.filter_applies(flt, doc)
-    except mongomock.OperationFailure as exc:
-        raise MongoError(getattr(exc, 'code', None) or 2, str(exc)) from exc
-    except NotImplementedError as exc:
-        raise MongoError(238, 'not supported by the stand-in (mongomock): %s' % exc) from exc
 
 
 def is_operator_doc(v):
     return isinstance(v, dict) and bool(v) and all(
         isinstance(k, str) and k.startswith('$') for k in v)
-
-
-def elem_matches(query, elem):
-    """Does an array element satisfy `query` (an operator expression or a document query)?"""
-    if is_operator_doc(query) and not any(k in ('$and', '$or', '$nor') for k in query):
-        return filter_applies({'v': query}, {'v': elem})
-    if isinstance(query, dict):
-        return isinstance(elem, dict) and filter_applies(query, elem)
-    return bson_eq(elem, query)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1098,28 +992,17 @@ def num_arith(op, a, b, what, ctx):
     ka, kb = num_kind(a), num_kind(b)
     if ka == 'decimal' or kb == 'decimal':
         da, db = to_decimal(a), to_decimal(b)
-        r = D128_CTX.add(da, db) if op == 'add' else D128_CTX.multiply(da, db)
+        r = D128_CTX.add(da, db)
         return fast_decimal128(r)
     if ka == 'double' or kb == 'double':
-        return float(a) + float(b) if op == 'add' else float(a) * float(b)
-    r = int(a) + int(b) if op == 'add' else int(a) * int(b)
+        return float(a) + float(b)
+    r = int(a) + int(b)
     if ka == 'int' and kb == 'int' and INT32_MIN <= r <= INT32_MAX:
         return r
     if INT64_MIN <= r <= INT64_MAX:
         return Int64(r)
     raise MongoError(2, 'Failed to apply %s operations to current value (%s) for document '
                         '{_id: %s}' % (what, fmt(a), fmt(ctx.doc_id)))
-
-
-def num_zero_like(v):
-    k = num_kind(v)
-    if k == 'decimal':
-        return Decimal128(D128_CTX.multiply(decimal.Decimal(0), v.to_decimal()))
-    if k == 'double':
-        return 0.0
-    if k == 'long':
-        return Int64(0)
-    return 0
 
 
 def as_int(v, what):
@@ -1139,53 +1022,11 @@ def as_int(v, what):
 # Update engine
 # ---------------------------------------------------------------------------------------------
 class UpdateCtx(object):
-    __slots__ = ('query', 'array_filters', 'is_insert', 'doc_id')
+    __slots__ = ('is_insert', 'doc_id')
 
-    def __init__(self, query, array_filters):
-        self.query = query
-        self.array_filters = array_filters
+    def __init__(self):
         self.is_insert = False
         self.doc_id = None
-
-    def positional_index(self, prefix, arr):
-        """Index matched by the positional `$` operator for the array at `prefix`."""
-        pstr = '.'.join(prefix)
-        conds = []
-        for key, cond in iter_conditions(self.query):
-            if key == pstr:
-                conds.append((None, cond))
-            elif key.startswith(pstr + '.'):
-                conds.append((key[len(pstr) + 1:], cond))
-        if conds:
-            for j, elem in enumerate(arr):
-                ok = True
-                for sub, cond in conds:
-                    if sub is None:
-                        if isinstance(cond, dict) and list(cond) == ['$elemMatch']:
-                            m = elem_matches(cond['$elemMatch'], elem)
-                        else:
-                            m = filter_applies({'v': cond}, {'v': elem})
-                    else:
-                        m = isinstance(elem, (dict, list)) and filter_applies({sub: cond}, elem)
-                    if not m:
-                        ok = False
-                        break
-                if ok:
-                    return j
-        raise MongoError(2, 'The positional operator did not find the match needed from the '
-                            'query.')
-
-
-def iter_conditions(query):
-    for k, v in query.items():
-        if k == '$and' and isinstance(v, list):
-            for sub in v:
-                if isinstance(sub, dict):
-                    for item in iter_conditions(sub):
-                        yield item
-        elif not k.startswith('$'):
-            yield k, v
-
 
 def split_path(path):
     if not isinstance(path, str) or path == '':
@@ -1201,10 +1042,6 @@ def _index(part):
     if part.isdigit() and part.isascii():
         return int(part)
     return None
-
-
-def _is_positional(part):
-    return part == '$' or (part.startswith('$[') and part.endswith(']'))
 
 
 def resolve(doc, parts, create):
@@ -1314,7 +1151,7 @@ def _op_arith(op, what):
         c, k = resolve(doc, parts, True)
         old = cget(c, k)
         if old is MISSING:
-            cset(c, k, value if op == 'add' else num_zero_like(value))
+            cset(c, k, value)  # $inc on a missing field sets it to the increment
             return
         if num_kind(old) is None:
             raise MongoError(14, "Cannot apply %s to a value of non-numeric type. {_id: %s} has "
@@ -1325,7 +1162,6 @@ def _op_arith(op, what):
 
 
 op_inc = _op_arith('add', '$inc')
-op_mul = _op_arith('mul', '$mul')
 
 
 def _op_minmax(is_max):
@@ -1342,56 +1178,7 @@ def _op_minmax(is_max):
 
 
 op_max = _op_minmax(True)
-op_min = _op_minmax(False)
 
-_TS_LOCK = threading.Lock()
-_TS_STATE = [0, 0]
-
-
-def next_timestamp():
-    with _TS_LOCK:
-        now = int(time.time())
-        if now == _TS_STATE[0]:
-            _TS_STATE[1] += 1
-        else:
-            _TS_STATE[0], _TS_STATE[1] = now, 1
-        return Timestamp(_TS_STATE[0], _TS_STATE[1])
-
-
-def op_current_date(doc, parts, value, ctx, path):
-    if value is True or (isinstance(value, dict) and value.get('$type') == 'date'):
-        v = utcnow_ms()
-    elif isinstance(value, dict) and value.get('$type') == 'timestamp':
-        v = next_timestamp()
-    elif value is False:
-        v = utcnow_ms()
-    else:
-        raise MongoError(2, "%s is not valid type for $currentDate. Please use a boolean "
-                            "('true') or a $type expression ({$type: 'timestamp/date'})."
-                         % fmt(value))
-    op_set(doc, parts, v, ctx, path)
-
-
-def op_rename(doc, parts, value, ctx, path):
-    dst = split_path(value)
-    r = resolve(doc, parts, False)
-    if r is None:
-        return
-    c, k = r
-    if isinstance(c, list):
-        raise MongoError(2, "The source field cannot be an array element, '%s' in doc with "
-                            "_id: %s has an array field called '%s'" % (
-                                path, fmt(ctx.doc_id), parts[-2] if len(parts) > 1 else ''))
-    v = c.get(k, MISSING)
-    if v is MISSING:
-        return
-    del c[k]
-    c2, k2 = resolve(doc, dst, True)
-    if isinstance(c2, list):
-        raise MongoError(2, "The destination field cannot be an array element, '%s' in doc "
-                            "with _id: %s has an array field called '%s'" % (
-                                value, fmt(ctx.doc_id), dst[-2] if len(dst) > 1 else ''))
-    c2[k2] = v
 
 
 def _array_at(doc, parts, create, opname, path, ctx):
@@ -1486,20 +1273,15 @@ def op_push(doc, parts, value, ctx, path):
         arr = []
     if isinstance(value, dict) and '$each' in value:
         for key in value:
-            if key not in ('$each', '$slice', '$sort', '$position'):
+            if key == '$position':
+                raise not_supported('$push with $position')
+            if key not in ('$each', '$slice', '$sort'):
                 raise MongoError(2, 'Unrecognized clause in $push: %s' % key)
         each = value['$each']
         if not isinstance(each, list):
             raise MongoError(2, 'The argument to $each in $push must be an array but it was of '
                                 'type: %s' % type_name(each))
-        pos = value.get('$position')
-        if pos is None:
-            arr.extend(each)
-        else:
-            pos = as_int(pos, 'The value for $position')
-            if pos < 0:
-                pos = max(0, len(arr) + pos)
-            arr[pos:pos] = each
+        arr.extend(each)
         if '$sort' in value:
             arr = push_sort(arr, value['$sort'])
         if '$slice' in value:
@@ -1515,18 +1297,9 @@ def op_add_to_set(doc, parts, value, ctx, path):
     if arr is None:
         arr = []
     if isinstance(value, dict) and '$each' in value:
-        if len(value) != 1:
-            raise MongoError(2, 'Found unexpected fields after $each in $addToSet: %s'
-                             % fmt(value))
-        each = value['$each']
-        if not isinstance(each, list):
-            raise MongoError(2, 'The argument to $each in $addToSet must be an array but it was '
-                                'of type %s' % type_name(each))
-    else:
-        each = [value]
-    for v in each:
-        if not any(bson_eq(e, v) for e in arr):
-            arr.append(v)
+        raise not_supported('$addToSet with $each')
+    if not any(bson_eq(e, value) for e in arr):
+        arr.append(value)
     cset(c, k, arr)
 
 
@@ -1536,83 +1309,20 @@ def op_pull(doc, parts, value, ctx, path):
         return
     c, k, arr = r
     if isinstance(value, dict):
-        if is_operator_doc(value) and not any(x in ('$and', '$or', '$nor') for x in value):
-            def match(e):
-                return filter_applies({'v': value}, {'v': e})
-        else:
-            def match(e):
-                return isinstance(e, dict) and filter_applies(value, e)
-    else:
-        def match(e):
-            return bson_eq(e, value)
-    new = [e for e in arr if not match(e)]
+        raise not_supported('$pull by a condition or document')
+    new = [e for e in arr if not bson_eq(e, value)]
     if len(new) != len(arr):
         cset(c, k, new)
-
-
-def op_pull_all(doc, parts, value, ctx, path):
-    if not isinstance(value, list):
-        raise MongoError(2, '$pullAll requires an array argument but was given a %s'
-                         % type_name(value))
-    r = _array_at(doc, parts, False, '$pullAll', path, ctx)
-    if r is None or r[2] is None:
-        return
-    c, k, arr = r
-    new = [e for e in arr if not any(bson_eq(e, v) for v in value)]
-    if len(new) != len(arr):
-        cset(c, k, new)
-
-
-def op_pop(doc, parts, value, ctx, path):
-    n = as_int(value, '$pop value')
-    if n not in (1, -1):
-        raise MongoError(9, '$pop expects 1 or -1, found: %s' % fmt(value))
-    r = _array_at(doc, parts, False, '$pop', path, ctx)
-    if r is None or r[2] is None:
-        return
-    c, k, arr = r
-    if arr:
-        cset(c, k, arr[:-1] if n == 1 else arr[1:])
-
-
-def op_bit(doc, parts, value, ctx, path):
-    if not isinstance(value, dict) or not value:
-        raise MongoError(9, 'The $bit modifier is not compatible with a %s. You must pass in an '
-                            'embedded document: {$bit: {field: {and/or/xor: #}}' % type_name(value))
-    c, k = resolve(doc, parts, True)
-    old = cget(c, k)
-    if old is MISSING:
-        old = 0
-    if num_kind(old) not in ('int', 'long'):
-        raise MongoError(14, 'Cannot apply $bit to a value of non-integral type.{_id: %s} has the '
-                             'field %s of non-integer type %s' % (
-                                 fmt(ctx.doc_id), parts[-1], type_name(old)))
-    result = int(old)
-    is_long = num_kind(old) == 'long'
-    for opname, operand in value.items():
-        if num_kind(operand) not in ('int', 'long'):
-            raise MongoError(2, 'The $bit modifier field must be an Integer(32/64 bit); a \'%s\' '
-                                'is not supported here' % type_name(operand))
-        is_long = is_long or num_kind(operand) == 'long'
-        if opname == 'and':
-            result &= int(operand)
-        elif opname == 'or':
-            result |= int(operand)
-        elif opname == 'xor':
-            result ^= int(operand)
-        else:
-            raise MongoError(2, "The $bit modifier only supports 'and', 'or', and 'xor', not "
-                                "'%s' which is an unknown operator: {%s: %s}" % (
-                                    opname, opname, fmt(operand)))
-    cset(c, k, Int64(result) if is_long else result)
 
 
 UPDATE_OPS = {
-    '$set': op_set, '$setOnInsert': op_set, '$unset': op_unset, '$inc': op_inc, '$mul': op_mul,
-    '$max': op_max, '$min': op_min, '$currentDate': op_current_date, '$rename': op_rename,
-    '$push': op_push, '$addToSet': op_add_to_set, '$pull': op_pull, '$pullAll': op_pull_all,
-    '$pop': op_pop, '$bit': op_bit,
+    '$set': op_set, '$setOnInsert': op_set, '$unset': op_unset, '$inc': op_inc,
+    '$max': op_max, '$push': op_push, '$addToSet': op_add_to_set, '$pull': op_pull,
 }
+# MongoDB's other update operators: the stand-in refuses them with 115 (walfold sends none).
+# Any other name is unknown to MongoDB as well: 9 FailedToParse "Unknown modifier".
+UNSUPPORTED_UPDATE_OPS = frozenset(['$mul', '$min', '$rename', '$currentDate', '$pop',
+                                    '$pullAll', '$bit'])
 
 
 def _path_sort_key(parts):
@@ -1633,6 +1343,8 @@ def _update_plan(update):
     ops = []
     for opname, spec in update.items():
         fn = UPDATE_OPS.get(opname)
+        if fn is None and opname in UNSUPPORTED_UPDATE_OPS:
+            raise not_supported('the update operator %s' % opname)
         if fn is None:
             raise MongoError(9, "Unknown modifier: %s. Expected a valid update modifier or "
                                 "pipeline-style update specified as an array" % opname)
@@ -1642,19 +1354,12 @@ def _update_plan(update):
                                     type_name(spec), opname, fmt(spec)))
         for path, value in spec.items():
             parts = split_path(path)
-            if opname == '$rename':
-                if not isinstance(value, str):
-                    raise MongoError(2, "The 'to' field for $rename must be a string: %s: %s"
-                                     % (path, fmt(value)))
-                dst = split_path(value)
-                if dst == parts:
-                    raise MongoError(2, 'The source and target field for $rename must differ: '
-                                        '%s: %s' % (path, fmt(value)))
-                n = min(len(dst), len(parts))
-                if dst[:n] == parts[:n]:
-                    raise MongoError(2, 'The source and target field for $rename must not be on '
-                                        'the same path: %s: %s' % (path, fmt(value)))
-                ops.append((_path_sort_key(dst), dst, '$rename-target', None, value))
+            for p in parts:
+                if p == '$' or p.startswith('$['):
+                    raise not_supported("the positional operator in '%s'" % path)
+                if p.startswith('$'):
+                    raise MongoError(52, "The dollar ($) prefixed field '%s' in '%s' is not "
+                                         "valid for storage." % (p, path))
             ops.append((_path_sort_key(parts), parts, opname, fn, path))
     ops.sort(key=lambda o: o[0])
     for a, b in zip(ops, ops[1:]):
@@ -1662,18 +1367,18 @@ def _update_plan(update):
         if pb[:len(pa)] == pa:
             raise MongoError(40, "Updating the path '%s' would create a conflict at '%s'" % (
                 '.'.join(pb), '.'.join(pa)))
-    return [(opname, path, parts, fn) for _, parts, opname, fn, path in ops if fn is not None]
+    return [(opname, path, parts, fn) for _, parts, opname, fn, path in ops]
 
 
 def compile_update(update):
-    """Validate an operator update document; returns (parts, opname, fn, value, path) tuples
-    sorted by field path (MongoDB 5.0+ applies updates in that order).
+    """Validate an operator update document; returns ((parts, opname, fn, value, path) tuples
+    sorted by field path (MongoDB 5.0+ applies updates in that order), big) where `big` says
+    whether a value may take the document past 16 MiB (carries_big_value).
 
     The path analysis only depends on the update's shape (operators and field names), which
     repeats across the statements of a bulk write, so it is cached."""
     try:
-        shape = tuple((op, tuple(spec.items()) if op == '$rename' else tuple(spec))
-                      for op, spec in update.items())
+        shape = tuple((op, tuple(spec)) for op, spec in update.items())
         plan = _PLAN_CACHE.get(shape)
     except (AttributeError, TypeError):  # non-document operator argument, unhashable
         shape, plan = None, None
@@ -1684,120 +1389,24 @@ def compile_update(update):
                 _PLAN_CACHE.clear()
             _PLAN_CACHE[shape] = plan
     ops = []
+    big = False
     for opname, path, parts, fn in plan:
         value = update[opname][path]
-        if (opname == '$inc' or opname == '$mul') and num_kind(value) is None:
-            raise MongoError(14, 'Cannot %s with non-numeric argument: {%s: %s}' % (
-                'increment' if opname == '$inc' else 'multiply', path, fmt(value)))
+        if opname == '$inc' and num_kind(value) is None:
+            raise MongoError(14, 'Cannot increment with non-numeric argument: {%s: %s}' % (
+                path, fmt(value)))
+        t = type(value)
+        if (t is dict or t is list or t is str or t is bytes) and not big:
+            big = carries_big_value(value, 1)
         ops.append((parts, opname, fn, value, path))
-    return ops
-
-
-def parse_array_filters(array_filters):
-    if array_filters is None:
-        return {}
-    if not isinstance(array_filters, list):
-        raise MongoError(14, "BSON field 'arrayFilters' is the wrong type '%s', expected type "
-                             "'array'" % type_name(array_filters))
-    out = {}
-    for flt in array_filters:
-        if not isinstance(flt, dict) or not flt:
-            raise MongoError(9, 'Cannot use an expression without a top-level field name in '
-                                'arrayFilters')
-        idents = set()
-        for key in flt:
-            if key.startswith('$'):
-                raise MongoError(9, 'Cannot use an expression without a top-level field name in '
-                                    'arrayFilters')
-            idents.add(key.split('.', 1)[0])
-        if len(idents) != 1:
-            raise MongoError(9, 'Error parsing array filter :: caused by :: Expected a single '
-                                'top-level field name, found %s' % ', '.join(sorted(idents)))
-        ident = idents.pop()
-        if not re.match(r'^[a-z][a-zA-Z0-9]*$', ident):
-            raise MongoError(2, "Error parsing array filter :: caused by :: The top-level field "
-                                "name must be an alphanumeric string beginning with a lowercase "
-                                "letter, found '%s'" % ident)
-        if ident in out:
-            raise MongoError(9, "Found multiple array filters with the same top-level field "
-                                "name %s" % ident)
-        out[ident] = flt
-    return out
-
-
-def expand_positional(doc, parts, ctx):
-    """Concrete paths for a path with $, $[] or $[ident] elements."""
-    results = []
-    used = set()
-
-    def walk(cur, i, prefix):
-        if i == len(parts):
-            results.append(prefix)
-            return
-        p = parts[i]
-        if _is_positional(p):
-            if not isinstance(cur, list):
-                raise MongoError(2, "The path '%s' must exist in the document in order to apply "
-                                    "array updates." % '.'.join(prefix))
-            if p == '$':
-                idxs = [ctx.positional_index(prefix, cur)]
-            elif p == '$[]':
-                idxs = range(len(cur))
-            else:
-                ident = p[2:-1]
-                flt = ctx.array_filters.get(ident)
-                if flt is None:
-                    raise MongoError(2, "No array filter found for identifier '%s' in path '%s'"
-                                     % (ident, '.'.join(parts)))
-                used.add(ident)
-                idxs = [j for j, e in enumerate(cur) if filter_applies(flt, {ident: e})]
-            for j in idxs:
-                walk(cur[j], i + 1, prefix + [str(j)])
-            return
-        if p.startswith('$'):
-            raise MongoError(52, "The dollar ($) prefixed field '%s' in '%s' is not valid for "
-                                 "storage." % (p, '.'.join(parts)))
-        if isinstance(cur, dict):
-            nxt = cur.get(p, MISSING)
-        elif isinstance(cur, list) and _index(p) is not None and _index(p) < len(cur):
-            nxt = cur[_index(p)]
-        else:
-            nxt = MISSING
-        if nxt is MISSING:
-            if any(_is_positional(x) for x in parts[i + 1:]):
-                raise MongoError(2, "The path '%s' must exist in the document in order to apply "
-                                    "array updates." % '.'.join(prefix + [p]))
-            results.append(prefix + list(parts[i:]))
-            return
-        walk(nxt, i + 1, prefix + [p])
-
-    walk(doc, 0, [])
-    return results
+    return ops, big
 
 
 def apply_ops(doc, ops, ctx):
     for parts, opname, fn, value, path in ops:
         if opname == '$setOnInsert' and not ctx.is_insert:
             continue
-        if any(_is_positional(p) for p in parts):
-            for concrete in expand_positional(doc, parts, ctx):
-                fn(doc, concrete, value, ctx, path)
-        else:
-            fn(doc, parts, value, ctx, path)
-
-
-def check_array_filters_used(ops, ctx, update):
-    if not ctx.array_filters:
-        return
-    used = set()
-    for parts, _, _, _, _ in ops:
-        for p in parts:
-            if p.startswith('$[') and p.endswith(']') and p != '$[]':
-                used.add(p[2:-1])
-    unused = set(ctx.array_filters) - used
-    if unused:
-        raise MongoError(9, "The array filter for identifier '%s' was not used in the update %s"
-                         % (sorted(unused)[0], fmt(update)))
+        fn(doc, parts, value, ctx, path)
 
 
 def equality_pairs(query):
@@ -1857,7 +1466,7 @@ def id_first(doc):
 # Collections, indexes, cursors
 # ---------------------------------------------------------------------------------------------
 def hkey(v):
-    """Hashable, MongoDB-equality-preserving key for unique index entries."""
+    """Hashable, MongoDB-equality-preserving key (the store key of a document-valued _id)."""
     if isinstance(v, bool):
         return ('__bool', v)
     if isinstance(v, dict):
@@ -1873,39 +1482,12 @@ def hkey(v):
     return v
 
 
-class UniqueIndex(object):
-    def __init__(self, name, fields, sparse, partial):
-        self.name = name
-        self.fields = fields
-        self.sparse = sparse
-        self.partial = partial
-        self.entries = {}
-
-    def key_of(self, doc):
-        if self.partial is not None and not filter_applies(self.partial, doc):
-            return None
-        vals = [get_path(doc, f) for f in self.fields]
-        if self.sparse and all(v is MISSING for v in vals):
-            return None
-        return tuple(hkey(v) for v in vals)
-
-    def dup_error(self, ns, doc):
-        key_value = {}
-        for f in self.fields:
-            v = get_path(doc, f)
-            key_value[f] = None if v is MISSING else v
-        return MongoError(11000, 'E11000 duplicate key error collection: %s index: %s dup key: '
-                                 '%s' % (ns, self.name, fmt(key_value)),
-                          keyPattern={f: 1 for f in self.fields}, keyValue=key_value)
-
-
 class CollMeta(object):
-    """Index catalogue and validator of one collection (documents live in the mongomock
-    store)."""
+    """Index catalogue (no index is used or enforced but _id's) and validator of one
+    collection; its documents live in Engine.dbs."""
 
     def __init__(self):
         self.indexes = {'_id_': {'v': 2, 'key': {'_id': 1}, 'name': '_id_'}}
-        self.uniques = {}
         self.validator = None  # a query document (validationLevel strict, action error)
 
     def validate(self, doc):
@@ -1914,6 +1496,126 @@ class CollMeta(object):
                              errInfo={'failingDocumentId': doc.get('_id'),
                                       'details': {'operatorName': 'query',
                                                   'validator': self.validator}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Document size limit, find projections
+# ---------------------------------------------------------------------------------------------
+_BIG_VALUE = 1024 * 1024  # a str/bytes value this long makes a write check the document's size
+_BIG_ARRAY = 1000
+
+
+def carries_big_value(v, depth=0):
+    """Can a write with `v` in it (an update document, a document to insert) take a document
+    past 16 MiB?  Encoding every written document to measure it would halve the stand-in's
+    fold rate, so only writes that carry a long string/bytes value or a long array (looked for
+    two levels deep) are measured; a document grown past the limit by many small writes is not
+    caught (MONGO_STANDIN.md, known differences)."""
+    t = type(v)
+    if t is str or t is bytes:
+        return len(v) >= _BIG_VALUE
+    if depth > 2:
+        return False
+    if t is dict:
+        for x in v.values():
+            tx = type(x)
+            if (tx is dict or tx is list or tx is str or tx is bytes) and \
+                    carries_big_value(x, depth + 1):
+                return True
+        return False
+    if t is list:
+        if len(v) >= _BIG_ARRAY:
+            return True
+        for x in v:
+            tx = type(x)
+            if (tx is dict or tx is list or tx is str or tx is bytes) and \
+                    carries_big_value(x, depth + 1):
+                return True
+    return False
+
+
+def check_size(doc, what):
+    """MongoDB's 16 MiB BSON document limit
+    (https://www.mongodb.com/docs/manual/reference/limits/#mongodb-limit-BSON-Document-Size):
+    an update whose result is larger fails with 17419 "Resulting document after update is
+    larger than 16777216"; an insert with 2 BadValue "object to insert too large" (mongod's
+    fixDocumentForInsert, src/mongo/db/ops/insert.cpp).  pymongo sends a document of up to
+    16 MiB + 16 KiB (the wire allowance), so the server check is reachable."""
+    size = len(bson.encode(doc))
+    if size <= MAX_BSON_OBJECT_SIZE:
+        return
+    if what == 'update':
+        raise MongoError(17419, 'Resulting document after update is larger than %d'
+                         % MAX_BSON_OBJECT_SIZE)
+    raise MongoError(2, 'object to insert too large. size in bytes: %d, max size: %d'
+                     % (size, MAX_BSON_OBJECT_SIZE))
+
+
+def compile_projection(spec):
+    """A find projection as walfold sends it: top-level fields, all included (1/true) or all
+    excluded (0/false), _id included unless excluded. Returns None (whole documents) or
+    (inclusive, fields, keep_id). Dotted paths and projection operators are refused (115)."""
+    if not spec:
+        return None
+    include = None
+    keep_id = True
+    fields = set()
+    for k, v in spec.items():
+        if '.' in k or k.startswith('$') or isinstance(v, dict):
+            raise not_supported('the projection %s: %s' % (k, fmt(v)))
+        if num_kind(v) is None and not isinstance(v, bool):
+            raise not_supported('the projection %s: %s' % (k, fmt(v)))
+        on = bool(v)
+        if k == '_id':
+            keep_id = on
+            continue
+        if include is None:
+            include = on
+        elif include != on:
+            # https://www.mongodb.com/docs/manual/reference/method/db.collection.find/
+            # ("you cannot combine inclusion and exclusion statements", except for _id)
+            raise MongoError(31254 if include else 31253,
+                             'Cannot do %s on field %s in %s projection' % (
+                                 'exclusion' if include else 'inclusion', k,
+                                 'inclusion' if include else 'exclusion'))
+        fields.add(k)
+    if include is None:  # only _id named: {_id: 1} is _id alone, {_id: 0} all but _id
+        return (True, fields, True) if keep_id else (False, fields, False)
+    return (include, fields, keep_id)
+
+
+def project(doc, compiled):
+    if compiled is None:
+        return doc
+    include, fields, keep_id = compiled
+    if include:
+        return {k: v for k, v in doc.items() if k in fields or (k == '_id' and keep_id)}
+    return {k: v for k, v in doc.items()
+            if k not in fields and not (k == '_id' and not keep_id)}
+
+
+def find_sort(docs, fields):
+    """`docs` sorted for find: BSON order of each field's value (missing sorts as null).
+    MongoDB sorts an array by its smallest/largest element; walfold never sorts on one: refused
+    (115). Stable, so ties keep natural order (MongoDB promises no order for ties)."""
+    keyed = []
+    for d in docs:
+        vals = []
+        for f, _ in fields:
+            v = get_path(d, f)
+            if type(v) is list:
+                raise not_supported("sorting on the array field '%s'" % f)
+            vals.append(v)
+        keyed.append((vals, d))
+
+    def cmp(a, b):
+        for (_, direction), x, y in zip(fields, a[0], b[0]):
+            c = bson_cmp(x, y)
+            if c:
+                return c * direction
+        return 0
+    keyed.sort(key=functools.cmp_to_key(cmp))
+    return [d for _, d in keyed]
 
 
 class CursorState(object):
@@ -1989,47 +1691,43 @@ def get_nonneg_int(cmd, key, cmdname, default=None):
 # ---------------------------------------------------------------------------------------------
 # Command engine
 # ---------------------------------------------------------------------------------------------
+_NO_DOCS = IndexedDocs()  # what a missing collection reads as (never written to)
+
+
 class Engine(object):
     def __init__(self):
-        self.client = mongomock.MongoClient()
-        self.store = self.client._store  # pylint: disable=protected-access
+        self.dbs = {}  # db -> {collection -> IndexedDocs}
         self.lock = threading.RLock()
         self.meta = {}
         self.cursors = {}
-        self.started = time.monotonic()
         self.connections = 0
         self.total_connections = 0
-        self._mm_colls = {}
         self.commands = {
             'hello': self.cmd_hello, 'isMaster': self.cmd_hello, 'ismaster': self.cmd_hello,
             'ping': self.cmd_ping, 'buildInfo': self.cmd_build_info,
             'buildinfo': self.cmd_build_info, 'endSessions': self.cmd_ok,
-            'serverStatus': self.cmd_server_status,
             'insert': self.cmd_insert, 'update': self.cmd_update, 'delete': self.cmd_delete,
             'find': self.cmd_find, 'getMore': self.cmd_get_more,
-            'killCursors': self.cmd_kill_cursors, 'count': self.cmd_count,
-            'aggregate': self.cmd_aggregate, 'distinct': self.cmd_distinct,
-            'findAndModify': self.cmd_find_and_modify, 'findandmodify': self.cmd_find_and_modify,
-            'createIndexes': self.cmd_create_indexes, 'listIndexes': self.cmd_list_indexes,
-            'dropIndexes': self.cmd_drop_indexes, 'deleteIndexes': self.cmd_drop_indexes,
-            'drop': self.cmd_drop, 'dropDatabase': self.cmd_drop_database,
-            'listCollections': self.cmd_list_collections,
-            'listDatabases': self.cmd_list_databases, 'create': self.cmd_create,
-            'renameCollection': self.cmd_rename_collection, 'collMod': self.cmd_coll_mod,
+            'killCursors': self.cmd_kill_cursors, 'createIndexes': self.cmd_create_indexes,
+            'collMod': self.cmd_coll_mod, 'dropDatabase': self.cmd_drop_database,
         }
         # Commands that only read static data do not take the store lock.
         self.lockless = {'hello', 'isMaster', 'ismaster', 'ping', 'buildInfo', 'buildinfo',
-                         'endSessions', 'serverStatus', 'insert', 'update', 'delete'}
+                         'endSessions', 'insert', 'update', 'delete'}
 
     # -- store helpers --------------------------------------------------------------------------
-    def cstore(self, db, coll):
-        return self.store[db][coll]
+    def create(self, db, coll):
+        colls = self.dbs.setdefault(db, {})
+        if coll not in colls:
+            colls[coll] = IndexedDocs()
 
     def documents(self, db, coll):
-        return self.store[db][coll]._documents  # pylint: disable=protected-access
+        """The collection's documents; an empty mapping for a missing collection."""
+        docs = self.dbs.get(db, {}).get(coll)
+        return _NO_DOCS if docs is None else docs
 
     def exists(self, db, coll):
-        return bool(self.store[db][coll].is_created)
+        return coll in self.dbs.get(db, {})
 
     def meta_of(self, db, coll):
         key = (db, coll)
@@ -2038,18 +1736,21 @@ class Engine(object):
             m = self.meta[key] = CollMeta()
         return m
 
-    def mm_coll(self, db, coll):
-        key = (db, coll)
-        c = self._mm_colls.get(key)
-        if c is None:
-            c = self._mm_colls[key] = self.client[db][coll]
-        return c
-
-    def match_docs(self, db, coll, query, limit=None):
+    def candidates(self, db, coll, query):
+        """Documents that can match `query`, in natural order: by _id, by a plain top-level
+        equality (IndexedDocs' value index), or all of them. The matcher still decides."""
         docs = self.documents(db, coll)
         cands = id_candidates(docs, query)
-        if cands is None:
-            cands = list(docs.values())
+        if cands is not None:
+            return cands
+        for k, v in query.items():
+            if k[:1] == '$' or '.' in k or type(v) not in (int, Int64, str):
+                continue
+            return docs.equal_candidates(k, v)
+        return list(docs.values())
+
+    def match_docs(self, db, coll, query, limit=None):
+        cands = self.candidates(db, coll, query)
         out = []
         for d in cands:
             if filter_applies(query, d):
@@ -2061,45 +1762,28 @@ class Engine(object):
         return out
 
     def query_docs(self, db, coll, flt, sort=None, projection=None, skip=0, limit=0):
-        if not self.exists(db, coll):
-            if flt:
-                filter_applies(flt, {})
-            return []
-        sort_list = None
-        if sort:
-            sort_list = []
-            for k, v in sort.items():
-                if isinstance(v, dict):
-                    if v.get('$meta'):
-                        raise not_supported('sorting by $meta')
-                    raise MongoError(2, 'Illegal key in $sort specification: %s: %s'
-                                     % (k, fmt(v)))
-                d = as_int(v, 'sort direction')
-                if d not in (1, -1):
-                    raise MongoError(2, '$sort key ordering must be 1 (for ascending) or -1 '
-                                        '(for descending)')
-                sort_list.append((k, d))
-        proj = dict(projection) if projection else None
-        mm = self.mm_coll(db, coll)
-        try:
-            cur = mm.find(flt, proj, skip=skip, limit=limit, sort=sort_list)
-            return list(cur)
-        except mongomock.OperationFailure as exc:
-            raise MongoError(getattr(exc, 'code', None) or 2, str(exc)) from exc
-        except ValueError as exc:
-            raise MongoError(2, str(exc)) from exc
-
-    def project(self, db, coll, doc, fields):
-        if not fields:
-            return clone(doc)
-        mm = self.mm_coll(db, coll)
-        try:
-            return mm._copy_only_fields(doc, dict(fields), dict)  # pylint: disable=protected-access
-        except ValueError as exc:
-            raise MongoError(2, str(exc)) from exc
+        sort_list = []
+        for k, v in (sort or {}).items():
+            if isinstance(v, dict):
+                raise not_supported('sorting by %s' % fmt(v))
+            d = as_int(v, 'sort direction')
+            if d not in (1, -1):
+                raise MongoError(2, '$sort key ordering must be 1 (for ascending) or -1 '
+                                    '(for descending)')
+            sort_list.append((k, d))
+        fields = compile_projection(projection)
+        docs = self.match_docs(db, coll, flt)
+        if sort_list:
+            # https://www.mongodb.com/docs/manual/reference/method/cursor.sort/
+            docs = find_sort(docs, sort_list)
+        if skip:
+            docs = docs[skip:]
+        if limit:
+            docs = docs[:limit]
+        return [project(d, fields) for d in docs]
 
     # -- write primitives (caller holds the lock) -----------------------------------------------
-    def insert_doc(self, db, coll, doc):
+    def insert_doc(self, db, coll, doc, what='insert', big=None):
         if not isinstance(doc, dict):
             raise MongoError(2, 'document to insert must be an object')
         if '_id' not in doc:
@@ -2113,6 +1797,7 @@ class Engine(object):
             raise MongoError(2, "can't use an array for _id")
         if isinstance(_id, (Regex, re.Pattern)):
             raise MongoError(2, "can't use a regex for _id")
+        self.create(db, coll)
         docs = self.documents(db, coll)
         key = store_key(_id)
         if key in docs:
@@ -2122,60 +1807,30 @@ class Engine(object):
         meta = self.meta.get((db, coll))
         if meta is not None:
             meta.validate(doc)
-        if meta is not None and meta.uniques:
-            for ui in meta.uniques.values():
-                k = ui.key_of(doc)
-                if k is not None and k in ui.entries:
-                    raise ui.dup_error('%s.%s' % (db, coll), doc)
-            for ui in meta.uniques.values():
-                k = ui.key_of(doc)
-                if k is not None:
-                    ui.entries[k] = key
+        if big if big is not None else carries_big_value(doc):
+            check_size(doc, what)
         docs[key] = doc
         return _id
 
-    def replace_doc(self, db, coll, old, new):
+    def replace_doc(self, db, coll, old, new, big=True):
         key = store_key(old['_id'])
         meta = self.meta.get((db, coll))
         if meta is not None:
             meta.validate(new)
-        if meta is not None and meta.uniques:
-            changes = []
-            for ui in meta.uniques.values():
-                ko, kn = ui.key_of(old), ui.key_of(new)
-                if ko == kn:
-                    continue
-                if kn is not None and kn in ui.entries and ui.entries[kn] != key:
-                    raise ui.dup_error('%s.%s' % (db, coll), new)
-                changes.append((ui, ko, kn))
-            for ui, ko, kn in changes:
-                if ko is not None and ui.entries.get(ko) == key:
-                    del ui.entries[ko]
-                if kn is not None:
-                    ui.entries[kn] = key
+        if big:
+            check_size(new, 'update')
         self.documents(db, coll)[key] = new
 
     def remove_doc(self, db, coll, doc):
-        key = store_key(doc['_id'])
-        meta = self.meta.get((db, coll))
-        if meta is not None and meta.uniques:
-            for ui in meta.uniques.values():
-                k = ui.key_of(doc)
-                if k is not None and ui.entries.get(k) == key:
-                    del ui.entries[k]
-        del self.documents(db, coll)[key]
-
-    def drop_coll(self, db, coll):
-        self.cstore(db, coll).drop()
-        self.meta.pop((db, coll), None)
+        del self.documents(db, coll)[store_key(doc['_id'])]
 
     def _ensure_hit(self, db, coll, stmt):
         """The stored document when `stmt` is {q: {_id: v}, u: {$setOnInsert: {plain fields}}}
-        (any upsert, no multi, no arrayFilters) and the document exists: such a statement
+        (any upsert, no multi) and the document exists: such a statement
         matches it and changes nothing, so the general path (validation, clone, apply,
         compare) would come to the same n=1, nModified=0. Otherwise None. walfold sends one
         per document it touches (create-if-missing), half of its statements."""
-        if type(stmt) is not dict or stmt.get('multi') or stmt.get('arrayFilters') is not None:
+        if type(stmt) is not dict or stmt.get('multi') or 'arrayFilters' in stmt:
             return None
         q, u = stmt.get('q'), stmt.get('u')
         if type(q) is not dict or type(u) is not dict or len(q) != 1 or len(u) != 1:
@@ -2219,8 +1874,9 @@ class Engine(object):
                 if not k.startswith('$'):
                     raise MongoError(9, "Unknown modifier: %s. Expected a valid update modifier "
                                         "or pipeline-style update specified as an array" % k)
-            ops = compile_update(u)
+            ops, big = compile_update(u)
         else:
+            big = carries_big_value(u)
             if multi:
                 raise MongoError(9, 'multi update is not supported for replacement-style update')
             for k in u:
@@ -2230,12 +1886,9 @@ class Engine(object):
                                          "document. Consider using an aggregation pipeline "
                                          "with $replaceWith." % (k, k))
             ops = None
-        ctx = UpdateCtx(q, parse_array_filters(stmt.get('arrayFilters')))
-        if ops is not None:
-            check_array_filters_used(ops, ctx, u)
-        elif ctx.array_filters:
-            raise MongoError(72, 'arrayFilters may not be specified for replacement-style '
-                                 'updates')
+        if stmt.get('arrayFilters') is not None:
+            raise not_supported('arrayFilters')
+        ctx = UpdateCtx()
         matched = self.match_docs(db, coll, q, None if multi else 1)
         n = n_modified = 0
         last_old = last_new = None
@@ -2258,7 +1911,7 @@ class Engine(object):
                         new[k] = v
             n += 1
             if not same_bson(new, old):
-                self.replace_doc(db, coll, old, new)
+                self.replace_doc(db, coll, old, new, big)
                 n_modified += 1
             last_old, last_new = old, new
         if n == 0 and upsert:
@@ -2284,8 +1937,7 @@ class Engine(object):
             if '_id' not in new:
                 new = dict(itertools.chain((('_id', ObjectId()),), new.items()))
             new = id_first(new)
-            self.cstore(db, coll).create()
-            upserted = self.insert_doc(db, coll, new)
+            upserted = self.insert_doc(db, coll, new, 'update', big)
             return 1, 0, upserted, None, new
         return n, n_modified, MISSING, last_old, last_new
 
@@ -2295,6 +1947,10 @@ class Engine(object):
             return MongoError(59, 'no such command: empty command document').reply()
         name = next(iter(doc))
         handler = self.commands.get(name)
+        if handler is None and name in KNOWN_UNSUPPORTED_COMMANDS:
+            log('unsupported command %r on database %r (replying CommandNotSupported)'
+                % (name, db))
+            return not_supported("the command '%s'" % name).reply()
         if handler is None:
             log('unknown command %r on database %r (replying CommandNotFound)' % (name, db))
             return MongoError(59, "no such command: '%s'" % name).reply()
@@ -2313,16 +1969,6 @@ class Engine(object):
             log('command %s on %s failed: code %d %s: %s' % (
                 name, fmt_ns(db, doc), exc.code, CODE_NAMES.get(exc.code, ''), exc.errmsg))
             return exc.reply()
-        except mongomock.OperationFailure as exc:
-            code = getattr(exc, 'code', None) or 2
-            log('command %s on %s failed (mongomock): code %d: %s' % (
-                name, fmt_ns(db, doc), code, exc))
-            return MongoError(code, str(exc)).reply()
-        except NotImplementedError as exc:
-            log('command %s on %s uses something not supported: %s' % (
-                name, fmt_ns(db, doc), exc))
-            return MongoError(238, 'not supported by the walfold MongoDB stand-in: %s'
-                              % exc).reply()
         except Exception as exc:  # pylint: disable=broad-except
             log('internal error in command %s on %s: %r\n%s' % (
                 name, fmt_ns(db, doc), exc, traceback.format_exc()))
@@ -2362,21 +2008,9 @@ class Engine(object):
             'bits': 64,
             'debug': False,
             'maxBsonObjectSize': MAX_BSON_OBJECT_SIZE,
-            'storageEngines': ['mongomock'],
+            'storageEngines': ['walfold-standin'],
             'javascriptEngine': 'none',
             'modules': [],
-            'ok': 1.0,
-        }
-
-    def cmd_server_status(self, cmd, db, conn):
-        up = time.monotonic() - self.started
-        return {
-            'host': socket.gethostname(), 'version': SERVER_VERSION, 'process': 'mongod',
-            'pid': Int64(os.getpid()), 'uptime': float(int(up)), 'uptimeMillis': Int64(up * 1000),
-            'localTime': utcnow_ms(),
-            'connections': {'current': self.connections, 'available': 1000,
-                            'totalCreated': self.total_connections},
-            'storageEngine': {'name': 'mongomock'},
             'ok': 1.0,
         }
 
@@ -2409,7 +2043,7 @@ class Engine(object):
         n = 0
         errors = []
         with self.lock:
-            self.cstore(db, coll).create()
+            self.create(db, coll)
         for i, doc in enumerate(docs):
             try:
                 with self.lock:
@@ -2472,60 +2106,6 @@ class Engine(object):
                 if ordered:
                     break
         return self._finish_write('delete', db, coll, {'n': n}, errors)
-
-    def cmd_find_and_modify(self, cmd, db, conn):
-        cmdname = next(iter(cmd))
-        coll = check_coll_name(cmdname, db, cmd[cmdname])
-        query = get_doc(cmd, 'query', cmdname, {}) or {}
-        sort = get_doc(cmd, 'sort', cmdname)
-        fields = get_doc(cmd, 'fields', cmdname)
-        remove = get_bool(cmd, 'remove')
-        update = cmd.get('update')
-        new_flag = get_bool(cmd, 'new')
-        upsert = get_bool(cmd, 'upsert')
-        if remove and update is not None:
-            raise MongoError(9, 'Cannot specify both an update and remove=true')
-        if not remove and update is None:
-            raise MongoError(9, 'Either an update or remove=true must be specified')
-        if remove and (upsert or new_flag):
-            raise MongoError(9, 'Cannot specify both upsert=true and remove=true' if upsert else
-                             'Cannot specify both new=true and remove=true; \'remove\' always '
-                             'returns the deleted document')
-        target = None
-        if sort:
-            found = self.query_docs(db, coll, query, sort, {'_id': 1}, 0, 1)
-            if found:
-                target = self.documents(db, coll).get(store_key(found[0]['_id']))
-        else:
-            found = self.match_docs(db, coll, query, 1) if self.exists(db, coll) else []
-            target = found[0] if found else None
-        last_error = {'n': 0}
-        value = None
-        if remove:
-            if target is not None:
-                value = self.project(db, coll, target, fields)
-                self.remove_doc(db, coll, target)
-                last_error['n'] = 1
-        else:
-            if target is not None:
-                # Pin the document by _id (fast path); keep the caller's query for `$`.
-                q = {'_id': target['_id']}
-                if query:
-                    q['$and'] = [query]
-                stmt = {'q': q, 'u': update, 'upsert': False,
-                        'arrayFilters': cmd.get('arrayFilters')}
-                _, _, _, old, new = self.update_stmt(db, coll, stmt)
-                value = self.project(db, coll, new if new_flag else old, fields)
-                last_error.update(n=1, updatedExisting=True)
-            elif upsert:
-                stmt = {'q': query, 'u': update, 'upsert': True,
-                        'arrayFilters': cmd.get('arrayFilters')}
-                _, _, up_id, _, new = self.update_stmt(db, coll, stmt)
-                value = self.project(db, coll, new, fields) if new_flag else None
-                last_error.update(n=1, updatedExisting=False, upserted=up_id)
-            else:
-                last_error['updatedExisting'] = False
-        return {'lastErrorObject': last_error, 'value': value, 'ok': 1.0}
 
     # -- reads and cursors ------------------------------------------------------------------------
     def _reap_cursors(self):
@@ -2628,86 +2208,10 @@ class Engine(object):
         return {'cursorsKilled': killed, 'cursorsNotFound': not_found, 'cursorsAlive': [],
                 'cursorsUnknown': [], 'ok': 1.0}
 
-    def cmd_count(self, cmd, db, conn):
-        coll = check_coll_name('count', db, cmd['count'])
-        query = get_doc(cmd, 'query', 'count', {}) or {}
-        skip = get_nonneg_int(cmd, 'skip', 'count', 0)
-        limit = abs(get_nonneg_int(cmd, 'limit', 'count', 0))
-        if skip < 0:
-            raise MongoError(2, 'skip value is negative in count query')
-        if self.exists(db, coll):
-            n = len(self.match_docs(db, coll, query)) if query else len(self.documents(db, coll))
-        else:
-            n = 0
-        n = max(0, n - skip)
-        if limit:
-            n = min(n, limit)
-        return {'n': n, 'ok': 1.0}
-
-    def cmd_distinct(self, cmd, db, conn):
-        coll = check_coll_name('distinct', db, cmd['distinct'])
-        key = cmd.get('key')
-        if not isinstance(key, str):
-            raise MongoError(14, "BSON field 'distinct.key' is the wrong type '%s', expected "
-                                 "type 'string'" % type_name(key))
-        query = get_doc(cmd, 'query', 'distinct', {}) or {}
-        values = []
-        if self.exists(db, coll):
-            values = self.mm_coll(db, coll).distinct(key, query)
-        values.sort(key=functools.cmp_to_key(bson_cmp))
-        return {'values': values, 'ok': 1.0}
-
-    def cmd_aggregate(self, cmd, db, conn):
-        target = cmd['aggregate']
-        pipeline = cmd.get('pipeline')
-        if not isinstance(pipeline, list):
-            raise MongoError(14, "BSON field 'aggregate.pipeline' is the wrong type '%s', "
-                                 "expected type 'array'" % type_name(pipeline))
-        if get_bool(cmd, 'explain'):
-            raise not_supported('aggregate explain')
-        if 'cursor' not in cmd:
-            raise MongoError(9, "The 'cursor' option is required, except for aggregate with the "
-                                "explain argument")
-        cursor_opts = get_doc(cmd, 'cursor', 'aggregate', {}) or {}
-        batch_size = self._batch_size(cmd, 'aggregate', container=cursor_opts)
-        if not isinstance(target, str):
-            raise not_supported('database-level aggregate ({aggregate: 1})')
-        coll = check_coll_name('aggregate', db, target)
-        for stage in pipeline:
-            if not isinstance(stage, dict) or len(stage) != 1:
-                raise MongoError(40323, 'A pipeline stage specification object must contain '
-                                        'exactly one field.')
-        stages = list(pipeline)
-        if self.exists(db, coll):
-            mm = self.mm_coll(db, coll)
-            if stages and '$match' in stages[0]:
-                in_docs = list(mm.find(stages.pop(0)['$match']))
-            else:
-                in_docs = list(mm.find())
-        else:
-            in_docs = []
-        mm = self.mm_coll(db, coll)
-        try:
-            out = list(mm_aggregate.process_pipeline(in_docs, mm.database, stages, None))
-        except mongomock.OperationFailure as exc:
-            raise MongoError(getattr(exc, 'code', None) or 2, str(exc)) from exc
-        return self.cursor_reply('%s.%s' % (db, coll), out, batch_size, False)
-
     # -- catalogue --------------------------------------------------------------------------------
-    def cmd_create(self, cmd, db, conn):
-        coll = check_coll_name('create', db, cmd['create'])
-        if self.exists(db, coll):
-            raise MongoError(48, 'Collection %s.%s already exists.' % (db, coll))
-        if get_bool(cmd, 'capped'):
-            log('create %s.%s: capped collections are created as normal collections' % (db, coll))
-        validator = self._validator(cmd, 'create')
-        self.cstore(db, coll).create()
-        self.meta_of(db, coll).validator = validator
-        return {'ok': 1.0}
-
     @staticmethod
     def _validator(cmd, cmdname):
-        """A query-document validator; $jsonSchema and $expr are not supported (238)."""
+        """A query-document validator; $jsonSchema and $expr are not supported (115)."""
         v = get_doc(cmd, 'validator', cmdname, {})
         if any(k in ('$jsonSchema', '$expr') for k in v):
             raise not_supported('validator with %s' % ', '.join(sorted(v)))
@@ -2728,90 +2232,14 @@ class Engine(object):
             self.meta_of(db, coll).validator = self._validator(cmd, 'collMod')
         return {'ok': 1.0}
 
-    def cmd_drop(self, cmd, db, conn):
-        coll = check_coll_name('drop', db, cmd['drop'])
-        if not self.exists(db, coll):
-            raise MongoError(26, 'ns not found')
-        n_indexes = len(self.meta_of(db, coll).indexes)
-        self.drop_coll(db, coll)
-        ns = '%s.%s' % (db, coll)
-        for cid in [cid for cid, c in self.cursors.items() if c.ns == ns]:
-            del self.cursors[cid]
-        return {'ns': ns, 'nIndexesWas': n_indexes, 'ok': 1.0}
-
     def cmd_drop_database(self, cmd, db, conn):
-        dbs = self.store[db]
-        for coll in list(dbs._collections):  # pylint: disable=protected-access
-            if dbs[coll].is_created:
-                self.drop_coll(db, coll)
+        self.dbs.pop(db, None)
         for key in [k for k in self.meta if k[0] == db]:
             del self.meta[key]
+        prefix = db + '.'
+        for cid in [cid for cid, c in self.cursors.items() if c.ns.startswith(prefix)]:
+            del self.cursors[cid]
         return {'dropped': db, 'ok': 1.0}
-
-    def cmd_list_collections(self, cmd, db, conn):
-        flt = get_doc(cmd, 'filter', 'listCollections', {}) or {}
-        name_only = get_bool(cmd, 'nameOnly')
-        cursor_opts = get_doc(cmd, 'cursor', 'listCollections', {}) or {}
-        batch_size = self._batch_size(cmd, 'listCollections', container=cursor_opts)
-        out = []
-        for name in sorted(self.store[db].list_created_collection_names()):
-            if name_only:
-                info = {'name': name, 'type': 'collection'}
-            else:
-                info = {'name': name, 'type': 'collection', 'options': {},
-                        'info': {'readOnly': False},
-                        'idIndex': {'v': 2, 'key': {'_id': 1}, 'name': '_id_'}}
-            if not flt or filter_applies(flt, info):
-                out.append(info)
-        return self.cursor_reply('%s.$cmd.listCollections' % db, out, batch_size, False)
-
-    def cmd_list_databases(self, cmd, db, conn):
-        if db != 'admin':
-            raise MongoError(13, 'listDatabases may only be run against the admin database.')
-        flt = get_doc(cmd, 'filter', 'listDatabases', {}) or {}
-        name_only = get_bool(cmd, 'nameOnly')
-        out = []
-        total = 0
-        for name in sorted(self.store.list_created_database_names()):
-            dbs = self.store[name]
-            size = 0
-            for cname in dbs.list_created_collection_names():
-                size += 4096 + 64 * len(dbs[cname]._documents)  # pylint: disable=protected-access
-            info = {'name': name} if name_only else {
-                'name': name, 'sizeOnDisk': float(size), 'empty': size == 0}
-            if not flt or filter_applies(flt, info):
-                out.append(info)
-                total += size
-        reply = {'databases': out, 'ok': 1.0}
-        if not name_only:
-            reply['totalSize'] = float(total)
-            reply['totalSizeMb'] = Int64(total // (1024 * 1024))
-        return reply
-
-    def cmd_rename_collection(self, cmd, db, conn):
-        if db != 'admin':
-            raise MongoError(13, 'renameCollection may only be run against the admin database.')
-        src, dst = cmd.get('renameCollection'), cmd.get('to')
-        if not isinstance(src, str) or not isinstance(dst, str) or '.' not in src \
-                or '.' not in dst:
-            raise MongoError(73, 'Invalid namespace specified')
-        sdb, scoll = src.split('.', 1)
-        ddb, dcoll = dst.split('.', 1)
-        if sdb != ddb:
-            raise not_supported('renameCollection across databases')
-        check_coll_name('renameCollection', ddb, dcoll)
-        if not self.exists(sdb, scoll):
-            raise MongoError(26, 'Source collection %s does not exist' % src)
-        if self.exists(ddb, dcoll):
-            if not get_bool(cmd, 'dropTarget'):
-                raise MongoError(48, 'target namespace exists')
-            self.drop_coll(ddb, dcoll)
-        self.store[sdb]._collections.pop(dcoll, None)  # pylint: disable=protected-access
-        self.store[sdb].rename(scoll, dcoll)
-        self.meta[(ddb, dcoll)] = self.meta.pop((sdb, scoll), CollMeta())
-        self._mm_colls.pop((sdb, scoll), None)
-        self._mm_colls.pop((ddb, dcoll), None)
-        return {'ok': 1.0}
 
     def cmd_create_indexes(self, cmd, db, conn):
         coll = check_coll_name('createIndexes', db, cmd['createIndexes'])
@@ -2830,6 +2258,10 @@ class Engine(object):
             if not isinstance(key, dict) or not key:
                 raise MongoError(9, "Error in specification %s :: caused by :: The 'key' field "
                                     "must be a non-empty object" % fmt(spec))
+            for opt in ('unique', 'sparse', 'partialFilterExpression', 'expireAfterSeconds',
+                        'collation', 'weights', 'wildcardProjection'):
+                if opt in spec:
+                    raise not_supported("an index with '%s'" % opt)
             if not isinstance(name, str) or not name:
                 raise MongoError(9, "Error in specification %s :: caused by :: The 'name' field "
                                     "is a required property of an index specification"
@@ -2852,84 +2284,20 @@ class Engine(object):
                                          "auto generated and can cause conflicts. Please refer "
                                          "to our documentation. Requested index: %s, existing "
                                          "index: %s" % (fmt(doc), fmt(existing)))
-                if bool(existing.get('unique')) != bool(spec.get('unique')):
-                    raise MongoError(85, 'An existing index has the same name as the requested '
-                                         'index but different options. Requested index: %s, '
-                                         'existing index: %s' % (fmt(doc), fmt(existing)))
                 continue
             for other in meta.indexes.values():
-                if bson.encode(other['key']) == bson.encode(key) and \
-                        bool(other.get('unique')) == bool(spec.get('unique')):
+                if bson.encode(other['key']) == bson.encode(key):
                     raise MongoError(85, 'Index already exists with a different name: %s'
                                      % other['name'])
             new_specs.append(doc)
-        built = []
         for doc in new_specs:
-            if doc.get('unique'):
-                ui = UniqueIndex(doc['name'], list(doc['key']), bool(doc.get('sparse')),
-                                 doc.get('partialFilterExpression'))
-                ns = '%s.%s' % (db, coll)
-                for d in self.documents(db, coll).values():
-                    k = ui.key_of(d)
-                    if k is None:
-                        continue
-                    if k in ui.entries:
-                        raise ui.dup_error(ns, d)
-                    ui.entries[k] = store_key(d['_id'])
-                built.append((doc, ui))
-            else:
-                built.append((doc, None))
-        for doc, ui in built:
             meta.indexes[doc['name']] = doc
-            if ui is not None:
-                meta.uniques[doc['name']] = ui
-        self.cstore(db, coll).create()
+        self.create(db, coll)
         reply = {'numIndexesBefore': before, 'numIndexesAfter': len(meta.indexes),
                  'createdCollectionAutomatically': created_coll, 'ok': 1.0}
         if not new_specs:
             reply['note'] = 'all indexes already exist'
         return reply
-
-    def cmd_list_indexes(self, cmd, db, conn):
-        coll = check_coll_name('listIndexes', db, cmd['listIndexes'])
-        if not self.exists(db, coll):
-            raise MongoError(26, 'ns does not exist: %s.%s' % (db, coll))
-        cursor_opts = get_doc(cmd, 'cursor', 'listIndexes', {}) or {}
-        batch_size = self._batch_size(cmd, 'listIndexes', container=cursor_opts)
-        out = [dict(ix) for ix in self.meta_of(db, coll).indexes.values()]
-        return self.cursor_reply('%s.%s' % (db, coll), out, batch_size, False)
-
-    def cmd_drop_indexes(self, cmd, db, conn):
-        cmdname = next(iter(cmd))
-        coll = check_coll_name(cmdname, db, cmd[cmdname])
-        if not self.exists(db, coll):
-            raise MongoError(26, 'ns not found %s.%s' % (db, coll))
-        meta = self.meta_of(db, coll)
-        before = len(meta.indexes)
-        which = cmd.get('index')
-        if which == '*':
-            names = [n for n in meta.indexes if n != '_id_']
-        elif isinstance(which, str):
-            names = [which]
-        elif isinstance(which, list):
-            names = list(which)
-        elif isinstance(which, dict):
-            enc = bson.encode(which)
-            names = [n for n, ix in meta.indexes.items() if bson.encode(ix['key']) == enc]
-            if not names:
-                raise MongoError(27, "can't find index with key: %s" % fmt(which))
-        else:
-            raise MongoError(14, "BSON field 'dropIndexes.index' is the wrong type")
-        for name in names:
-            if name == '_id_':
-                raise MongoError(72, 'cannot drop _id index')
-            if name not in meta.indexes:
-                raise MongoError(27, 'index not found with name [%s]' % name)
-        for name in names:
-            del meta.indexes[name]
-            meta.uniques.pop(name, None)
-        return {'nIndexesWas': before, 'ok': 1.0}
-
 
 def fmt_ns(db, cmd):
     try:

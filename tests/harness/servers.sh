@@ -34,7 +34,7 @@ readonly LOOPBACK="127.0.0.1"
 DEPS=(build-essential cmake ninja-build pkg-config postgresql-15 postgresql-client-15
   redis-server redis-tools libpq-dev libhiredis-dev libmongoc-dev libbson-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev libcli11-dev libgtest-dev
-  libgmock-dev libbenchmark-dev python3-mockupdb python3-mongomock python3-pymongo
+  libgmock-dev libbenchmark-dev python3-mockupdb python3-pymongo
   clang-format universal-ctags debhelper devscripts lintian systemd openssl stunnel4
   libcpp-httplib-dev nlohmann-json3-dev python3-prometheus-client
   chromium chromium-driver python3-selenium gcovr)

@@ -232,9 +232,9 @@ TEST(Credentials, RedisAclUserAuthenticatesWithItsPasswordFile) {
 }
 
 // mongodb.username + mongodb.password_file are set on the parsed URI. The stand-in has no SASL
-// (it answers saslStart with CommandNotFound), so this checks that the credentials reach the
-// server (the driver starts authenticating: the stand-in logs the saslStart it refused) and that
-// the password is in no output; with a real MongoDB (WALFOLD_TEST_MONGODB_URI) without that
+// (it answers saslStart with 115 CommandNotSupported), so this checks that the credentials reach
+// the server (the driver starts authenticating: the stand-in logs the saslStart it refused) and
+// that the password is in no output; with a real MongoDB (WALFOLD_TEST_MONGODB_URI) without that
 // user, the authentication fails the same way.
 TEST(Credentials, MongoUserAndPasswordFileGoToTheServerNotTheOutput) {
   BankEnv env;
