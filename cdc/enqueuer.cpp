@@ -14,6 +14,9 @@ Enqueuer::~Enqueuer() {
     stop_ = true;
   }
   work_cv_.notify_all();
+  // The thread stops once its Redis call returns (up to the connection's timeout): meanwhile
+  // the reader's loop is blocked on Redis, as the watchdog must see it.
+  ServerWait waiting(Server::Redis);
   thread_.join();
 }
 

@@ -47,6 +47,11 @@ class Enqueuer {
   std::size_t wait_one();
   // Waits for every outstanding batch; returns how many were taken.
   std::size_t wait_all();
+  // The thread stopped on an error (which take_acks/wait_one/send throw as it was).
+  bool failed() const {
+    std::lock_guard lk(m_);
+    return error_ != nullptr;
+  }
 
  private:
   void run();

@@ -184,6 +184,9 @@ class Reader::Session {
       try {
         decoder_.decode(x->payload, assembler_);
       } catch (const DataError& e) {
+        // An earlier batch's error, raised here by a flush the commit triggered: it is not this
+        // record's, and keeps its own words and type.
+        if (enqueuer_ && enqueuer_->failed()) throw;
         // Names the WAL position, so the operator can inspect it (pg_logical_slot_peek_*).
         throw DataError(std::string(e.what()) + " [slot '" + cfg_.postgres.slot +
                         "', WAL record at " + format_lsn(x->data_start) + "]");
