@@ -68,6 +68,27 @@ bool is_auth_refusal(std::string_view reply) {
   return false;
 }
 
+// What an error reply means, by its first word (Redis's error code: RESP "simple errors").
+enum class ReplyErrorKind {
+  Auth,       // credentials refused: exit 77, never retried
+  Transient,  // the same call succeeds later, or on the server a new connection finds (a
+              // failover): UnavailableError, retried by the caller's backoff
+  Other,      // asking again gives the same answer (RedisReplyError)
+};
+
+ReplyErrorKind classify_reply_error(std::string_view reply, std::string_view code) {
+  if (is_auth_refusal(reply)) return ReplyErrorKind::Auth;
+  // LOADING: the dataset is being loaded after a restart; BUSY: a script runs past its time
+  // limit; TRYAGAIN: a multi-key call during resharding; OOM: maxmemory reached (workers
+  // draining the queue free it); MISCONF: the last RDB save failed (writes refused until one
+  // succeeds); READONLY, MASTERDOWN, CLUSTERDOWN: this server cannot take writes now (a
+  // replica after a failover, or its primary is gone).
+  for (std::string_view c :
+       {"LOADING", "BUSY", "TRYAGAIN", "OOM", "MISCONF", "READONLY", "MASTERDOWN", "CLUSTERDOWN"})
+    if (code == c) return ReplyErrorKind::Transient;
+  return ReplyErrorKind::Other;
+}
+
 }  // namespace
 
 RedisScript::RedisScript(std::string name, std::string body)
@@ -116,13 +137,24 @@ Reply Redis::checked(redisReply* r, std::string_view what) {
     throw UnavailableError(msg);
   }
   Reply reply(r);
-  if (reply->type == REDIS_REPLY_ERROR && is_auth_refusal({reply->str, reply->len}))
-    throw AuthError("redis at " + address_ + " refused walfold's credentials (check " +
-                    "redis.password_file): " + std::string(what) + ": " +
-                    std::string(reply->str, reply->len));
-  if (reply->type == REDIS_REPLY_ERROR)
-    throw std::runtime_error("redis at " + address_ + ": " + std::string(what) + ": " +
-                             std::string(reply->str, reply->len));
+  if (reply->type != REDIS_REPLY_ERROR) return reply;
+  const std::string_view text(reply->str, reply->len);
+  const std::string code(text.substr(0, text.find(' ')));
+  const std::string msg =
+      "redis at " + address_ + ": " + std::string(what) + ": " + std::string(text);
+  switch (classify_reply_error(text, code)) {
+    case ReplyErrorKind::Auth:
+      throw AuthError("redis at " + address_ + " refused walfold's credentials (check " +
+                      "redis.password_file): " + std::string(what) + ": " + std::string(text));
+    case ReplyErrorKind::Transient:
+      // Dropped as a lost connection is: replies still due on it (a pipeline) go with it, and
+      // the next call connects again (after a failover, to whatever the address is now).
+      ctx_.reset();
+      throw UnavailableError(msg);
+    case ReplyErrorKind::Other:
+      break;
+  }
+  throw RedisReplyError(code, msg);
   return reply;
 }
 
@@ -187,11 +219,9 @@ Reply Redis::eval(const RedisScript& script, const std::vector<std::string_view>
   argv.insert(argv.end(), args.begin(), args.end());
   try {
     return command(argv);
-  } catch (const UnavailableError&) {
-    throw;
-  } catch (const std::runtime_error& e) {
-    if (std::strstr(e.what(), "NOSCRIPT") == nullptr)
-      throw std::runtime_error(std::string(e.what()) + " (script " + script.name() + ")");
+  } catch (const RedisReplyError& e) {
+    if (e.code != "NOSCRIPT")
+      throw RedisReplyError(e.code, std::string(e.what()) + " (script " + script.name() + ")");
   }
   argv[0] = "EVAL";
   argv[1] = script.body();

@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,16 @@ struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// An error reply Redis will give again if asked again (a script's own refusal, a wrong type, an
+// unknown command): `code` is the reply's first word (ERR, WRONGTYPE, NOSCRIPT, WALFOLD...).
+// Replies that pass with time (LOADING, BUSY, OOM, READONLY...) are UnavailableError instead,
+// and credential refusals AuthError: the table is `classify_reply_error` in redis.cpp.
+struct RedisReplyError : std::runtime_error {
+  RedisReplyError(std::string code, const std::string& what)
+      : std::runtime_error(what), code(std::move(code)) {}
+  std::string code;
+};
 
 class RedisScript {
  public:
@@ -35,8 +46,9 @@ class Redis {
   explicit Redis(const RedisConfig& cfg);
   const std::string& address() const { return address_; }
 
-  // Runs one command; throws UnavailableError on connection problems and std::runtime_error on
-  // an error reply (both name the address and the command).
+  // Runs one command; throws UnavailableError on connection problems and on error replies that
+  // pass with time, AuthError on a credential refusal, RedisReplyError on any other error reply
+  // (all name the address and the command).
   Reply command(const std::vector<std::string_view>& argv);
   // EVALSHA with fallback to EVAL on NOSCRIPT.
   Reply eval(const RedisScript& script, const std::vector<std::string_view>& keys,

@@ -156,6 +156,30 @@ TEST(Recovery, RedisDownForThirtySecondsLosesNothing) {
   run.finish();
 }
 
+// Redis at its maxmemory (noeviction: the default policy) answers writes with OOM until memory
+// is freed: a wait, not a fault. The reader and the workers back off and carry on; nothing is
+// lost, and the daemon does not exit (it did: the OOM reply was an error of no known kind, and
+// the reader's thread stopped the daemon with exit 70).
+TEST(Recovery, RedisAtMaxmemoryIsWaitedOutNotFatal) {
+  LiveRun run;
+  auto load = run.activity(20, 24);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  struct MaxmemoryLimit {
+    MaxmemoryLimit() { redis_cmd({"CONFIG", "SET", "maxmemory", "1"}); }
+    ~MaxmemoryLimit() { redis_cmd({"CONFIG", "SET", "maxmemory", "0"}); }
+  };
+  {
+    MaxmemoryLimit limit;
+    ASSERT_TRUE(run.daemon->wait_for_output("OOM command not allowed", std::chrono::seconds(30)))
+        << run.daemon->output();
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    EXPECT_TRUE(run.daemon->is_running()) << run.daemon->output();
+  }
+  wait_ok(*load);
+  EXPECT_TRUE(run.daemon->is_running()) << run.daemon->output();
+  run.finish();
+}
+
 // Commits with jobs not yet folded (P:pending holds one member per such commit).
 long long pending_commits(const BankEnv& env) {
   return std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}));
