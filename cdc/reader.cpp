@@ -113,9 +113,10 @@ class Reader::Session {
     const Lsn start_at = std::max(owner_.opts_.start_at, slot.confirmed_flush);
     try {
       stream_->start(cfg_.postgres.slot, cfg_.postgres.publication, owner_.opts_.start_at);
-    } catch (const std::runtime_error& e) {
-      if (std::string_view(e.what()).find("is active for PID") != std::string_view::npos)
-        throw SlotBusy(e.what());
+    } catch (const PgError& e) {
+      // 55006 object_in_use: another walsender streams the slot (ReplicationSlotAcquire's
+      // "replication slot ... is active for PID ..."), whatever the server's language.
+      if (e.sqlstate() == "55006") throw SlotBusy(e.what());
       throw;
     }
     if (owner_.standby_logged_)
