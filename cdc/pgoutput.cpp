@@ -223,151 +223,177 @@ std::string_view message_type_name(char type) {
   }
 }
 
+namespace {
+
+// One function per message type: each reads the whole message and calls its handler.
+
+void decode_begin(Reader& r, Handler& handler) {
+  Begin m{};
+  m.final_lsn = r.u64("Int64 final LSN of the transaction");
+  m.commit_time = r.i64("Int64 commit timestamp");
+  m.xid = r.u32("Int32 transaction id");
+  r.expect_end();
+  handler.on_begin(m);
+}
+
+void decode_commit(Reader& r, Handler& handler) {
+  Commit m{};
+  m.flags = r.u8("Int8 flags");
+  m.commit_lsn = r.u64("Int64 commit LSN");
+  m.end_lsn = r.u64("Int64 end LSN of the transaction");
+  m.commit_time = r.i64("Int64 commit timestamp");
+  r.expect_end();
+  handler.on_commit(m);
+}
+
+void decode_origin(Reader& r, Handler& handler) {
+  Origin m{};
+  m.commit_lsn = r.u64("Int64 commit LSN on the origin");
+  m.name = r.cstring("origin name");
+  r.expect_end();
+  handler.on_origin(m);
+}
+
+// `m` is the decoder's reusable Relation (its strings and columns keep their capacity).
+void decode_relation(Reader& r, Relation& m, Handler& handler) {
+  m.relid = r.u32("Int32 relation id");
+  m.nspname.assign(r.cstring("namespace name"));
+  m.relname.assign(r.cstring("relation name"));
+  const std::size_t ri_at = r.offset();
+  const std::uint8_t ri = r.u8("Int8 replica identity");
+  if (!valid_replica_identity(ri)) {
+    r.fail(ri_at, "expected replica identity 'd', 'n', 'f' or 'i', got " + describe_byte(ri));
+  }
+  m.replica_identity = static_cast<char>(ri);
+  // A column is at least flags (1) + empty name (1) + type OID (4) + typmod (4) = 10 bytes.
+  const std::size_t ncols = r.count<std::int16_t>("Int16 number of columns", 10);
+  m.columns.resize(ncols);
+  for (std::size_t i = 0; i < ncols; ++i) {
+    r.set_context("relation column", static_cast<int>(i + 1));
+    RelationColumn& col = m.columns[i];
+    col.flags = r.u8("Int8 column flags");
+    col.name.assign(r.cstring("column name"));
+    col.type_oid = r.u32("Int32 column type OID");
+    col.type_modifier = r.i32("Int32 column type modifier");
+  }
+  r.clear_context();
+  r.expect_end();
+  handler.on_relation(m);
+}
+
+void decode_type(Reader& r, Handler& handler) {
+  Type m{};
+  m.type_oid = r.u32("Int32 type OID");
+  m.nspname = r.cstring("type namespace name");
+  m.name = r.cstring("type name");
+  r.expect_end();
+  handler.on_type(m);
+}
+
+// Reads the Byte1 'N' that announces a new tuple.
+void expect_new_tuple_tag(Reader& r) {
+  const std::size_t tag_at = r.offset();
+  const std::uint8_t tag = r.u8("Byte1 'N' (new tuple follows)");
+  if (tag != 'N') r.fail(tag_at, "expected Byte1 'N' (new tuple), got " + describe_byte(tag));
+}
+
+void decode_insert(Reader& r, std::vector<TupleValue>& new_tuple, Handler& handler) {
+  const std::uint32_t relid = r.u32("Int32 relation id");
+  expect_new_tuple_tag(r);
+  read_tuple(r, new_tuple, "new tuple column");
+  r.expect_end();
+  handler.on_insert(relid, Tuple(new_tuple));
+}
+
+void decode_update(Reader& r, std::vector<TupleValue>& old_tuple,
+                   std::vector<TupleValue>& new_tuple, Handler& handler) {
+  const std::uint32_t relid = r.u32("Int32 relation id");
+  const std::size_t tag_at = r.offset();
+  const std::uint8_t tag = r.u8("Byte1 'K', 'O' or 'N'");
+  char old_kind = 0;
+  if (tag == 'K' || tag == 'O') {
+    old_kind = static_cast<char>(tag);
+    read_tuple(r, old_tuple, tag == 'K' ? "old key column" : "old tuple column");
+    expect_new_tuple_tag(r);
+  } else if (tag != 'N') {
+    r.fail(tag_at, "expected Byte1 'K' (old key), 'O' (old tuple) or 'N' (new tuple), got " +
+                       describe_byte(tag));
+  }
+  read_tuple(r, new_tuple, "new tuple column");
+  r.expect_end();
+  handler.on_update(relid, old_kind, old_kind != 0 ? Tuple(old_tuple) : Tuple(), Tuple(new_tuple));
+}
+
+void decode_delete(Reader& r, std::vector<TupleValue>& old_tuple, Handler& handler) {
+  const std::uint32_t relid = r.u32("Int32 relation id");
+  const std::size_t tag_at = r.offset();
+  const std::uint8_t tag = r.u8("Byte1 'K' or 'O'");
+  if (tag != 'K' && tag != 'O') {
+    r.fail(tag_at, "expected Byte1 'K' (old key) or 'O' (old tuple), got " + describe_byte(tag));
+  }
+  read_tuple(r, old_tuple, tag == 'K' ? "old key column" : "old tuple column");
+  r.expect_end();
+  handler.on_delete(relid, static_cast<char>(tag), Tuple(old_tuple));
+}
+
+// `m` is the decoder's reusable Truncate.
+void decode_truncate(Reader& r, Truncate& m, Handler& handler) {
+  // The options byte sits between the count and the relation ids.
+  const std::size_t nrels = r.count<std::int32_t>("Int32 number of relations", 4, 1);
+  m.options = r.u8("Int8 truncate option bits");
+  m.relids.clear();
+  m.relids.reserve(nrels);
+  for (std::size_t i = 0; i < nrels; ++i) {
+    r.set_context("truncated relation", static_cast<int>(i + 1));
+    m.relids.push_back(r.u32("Int32 relation id"));
+  }
+  r.clear_context();
+  r.expect_end();
+  handler.on_truncate(m);
+}
+
+void decode_message(Reader& r, Handler& handler) {
+  LogicalMessage m{};
+  const std::size_t flags_at = r.offset();
+  const std::uint8_t flags = r.u8("Int8 flags");
+  if (flags > 1) {
+    r.fail(flags_at, "expected flags 0 or 1 (transactional), got " + std::to_string(flags));
+  }
+  m.transactional = flags == 1;
+  m.lsn = r.u64("Int64 LSN of the message");
+  m.prefix = r.cstring("message prefix");
+  const std::size_t len = r.length("Int32 content length");
+  m.content = r.bytes(len, "message content");
+  r.expect_end();
+  handler.on_message(m);
+}
+
+}  // namespace
+
 void Decoder::decode(std::span<const std::uint8_t> message, Handler& handler) {
   Reader r(message);
   const char type = static_cast<char>(r.u8("Byte1 message type"));
   switch (type) {
-    case 'B': {
-      Begin m{};
-      m.final_lsn = r.u64("Int64 final LSN of the transaction");
-      m.commit_time = r.i64("Int64 commit timestamp");
-      m.xid = r.u32("Int32 transaction id");
-      r.expect_end();
-      handler.on_begin(m);
-      return;
-    }
-    case 'C': {
-      Commit m{};
-      m.flags = r.u8("Int8 flags");
-      m.commit_lsn = r.u64("Int64 commit LSN");
-      m.end_lsn = r.u64("Int64 end LSN of the transaction");
-      m.commit_time = r.i64("Int64 commit timestamp");
-      r.expect_end();
-      handler.on_commit(m);
-      return;
-    }
-    case 'O': {
-      Origin m{};
-      m.commit_lsn = r.u64("Int64 commit LSN on the origin");
-      m.name = r.cstring("origin name");
-      r.expect_end();
-      handler.on_origin(m);
-      return;
-    }
-    case 'R': {
-      Relation& m = relation_;
-      m.relid = r.u32("Int32 relation id");
-      m.nspname.assign(r.cstring("namespace name"));
-      m.relname.assign(r.cstring("relation name"));
-      const std::size_t ri_at = r.offset();
-      const std::uint8_t ri = r.u8("Int8 replica identity");
-      if (!valid_replica_identity(ri)) {
-        r.fail(ri_at, "expected replica identity 'd', 'n', 'f' or 'i', got " + describe_byte(ri));
-      }
-      m.replica_identity = static_cast<char>(ri);
-      // A column is at least flags (1) + empty name (1) + type OID (4) + typmod (4) = 10 bytes.
-      const std::size_t ncols = r.count<std::int16_t>("Int16 number of columns", 10);
-      m.columns.resize(ncols);
-      for (std::size_t i = 0; i < ncols; ++i) {
-        r.set_context("relation column", static_cast<int>(i + 1));
-        RelationColumn& col = m.columns[i];
-        col.flags = r.u8("Int8 column flags");
-        col.name.assign(r.cstring("column name"));
-        col.type_oid = r.u32("Int32 column type OID");
-        col.type_modifier = r.i32("Int32 column type modifier");
-      }
-      r.clear_context();
-      r.expect_end();
-      handler.on_relation(m);
-      return;
-    }
-    case 'Y': {
-      Type m{};
-      m.type_oid = r.u32("Int32 type OID");
-      m.nspname = r.cstring("type namespace name");
-      m.name = r.cstring("type name");
-      r.expect_end();
-      handler.on_type(m);
-      return;
-    }
-    case 'I': {
-      const std::uint32_t relid = r.u32("Int32 relation id");
-      const std::size_t tag_at = r.offset();
-      const std::uint8_t tag = r.u8("Byte1 'N' (new tuple follows)");
-      if (tag != 'N') r.fail(tag_at, "expected Byte1 'N' (new tuple), got " + describe_byte(tag));
-      read_tuple(r, new_tuple_, "new tuple column");
-      r.expect_end();
-      handler.on_insert(relid, Tuple(new_tuple_));
-      return;
-    }
-    case 'U': {
-      const std::uint32_t relid = r.u32("Int32 relation id");
-      std::size_t tag_at = r.offset();
-      std::uint8_t tag = r.u8("Byte1 'K', 'O' or 'N'");
-      char old_kind = 0;
-      if (tag == 'K' || tag == 'O') {
-        old_kind = static_cast<char>(tag);
-        read_tuple(r, old_tuple_, tag == 'K' ? "old key column" : "old tuple column");
-        tag_at = r.offset();
-        tag = r.u8("Byte1 'N' (new tuple follows)");
-        if (tag != 'N') {
-          r.fail(tag_at, "expected Byte1 'N' (new tuple), got " + describe_byte(tag));
-        }
-      } else if (tag != 'N') {
-        r.fail(tag_at, "expected Byte1 'K' (old key), 'O' (old tuple) or 'N' (new tuple), got " +
-                           describe_byte(tag));
-      }
-      read_tuple(r, new_tuple_, "new tuple column");
-      r.expect_end();
-      handler.on_update(relid, old_kind, old_kind != 0 ? Tuple(old_tuple_) : Tuple(),
-                        Tuple(new_tuple_));
-      return;
-    }
-    case 'D': {
-      const std::uint32_t relid = r.u32("Int32 relation id");
-      const std::size_t tag_at = r.offset();
-      const std::uint8_t tag = r.u8("Byte1 'K' or 'O'");
-      if (tag != 'K' && tag != 'O') {
-        r.fail(tag_at,
-               "expected Byte1 'K' (old key) or 'O' (old tuple), got " + describe_byte(tag));
-      }
-      read_tuple(r, old_tuple_, tag == 'K' ? "old key column" : "old tuple column");
-      r.expect_end();
-      handler.on_delete(relid, static_cast<char>(tag), Tuple(old_tuple_));
-      return;
-    }
-    case 'T': {
-      Truncate& m = truncate_;
-      // The options byte sits between the count and the relation ids.
-      const std::size_t nrels = r.count<std::int32_t>("Int32 number of relations", 4, 1);
-      m.options = r.u8("Int8 truncate option bits");
-      m.relids.clear();
-      m.relids.reserve(nrels);
-      for (std::size_t i = 0; i < nrels; ++i) {
-        r.set_context("truncated relation", static_cast<int>(i + 1));
-        m.relids.push_back(r.u32("Int32 relation id"));
-      }
-      r.clear_context();
-      r.expect_end();
-      handler.on_truncate(m);
-      return;
-    }
-    case 'M': {
-      LogicalMessage m{};
-      const std::size_t flags_at = r.offset();
-      const std::uint8_t flags = r.u8("Int8 flags");
-      if (flags > 1) {
-        r.fail(flags_at, "expected flags 0 or 1 (transactional), got " + std::to_string(flags));
-      }
-      m.transactional = flags == 1;
-      m.lsn = r.u64("Int64 LSN of the message");
-      m.prefix = r.cstring("message prefix");
-      const std::size_t len = r.length("Int32 content length");
-      m.content = r.bytes(len, "message content");
-      r.expect_end();
-      handler.on_message(m);
-      return;
-    }
+    case 'B':
+      return decode_begin(r, handler);
+    case 'C':
+      return decode_commit(r, handler);
+    case 'O':
+      return decode_origin(r, handler);
+    case 'R':
+      return decode_relation(r, relation_, handler);
+    case 'Y':
+      return decode_type(r, handler);
+    case 'I':
+      return decode_insert(r, new_tuple_, handler);
+    case 'U':
+      return decode_update(r, old_tuple_, new_tuple_, handler);
+    case 'D':
+      return decode_delete(r, old_tuple_, handler);
+    case 'T':
+      return decode_truncate(r, truncate_, handler);
+    case 'M':
+      return decode_message(r, handler);
     case 'S':
     case 'E':
     case 'c':
