@@ -93,7 +93,27 @@ void HttpServer::start() {
   svr.set_read_timeout(std::chrono::seconds(5));
   svr.set_write_timeout(std::chrono::seconds(5));
   svr.set_payload_max_length(64 * 1024);
+  route_auth();
+  route_reads();
+  route_admin();
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "internal error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        res.status = 500;
+        res.set_content(what + "\n", "text/plain");
+      });
 
+  listen();
+}
+
+void HttpServer::route_auth() {
+  auto& svr = *server_;
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     security_headers(res);
     if (token_.empty()) return httplib::Server::HandlerResponse::Unhandled;
@@ -123,6 +143,10 @@ void HttpServer::start() {
     res.status = token_.empty() ? 404 : 401;
     res.set_content(token_.empty() ? "no token is configured\n" : "wrong token\n", "text/plain");
   });
+}
+
+void HttpServer::route_reads() {
+  auto& svr = *server_;
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(observer_.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -149,6 +173,10 @@ void HttpServer::start() {
     }
     res.set_content(j.dump(), "application/json");
   });
+}
+
+void HttpServer::route_admin() {
+  auto& svr = *server_;
   auto admin = [this](bool retry) {
     return [this, retry](const httplib::Request& req, httplib::Response& res) {
       auto refuse = [&](int status, const std::string& why) {
@@ -184,19 +212,11 @@ void HttpServer::start() {
   };
   svr.Post("/api/dead/retry", admin(true));
   svr.Post("/api/dead/purge", admin(false));
-  svr.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "internal error";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        res.status = 500;
-        res.set_content(what + "\n", "text/plain");
-      });
+}
 
+void HttpServer::listen() {
+  const auto& http = observer_.config().http;
+  auto& svr = *server_;
   if (http.port == 0)
     port_ = svr.bind_to_any_port(http.host);
   else

@@ -26,6 +26,11 @@ class HttpServer {
   int port() const { return port_; }
 
  private:
+  void route_auth();   // the bearer token check and the sign-in form
+  void route_reads();  // /metrics, /healthz, /readyz, /, /api/status, /api/dead
+  void route_admin();  // POST /api/dead/retry and /api/dead/purge
+  void listen();       // binds http.listen and starts the server's thread
+
   Observer& observer_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -58,18 +58,15 @@ std::string label(const char* k, const std::string& v) {
   return std::string(k) + "=\"" + escape_label(v) + "\"";
 }
 
-}  // namespace
-
-std::string Observer::metrics_text() const {
-  const auto s = sample();
-  const auto& p = progress_;
-  Writer w;
+// walfold's identity: version, role, slot, start time, standby state, sample time.
+void write_identity(Writer& w, const Observer& o, const Sample& s) {
+  const auto& p = o.progress();
   w.family("walfold_build_info", "gauge", "walfold's version and this process's role (value 1)");
   w.value("walfold_build_info", 1,
-          label("version", info_.version) + "," + label("role", role()) + "," +
-              label("slot", cfg_.postgres.slot));
+          label("version", o.process().version) + "," + label("role", o.role()) + "," +
+              label("slot", o.config().postgres.slot));
   w.one("walfold_process_start_time_seconds", "gauge", "Start time of the process (Unix seconds)",
-        static_cast<double>(info_.started_ms) / 1000.0);
+        static_cast<double>(o.process().started_ms) / 1000.0);
   w.one("walfold_standby", "gauge",
         "1 while this reader waits as a standby (another reader streams the slot)",
         p.standby.load() ? 1 : 0);
@@ -82,7 +79,10 @@ std::string Observer::metrics_text() const {
   w.value("walfold_server_up", s.postgresql.ok ? 1 : 0, label("server", "postgresql"));
   w.value("walfold_server_up", s.redis.ok ? 1 : 0, label("server", "redis"));
   w.value("walfold_server_up", s.mongodb.ok ? 1 : 0, label("server", "mongodb"));
+}
 
+// The servers, the slot and the positions along the data path (LSNs as numbers).
+void write_positions(Writer& w, const Sample& s, const Progress& p) {
   w.one("walfold_slot_present", "gauge", "1 when the replication slot exists",
         s.slot_exists ? 1 : 0);
   w.one("walfold_slot_lost", "gauge", "1 when the replication slot's wal_status is 'lost'",
@@ -109,7 +109,10 @@ std::string Observer::metrics_text() const {
     w.one("walfold_checkpoint_saved_timestamp_seconds", "gauge",
           "When the checkpoint in MongoDB was last saved (Unix seconds)",
           static_cast<double>(s.checkpoint_saved_ms) / 1000.0);
+}
 
+// What the reader decoded and did besides: heartbeats, snapshot loads.
+void write_reader(Writer& w, const Progress& p) {
   w.one("walfold_commits_received_total", "counter",
         "Commits of the published tables decoded by the reader", p.commits_seen.load());
   w.one("walfold_rows_received_total", "counter", "Row changes decoded by the reader",
@@ -128,11 +131,13 @@ std::string Observer::metrics_text() const {
         "Documents written to MongoDB by snapshot loads (initial load, rebuilds after a "
         "TRUNCATE), as MongoDB acknowledged them",
         static_cast<double>(p.snapshot_documents.load()));
+}
 
-  // Jobs by priority class: the configured classes always, others once seen.
-  std::set<int> classes{cfg_.priorities.replay};
-  for (const auto& [_, t] : cfg_.tables) classes.insert(t.priority);
-  for (const auto& r : cfg_.priorities.rules) classes.insert(r.priority);
+// Jobs by priority class: the configured classes always, others once seen.
+void write_jobs_by_priority(Writer& w, const Config& cfg, const Progress& p) {
+  std::set<int> classes{cfg.priorities.replay};
+  for (const auto& [_, t] : cfg.tables) classes.insert(t.priority);
+  for (const auto& r : cfg.priorities.rules) classes.insert(r.priority);
   for (int i = 0; i < 256; ++i)
     if (p.enqueued_by_priority[i] || p.folded_by_priority[i] || p.retried_by_priority[i] ||
         p.dead_by_priority[i])
@@ -150,7 +155,9 @@ std::string Observer::metrics_text() const {
               p.retried_by_priority);
   by_priority("walfold_jobs_dead_lettered_total", "Keys dead-lettered, by priority",
               p.dead_by_priority);
+}
 
+void write_queue(Writer& w, const Sample& s) {
   if (s.counts) {
     w.family("walfold_queue_keys", "gauge", "Ordering keys with jobs in Redis, by state");
     w.value("walfold_queue_keys", s.counts->ready_keys, label("state", "ready"));
@@ -165,7 +172,9 @@ std::string Observer::metrics_text() const {
   if (s.oldest_pending_age_s)
     w.one("walfold_queue_oldest_pending_age_seconds", "gauge",
           "Age of the oldest pending job (since it was enqueued)", *s.oldest_pending_age_s);
+}
 
+void write_mongodb(Writer& w, const Progress& p) {
   w.one("walfold_mongodb_write_commands_total", "counter",
         "MongoDB write commands (bulk writes) sent by the workers", p.mongo_write_commands.load());
   w.one("walfold_mongodb_statements_total", "counter",
@@ -174,26 +183,29 @@ std::string Observer::metrics_text() const {
         p.changes_folded.load());
   w.one("walfold_fold_errors_total", "counter", "Jobs that could not be folded (poison attempts)",
         p.fold_errors.load());
+}
 
-  {
-    const char* h = "walfold_commit_to_mongodb_seconds";
-    w.family(h, "histogram",
-             "From a transaction's commit timestamp in PostgreSQL to MongoDB's acknowledgement of "
-             "the fold of its job (one observation per job folded)");
-    const auto& hist = p.commit_to_mongodb;
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < hist.bounds.size(); ++i) {
-      cumulative += hist.buckets[i].load();
-      w.value(std::string(h) + "_bucket", static_cast<double>(cumulative),
-              label("le", number(hist.bounds[i])));
-    }
-    // Count and +Inf from the same loads, so the exposition is consistent while workers count.
-    cumulative += hist.buckets[hist.bounds.size()].load();
-    w.value(std::string(h) + "_bucket", static_cast<double>(cumulative), label("le", "+Inf"));
-    w.value(std::string(h) + "_sum", static_cast<double>(hist.sum_us.load()) / 1e6);
-    w.value(std::string(h) + "_count", static_cast<double>(cumulative));
+void write_commit_to_mongodb(Writer& w, const Progress& p) {
+  const char* h = "walfold_commit_to_mongodb_seconds";
+  w.family(h, "histogram",
+           "From a transaction's commit timestamp in PostgreSQL to MongoDB's acknowledgement of "
+           "the fold of its job (one observation per job folded)");
+  const auto& hist = p.commit_to_mongodb;
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < hist.bounds.size(); ++i) {
+    cumulative += hist.buckets[i].load();
+    w.value(std::string(h) + "_bucket", static_cast<double>(cumulative),
+            label("le", number(hist.bounds[i])));
   }
+  // Count and +Inf from the same loads, so the exposition is consistent while workers count.
+  cumulative += hist.buckets[hist.bounds.size()].load();
+  w.value(std::string(h) + "_bucket", static_cast<double>(cumulative), label("le", "+Inf"));
+  w.value(std::string(h) + "_sum", static_cast<double>(hist.sum_us.load()) / 1e6);
+  w.value(std::string(h) + "_count", static_cast<double>(cumulative));
+}
 
+// Reconnects, Redis-loss recoveries, rebuilds, and the deployment's processes.
+void write_recovery(Writer& w, const Sample& s, const Progress& p) {
   w.family("walfold_reconnects_total", "counter",
            "Reader sessions ended by a server error and reconnected, by the server it named");
   w.value("walfold_reconnects_total", p.reconnects_postgresql.load(),
@@ -212,6 +224,22 @@ std::string Observer::metrics_text() const {
   for (const auto& pr : s.processes) roles[pr.value("role", "?")]++;
   for (const char* r : {"reader", "standby", "worker"}) roles.emplace(r, 0);
   for (const auto& [r, n] : roles) w.value("walfold_processes", n, label("role", r));
+}
+
+}  // namespace
+
+std::string Observer::metrics_text() const {
+  const auto s = sample();
+  const auto& p = progress_;
+  Writer w;
+  write_identity(w, *this, s);
+  write_positions(w, s, p);
+  write_reader(w, p);
+  write_jobs_by_priority(w, cfg_, p);
+  write_queue(w, s);
+  write_mongodb(w, p);
+  write_commit_to_mongodb(w, p);
+  write_recovery(w, s, p);
   return w.str();
 }
 

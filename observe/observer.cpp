@@ -174,108 +174,123 @@ void Observer::take_sample(bool slow) {
   }
   s.at_ms = unix_ms();
   probe_->probe(s);
+  sample_redis(s, slow, s.at_ms - page_seen_ms_.load() < 30000);
+  if (slow || !s.mongodb.probed) sample_mongodb(s);
+  record(s, slow);
+}
 
-  // Redis: the counts, the oldest pending job's age, the process registry.
-  const bool page = s.at_ms - page_seen_ms_.load() < 30000;
-  {
-    std::lock_guard<std::mutex> l(redis_mu_);
-    try {
-      auto& q = queue_locked();
-      s.redis.address = redis_->address();
-      s.counts = q.counts();
-      s.enqueued_end = q.enqueued_end_lsn();
-      const std::string procs = q.prefix() + ":procs";
-      nlohmann::json me{{"id", info_.id},
-                        {"host", info_.host},
-                        {"pid", info_.pid},
-                        {"role", role()},
-                        {"workers", info_.workers},
-                        {"version", info_.version},
-                        {"started_ms", info_.started_ms},
-                        {"heartbeat_ms", s.at_ms},
-                        {"http", info_.http},
-                        {"confirmed_lsn", format_lsn(progress_.confirmed_lsn.load())},
-                        {"jobs_folded", progress_.jobs_folded.load()}};
-      const std::string me_text = me.dump();
-      redis_->append({"HSET", procs, info_.id, me_text});
-      redis_->append({"PEXPIRE", procs, std::to_string(kRegistryTtlMs * 4)});
-      redis_->append({"HGETALL", procs});
-      redis_->read_reply();
-      redis_->read_reply();
-      auto all = redis_->read_reply();
-      s.processes = nlohmann::json::array();
-      for (std::size_t i = 0; i + 1 < all->elements; i += 2) {
-        const std::string id(view(all->element[i]));
-        auto p = nlohmann::json::parse(view(all->element[i + 1]), nullptr, false);
-        if (p.is_discarded() || !p.contains("heartbeat_ms") ||
-            s.at_ms - p["heartbeat_ms"].get<std::int64_t>() > kRegistryTtlMs) {
-          redis_->command({"HDEL", procs, id});  // gone (or unreadable): forget it
-          continue;
-        }
-        s.processes.push_back(std::move(p));
-      }
-      s.oldest_pending_age_s = oldest_pending_age_seconds(*redis_, q.prefix());
-      const bool keys = s.counts && (s.counts->ready_keys + s.counts->active_keys +
-                                     s.counts->delayed_keys + s.counts->dead_keys) > 0;
-      if (page && (slow || (s.by_priority.empty() && keys))) {
-        auto st = q.stats();
-        s.by_priority = nlohmann::json::array();
-        for (const auto& [p, c] : st.by_priority)
-          s.by_priority.push_back({{"priority", p},
-                                   {"ready", c.ready},
-                                   {"active", c.active},
-                                   {"delayed", c.delayed},
-                                   {"dead", c.dead},
-                                   {"jobs", c.jobs}});
-      }
-      if (page &&
-          (slow || (s.counts && static_cast<long long>(s.dead.size()) != s.counts->dead_keys))) {
-        s.dead = nlohmann::json::array();
-        for (const auto& d : q.dead_letters())
-          s.dead.push_back({{"key", d.key},
-                            {"attempts", d.attempts},
-                            {"reason", d.reason},
-                            {"lsn", d.lsn.empty() ? std::string()
-                                                  : format_lsn(parse_lsn_key(d.lsn).value_or(0))},
-                            {"at_ms", d.at_ms},
-                            {"jobs", d.jobs}});
-      }
-      s.redis.ok = true;
-      s.redis.error.clear();
-    } catch (const std::exception& e) {
-      s.redis.ok = false;
-      s.redis.error = e.what();
-      s.counts.reset();
-      queue_.reset();
-      redis_.reset();
+// This process's entry in the registry (refreshed), and the live entries of the others; an
+// entry whose heartbeat is older than the registry's TTL (or unreadable) is forgotten.
+void Observer::register_process(queue::JobQueue& q, Sample& s) {
+  const std::string procs = q.prefix() + ":procs";
+  nlohmann::json me{{"id", info_.id},
+                    {"host", info_.host},
+                    {"pid", info_.pid},
+                    {"role", role()},
+                    {"workers", info_.workers},
+                    {"version", info_.version},
+                    {"started_ms", info_.started_ms},
+                    {"heartbeat_ms", s.at_ms},
+                    {"http", info_.http},
+                    {"confirmed_lsn", format_lsn(progress_.confirmed_lsn.load())},
+                    {"jobs_folded", progress_.jobs_folded.load()}};
+  const std::string me_text = me.dump();
+  redis_->append({"HSET", procs, info_.id, me_text});
+  redis_->append({"PEXPIRE", procs, std::to_string(kRegistryTtlMs * 4)});
+  redis_->append({"HGETALL", procs});
+  redis_->read_reply();
+  redis_->read_reply();
+  auto all = redis_->read_reply();
+  s.processes = nlohmann::json::array();
+  if (all->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t i = 0; i + 1 < all->elements; i += 2) {
+    const std::string id(view(all->element[i]));
+    auto p = nlohmann::json::parse(view(all->element[i + 1]), nullptr, false);
+    if (p.is_discarded() || !p.contains("heartbeat_ms") || !p["heartbeat_ms"].is_number() ||
+        s.at_ms - p["heartbeat_ms"].get<std::int64_t>() > kRegistryTtlMs) {
+      redis_->command({"HDEL", procs, id});  // gone (or unreadable): forget it
+      continue;
     }
-    s.redis.probed = true;
+    s.processes.push_back(std::move(p));
   }
+}
 
-  if (slow || !s.mongodb.probed) {
-    s.mongodb.address = pool_.address();
-    try {
-      pool_.ping();
-      s.mongodb.ok = true;
-      s.mongodb.error.clear();
-      checkpoint::Store store(cfg_, pool_);
-      if (auto c = store.load_mongo()) {
-        s.checkpoint_lsn = c->lsn;
-        s.checkpoint_saved_ms = c->saved_at_ms;
-        s.checkpoint_history = nlohmann::json::array();
-        const std::size_t from = c->history.size() > 20 ? c->history.size() - 20 : 0;
-        for (std::size_t i = from; i < c->history.size(); ++i)
-          s.checkpoint_history.push_back({{"lsn", format_lsn(c->history[i].lsn)},
-                                          {"at_ms", c->history[i].at_ms},
-                                          {"event", c->history[i].event}});
-      }
-    } catch (const std::exception& e) {
-      s.mongodb.ok = false;
-      s.mongodb.error = e.what();
+// Redis: the counts, the oldest pending job's age, the process registry; for the status page
+// (asked for within 30 s) the counts by priority and the dead letters, on slow samples or when
+// they visibly changed.
+void Observer::sample_redis(Sample& s, bool slow, bool page) {
+  std::lock_guard<std::mutex> l(redis_mu_);
+  try {
+    auto& q = queue_locked();
+    s.redis.address = redis_->address();
+    s.counts = q.counts();
+    s.enqueued_end = q.enqueued_end_lsn();
+    register_process(q, s);
+    s.oldest_pending_age_s = oldest_pending_age_seconds(*redis_, q.prefix());
+    const bool keys = s.counts && (s.counts->ready_keys + s.counts->active_keys +
+                                   s.counts->delayed_keys + s.counts->dead_keys) > 0;
+    if (page && (slow || (s.by_priority.empty() && keys))) {
+      auto st = q.stats();
+      s.by_priority = nlohmann::json::array();
+      for (const auto& [p, c] : st.by_priority)
+        s.by_priority.push_back({{"priority", p},
+                                 {"ready", c.ready},
+                                 {"active", c.active},
+                                 {"delayed", c.delayed},
+                                 {"dead", c.dead},
+                                 {"jobs", c.jobs}});
     }
-    s.mongodb.probed = true;
+    if (page &&
+        (slow || (s.counts && static_cast<long long>(s.dead.size()) != s.counts->dead_keys))) {
+      s.dead = nlohmann::json::array();
+      for (const auto& d : q.dead_letters())
+        s.dead.push_back(
+            {{"key", d.key},
+             {"attempts", d.attempts},
+             {"reason", d.reason},
+             {"lsn", d.lsn.empty() ? std::string() : format_lsn(parse_lsn_key(d.lsn).value_or(0))},
+             {"at_ms", d.at_ms},
+             {"jobs", d.jobs}});
+    }
+    s.redis.ok = true;
+    s.redis.error.clear();
+  } catch (const std::exception& e) {
+    s.redis.ok = false;
+    s.redis.error = e.what();
+    s.counts.reset();
+    queue_.reset();
+    redis_.reset();
   }
+  s.redis.probed = true;
+}
 
+void Observer::sample_mongodb(Sample& s) {
+  s.mongodb.address = pool_.address();
+  try {
+    pool_.ping();
+    s.mongodb.ok = true;
+    s.mongodb.error.clear();
+    checkpoint::Store store(cfg_, pool_);
+    if (auto c = store.load_mongo()) {
+      s.checkpoint_lsn = c->lsn;
+      s.checkpoint_saved_ms = c->saved_at_ms;
+      s.checkpoint_history = nlohmann::json::array();
+      const std::size_t from = c->history.size() > 20 ? c->history.size() - 20 : 0;
+      for (std::size_t i = from; i < c->history.size(); ++i)
+        s.checkpoint_history.push_back({{"lsn", format_lsn(c->history[i].lsn)},
+                                        {"at_ms", c->history[i].at_ms},
+                                        {"event", c->history[i].event}});
+    }
+  } catch (const std::exception& e) {
+    s.mongodb.ok = false;
+    s.mongodb.error = e.what();
+  }
+  s.mongodb.probed = true;
+}
+
+// The fold rate since the last sample, the sample itself, a history point on slow samples, and
+// systemd's STATUS= every 5 s.
+void Observer::record(const Sample& s, bool slow) {
   const auto now_ns = Progress::now_ns();
   const auto rows = progress_.changes_folded.load();
   if (last_rate_ns_ != 0 && now_ns > last_rate_ns_)

@@ -115,6 +115,12 @@ class Observer {
  private:
   void loop();
   void take_sample(bool slow);
+  // The parts of a sample: Redis (counts, registry, and the page's slower views when `page`),
+  // MongoDB (reachability, checkpoint), then the fold rate, history and systemd status.
+  void sample_redis(Sample& s, bool slow, bool page);
+  void register_process(queue::JobQueue& q, Sample& s);  // redis_mu_ held
+  void sample_mongodb(Sample& s);
+  void record(const Sample& s, bool slow);
   void notify_systemd(const Sample& s);
   queue::JobQueue& queue_locked();  // redis_mu_ held
 

@@ -2,8 +2,9 @@
 // refreshed every 2 s from /api/status; readable on a phone.
 namespace walfold::observe {
 
-const char* status_page_html() {
-  return R"PAGE(<!doctype html>
+namespace {
+
+constexpr const char* kStatusPage = R"PAGE(<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>walfold status</title>
@@ -132,6 +133,11 @@ document.addEventListener("click",async ev=>{
 });
 refresh();setInterval(refresh,2000);
 </script></body></html>)PAGE";
+
+}  // namespace
+
+const char* status_page_html() {
+  return kStatusPage;
 }
 
 }  // namespace walfold::observe
