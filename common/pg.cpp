@@ -98,6 +98,29 @@ std::vector<const char*> param_values(const PgParams& params) {
   return vals;
 }
 
+}  // namespace
+
+ErrorKind pg_error_kind(std::string_view state) {
+  struct Row {
+    std::string_view prefix;  // a whole SQLSTATE, or its two-character class
+    ErrorKind kind;
+  };
+  // The most specific row first.
+  static constexpr Row kRows[] = {
+      {"42501", ErrorKind::Auth},        {"57014", ErrorKind::Transient},
+      {"57P01", ErrorKind::Unavailable}, {"57P02", ErrorKind::Unavailable},
+      {"57P03", ErrorKind::Unavailable}, {"55006", ErrorKind::Transient},
+      {"55P03", ErrorKind::Transient},   {"08", ErrorKind::Unavailable},
+      {"28", ErrorKind::Auth},           {"40", ErrorKind::Transient},
+      {"53", ErrorKind::Unavailable},    {"58", ErrorKind::Unavailable},
+  };
+  for (const auto& r : kRows)
+    if (state.size() == 5 && state.substr(0, r.prefix.size()) == r.prefix) return r.kind;
+  return ErrorKind::Internal;
+}
+
+namespace {
+
 std::string sqlstate_of(const PGresult* res) {
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
   return state != nullptr ? state : "";

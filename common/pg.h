@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
+
 namespace walfold {
 
 struct PgResultDeleter {
@@ -22,12 +24,20 @@ struct PgResultDeleter {
 };
 using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
 
+// The kind of a statement the server rejected, by its SQLSTATE (the one table: common/pg.cpp):
+// connection exceptions (08), insufficient resources (53), operator intervention that ends
+// sessions (57P01-57P03) and system errors (58) are Unavailable; authorization (28) and
+// insufficient privilege (42501) Auth; serialization failures and deadlocks (40), a cancelled
+// statement (57014), an object in use (55006, a busy replication slot) or a lock not available
+// (55P03) Transient; anything else Internal (walfold's own SQL failed).
+ErrorKind pg_error_kind(std::string_view sqlstate);
+
 // A statement the server rejected. sqlstate() is its SQLSTATE (e.g. "23505"), empty if the
-// server reported none.
-class PgError : public std::runtime_error {
+// server reported none; its kind follows from it (pg_error_kind).
+class PgError : public Error {
  public:
   PgError(const std::string& message, std::string sqlstate)
-      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+      : Error(pg_error_kind(sqlstate), message), sqlstate_(std::move(sqlstate)) {}
   const std::string& sqlstate() const noexcept { return sqlstate_; }
 
  private:

@@ -118,10 +118,25 @@ bool is_document_error(const bson_error_t& e) {
   }
 }
 
+ErrorKind mongo_error_kind(const bson_error_t& e) {
+  if (is_connection_error(e)) return ErrorKind::Unavailable;
+  if (is_document_error(e)) return ErrorKind::Data;
+  return ErrorKind::Transient;  // write conflicts, elections, timeouts: retried with backoff
+}
+
+void throw_mongo(const std::string& message, const bson_error_t& err) {
+  switch (mongo_error_kind(err)) {
+    case ErrorKind::Unavailable:
+      throw UnavailableError(message);
+    case ErrorKind::Data:
+      throw DataError(message + " (error code " + std::to_string(err.code) + ")");
+    default:
+      throw TransientError(message);
+  }
+}
+
 void throw_mongo_error(const MongoPool& pool, const std::string& what, const bson_error_t& err) {
-  std::string msg = "mongodb at " + pool.address() + ": " + what + " failed: " + err.message;
-  if (is_connection_error(err)) throw UnavailableError(msg);
-  throw std::runtime_error(msg);
+  throw_mongo("mongodb at " + pool.address() + ": " + what + " failed: " + err.message, err);
 }
 
 void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
@@ -149,12 +164,9 @@ void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const ch
   bool ok = mongoc_bulk_operation_execute(b, reply.get(), &err) != 0;
   std::string detail = ok ? "" : bson_json(reply.get());
   if (!ok) {
-    std::string msg = "mongodb at " + pool.address() + ": bulk write to " + collection +
-                      " failed: " + err.message + " " + detail.substr(0, 2000);
-    if (is_connection_error(err)) throw UnavailableError(msg);
-    if (is_document_error(err))
-      throw DataError(msg + " (error code " + std::to_string(err.code) + ")");
-    throw std::runtime_error(msg);
+    throw_mongo("mongodb at " + pool.address() + ": bulk write to " + collection +
+                    " failed: " + err.message + " " + detail.substr(0, 2000),
+                err);
   }
 }
 

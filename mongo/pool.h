@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/decimal.h"
+#include "common/error.h"
 #include "common/lsn.h"
 #include "common/progress.h"
 
@@ -71,10 +72,10 @@ struct Statement {
   bool replace = false;
 };
 
-// Sends `statements` to `collection` as one bulk write (ordered or not). Throws
-// UnavailableError when MongoDB cannot be reached, DataError when the server refused a
-// document for what it is (is_document_error: retrying the same write cannot succeed), and
-// std::runtime_error on other write errors (write conflicts, elections: transient).
+// Sends `statements` to `collection` as one bulk write (ordered or not). Throws as throw_mongo
+// does: UnavailableError when MongoDB cannot be reached, DataError when the server refused a
+// document for what it is (retrying the same write cannot succeed), TransientError on other
+// write errors (write conflicts, elections).
 void bulk_write(const MongoPool& pool, const MongoPool::Client& client, const char* collection,
                 std::vector<Statement>& statements, bool ordered);
 
@@ -92,7 +93,13 @@ bool is_connection_error(const bson_error_t& e);
 // A server error about the written document itself (failed validation, too large, a field
 // name or value the server refuses): the same write fails the same way every time.
 bool is_document_error(const bson_error_t& e);
-// Throws UnavailableError or std::runtime_error: "mongodb at <address>: <what> failed: <msg>".
+// MongoDB's errors by domain and code, the one table of this room: connection-level failures
+// (stream, server selection, authentication during the handshake) are Unavailable, a refused
+// document Data, anything else the server reports Transient.
+ErrorKind mongo_error_kind(const bson_error_t& e);
+// Throws the error of that kind with `message` (a DataError gets the server's code appended).
+[[noreturn]] void throw_mongo(const std::string& message, const bson_error_t& err);
+// throw_mongo with "mongodb at <address>: <what> failed: <msg>".
 [[noreturn]] void throw_mongo_error(const MongoPool& pool, const std::string& what,
                                     const bson_error_t& err);
 

@@ -4,6 +4,7 @@
 #include "common/pg.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <optional>
@@ -43,6 +44,34 @@ TEST(Pg, FailedStatementsNameServerContextAndSqlstate) {
         << what;
   }
   EXPECT_EQ(c.scalar("SELECT 1"), "1");
+}
+
+// A refusal by privilege is an Auth error (exit 77: a restart cannot grant it), a statement of
+// walfold's that fails on its own is Internal: the kinds come from the server's SQLSTATE.
+TEST(Pg, RefusedPrivilegeIsAnAuthErrorBySqlstate) {
+  const std::string dsn = fresh_pg_database("pgpriv");
+  PgConn admin(dsn);
+  const std::string role = "wf_no_priv_" + std::to_string(getpid());  // roles are cluster-wide
+  admin.exec("CREATE TABLE secret_rows (id int)");
+  admin.exec("DROP ROLE IF EXISTS " + role);
+  admin.exec("CREATE ROLE " + role);
+  admin.exec("SET ROLE " + role);
+  try {
+    admin.exec("SELECT * FROM secret_rows");
+    FAIL() << "no error";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.sqlstate(), "42501") << e.what();
+    EXPECT_EQ(e.error_kind(), ErrorKind::Auth) << e.what();
+    EXPECT_EQ(exit_status_for(e).code, 77) << e.what();
+  }
+  admin.exec("RESET ROLE");
+  admin.exec("DROP ROLE " + role);
+  try {
+    admin.exec("SELECT 1 / 0");
+    FAIL() << "no error";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.error_kind(), ErrorKind::Internal) << e.what();
+  }
 }
 
 // Sets (or, with nullptr, unsets) an environment variable for one scope.

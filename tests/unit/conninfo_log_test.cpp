@@ -73,6 +73,47 @@ TEST(Errors, ExitCodesAreMappedInOnePlace) {
   EXPECT_EQ(exit_status_for(UnavailableError("x")).code, 69);
   EXPECT_EQ(exit_status_for(DataError("x")).code, 65);
   EXPECT_EQ(exit_status_for(std::runtime_error("x")).code, 70);
+  EXPECT_EQ(exit_status_for(TransientError("x")).code, 69);
+  EXPECT_EQ(exit_status_for(InternalError("x")).code, 70);
+  EXPECT_EQ(exit_status_for(FileError(FileError::CannotCreate, "x")).code, 73);
+  EXPECT_EQ(exit_status_for(FileError(FileError::Io, "x")).code, 74);
+  EXPECT_EQ(exit_status_for(PermissionError("x")).code, 77);
+  EXPECT_EQ(exit_status_for(DataError("NaN")).message, "walfold: data error: NaN");
+}
+
+// Each kind's retry class comes from the one table; an exception of no known kind is never
+// retried (a bug does not pass by waiting).
+TEST(Errors, RetryClassesComeFromTheTable) {
+  EXPECT_EQ(error_class(UnavailableError("x")).retry, RetryClass::Reconnect);
+  EXPECT_EQ(error_class(TransientError("x")).retry, RetryClass::Backoff);
+  for (auto k : {ErrorKind::Usage, ErrorKind::Data, ErrorKind::Internal, ErrorKind::CannotCreate,
+                 ErrorKind::Io, ErrorKind::Permission, ErrorKind::Auth, ErrorKind::Config})
+    EXPECT_EQ(error_class(k).retry, RetryClass::Never) << error_class(k).name;
+  EXPECT_EQ(error_class(std::runtime_error("x")).retry, RetryClass::Never);
+  EXPECT_EQ(error_class(std::runtime_error("x")).kind, ErrorKind::Internal);
+  // Every kind has its own row (kind -> row is not the fallback).
+  for (auto k : {ErrorKind::Usage, ErrorKind::Data, ErrorKind::Unavailable, ErrorKind::Transient,
+                 ErrorKind::Internal, ErrorKind::CannotCreate, ErrorKind::Io, ErrorKind::Permission,
+                 ErrorKind::Auth, ErrorKind::Config})
+    EXPECT_EQ(error_class(k).kind, k);
+}
+
+// libpq's errors by SQLSTATE (common/pg.cpp), most specific row first.
+TEST(Errors, PostgresErrorsAreKindedBySqlstate) {
+  EXPECT_EQ(PgError("x", "08006").error_kind(), ErrorKind::Unavailable);  // connection failure
+  EXPECT_EQ(PgError("x", "57P01").error_kind(), ErrorKind::Unavailable);  // admin shutdown
+  EXPECT_EQ(PgError("x", "53300").error_kind(), ErrorKind::Unavailable);  // too many connections
+  EXPECT_EQ(PgError("x", "58030").error_kind(), ErrorKind::Unavailable);  // io error
+  EXPECT_EQ(PgError("x", "28P01").error_kind(), ErrorKind::Auth);         // bad password
+  EXPECT_EQ(PgError("x", "42501").error_kind(), ErrorKind::Auth);         // no privilege
+  EXPECT_EQ(PgError("x", "40001").error_kind(), ErrorKind::Transient);    // serialization
+  EXPECT_EQ(PgError("x", "40P01").error_kind(), ErrorKind::Transient);    // deadlock
+  EXPECT_EQ(PgError("x", "57014").error_kind(), ErrorKind::Transient);    // cancelled
+  EXPECT_EQ(PgError("x", "55006").error_kind(), ErrorKind::Transient);    // slot in use
+  EXPECT_EQ(PgError("x", "42P01").error_kind(), ErrorKind::Internal);     // no such table
+  EXPECT_EQ(PgError("x", "42").error_kind(), ErrorKind::Internal);        // not a SQLSTATE
+  EXPECT_EQ(PgError("x", "").error_kind(), ErrorKind::Internal);
+  EXPECT_EQ(exit_status_for(PgError("x", "42501")).code, 77);
 }
 
 TEST(Log, SingleLineJoinsContinuationLines) {

@@ -83,5 +83,38 @@ TEST(MongoHandles, OwnedDocumentsMoveAndAdopt) {
   EXPECT_GT(reply.get()->len, 4096u);
 }
 
+// MongoDB's errors by domain and code (mongo/pool.cpp): the kind decides the retry class and
+// the exit code, and throw_mongo throws the matching type.
+bson_error_t mongo_error(std::uint32_t domain, std::uint32_t code) {
+  bson_error_t e{};
+  bson_set_error(&e, domain, code, "%s", "made up");
+  return e;
+}
+
+TEST(MongoErrors, KindsComeFromDomainAndCode) {
+  using mongo::mongo_error_kind;
+  EXPECT_EQ(mongo_error_kind(mongo_error(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET)),
+            ErrorKind::Unavailable);
+  EXPECT_EQ(mongo_error_kind(
+                mongo_error(MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE)),
+            ErrorKind::Unavailable);
+  EXPECT_EQ(mongo_error_kind(mongo_error(MONGOC_ERROR_SERVER, 10334)), ErrorKind::Data);
+  EXPECT_EQ(mongo_error_kind(mongo_error(MONGOC_ERROR_SERVER, 121)), ErrorKind::Data);
+  EXPECT_EQ(mongo_error_kind(mongo_error(MONGOC_ERROR_SERVER, 112)), ErrorKind::Transient);
+  // 2 is BadValue from the server, but a libmongoc code in another domain: not a document error.
+  EXPECT_EQ(mongo_error_kind(mongo_error(MONGOC_ERROR_COMMAND, 2)), ErrorKind::Transient);
+  try {
+    mongo::throw_mongo("bulk", mongo_error(MONGOC_ERROR_SERVER, 112));
+  } catch (const TransientError& e) {
+    EXPECT_EQ(error_class(e).retry, RetryClass::Backoff);
+  }
+  try {
+    mongo::throw_mongo("bulk", mongo_error(MONGOC_ERROR_SERVER, 10334));
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("error code 10334"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(mongo::throw_mongo("x", mongo_error(MONGOC_ERROR_STREAM, 1)), UnavailableError);
+}
+
 }  // namespace
 }  // namespace walfold
