@@ -1,0 +1,144 @@
+// The projection interface: what walfold's generic machinery (cdc/ reads PostgreSQL, queue/
+// carries jobs, the worker writes MongoDB) needs to know about one read model, and nothing more.
+// The generic rooms never name a read model's tables or columns: they see table indexes into
+// tables(), column values in the order a TableSpec lists them, ordering keys as opaque strings.
+//
+// A projection declares:
+//   - the source tables and columns it reads (tables()), which of them need REPLICA IDENTITY
+//     FULL, and the PostgreSQL types a column must keep to be folded exactly;
+//   - for a row change, its ordering key(s) (route(): one, or two when the row moves between
+//     keys) and its priority (priority rules: rule_applies()/rule_matches());
+//   - the fold (start_batch()): what to read from the read model before folding (prefetch), the
+//     pure fold of jobs into a write plan, and the write of that plan;
+//   - hooks for the snapshot load and the canonical form (report, verify, repair compare it).
+//
+// The bank (projections/bank/) is the projection walfold ships. The interface is meant to hold a
+// second one (a user directory: one document per user keyed by email, with per-column privacy
+// transforms), so nothing here assumes numeric ids, money or more than one key per row.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/lsn.h"
+#include "queue/job.h"
+
+namespace walfold {
+struct PriorityRule;
+namespace mongo {
+class MongoPool;
+}
+}  // namespace walfold
+
+namespace walfold::projections {
+
+// What PostgreSQL type a column must have for the fold to be exact. A relation whose column has
+// another type is refused at its first row change (cdc/assembler.cpp), never folded inexactly.
+enum class ColumnType {
+  Any,      // read as text, whatever its type
+  Integer,  // smallint, integer or bigint
+  Numeric,  // numeric (exact decimal)
+};
+
+struct ColumnSpec {
+  std::string name;  // matched by name in the Relation message: added/reordered columns are fine
+  ColumnType type = ColumnType::Any;
+};
+
+// One source table. The configuration's `tables:` maps a PostgreSQL table to it by `model`.
+struct TableSpec {
+  std::string model;  // the `model:` value of `tables:` (config/README.md)
+  // The columns a job carries for a row of this table, in this order (queue::Change rows are
+  // indexed by it). Column 0 identifies the row: a change of it is folded as a delete of the old
+  // row and an insert of the new one.
+  std::vector<ColumnSpec> columns;
+  // UPDATE/DELETE must carry the whole old row (`walfold setup` sets REPLICA IDENTITY FULL).
+  bool replica_identity_full = false;
+};
+
+// Where a row change goes in the queue.
+struct Route {
+  std::string key;  // the ordering key whose job carries the change
+  // Non-empty when the change moves the row from another key (an update that changes the key
+  // column): that key's job carries the same change too, so both keys see it in order.
+  std::string old_key;
+};
+
+// Names a change in error messages: the relation ("schema.name") and its transaction's commit.
+struct ChangeContext {
+  std::string_view relation;
+  Lsn commit_lsn = 0;
+};
+
+// Counters of one batch's writes (observe/ shows them).
+struct BatchStats {
+  std::size_t changes = 0;  // row changes folded
+  std::uint64_t write_commands = 0, statements = 0;
+};
+
+// One worker batch: prefetch, fold (pure, job by job), write. Made by Projection::start_batch.
+class Batch {
+ public:
+  virtual ~Batch() = default;
+  // Reads from the read model what folding `jobs` (of the claimed `keys`) needs. Throws
+  // UnavailableError when the store cannot be reached, DataError when what it holds cannot be
+  // read exactly.
+  virtual void prefetch(const std::vector<std::string>& keys,
+                        const std::vector<const queue::Job*>& jobs) = 0;
+  // Folds one job into the batch's write plan. No I/O. Jobs of one key come in commit order.
+  // Throws DataError (naming table, column, row and LSN) when the job cannot be folded exactly:
+  // the job's key stops there (poison), the plan keeps the jobs folded before it.
+  virtual void fold(const queue::Job& job) = 0;
+  // Writes the plan. Idempotent: a replayed batch changes nothing (LSN guards).
+  virtual void write() = 0;
+  virtual BatchStats stats() const = 0;
+};
+
+// The snapshot load and the canonical form: declared here, implemented (for the bank) in
+// reconcile/ and tools/ today; a later step moves them behind these hooks.
+//   SnapshotLoad: reads the projection's tables at an exported snapshot (the slot's) and writes
+//     the read model as of that LSN (initial load, TRUNCATE rebuild, reconcile --full).
+//   CanonicalForm: one line per read-model document, computed from PostgreSQL and from MongoDB
+//     alike, which `report`, `reconcile --verify` and `--repair` compare.
+class SnapshotLoad;
+class CanonicalForm;
+
+class Projection {
+ public:
+  virtual ~Projection() = default;
+  virtual std::string_view name() const = 0;
+  virtual const std::vector<TableSpec>& tables() const = 0;
+  // Index in tables() of the table with this model, or -1.
+  int table_index(std::string_view model) const {
+    const auto& t = tables();
+    for (std::size_t i = 0; i < t.size(); ++i)
+      if (t[i].model == model) return static_cast<int>(i);
+    return -1;
+  }
+
+  // The ordering key(s) of a row change of tables()[c.table] (rows as TableSpec::columns). An
+  // update whose column 0 changed has been split into a delete and an insert before this.
+  // Throws DataError when the change cannot be ordered (a key column NULL, an old row without
+  // the columns REPLICA IDENTITY FULL would carry), naming it with `where`.
+  virtual Route route(const queue::Change& c, const ChangeContext& where) const = 0;
+
+  // Priority rules (config `priorities.rules`): whether a rule without a `table:` applies to
+  // rows of `table`, and whether a row satisfies the rule's row conditions (a rule without
+  // any matches every row of its table).
+  virtual bool rule_applies(std::size_t table, const PriorityRule& rule) const = 0;
+  virtual bool rule_matches(std::size_t table, const PriorityRule& rule,
+                            const std::vector<queue::Value>& row) const = 0;
+
+  // A new batch writing to `pool`.
+  virtual std::unique_ptr<Batch> start_batch(mongo::MongoPool& pool) const = 0;
+
+  // Hooks (see above); nullptr until a later step moves them here.
+  virtual const SnapshotLoad* snapshot_load() const { return nullptr; }
+  virtual const CanonicalForm* canonical_form() const { return nullptr; }
+};
+
+}  // namespace walfold::projections
