@@ -6,6 +6,7 @@
 
 #include "cdc/assembler.h"
 #include "cdc/pgoutput.h"
+#include "projections/bank/bank.h"
 #include "queue/job.h"
 
 namespace {
@@ -86,7 +87,7 @@ BENCHMARK(BM_DecodeInsert);
 void BM_AssembleAndEncode(benchmark::State& state) {
   Config cfg = parse_config("postgres: {dsn: 'x'}\n", "bench");
   std::size_t bytes = 0;
-  cdc::Assembler a(cfg, [&](cdc::CommittedTransaction&& t) {
+  cdc::Assembler a(cfg, projections::bank::projection(), [&](cdc::CommittedTransaction&& t) {
     for (auto& j : t.jobs) bytes += queue::encode_job(j).size();
   });
   cdc::Decoder d;

@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "projections/bank_fold.h"
+#include "projections/bank/bank_fold.h"
+#include "projections/bank/schema.h"
 #include "queue/job.h"
 
 namespace {
@@ -54,7 +55,7 @@ Batch make_batch(int keys, int jobs, int rows) {
       job.commit_time_us = 1764000000000000LL + static_cast<std::int64_t>(lsn);
       for (int r = 0; r < rows; ++r, ++tx_id)
         job.changes.push_back(Change{
-            Model::Transactions,
+            projections::bank::kTransactions,
             'I',
             {t(std::to_string(tx_id)), t(std::to_string(k + 1)),
              t(tx_id % 3 ? "125.5000" : "-40.2500"), t(tx_id % 3 ? "deposit" : "withdrawal"),

@@ -10,36 +10,66 @@ namespace {
 constexpr std::uint32_t kNumericOid = 1700;
 constexpr std::uint32_t kInt8Oid = 20, kInt4Oid = 23, kInt2Oid = 21;
 
-int id_field(Model) {
-  return 0;
-}  // `id` is field 0 of every model
+std::string type_name(std::uint32_t oid) {
+  switch (oid) {
+    case 20:
+      return "bigint";
+    case 21:
+      return "smallint";
+    case 23:
+      return "integer";
+    case 25:
+      return "text";
+    case 700:
+      return "real";
+    case 701:
+      return "double precision";
+    case 790:
+      return "money";
+    case 1043:
+      return "varchar";
+    case 1700:
+      return "numeric";
+    default:
+      return "type oid " + std::to_string(oid);
+  }
+}
+
+// Whether a PostgreSQL type is one a projection column of `type` accepts.
+bool type_fits(projections::ColumnType type, std::uint32_t oid) {
+  switch (type) {
+    case projections::ColumnType::Any:
+      return true;
+    case projections::ColumnType::Integer:
+      return oid == kInt8Oid || oid == kInt4Oid || oid == kInt2Oid;
+    case projections::ColumnType::Numeric:
+      return oid == kNumericOid;
+  }
+  return false;
+}
+
+std::string type_need(const projections::ColumnSpec& col) {
+  if (!col.need.empty()) return col.need;
+  return col.type == projections::ColumnType::Integer ? "an integer" : "numeric";
+}
 
 }  // namespace
 
-int row_priority(const TableConfig& table, const std::vector<const PriorityRule*>& rules,
+int row_priority(const projections::Projection& projection, std::uint32_t table_id,
+                 const TableConfig& table, const std::vector<const PriorityRule*>& rules,
                  const std::vector<queue::Value>& row) {
   int best = table.priority;
   for (const auto* rule : rules) {
     if (rule->priority >= best) continue;
-    if (rule->kind || rule->amount_above) {
-      if (table.model != Model::Transactions || row.size() <= queue::kTxKind) continue;
-      if (rule->kind && (row[queue::kTxKind].kind != queue::Value::Text ||
-                         row[queue::kTxKind].text != *rule->kind))
-        continue;
-      if (rule->amount_above) {
-        if (row[queue::kTxAmount].kind != queue::Value::Text) continue;
-        auto amount = Decimal::parse(row[queue::kTxAmount].text);
-        // NaN and the like match nothing here; the fold refuses them with the row's details.
-        if (!amount || amount->compare(*rule->amount_above) <= 0) continue;
-      }
-    }
+    if (!projection.rule_matches(table_id, *rule, row)) continue;
     best = rule->priority;
   }
   return best;
 }
 
-Assembler::Assembler(const Config& cfg, CommitFn on_commit)
-    : cfg_(cfg), on_commit_(std::move(on_commit)) {}
+Assembler::Assembler(const Config& cfg, const projections::Projection& projection,
+                     CommitFn on_commit)
+    : cfg_(cfg), projection_(projection), on_commit_(std::move(on_commit)) {}
 
 void Assembler::reset() {
   in_txn_ = false;
@@ -95,69 +125,45 @@ void Assembler::on_relation(const Relation& r) {
     relations_[r.relid] = std::move(info);
     return;
   }
+  const std::string model = model_name(info.table->model);
+  const int id = projection_.table_index(model);
+  if (id < 0) {
+    info.problem = "relation " + info.name + " is configured as model '" + model + "', which the " +
+                   std::string(projection_.name()) + " projection does not have";
+    relations_[r.relid] = std::move(info);
+    return;
+  }
+  info.table_id = static_cast<std::uint32_t>(id);
+  const auto& spec = projection_.tables()[info.table_id];
   for (const auto& rule : cfg_.priorities.rules) {
-    if (!rule.table.empty()
-            ? rule.table == info.name
-            : (!rule.kind && !rule.amount_above) || info.table->model == Model::Transactions)
+    if (!rule.table.empty() ? rule.table == info.name
+                            : projection_.rule_applies(info.table_id, rule))
       info.rules.push_back(&rule);
   }
-  Model m = info.table->model;
-  int n = queue::field_count(m);
+  const std::size_t n = spec.columns.size();
   info.field_column.assign(n, -1);
-  for (int f = 0; f < n; ++f) {
+  for (std::size_t f = 0; f < n; ++f) {
     for (std::size_t c = 0; c < r.columns.size(); ++c)
-      if (r.columns[c].name == queue::field_name(m, f)) info.field_column[f] = static_cast<int>(c);
+      if (r.columns[c].name == spec.columns[f].name) info.field_column[f] = static_cast<int>(c);
   }
   // A Relation message carries no WAL position of its own (its XLogData starts at 0/0): a
   // relation walfold cannot fold is refused at the first change that uses it, whose position
   // the reader names (and pg_logical_slot_peek_binary_changes shows).
-  if (info.field_column[id_field(m)] < 0) {
-    info.problem = "relation " + info.name + " has no column 'id' (the " +
-                   std::string(model_name(m)) +
+  if (n == 0 || info.field_column[0] < 0) {
+    info.problem = "relation " + info.name + " has no column '" +
+                   (n ? spec.columns[0].name : std::string("?")) + "' (the " + spec.model +
                    " model needs it); columns were changed incompatibly";
     relations_[r.relid] = std::move(info);
     return;
   }
-  auto type_name = [](std::uint32_t oid) -> std::string {
-    switch (oid) {
-      case 20:
-        return "bigint";
-      case 21:
-        return "smallint";
-      case 23:
-        return "integer";
-      case 25:
-        return "text";
-      case 700:
-        return "real";
-      case 701:
-        return "double precision";
-      case 790:
-        return "money";
-      case 1043:
-        return "varchar";
-      case 1700:
-        return "numeric";
-      default:
-        return "type oid " + std::to_string(oid);
-    }
-  };
-  auto check_type = [&](int f, std::initializer_list<std::uint32_t> oids, const char* what) {
-    int col = info.field_column[f];
-    if (col < 0 || !info.problem.empty()) return;
-    for (auto o : oids)
-      if (r.columns[col].type_oid == o) return;
-    info.problem = "relation " + info.name + " column '" + queue::field_name(m, f) + "' is now " +
-                   type_name(r.columns[col].type_oid) + ", but walfold needs " + what +
+  for (std::size_t f = 0; f < n && info.problem.empty(); ++f) {
+    const int col = info.field_column[f];
+    if (col < 0 || type_fits(spec.columns[f].type, r.columns[col].type_oid)) continue;
+    info.problem = "relation " + info.name + " column '" + spec.columns[f].name + "' is now " +
+                   type_name(r.columns[col].type_oid) + ", but walfold needs " +
+                   type_need(spec.columns[f]) +
                    "; refusing to fold it inexactly (fix the schema or the configuration)";
-  };
-  check_type(id_field(m), {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
-  if (m == Model::Transactions) {
-    check_type(queue::kTxAmount, {kNumericOid}, "numeric (money is exact)");
-    check_type(queue::kTxAccountId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
   }
-  if (m == Model::Accounts)
-    check_type(queue::kAcctUserId, {kInt8Oid, kInt4Oid, kInt2Oid}, "an integer");
   relations_[r.relid] = std::move(info);
 }
 
@@ -191,16 +197,6 @@ std::vector<queue::Value> Assembler::row(const RelInfo& r, Tuple t) const {
   return out;
 }
 
-std::string Assembler::key_for(const RelInfo& r, const std::vector<queue::Value>& row,
-                               bool old) const {
-  Model m = r.table->model;
-  int f = m == Model::Transactions ? queue::kTxAccountId : 0;
-  if (row[f].kind != queue::Value::Text)
-    throw DataError("relation " + r.name + ": " + (old ? "old" : "new") + " row without " +
-                    queue::field_name(m, f) + " (NULL or missing); cannot order it");
-  return std::string(m == Model::Users ? "u:" : "a:") + row[f].text;
-}
-
 void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int priority) {
   auto [it, inserted] = job_index_.try_emplace(key, txn_.jobs.size());
   if (inserted) {
@@ -222,66 +218,57 @@ void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int
     throw DataError("transaction " + std::to_string(txn_.xid) + " (commit at " +
                     format_lsn(txn_.commit_lsn) + ") holds more than " +
                     std::to_string(cfg_.reader.max_transaction_mb) + " MiB of changes to the " +
-                    "bank tables (" + std::to_string(open_changes_) + " rows so far); walfold " +
+                    "projected tables (" + std::to_string(open_changes_) +
+                    " rows so far); walfold " +
                     "assembles a transaction in memory until its Commit. Nothing of it was " +
                     "enqueued or confirmed: raise reader.max_transaction_mb (the reader needs " +
                     "about that much memory, twice while it enqueues) and start walfold again");
 }
 
+// Adds the change under its ordering key, and under the key it moved from when it moved.
+void Assembler::route(const RelInfo& r, queue::Change c, int priority) {
+  auto keys = projection_.route(c, {r.name, txn_.commit_lsn});
+  if (!keys.old_key.empty() && keys.old_key != keys.key) add(r, keys.old_key, c, priority);
+  add(r, keys.key, std::move(c), priority);
+}
+
 void Assembler::on_insert(std::uint32_t relid, Tuple t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table->model, 'I', row(r, t), {}};
-  auto key = key_for(r, c.new_row, false);
-  int prio = row_priority(*r.table, r.rules, c.new_row);
-  add(r, key, std::move(c), prio);
+  queue::Change c{r.table_id, 'I', row(r, t), {}};
+  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.new_row);
+  route(r, std::move(c), prio);
 }
 
 void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple new_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table->model, 'U', row(r, new_t),
+  queue::Change c{r.table_id, 'U', row(r, new_t),
                   old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
   // An update is as urgent as the more urgent of its old and new row.
-  int prio = row_priority(*r.table, r.rules, c.new_row);
-  if (!c.old_row.empty()) prio = std::min(prio, row_priority(*r.table, r.rules, c.old_row));
-  // The primary key changed: fold it as a delete of the old row and an insert of the new one.
+  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.new_row);
+  if (!c.old_row.empty())
+    prio = std::min(prio, row_priority(projection_, r.table_id, *r.table, r.rules, c.old_row));
+  // The row's identity (column 0) changed: fold it as a delete of the old row and an insert of
+  // the new one.
   const auto& old_id = c.old_row.empty() ? queue::Value{} : c.old_row[0];
   if (old_id.kind == queue::Value::Text && c.new_row[0].kind == queue::Value::Text &&
       old_id.text != c.new_row[0].text) {
-    queue::Change del{c.model, 'D', {}, c.old_row};
-    queue::Change ins{c.model, 'I', c.new_row, {}};
-    auto dk = key_for(r, del.old_row, true);
-    add(r, dk, std::move(del), prio);
-    auto ik = key_for(r, ins.new_row, false);
-    add(r, ik, std::move(ins), prio);
+    queue::Change del{c.table, 'D', {}, c.old_row};
+    queue::Change ins{c.table, 'I', c.new_row, {}};
+    route(r, std::move(del), prio);
+    route(r, std::move(ins), prio);
     return;
   }
-  auto new_key = key_for(r, c.new_row, false);
-  if (r.table->model == Model::Transactions && !c.old_row.empty() &&
-      c.old_row[queue::kTxAccountId].kind == queue::Value::Text) {
-    // A transaction moved between accounts: both accounts' keys see the change.
-    auto old_key = key_for(r, c.old_row, true);
-    if (old_key != new_key) add(r, old_key, c, prio);
-  }
-  add(r, new_key, std::move(c), prio);
+  route(r, std::move(c), prio);
 }
 
 void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table->model, 'D', {}, row(r, old_t)};
-  if (r.table->model == Model::Transactions &&
-      c.old_row[queue::kTxAccountId].kind != queue::Value::Text)
-    throw DataError(
-        "DELETE on " + r.name +
-        " id=" + (c.old_row[0].kind == queue::Value::Text ? c.old_row[0].text : "?") +
-        " in the transaction ending at " + format_lsn(txn_.commit_lsn) +
-        " carries only the key: set REPLICA IDENTITY FULL on it (`walfold setup` does) so "
-        "walfold can take the old amount out of the balance");
-  auto key = key_for(r, c.old_row, true);
-  int prio = row_priority(*r.table, r.rules, c.old_row);
-  add(r, key, std::move(c), prio);
+  queue::Change c{r.table_id, 'D', {}, row(r, old_t)};
+  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.old_row);
+  route(r, std::move(c), prio);
 }
 
 void Assembler::on_truncate(const Truncate& t) {

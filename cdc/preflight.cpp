@@ -13,8 +13,14 @@ std::string qualified(const TableConfig& t) {
   return quote_ident(t.schema) + "." + quote_ident(t.name);
 }
 
-bool needs_full_identity(const TableConfig& t) {
-  return t.model == Model::Transactions || t.model == Model::Accounts;
+// The projection's table that a configured table feeds (config validated the model).
+const projections::TableSpec& spec_of(const projections::Projection& p, const TableConfig& t) {
+  const int i = p.table_index(model_name(t.model));
+  if (i < 0)
+    throw ConfigError("table " + t.schema + "." + t.name + " is configured as model '" +
+                      model_name(t.model) + "', which the " + std::string(p.name()) +
+                      " projection does not have");
+  return p.tables()[static_cast<std::size_t>(i)];
 }
 
 void check_wal_level(PgConn& c) {
@@ -92,7 +98,7 @@ void drop_slot(const PgConnInfo& dsn, const PostgresConfig& pg) {
   spdlog::warn("dropped replication slot '{}' on {}", pg.slot, c.address());
 }
 
-void verify_source(const Config& cfg) {
+void verify_source(const Config& cfg, const projections::Projection& projection) {
   PgConn c(postgres_conninfo(cfg.postgres), {}, "preflight");
   check_wal_level(c);
   auto pub =
@@ -110,11 +116,13 @@ void verify_source(const Config& cfg) {
     if (PQntuples(r.get()) == 0)
       throw ConfigError("table " + name + " (configured as the " + model_name(t.model) +
                         " model) does not exist on " + c.address() +
-                        "; create it (`walfold setup --schema` creates the bank tables)");
+                        "; create it (`walfold setup --schema` creates the " +
+                        std::string(projection.name()) + " tables)");
     if (std::string(PQgetvalue(r.get(), 0, 1)) != "t")
       throw ConfigError("table " + name + " is not in publication '" + cfg.postgres.publication +
                         "'; `walfold setup` adds it");
-    if (needs_full_identity(t) && std::string(PQgetvalue(r.get(), 0, 0)) != "f")
+    if (spec_of(projection, t).replica_identity_full &&
+        std::string(PQgetvalue(r.get(), 0, 0)) != "f")
       throw ConfigError(
           "table " + name +
           " does not have REPLICA IDENTITY FULL, so corrections (UPDATE/DELETE) "
@@ -123,21 +131,28 @@ void verify_source(const Config& cfg) {
   }
 }
 
-void run_setup(const Config& cfg, const SetupOptions& opts) {
+void run_setup(const Config& cfg, const projections::Projection& projection,
+               const SetupOptions& opts) {
   const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   PgConn c(dsn, {}, "setup");
   check_wal_level(c);
   if (opts.schema) {
-    c.exec(bank_schema_sql());
-    spdlog::info("setup: bank schema applied (tables created if missing)");
+    const auto sql = projection.schema_sql();
+    if (sql.empty())
+      throw ConfigError("the " + std::string(projection.name()) +
+                        " projection ships no schema: create its tables yourself");
+    c.exec(std::string(sql));
+    spdlog::info("setup: {} schema applied (tables created if missing)", projection.name());
   }
   std::vector<std::string> tables;
   for (const auto& [name, t] : cfg.tables) {
     auto exists = c.exec_params("SELECT to_regclass($1) IS NOT NULL", {qualified(t)});
     if (std::string(PQgetvalue(exists.get(), 0, 0)) != "t")
       throw ConfigError("table " + name + " does not exist on " + c.address() +
-                        "; run `walfold setup --schema` to create the bank tables");
-    if (needs_full_identity(t)) c.exec("ALTER TABLE " + qualified(t) + " REPLICA IDENTITY FULL");
+                        "; run `walfold setup --schema` to create the " +
+                        std::string(projection.name()) + " tables");
+    if (spec_of(projection, t).replica_identity_full)
+      c.exec("ALTER TABLE " + qualified(t) + " REPLICA IDENTITY FULL");
     tables.push_back(qualified(t));
   }
   auto pub =

@@ -7,6 +7,7 @@
 
 #include "common/lsn.h"
 #include "config/config.h"
+#include "projections/projection.h"
 
 namespace walfold::cdc {
 
@@ -30,19 +31,18 @@ SlotInfo check_slot(const PgConnInfo& dsn, const PostgresConfig& pg);
 // pg_drop_replication_slot, when it exists and nobody streams it (DataError otherwise).
 void drop_slot(const PgConnInfo& dsn, const PostgresConfig& pg);
 
-// wal_level, the tables, REPLICA IDENTITY FULL where corrections need it, the publication and
-// its tables. Throws ConfigError naming the first problem and the fix.
-void verify_source(const Config& cfg);
+// wal_level, the tables, REPLICA IDENTITY FULL where the projection needs the old row
+// (TableSpec::replica_identity_full), the publication and its tables. Throws ConfigError naming
+// the first problem and the fix.
+void verify_source(const Config& cfg, const projections::Projection& projection);
 
 struct SetupOptions {
-  bool schema = false;  // create the bank tables (examples/bank/schema.sql) if missing
+  bool schema = false;  // create the projection's tables (Projection::schema_sql) if missing
 };
 // Idempotent: creates the tables (with --schema), sets REPLICA IDENTITY FULL, creates or
 // completes the publication. Logs what it did. (The slot is created, with its initial
 // snapshot, by reconcile::initial_load.)
-void run_setup(const Config& cfg, const SetupOptions& opts);
-
-// The bank schema shipped with walfold (examples/bank/schema.sql, embedded).
-const char* bank_schema_sql();
+void run_setup(const Config& cfg, const projections::Projection& projection,
+               const SetupOptions& opts);
 
 }  // namespace walfold::cdc

@@ -59,7 +59,8 @@ class Reader::Session {
   Session(Reader& owner)
       : owner_(owner),
         cfg_(owner.cfg_),
-        assembler_(cfg_, [this](CommittedTransaction&& t) { on_commit(std::move(t)); }) {}
+        assembler_(cfg_, owner.projection_,
+                   [this](CommittedTransaction&& t) { on_commit(std::move(t)); }) {}
 
   void run(const std::atomic<bool>& stop) {
     const PgConnInfo dsn = postgres_conninfo(cfg_.postgres);
@@ -551,9 +552,14 @@ class Reader::Session {
   Lsn skip_through_ = 0, confirmed_ = 0;
 };
 
-Reader::Reader(const Config& cfg, projections::MongoPool& pool, Progress& progress,
-               ReaderOptions opts)
-    : cfg_(cfg), pool_(pool), store_(cfg, pool), progress_(progress), opts_(opts) {}
+Reader::Reader(const Config& cfg, const projections::Projection& projection,
+               projections::MongoPool& pool, Progress& progress, ReaderOptions opts)
+    : cfg_(cfg),
+      projection_(projection),
+      pool_(pool),
+      store_(cfg, pool),
+      progress_(progress),
+      opts_(opts) {}
 Reader::~Reader() = default;
 
 Lsn Reader::confirmed() const {

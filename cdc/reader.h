@@ -49,6 +49,7 @@
 #include "common/progress.h"
 #include "config/config.h"
 #include "projections/mongo.h"
+#include "projections/projection.h"
 #include "queue/job_queue.h"
 
 namespace walfold::cdc {
@@ -63,8 +64,8 @@ struct ReaderOptions {
 
 class Reader {
  public:
-  Reader(const Config& cfg, projections::MongoPool& pool, Progress& progress,
-         ReaderOptions opts = {});
+  Reader(const Config& cfg, const projections::Projection& projection, projections::MongoPool& pool,
+         Progress& progress, ReaderOptions opts = {});
   ~Reader();
   // Streams until `stop` is set or stop_at is reached. Reconnects with backoff on connection
   // loss; throws on errors that retrying cannot fix (DataError, slot missing, config).
@@ -77,6 +78,7 @@ class Reader {
  private:
   class Session;
   const Config& cfg_;
+  const projections::Projection& projection_;  // what the assembler asks for keys and types
   projections::MongoPool& pool_;
   checkpoint::Store store_;
   Progress& progress_;

@@ -10,6 +10,7 @@
 #include "common/lsn.h"
 #include "common/timestamp.h"
 #include "daemon/command.h"
+#include "projections/bank/bank.h"
 #include "queue/job.h"
 #include "queue/job_queue.h"
 
@@ -44,12 +45,15 @@ std::string printable(std::string_view s, std::size_t max = 120) {
   return out;
 }
 
-std::string summarize(const queue::Change& c) {
+// One change, named by the projection's table and columns.
+std::string summarize(const projections::Projection& p, const queue::Change& c) {
   const auto& row = c.new_row.empty() ? c.old_row : c.new_row;
-  std::string s = std::string(model_name(c.model)) + " " + c.op;
+  const auto& tables = p.tables();
+  const auto* spec = c.table < tables.size() ? &tables[c.table] : nullptr;
+  std::string s = (spec ? spec->model : "table #" + std::to_string(c.table)) + " " + c.op;
   for (std::size_t f = 0; f < row.size(); ++f) {
     if (row[f].kind == queue::Value::Missing) continue;
-    s += " " + std::string(queue::field_name(c.model, static_cast<int>(f))) + "=";
+    s += " " + (spec && f < spec->columns.size() ? spec->columns[f].name : std::string("?")) + "=";
     s += row[f].kind == queue::Value::Text   ? printable(row[f].text, 40)
          : row[f].kind == queue::Value::Null ? "NULL"
                                              : "(unchanged)";
@@ -160,7 +164,8 @@ int inspect_dead(queue::JobQueue& q, const std::string& key, int jobs, std::ostr
       auto job = queue::decode_job(e.body);
       out << "   committed " << format_timestamp_us(job.commit_time_us) << ", "
           << job.changes.size() << " change(s)\n";
-      for (const auto& c : job.changes) out << "   " << summarize(c) << "\n";
+      for (const auto& c : job.changes)
+        out << "   " << summarize(projections::bank::projection(), c) << "\n";
     } catch (const DataError& err) {
       out << "   undecodable (" << err.what() << "): " << printable(e.body) << "\n";
     }

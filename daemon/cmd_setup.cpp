@@ -6,6 +6,7 @@
 #include "cdc/replication_stream.h"
 #include "checkpoint/store.h"
 #include "daemon/command.h"
+#include "projections/bank/bank.h"
 #include "projections/mongo.h"
 #include "reconcile/rebuild.h"
 
@@ -21,7 +22,7 @@ class SetupCommand : public Command {
 
   int run(const Context& ctx) override {
     const Config cfg = ctx.load_config_to_write_state();
-    cdc::run_setup(cfg, {.schema = schema_});
+    cdc::run_setup(cfg, projections::bank::projection(), {.schema = schema_});
     const auto dsn = postgres_conninfo(cfg.postgres);
     auto slot = cdc::read_slot(dsn, cfg.postgres);
     if (slot.exists) {

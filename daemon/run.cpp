@@ -20,8 +20,9 @@
 #include "common/pg.h"
 #include "common/progress.h"
 #include "observe/observer.h"
+#include "projections/bank/bank.h"
+#include "projections/bank/sink.h"
 #include "projections/mongo.h"
-#include "projections/sink.h"
 #include "projections/worker.h"
 #include "queue/job_queue.h"
 
@@ -101,7 +102,7 @@ cdc::ReaderOptions reader_options(const Config& cfg, const RunOptions& opts, boo
   cdc::ReaderOptions ropts;
   ropts.start_at = opts.start_at;
   if (!reader_role) return ropts;
-  cdc::verify_source(cfg);
+  cdc::verify_source(cfg, projections::bank::projection());
   if (opts.stop_at == "current") {
     ropts.stop_at = current_wal_end(cfg);
   } else if (!opts.stop_at.empty()) {
@@ -340,10 +341,11 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   const cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
   auto pool = connect_stores(cfg, worker_role);
 
-  cdc::Reader reader(cfg, *pool, progress, ropts);
+  const auto& projection = projections::bank::projection();
+  cdc::Reader reader(cfg, projection, *pool, progress, ropts);
   std::vector<std::unique_ptr<projections::Worker>> workers;
   for (int i = 0; i < nworkers; ++i)
-    workers.push_back(std::make_unique<projections::Worker>(cfg, *pool, i, progress));
+    workers.push_back(std::make_unique<projections::Worker>(cfg, projection, *pool, i, progress));
   // Declared after everything the threads use, so they are joined before those die.
   Joiner worker_threads, reader_thread;
   struct StopAll {

@@ -47,6 +47,9 @@ enum class ColumnType {
 struct ColumnSpec {
   std::string name;  // matched by name in the Relation message: added/reordered columns are fine
   ColumnType type = ColumnType::Any;
+  // How a type error names what the fold needs ("numeric (money is exact)"); empty: "an
+  // integer" / "numeric" from `type`.
+  std::string need = {};
 };
 
 // One source table. The configuration's `tables:` maps a PostgreSQL table to it by `model`.
@@ -132,6 +135,10 @@ class Projection {
   virtual bool rule_applies(std::size_t table, const PriorityRule& rule) const = 0;
   virtual bool rule_matches(std::size_t table, const PriorityRule& rule,
                             const std::vector<queue::Value>& row) const = 0;
+
+  // DDL that creates the projection's tables where missing (`walfold setup --schema`); empty
+  // when the projection ships none.
+  virtual std::string_view schema_sql() const { return {}; }
 
   // A new batch writing to `pool`.
   virtual std::unique_ptr<Batch> start_batch(mongo::MongoPool& pool) const = 0;

@@ -7,13 +7,12 @@
 #include <thread>
 
 #include "common/error.h"
-#include "projections/bank_fold.h"
-#include "projections/sink.h"
 
 namespace walfold::projections {
 
-Worker::Worker(const Config& cfg, MongoPool& pool, int index, Progress& progress)
-    : cfg_(cfg), pool_(pool), index_(index), progress_(progress) {}
+Worker::Worker(const Config& cfg, const Projection& projection, MongoPool& pool, int index,
+               Progress& progress)
+    : cfg_(cfg), projection_(projection), pool_(pool), index_(index), progress_(progress) {}
 
 std::size_t Worker::run_once() {
   if (!redis_) {
@@ -60,24 +59,19 @@ std::size_t Worker::run_once() {
     work.push_back(std::move(w));
   }
 
-  MongoSink sink(pool_);
-  BankFold fold;
   try {
-    for (auto& [id, snap] : sink.read_accounts(BankFold::accounts_needed(keys)))
-      fold.set_account(id, snap);
+    auto batch = projection_.start_batch(pool_);
     std::vector<const queue::Job*> jobs;
     for (const auto& w : work)
       for (const auto& j : w.jobs) jobs.push_back(&j);
-    for (auto& [id, snap] : sink.read_users(fold.users_needed(jobs)))
-      fold.set_user(id, std::move(snap));
-    WritePlan plan;
+    batch->prefetch(keys, jobs);
     for (auto& w : work) {
       for (const auto& job : w.jobs) {
         try {
-          fold.fold(job, plan);
+          batch->fold(job);
           ++w.folded;
         } catch (const DataError& e) {
-          // A job that cannot be folded exactly stops its key (later jobs of the same account
+          // A job that cannot be folded exactly stops its key (later jobs of the same key
           // must not overtake it); other keys go on.
           w.poison = true;
           w.reason = e.what();
@@ -85,19 +79,20 @@ std::size_t Worker::run_once() {
         }
       }
     }
-    sink.write(plan);
+    batch->write();
     // MongoDB acknowledged the fold: each folded job's commit-to-MongoDB latency.
     const auto acked_us = Progress::unix_now_us();
     for (const auto& w : work)
       for (std::size_t j = 0; j < w.folded; ++j)
         progress_.commit_to_mongodb.observe_us(acked_us - w.jobs[j].commit_time_us);
-    progress_.mongo_write_commands += sink.stats().write_commands;
-    progress_.mongo_statements += sink.stats().statements;
-    progress_.changes_folded += plan.changes;
+    const auto stats = batch->stats();
+    progress_.mongo_write_commands += stats.write_commands;
+    progress_.mongo_statements += stats.statements;
+    progress_.changes_folded += stats.changes;
   } catch (const std::exception& e) {
     // Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, conflicts,
     // elections) are transient: every attempted key waits out a backoff and is retried,
-    // forever. A data error of a one-key batch (its account document cannot be read exactly, a
+    // forever. A data error of a one-key batch (its document cannot be read exactly, a
     // write that cannot be built, a document MongoDB refuses) is that key's poison; in a larger
     // batch it is not attributable: keys are then claimed one at a time for a while. Keys left
     // out by batch_max_changes were not attempted and just go back.

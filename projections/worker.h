@@ -1,5 +1,6 @@
-// A worker: claim a batch of ordering keys from the queue, fold their jobs, write them to
-// MongoDB in bulk, and only then acknowledge them. The acknowledgement is what lets the reader
+// A worker: claim a batch of ordering keys from the queue, fold their jobs through the
+// projection (projections/projection.h: prefetch, pure fold, write), and only then acknowledge
+// them. The acknowledgement is what lets the reader
 // move the checkpoint forward (cdc/checkpoint), so nothing is confirmed to PostgreSQL before
 // MongoDB has it.
 #pragma once
@@ -10,13 +11,15 @@
 #include "common/progress.h"
 #include "config/config.h"
 #include "projections/mongo.h"
+#include "projections/projection.h"
 #include "queue/job_queue.h"
 
 namespace walfold::projections {
 
 class Worker {
  public:
-  Worker(const Config& cfg, MongoPool& pool, int index, Progress& progress);
+  Worker(const Config& cfg, const Projection& projection, MongoPool& pool, int index,
+         Progress& progress);
   // Loops until `stop` is set. Transient errors (Redis, MongoDB down) back off and retry: the
   // batch's keys wait out a per-key backoff (workers.retry) and this worker sleeps too. A job
   // that cannot be decoded or folded is retried with backoff and, after
@@ -28,6 +31,7 @@ class Worker {
 
  private:
   const Config& cfg_;
+  const Projection& projection_;
   MongoPool& pool_;
   int index_;
   Progress& progress_;

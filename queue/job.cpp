@@ -7,7 +7,11 @@
 namespace walfold::queue {
 namespace {
 
-constexpr std::string_view kMagic = "J1";
+constexpr std::string_view kMagic = "J2";
+// Bodies written by walfold before the generic job format (a bank model letter per change).
+constexpr std::string_view kOldMagic = "J1";
+// More columns than any table has: a count past it is a corrupt body, not a wide table.
+constexpr std::uint64_t kMaxColumns = 1600;  // PostgreSQL's own limit (MaxHeapAttributeNumber)
 
 void put_num(std::string& out, std::uint64_t v) {
   char buf[24];
@@ -53,18 +57,6 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
-char model_char(Model m) {
-  switch (m) {
-    case Model::Users:
-      return 'u';
-    case Model::Accounts:
-      return 'a';
-    case Model::Transactions:
-      return 't';
-  }
-  return '?';
-}
-
 void put_row(std::string& out, const std::vector<Value>& row) {
   put_num(out, row.size());
   for (const auto& v : row) {
@@ -73,9 +65,9 @@ void put_row(std::string& out, const std::vector<Value>& row) {
   }
 }
 
-std::vector<Value> get_row(Reader& r, Model m) {
+std::vector<Value> get_row(Reader& r) {
   auto n = r.num();
-  if (n != 0 && n != static_cast<std::uint64_t>(field_count(m))) r.fail("wrong field count");
+  if (n > kMaxColumns) r.fail("column count past PostgreSQL's limit");
   std::vector<Value> row(n);
   for (auto& v : row) {
     char k = r.ch();
@@ -88,34 +80,6 @@ std::vector<Value> get_row(Reader& r, Model m) {
 
 }  // namespace
 
-int field_count(Model m) {
-  switch (m) {
-    case Model::Users:
-      return kUserFieldCount;
-    case Model::Accounts:
-      return kAcctFieldCount;
-    case Model::Transactions:
-      return kTxFieldCount;
-  }
-  return 0;
-}
-
-const char* field_name(Model m, int f) {
-  static const char* users[] = {"id", "full_name", "email", "created_at"};
-  static const char* accounts[] = {"id", "user_id", "currency", "created_at"};
-  static const char* txs[] = {"id", "account_id", "amount", "kind", "transfer_id", "created_at"};
-  if (f < 0 || f >= field_count(m)) return "?";
-  switch (m) {
-    case Model::Users:
-      return users[f];
-    case Model::Accounts:
-      return accounts[f];
-    case Model::Transactions:
-      return txs[f];
-  }
-  return "?";
-}
-
 std::string encode_job(const Job& job) {
   std::string out;
   out.reserve(64 + job.changes.size() * 96);
@@ -126,7 +90,7 @@ std::string encode_job(const Job& job) {
   put_str(out, job.key);
   put_num(out, job.changes.size());
   for (const auto& c : job.changes) {
-    out.push_back(model_char(c.model));
+    put_num(out, c.table);
     out.push_back(c.op);
     put_row(out, c.new_row);
     put_row(out, c.old_row);
@@ -135,6 +99,13 @@ std::string encode_job(const Job& job) {
 }
 
 Job decode_job(std::string_view encoded) {
+  if (encoded.substr(0, kOldMagic.size()) == kOldMagic)
+    throw DataError(
+        "job body in the old format " + std::string(kOldMagic) +
+        " (written by walfold before the generic job format); this walfold reads " +
+        std::string(kMagic) +
+        " only: let the old version drain the queue before upgrading, or rebuild with `walfold "
+        "reconcile --full` (README.md, Upgrading)");
   if (encoded.substr(0, kMagic.size()) != kMagic)
     throw DataError("malformed job: does not start with " + std::string(kMagic));
   Reader r(encoded.substr(kMagic.size()));
@@ -148,23 +119,13 @@ Job decode_job(std::string_view encoded) {
   job.changes.reserve(n);
   for (std::uint64_t i = 0; i < n; ++i) {
     Change c;
-    switch (r.ch()) {
-      case 'u':
-        c.model = Model::Users;
-        break;
-      case 'a':
-        c.model = Model::Accounts;
-        break;
-      case 't':
-        c.model = Model::Transactions;
-        break;
-      default:
-        r.fail("bad model");
-    }
+    auto table = r.num();
+    if (table > UINT32_MAX) r.fail("table index out of range");
+    c.table = static_cast<std::uint32_t>(table);
     c.op = r.ch();
     if (c.op != 'I' && c.op != 'U' && c.op != 'D') r.fail("bad operation");
-    c.new_row = get_row(r, c.model);
-    c.old_row = get_row(r, c.model);
+    c.new_row = get_row(r);
+    c.old_row = get_row(r);
     job.changes.push_back(std::move(c));
   }
   if (!r.done()) r.fail("trailing bytes");

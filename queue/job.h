@@ -1,35 +1,19 @@
-// A job is one PostgreSQL transaction's changes for one ordering key (an account or a user),
-// in row order. Jobs are what the reader writes to Redis and what a worker folds into MongoDB.
+// A job is one PostgreSQL transaction's changes for one ordering key, in row order. Jobs are what
+// the reader writes to Redis and what a worker folds into MongoDB.
+//
+// The job format is generic: a change names its table by index into the projection's table list
+// (projections/projection.h, Projection::tables()) and carries that table's columns in the order
+// the projection lists them. Which tables, columns and keys exist is the projection's business.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/lsn.h"
-#include "config/config.h"
 
 namespace walfold::queue {
-
-// Fields the bank projection needs, per model, in this order:
-//   users:        id, full_name, email, created_at
-//   accounts:     id, user_id, currency, created_at
-//   transactions: id, account_id, amount, kind, transfer_id, created_at
-enum UserField { kUserId, kUserFullName, kUserEmail, kUserCreatedAt, kUserFieldCount };
-enum AccountField { kAcctId, kAcctUserId, kAcctCurrency, kAcctCreatedAt, kAcctFieldCount };
-enum TxField {
-  kTxId,
-  kTxAccountId,
-  kTxAmount,
-  kTxKind,
-  kTxTransferId,
-  kTxCreatedAt,
-  kTxFieldCount
-};
-int field_count(Model m);
-const char* field_name(Model m, int field);
 
 struct Value {
   enum Kind : char { Null = 'n', Unchanged = 'u', Text = 't', Missing = 'm' };
@@ -37,10 +21,11 @@ struct Value {
   std::string text;
 };
 
+// One row change of a projected table.
 struct Change {
-  Model model;
-  char op;                     // 'I' insert, 'U' update, 'D' delete
-  std::vector<Value> new_row;  // insert/update
+  std::uint32_t table = 0;     // index into the projection's tables()
+  char op = 'I';               // 'I' insert, 'U' update, 'D' delete
+  std::vector<Value> new_row;  // insert/update: the table's columns, in the projection's order
   std::vector<Value> old_row;  // update/delete: old values ('O' full row or 'K' key only)
 };
 
@@ -48,10 +33,13 @@ struct Job {
   Lsn commit_lsn = 0;  // start of the commit record: the checkpoint unit
   Lsn end_lsn = 0;     // end of the commit record
   std::int64_t commit_time_us = 0;
-  std::string key;  // ordering key: "a:<account id>" or "u:<user id>"
+  std::string key;  // ordering key (the projection's Route::key); opaque to the queue
   std::vector<Change> changes;
 };
 
+// The body format starts with "J2" (generic row changes). A body of an older format ("J1", the
+// bank-only format of walfold before the projection interface) is refused by decode_job with a
+// DataError that says so: drain the queue before upgrading (README.md, "Upgrading").
 std::string encode_job(const Job& job);
 // Throws DataError naming the offset on malformed input.
 Job decode_job(std::string_view encoded);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "projections/sink.h"
+#include "projections/bank/sink.h"
 #include "reconcile/snapshot.h"
 
 namespace walfold::reconcile {

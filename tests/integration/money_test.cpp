@@ -4,8 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "projections/bank_fold.h"
-#include "projections/sink.h"
+#include "projections/bank/bank_fold.h"
+#include "projections/bank/schema.h"
+#include "projections/bank/sink.h"
 #include "tests/integration/bank_env.h"
 
 namespace walfold::test {
@@ -81,7 +82,7 @@ TEST(Money, AStaleReadCannotLetMongoRoundAUserTotal) {
   job.commit_lsn = 0x500;
   job.end_lsn = 0x510;
   using queue::Value;
-  job.changes.push_back({Model::Transactions,
+  job.changes.push_back({projections::bank::kTransactions,
                          'I',
                          {{Value::Text, "1"},
                           {Value::Text, "7"},

@@ -13,9 +13,9 @@
 
 #include "common/error.h"
 #include "config/config.h"
-#include "projections/bank_fold.h"
+#include "projections/bank/bank_fold.h"
+#include "projections/bank/sink.h"
 #include "projections/mongo.h"
-#include "projections/sink.h"
 #include "reconcile/rebuild.h"
 #include "tests/integration/bank_env.h"
 

@@ -360,7 +360,7 @@ TEST_F(QueueIssue4, CliListsInspectsRetriesAndPurgesDeadLetters) {
   job.commit_lsn = 0x16B374D848ULL;
   job.end_lsn = job.commit_lsn + 0x80;
   job.key = "a:7";
-  job.changes.push_back({Model::Transactions,
+  job.changes.push_back({2,  // a table index of the projection: the queue does not look
                          'I',
                          {{Value::Text, "99"},
                           {Value::Text, "7"},

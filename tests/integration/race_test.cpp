@@ -15,8 +15,9 @@
 #include <set>
 #include <thread>
 
-#include "projections/bank_fold.h"
-#include "projections/sink.h"
+#include "projections/bank/bank_fold.h"
+#include "projections/bank/schema.h"
+#include "projections/bank/sink.h"
 #include "queue/job.h"
 #include "queue/job_queue.h"
 #include "queue/redis.h"

@@ -4,6 +4,8 @@
 
 #include "cdc/assembler.h"
 #include "common/error.h"
+#include "projections/bank/bank.h"
+#include "projections/bank/schema.h"
 
 namespace {
 
@@ -13,7 +15,8 @@ using cdc::TupleValue;
 struct Fixture : ::testing::Test {
   Config cfg = parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
   std::vector<cdc::CommittedTransaction> out;
-  cdc::Assembler a{cfg, [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
+  cdc::Assembler a{cfg, projections::bank::projection(),
+                   [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
 
   static cdc::Relation rel(std::uint32_t id, const std::string& name,
                            std::vector<std::pair<std::string, std::uint32_t>> cols) {
@@ -64,13 +67,13 @@ TEST_F(Fixture, GroupsRowsByOrderingKeyInRowOrder) {
   EXPECT_EQ(t.jobs[1].key, "a:11");
   EXPECT_EQ(t.jobs[2].key, "u:5");
   ASSERT_EQ(t.jobs[0].changes.size(), 2u);
-  EXPECT_EQ(t.jobs[0].changes[0].new_row[queue::kTxId].text, "1");
-  EXPECT_EQ(t.jobs[0].changes[1].new_row[queue::kTxId].text, "3");
+  EXPECT_EQ(t.jobs[0].changes[0].new_row[projections::bank::kTxId].text, "1");
+  EXPECT_EQ(t.jobs[0].changes[1].new_row[projections::bank::kTxId].text, "3");
   EXPECT_EQ(t.jobs[0].commit_lsn, 100u);
   EXPECT_EQ(t.jobs[0].end_lsn, 164u);
   EXPECT_EQ(t.priorities[0], 5);
   EXPECT_EQ(t.priorities[2], 3);
-  EXPECT_EQ(t.jobs[2].changes[0].new_row[queue::kUserEmail].text, "ada@x");
+  EXPECT_EQ(t.jobs[2].changes[0].new_row[projections::bank::kUserEmail].text, "ada@x");
 }
 
 TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
@@ -89,9 +92,10 @@ TEST_F(Fixture, MapsColumnsByNameWhateverTheirOrderAndExtras) {
   ASSERT_EQ(out.size(), 1u);
   const auto& c = out[0].jobs[0].changes[0];
   EXPECT_EQ(out[0].jobs[0].key, "a:42");
-  EXPECT_EQ(c.new_row[queue::kTxId].text, "9");
-  EXPECT_EQ(c.new_row[queue::kTxAmount].text, "3.5000");
-  EXPECT_EQ(c.new_row[queue::kTxTransferId].kind, queue::Value::Missing);  // dropped column
+  EXPECT_EQ(c.new_row[projections::bank::kTxId].text, "9");
+  EXPECT_EQ(c.new_row[projections::bank::kTxAmount].text, "3.5000");
+  EXPECT_EQ(c.new_row[projections::bank::kTxTransferId].kind,
+            queue::Value::Missing);  // dropped column
 }
 
 TEST_F(Fixture, MoneyColumnWithAnotherTypeFailsClosedAtItsFirstRowChange) {
@@ -201,8 +205,8 @@ TEST_F(Fixture, NullsAndUnchangedToastAreCarried) {
   a.on_update(1, 'O', oldu, newu);
   a.on_commit({0, 100, 120, 0});
   const auto& c = out[0].jobs[0].changes[0];
-  EXPECT_EQ(c.new_row[queue::kUserFullName].kind, queue::Value::Unchanged);
-  EXPECT_EQ(c.old_row[queue::kUserFullName].text, "Ada");
+  EXPECT_EQ(c.new_row[projections::bank::kUserFullName].kind, queue::Value::Unchanged);
+  EXPECT_EQ(c.old_row[projections::bank::kUserFullName].text, "Ada");
 }
 
 TEST_F(Fixture, ResetDropsAHalfReceivedTransaction) {
@@ -222,7 +226,8 @@ TEST_F(Fixture, ResetDropsAHalfReceivedTransaction) {
 TEST(AssemblerLimits, ATransactionOverMaxTransactionMbIsRefusedNamingItAndTheSetting) {
   Config cfg = parse_config("postgres: {dsn: 'x'}\nreader: {max_transaction_mb: 1}\n", "test.yaml");
   int commits = 0;
-  cdc::Assembler a{cfg, [&](cdc::CommittedTransaction&&) { ++commits; }};
+  cdc::Assembler a{cfg, projections::bank::projection(),
+                   [&](cdc::CommittedTransaction&&) { ++commits; }};
   a.on_relation(Fixture::rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}}));
   a.on_begin({0x5000, 0, 42});
   const std::string name(1000, 'n');
@@ -243,4 +248,65 @@ TEST(AssemblerLimits, ATransactionOverMaxTransactionMbIsRefusedNamingItAndTheSet
   EXPECT_GT(rows, 700);
   EXPECT_LT(rows, 1100);
   EXPECT_EQ(commits, 0);
+}
+
+// The assembler knows no read model: columns, key, types and the identity column all come from
+// the projection. A directory-like projection (one document per user keyed by email) over the
+// configured users table shows it: the bank's rules (keys "u:<id>") play no part.
+struct Directory : projections::Projection {
+  std::vector<projections::TableSpec> specs{
+      {"users", {{"email"}, {"full_name"}, {"id", projections::ColumnType::Integer}}, false}};
+  std::string_view name() const override { return "directory"; }
+  const std::vector<projections::TableSpec>& tables() const override { return specs; }
+  projections::Route route(const queue::Change& c,
+                           const projections::ChangeContext&) const override {
+    const auto& row = c.op == 'D' ? c.old_row : c.new_row;
+    return {"e:" + row[0].text, {}};
+  }
+  bool rule_applies(std::size_t, const PriorityRule&) const override { return false; }
+  bool rule_matches(std::size_t, const PriorityRule&,
+                    const std::vector<queue::Value>&) const override {
+    return true;
+  }
+  std::unique_ptr<projections::Batch> start_batch(mongo::MongoPool&) const override {
+    return nullptr;
+  }
+};
+
+TEST(AssemblerProjection, KeysColumnsAndTypesComeFromTheProjection) {
+  Config cfg = parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
+  Directory dir;
+  std::vector<cdc::CommittedTransaction> out;
+  cdc::Assembler a{cfg, dir, [&](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
+  a.on_relation(Fixture::rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}}));
+  a.on_begin({100, 0, 7});
+  a.on_insert(1, std::vector<TupleValue>{{'t', "5"}, {'t', "Ada"}, {'t', "ada@x"}});
+  // The projection's identity column (email) changed: a delete of the old row, an insert.
+  a.on_update(1, 'O', std::vector<TupleValue>{{'t', "6"}, {'t', "Bo"}, {'t', "bo@x"}},
+              std::vector<TupleValue>{{'t', "6"}, {'t', "Bo"}, {'t', "bo@y"}});
+  a.on_commit({0, 100, 164, 0});
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].jobs.size(), 3u);
+  EXPECT_EQ(out[0].jobs[0].key, "e:ada@x");
+  EXPECT_EQ(out[0].jobs[1].key, "e:bo@x");
+  EXPECT_EQ(out[0].jobs[2].key, "e:bo@y");
+  const auto& ins = out[0].jobs[0].changes.at(0);
+  EXPECT_EQ(ins.table, 0u);
+  ASSERT_EQ(ins.new_row.size(), 3u);  // in the projection's column order
+  EXPECT_EQ(ins.new_row[0].text, "ada@x");
+  EXPECT_EQ(ins.new_row[1].text, "Ada");
+  EXPECT_EQ(ins.new_row[2].text, "5");
+  EXPECT_EQ(out[0].jobs[1].changes.at(0).op, 'D');
+  EXPECT_EQ(out[0].jobs[2].changes.at(0).op, 'I');
+  // A column the projection needs as an integer that is now text fails closed.
+  a.on_relation(Fixture::rel(1, "users", {{"id", 25}, {"full_name", 25}, {"email", 25}}));
+  a.on_begin({200, 0, 8});
+  try {
+    a.on_insert(1, std::vector<TupleValue>{{'t', "x"}, {'t', "Ada"}, {'t', "ada@x"}});
+    FAIL() << "a text id was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("column 'id' is now text, but walfold needs an integer"),
+              std::string::npos)
+        << e.what();
+  }
 }

@@ -3,7 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "projections/bank_fold.h"
+#include "projections/bank/bank_fold.h"
+#include "projections/bank/schema.h"
 
 namespace {
 
@@ -63,7 +64,7 @@ AccountSnapshot known(std::int64_t user, const std::string& cur, const std::stri
 TEST(Fold, AccountInsertCreatesAccountAndUserMembership) {
   BankFold f;
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Accounts, 'I', acctrow("7", "3", "USD"), {}}}), p);
+  f.fold(job("a:7", 100, {{projections::bank::kAccounts, 'I', acctrow("7", "3", "USD"), {}}}), p);
   auto acc = json(p.accounts), users = json(p.users);
   EXPECT_TRUE(has(acc, R"("$setOnInsert" : { "balance" : { "$numberDecimal" : "0" })")) << acc;
   EXPECT_TRUE(has(acc, R"("applied_lsn" : { "$not" : { "$gte" : 100 } })")) << acc;
@@ -82,8 +83,8 @@ TEST(Fold, DepositsAndWithdrawalsAreExactAndCoalescedPerDocument) {
   f.set_account(7, known(3, "EUR", "10.0000", 50));
   WritePlan p;
   f.fold(job("a:7", 100,
-             {{Model::Transactions, 'I', txrow("1", "7", "100.5000", "deposit"), {}},
-              {Model::Transactions,
+             {{projections::bank::kTransactions, 'I', txrow("1", "7", "100.5000", "deposit"), {}},
+              {projections::bank::kTransactions,
                'I',
                txrow("2", "7", "0.1234", "withdrawal", "2026-11-23 02:19:58+00"),
                {}}}),
@@ -111,9 +112,12 @@ TEST(Fold, AJobTheAccountDocumentAlreadyHoldsWritesNothing) {
   BankFold f;
   f.set_account(7, known(3, "EUR", "10.0000", 100));
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
+  f.fold(job("a:7", 100,
+             {{projections::bank::kTransactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
          p);
-  f.fold(job("a:7", 90, {{Model::Transactions, 'I', txrow("0", "7", "1.0000", "deposit"), {}}}), p);
+  f.fold(job("a:7", 90,
+             {{projections::bank::kTransactions, 'I', txrow("0", "7", "1.0000", "deposit"), {}}}),
+         p);
   EXPECT_TRUE(p.accounts.empty());
   EXPECT_TRUE(p.users.empty());
   EXPECT_TRUE(p.transactions.empty());
@@ -123,12 +127,14 @@ TEST(Fold, LaterJobsInOneBatchSeeEarlierOnes) {
   BankFold f;
   f.set_account(7, known(3, "EUR", "0", 50));
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "5.0000", "deposit"), {}}}),
+  f.fold(job("a:7", 100,
+             {{projections::bank::kTransactions, 'I', txrow("1", "7", "5.0000", "deposit"), {}}}),
          p);
   // The account moves to user 4 later in the same batch: its balance (5) moves too.
-  f.fold(
-      job("a:7", 200, {{Model::Accounts, 'U', acctrow("7", "4", "EUR"), acctrow("7", "3", "EUR")}}),
-      p);
+  f.fold(job("a:7", 200,
+             {{projections::bank::kAccounts, 'U', acctrow("7", "4", "EUR"),
+               acctrow("7", "3", "EUR")}}),
+         p);
   auto users = json(p.users);
   EXPECT_TRUE(has(
       users,
@@ -150,7 +156,7 @@ TEST(Fold, CorrectionsTakeTheOldAmountOutAndRecomputeTheWindow) {
   f.set_account(7, known(3, "USD", "100.0000", 50));
   WritePlan p;
   f.fold(job("a:7", 100,
-             {{Model::Transactions, 'U', txrow("1", "7", "30.0000", "deposit"),
+             {{projections::bank::kTransactions, 'U', txrow("1", "7", "30.0000", "deposit"),
                txrow("1", "7", "100.0000", "deposit")}}),
          p);
   auto acc = json(p.accounts);
@@ -160,7 +166,8 @@ TEST(Fold, CorrectionsTakeTheOldAmountOutAndRecomputeTheWindow) {
   EXPECT_EQ(p.dirty_windows[7], 100u);
 
   WritePlan d;
-  f.fold(job("a:7", 200, {{Model::Transactions, 'D', {}, txrow("1", "7", "30.0000", "deposit")}}),
+  f.fold(job("a:7", 200,
+             {{projections::bank::kTransactions, 'D', {}, txrow("1", "7", "30.0000", "deposit")}}),
          d);
   auto txs = json(d.transactions);
   EXPECT_TRUE(has(txs, R"("deleted" : true, "applied_lsn" : 200)"))
@@ -173,7 +180,7 @@ TEST(Fold, TransactionMovedOutLeavesAMarkAndTheOtherAccountGetsIt) {
   BankFold f;
   f.set_account(7, known(3, "USD", "10.0000", 50));
   f.set_account(8, known(3, "USD", "0", 50));
-  Change move{Model::Transactions, 'U', txrow("1", "8", "10.0000", "deposit"),
+  Change move{projections::bank::kTransactions, 'U', txrow("1", "8", "10.0000", "deposit"),
               txrow("1", "7", "10.0000", "deposit")};
   WritePlan p;
   f.fold(job("a:7", 100, {move}), p);
@@ -196,7 +203,7 @@ TEST(Fold, UserProfileChangesAreGuardedSeparately) {
   BankFold f;
   WritePlan p;
   f.fold(job("u:3", 100,
-             {{Model::Users,
+             {{projections::bank::kUsers,
                'U',
                {t("3"), {Value::Unchanged, ""}, t("new@x"), t("2026-01-01 00:00:00+00")},
                {t("3"), t("Ada"), t("old@x"), t("2026-01-01 00:00:00+00")}}}),
@@ -206,7 +213,8 @@ TEST(Fold, UserProfileChangesAreGuardedSeparately) {
   // The TOAST-unchanged name is taken from the old row, never written as a placeholder.
   EXPECT_TRUE(has(users, R"("full_name" : "Ada", "email" : "new@x")")) << users;
   WritePlan d;
-  f.fold(job("u:3", 200, {{Model::Users, 'D', {}, {t("3"), null(), null(), null()}}}), d);
+  f.fold(job("u:3", 200, {{projections::bank::kUsers, 'D', {}, {t("3"), null(), null(), null()}}}),
+         d);
   EXPECT_TRUE(has(json(d.users), R"("deleted" : true)"));
 }
 
@@ -214,7 +222,7 @@ TEST(Fold, UnchangedToastWithoutOldValueIsNeverWritten) {
   BankFold f;
   WritePlan p;
   f.fold(job("u:3", 100,
-             {{Model::Users,
+             {{projections::bank::kUsers,
                'U',
                {t("3"), {Value::Unchanged, ""}, t("e@x"), t("2026-01-01 00:00:00+00")},
                {}}}),
@@ -229,9 +237,9 @@ TEST(Fold, NanAmountIsRejectedWithItsLocation) {
   f.set_account(7, known(3, "USD", "0", 50));
   WritePlan p;
   try {
-    f.fold(
-        job("a:7", 0x1A2B3C, {{Model::Transactions, 'I', txrow("99", "7", "NaN", "deposit"), {}}}),
-        p);
+    f.fold(job("a:7", 0x1A2B3C,
+               {{projections::bank::kTransactions, 'I', txrow("99", "7", "NaN", "deposit"), {}}}),
+           p);
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
     std::string m = e.what();
@@ -248,10 +256,13 @@ TEST(Fold, NullMoneyAndUnknownKindAreRejected) {
   f.set_account(7, known(3, "USD", "0", 50));
   WritePlan p;
   auto row = txrow("1", "7", "1.0000", "deposit");
-  row[queue::kTxAmount] = null();
-  EXPECT_THROW(f.fold(job("a:7", 100, {{Model::Transactions, 'I', row, {}}}), p), DataError);
+  row[projections::bank::kTxAmount] = null();
+  EXPECT_THROW(f.fold(job("a:7", 100, {{projections::bank::kTransactions, 'I', row, {}}}), p),
+               DataError);
   EXPECT_THROW(
-      f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1", "refund"), {}}}), p),
+      f.fold(job("a:7", 100,
+                 {{projections::bank::kTransactions, 'I', txrow("1", "7", "1", "refund"), {}}}),
+             p),
       DataError);
 }
 
@@ -266,7 +277,7 @@ TEST(Fold, DeleteWithoutOldRowNamesReplicaIdentity) {
                               {Value::Missing, ""},
                               {Value::Missing, ""}};
   try {
-    f.fold(job("a:7", 100, {{Model::Transactions, 'D', {}, key_only}}), p);
+    f.fold(job("a:7", 100, {{projections::bank::kTransactions, 'D', {}, key_only}}), p);
     FAIL();
   } catch (const DataError& e) {
     EXPECT_TRUE(has(e.what(), "REPLICA IDENTITY FULL")) << e.what();
@@ -277,7 +288,8 @@ TEST(Fold, MoneyForAnAccountTheReadModelDoesNotKnowIsAnError) {
   BankFold f;
   WritePlan p;
   try {
-    f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
+    f.fold(job("a:7", 100,
+               {{projections::bank::kTransactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}),
            p);
     FAIL();
   } catch (const DataError& e) {
@@ -290,7 +302,7 @@ TEST(Fold, AccountDeleteLeavesATombstoneAndLeavesTheUser) {
   BankFold f;
   f.set_account(7, known(3, "USD", "0", 50));
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Accounts, 'D', {}, acctrow("7", "3", "USD")}}), p);
+  f.fold(job("a:7", 100, {{projections::bank::kAccounts, 'D', {}, acctrow("7", "3", "USD")}}), p);
   EXPECT_TRUE(has(json(p.accounts), R"("deleted" : true)"));
   EXPECT_TRUE(has(json(p.users), R"("$pull" : { "accounts" : 7 })"));
 }
@@ -321,7 +333,7 @@ TEST(Fold, AUserTotalPastThirtyFourDigitsIsRefusedNamingUserCurrencyAndLsn) {
   try {
     // Fits account 8's balance (34 digits), but the user's total would need 35.
     f.fold(job("a:8", 0x100,
-               {{Model::Transactions,
+               {{projections::bank::kTransactions,
                  'I',
                  txrow("9", "8", "5999999999999999999999999999.994001", "deposit"),
                  {}}}),
@@ -344,7 +356,8 @@ TEST(Fold, UserTotalUpdatesCarryAnExactnessBoundAndAreChecked) {
   u.balances["EUR"] = *Decimal::parse("10.0000");
   f.set_user(3, u);
   WritePlan p;
-  f.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "2.5000", "deposit"), {}}}),
+  f.fold(job("a:7", 100,
+             {{projections::bank::kTransactions, 'I', txrow("1", "7", "2.5000", "deposit"), {}}}),
          p);
   auto users = json(p.users);
   // 34 nines at scale 4, minus the increment: above it, MongoDB would round the sum; below,
@@ -363,13 +376,17 @@ TEST(Fold, UserTotalUpdatesCarryAnExactnessBoundAndAreChecked) {
     g.set_user(3, v);
     WritePlan q;
     EXPECT_THROW(
-        g.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}),
-               q),
+        g.fold(
+            job("a:7", 100,
+                {{projections::bank::kTransactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}),
+            q),
         DataError);
     BankFold h;  // the same without the read: the bound in the filter catches it instead
     h.set_account(7, known(3, "EUR", "10", 50));
     WritePlan r;
-    h.fold(job("a:7", 100, {{Model::Transactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}), r);
+    h.fold(job("a:7", 100,
+               {{projections::bank::kTransactions, 'I', txrow("1", "7", "0.5", "deposit"), {}}}),
+           r);
     auto hu = json(r.users);
     EXPECT_TRUE(has(hu, R"("$gt" : { "$numberDecimal" : "999999999999999999999999999999999.4" })"))
         << hu;
@@ -382,15 +399,62 @@ TEST(Fold, UserTotalUpdatesCarryAnExactnessBoundAndAreChecked) {
   EXPECT_EQ(p.total_checks[0].lsn, 100u);
   // The running total follows the batch: a second job sees 12.5000.
   f.fold(job("a:7", 200,
-             {{Model::Transactions,
+             {{projections::bank::kTransactions,
                'I',
                txrow("2", "7", "999999999999999999999999999987.4999", "deposit"),
                {}}}),
          p);
-  EXPECT_THROW(f.fold(job("a:7", 300,
-                          {{Model::Transactions, 'I', txrow("3", "7", "0.0001", "deposit"), {}}}),
-                      p),
-               DataError);
+  EXPECT_THROW(
+      f.fold(
+          job("a:7", 300,
+              {{projections::bank::kTransactions, 'I', txrow("3", "7", "0.0001", "deposit"), {}}}),
+          p),
+      DataError);
 }
 
 }  // namespace
+
+namespace bank = walfold::projections::bank;
+
+TEST(BankSchema, ColumnCountsAndNames) {
+  EXPECT_EQ(bank::column_count(bank::kUsers), 4);
+  EXPECT_EQ(bank::column_count(bank::kAccounts), 4);
+  EXPECT_EQ(bank::column_count(bank::kTransactions), 6);
+  EXPECT_EQ(bank::column_count(bank::kTableCount), 0);
+  EXPECT_STREQ(bank::column_name(bank::kUsers, bank::kUserEmail), "email");
+  EXPECT_STREQ(bank::column_name(bank::kAccounts, bank::kAcctCurrency), "currency");
+  EXPECT_STREQ(bank::column_name(bank::kTransactions, bank::kTxAmount), "amount");
+  EXPECT_STREQ(bank::column_name(bank::kTransactions, bank::kTxTransferId), "transfer_id");
+  EXPECT_STREQ(bank::column_name(bank::kUsers, 4), "?");
+  EXPECT_STREQ(bank::column_name(bank::kUsers, -1), "?");
+  EXPECT_STREQ(bank::table_name(bank::kTransactions), "transactions");
+  EXPECT_STREQ(bank::table_name(7), "?");
+  // What preflight and the assembler are told: the tables that need the whole old row.
+  const auto& specs = bank::tables();
+  ASSERT_EQ(specs.size(), 3u);
+  EXPECT_FALSE(specs[bank::kUsers].replica_identity_full);
+  EXPECT_TRUE(specs[bank::kAccounts].replica_identity_full);
+  EXPECT_TRUE(specs[bank::kTransactions].replica_identity_full);
+  EXPECT_EQ(specs[bank::kTransactions].columns[bank::kTxAmount].type,
+            projections::ColumnType::Numeric);
+}
+
+TEST(Fold, RefusesRowsOfTheWrongWidthOrAnUnknownTable) {
+  // The job format is generic (queue/job.h): the bank checks a change's table and row width
+  // before reading any column, so a corrupt or foreign job is a DataError, never a read past
+  // the row.
+  BankFold f;
+  f.set_account(7, known(3, "EUR", "0", 50));
+  WritePlan p;
+  auto short_row = txrow("1", "7", "1.0000", "deposit");
+  short_row.pop_back();
+  EXPECT_THROW(f.fold(job("a:7", 100, {{bank::kTransactions, 'I', short_row, {}}}), p), DataError);
+  EXPECT_THROW(f.fold(job("u:3", 100, {{bank::kUsers, 'U', {t("3")}, {}}}), p), DataError);
+  EXPECT_THROW(f.fold(job("u:3", 100, {{bank::kUsers, 'U', {}, {}}}), p), DataError);
+  EXPECT_THROW(f.fold(job("a:7", 100, {{3, 'I', acctrow("7", "3", "EUR"), {}}}), p), DataError);
+  EXPECT_EQ(p.changes, 0u);
+  EXPECT_TRUE(p.accounts.empty() && p.users.empty() && p.transactions.empty());
+  // The right width folds.
+  EXPECT_NO_THROW(f.fold(
+      job("a:7", 100, {{bank::kTransactions, 'I', txrow("1", "7", "1.0000", "deposit"), {}}}), p));
+}

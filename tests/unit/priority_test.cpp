@@ -5,6 +5,8 @@
 #include "cdc/assembler.h"
 #include "common/decimal.h"
 #include "common/error.h"
+#include "projections/bank/bank.h"
+#include "projections/bank/schema.h"
 
 namespace {
 
@@ -108,7 +110,8 @@ TEST(PriorityConfig, BadRulesNameTheirPlace) {
 struct Assembled : ::testing::Test {
   Config cfg = parse_config(kRules, "p.yaml");
   std::vector<cdc::CommittedTransaction> out;
-  cdc::Assembler a{cfg, [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
+  cdc::Assembler a{cfg, projections::bank::projection(),
+                   [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
 
   void SetUp() override {
     cdc::Relation users{1, "public", "users", 'f', {}};

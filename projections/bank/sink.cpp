@@ -1,4 +1,4 @@
-#include "projections/sink.h"
+#include "projections/bank/sink.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "projections/bank_fold.h"
+#include "projections/bank/bank_fold.h"
 
 #include <charconv>
 #include <optional>
@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/timestamp.h"
+#include "projections/bank/schema.h"
 
 namespace walfold::projections {
 namespace {
@@ -19,7 +20,7 @@ using queue::Value;
 std::string where(const Job& job, const Change& c, std::string_view column) {
   const auto& row = c.new_row.empty() ? c.old_row : c.new_row;
   std::string id = !row.empty() && row[0].kind == Value::Text ? row[0].text : "?";
-  return std::string(model_name(c.model)) + " row id=" + id + " (" +
+  return std::string(bank::table_name(c.table)) + " row id=" + id + " (" +
          (c.op == 'I'   ? "INSERT"
           : c.op == 'U' ? "UPDATE"
                         : "DELETE") +
@@ -33,7 +34,7 @@ const std::string& text(const Job& job, const Change& c, const std::vector<Value
                         : row[f].kind == Value::Null      ? "NULL"
                         : row[f].kind == Value::Unchanged ? "an unchanged TOAST value"
                                                           : "missing";
-    throw DataError(where(job, c, queue::field_name(c.model, f)) + " is " + state +
+    throw DataError(where(job, c, bank::column_name(c.table, f)) + " is " + state +
                     (&row == &c.old_row ? " in the old row (is REPLICA IDENTITY FULL set? "
                                           "`walfold setup` sets it)"
                                         : ""));
@@ -46,7 +47,7 @@ std::int64_t to_int(const Job& job, const Change& c, const std::vector<Value>& r
   std::int64_t v = 0;
   auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (r.ec != std::errc{} || r.ptr != s.data() + s.size())
-    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+    throw DataError(where(job, c, bank::column_name(c.table, f)) + " = '" + s +
                     "' is not an integer");
   return v;
 }
@@ -56,7 +57,7 @@ Decimal to_decimal(const Job& job, const Change& c, const std::vector<Value>& ro
   auto d = Decimal::parse(s);
   if (!d)
     throw DataError(
-        where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+        where(job, c, bank::column_name(c.table, f)) + " = '" + s +
         "' cannot be held exactly by Decimal128 (NaN, Infinity or more than 34 digits)");
   return *d;
 }
@@ -65,7 +66,7 @@ std::int64_t to_time_us(const Job& job, const Change& c, const std::vector<Value
   const auto& s = text(job, c, row, f);
   auto t = parse_pg_timestamptz(s);
   if (!t)
-    throw DataError(where(job, c, queue::field_name(c.model, f)) + " = '" + s +
+    throw DataError(where(job, c, bank::column_name(c.table, f)) + " = '" + s +
                     "' is not a timestamp");
   return *t;
 }
@@ -86,8 +87,8 @@ std::vector<Value> effective_new_row(const Change& c) {
 }
 
 Decimal signed_amount(const Job& job, const Change& c, const std::vector<Value>& row) {
-  Decimal amount = to_decimal(job, c, row, queue::kTxAmount);
-  const auto& kind = text(job, c, row, queue::kTxKind);
+  Decimal amount = to_decimal(job, c, row, bank::kTxAmount);
+  const auto& kind = text(job, c, row, bank::kTxKind);
   if (kind == "deposit") return amount;
   if (kind == "withdrawal") return amount.negated();
   throw DataError(where(job, c, "kind") + " = '" + kind + "' is neither deposit nor withdrawal");
@@ -246,11 +247,11 @@ std::vector<std::int64_t> BankFold::users_needed(const std::vector<const queue::
     if (a.exists) ids.insert(a.user_id);
   for (const auto* job : jobs)
     for (const auto& c : job->changes)
-      if (c.model == Model::Accounts && c.op != 'D' &&
-          c.new_row.size() > static_cast<std::size_t>(queue::kAcctUserId) &&
-          c.new_row[queue::kAcctUserId].kind == Value::Text) {
+      if (c.table == bank::kAccounts && c.op != 'D' &&
+          c.new_row.size() > static_cast<std::size_t>(bank::kAcctUserId) &&
+          c.new_row[bank::kAcctUserId].kind == Value::Text) {
         std::int64_t v = 0;
-        const auto& t = c.new_row[queue::kAcctUserId].text;
+        const auto& t = c.new_row[bank::kAcctUserId].text;
         if (std::from_chars(t.data(), t.data() + t.size(), v).ec == std::errc{}) ids.insert(v);
       }
   return {ids.begin(), ids.end()};
@@ -262,6 +263,23 @@ void BankFold::set_user(std::int64_t id, UserSnapshot snapshot) {
 
 void BankFold::fold(const Job& job, WritePlan& plan) {
   auto [kind, id] = parse_ordering_key(job.key);
+  // The job format is generic (queue/job.h): a change's table and row width are checked here,
+  // before any row is read by column.
+  for (const auto& c : job.changes) {
+    if (c.table >= bank::kTableCount)
+      throw DataError("job " + job.key + " at commit LSN " + format_lsn(job.commit_lsn) +
+                      " has a change of table " + std::to_string(c.table) +
+                      ", which the bank projection does not have");
+    const auto n = static_cast<std::size_t>(bank::column_count(c.table));
+    for (const auto* row : {&c.new_row, &c.old_row})
+      if (!row->empty() && row->size() != n)
+        throw DataError(where(job, c, "") + " has " + std::to_string(row->size()) +
+                        " columns; the " + bank::table_name(c.table) + " table has " +
+                        std::to_string(n));
+    if ((c.op == 'I' && c.new_row.empty()) || (c.op == 'U' && c.new_row.empty()) ||
+        (c.op == 'D' && c.old_row.empty()))
+      throw DataError(where(job, c, "") + " carries no row");
+  }
   plan.changes += job.changes.size();
   if (kind == 'u')
     fold_user_job(job, id, plan);
@@ -275,7 +293,7 @@ void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& pl
   std::optional<std::string> full_name, email;
   std::optional<std::int64_t> created_us;
   for (const auto& c : job.changes) {
-    if (c.model != Model::Users)
+    if (c.table != bank::kUsers)
       throw DataError(where(job, c, "") + " arrived under user key " + job.key);
     touched = true;
     if (c.op == 'D') {
@@ -288,10 +306,10 @@ void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& pl
       if (row[f].kind == Value::Unchanged || row[f].kind == Value::Missing) return std::nullopt;
       return text(job, c, row, f);
     };
-    if (auto v = pick(queue::kUserFullName)) full_name = v;
-    if (auto v = pick(queue::kUserEmail)) email = v;
-    if (row[queue::kUserCreatedAt].kind == Value::Text)
-      created_us = to_time_us(job, c, row, queue::kUserCreatedAt);
+    if (auto v = pick(bank::kUserFullName)) full_name = v;
+    if (auto v = pick(bank::kUserEmail)) email = v;
+    if (row[bank::kUserCreatedAt].kind == Value::Text)
+      created_us = to_time_us(job, c, row, bank::kUserCreatedAt);
   }
   if (!touched) return;
   plan.users.push_back(ensure_user(user_id));
@@ -321,7 +339,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
   // Only last_transactions may still need its recompute (a crash between the two phases).
   if (acct.exists && acct.applied_lsn >= lsn) {
     for (const auto& c : job.changes)
-      if (c.model == Model::Transactions && c.op != 'I') {
+      if (c.table == bank::kTransactions && c.op != 'I') {
         auto& m = plan.dirty_windows[account_id];
         m = std::max(m, lsn);
       }
@@ -358,18 +376,18 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
   };
 
   for (const auto& c : job.changes) {
-    if (c.model == Model::Transactions) {
+    if (c.table == bank::kTransactions) {
       std::optional<std::int64_t> old_acct, new_acct;
-      if (c.op != 'I') old_acct = to_int(job, c, c.old_row, queue::kTxAccountId);
+      if (c.op != 'I') old_acct = to_int(job, c, c.old_row, bank::kTxAccountId);
       std::vector<Value> row;
       if (c.op != 'D') {
         row = effective_new_row(c);
-        new_acct = to_int(job, c, row, queue::kTxAccountId);
+        new_acct = to_int(job, c, row, bank::kTxAccountId);
       }
       bool removed = old_acct == account_id, added = new_acct == account_id;
       if (!removed && !added)
         throw DataError(where(job, c, "account_id") + " does not belong to key " + job.key);
-      std::int64_t tx_id = to_int(job, c, c.op == 'D' ? c.old_row : row, queue::kTxId);
+      std::int64_t tx_id = to_int(job, c, c.op == 'D' ? c.old_row : row, bank::kTxId);
       auto& doc = tx_docs[tx_id];
       Decimal d;
       if (removed) {
@@ -383,15 +401,14 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
       }
       if (added) {
         d = add(job, d, signed_amount(job, c, row), acct_name + " balance");
-        TxEntry e{tx_id, text(job, c, row, queue::kTxKind),
-                  to_decimal(job, c, row, queue::kTxAmount),
-                  to_time_us(job, c, row, queue::kTxCreatedAt)};
+        TxEntry e{tx_id, text(job, c, row, bank::kTxKind), to_decimal(job, c, row, bank::kTxAmount),
+                  to_time_us(job, c, row, bank::kTxCreatedAt)};
         doc.tombstone = false;
         doc.full = true;
         doc.account_id = account_id;
         doc.entry = e;
-        doc.transfer_id = row[queue::kTxTransferId].kind == Value::Text
-                              ? std::optional<std::string>(row[queue::kTxTransferId].text)
+        doc.transfer_id = row[bank::kTxTransferId].kind == Value::Text
+                              ? std::optional<std::string>(row[bank::kTxTransferId].text)
                               : std::nullopt;
         if (c.op == 'I')
           new_entries.push_back(std::move(e));
@@ -402,7 +419,7 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
       unassigned = add(job, unassigned, d, acct_name + " balance");
       continue;
     }
-    if (c.model != Model::Accounts)
+    if (c.table != bank::kAccounts)
       throw DataError(where(job, c, "") + " arrived under account key " + job.key);
     account_changed = true;
     settle();
@@ -417,10 +434,10 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
       continue;
     }
     auto row = effective_new_row(c);
-    std::int64_t new_user = to_int(job, c, row, queue::kAcctUserId);
-    std::string new_cur = trim_right(text(job, c, row, queue::kAcctCurrency));
-    if (row[queue::kAcctCreatedAt].kind == Value::Text)
-      created_us = to_time_us(job, c, row, queue::kAcctCreatedAt);
+    std::int64_t new_user = to_int(job, c, row, bank::kAcctUserId);
+    std::string new_cur = trim_right(text(job, c, row, bank::kAcctCurrency));
+    if (row[bank::kAcctCreatedAt].kind == Value::Text)
+      created_us = to_time_us(job, c, row, bank::kAcctCreatedAt);
     if (live && acct.user_id == new_user && acct.currency == new_cur) continue;
     if (live) {  // the account moves to another user or currency: its balance moves with it
       users[acct.user_id].member = false;

@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "projections/bank_fold.h"
+#include "projections/bank/bank_fold.h"
 #include "projections/mongo.h"
 
 namespace walfold::projections {
