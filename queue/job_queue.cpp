@@ -320,14 +320,47 @@ std::optional<Lsn> JobQueue::oldest_pending_commit() {
   return pending_lsn(reply_view(r->element[0]));
 }
 
-std::pair<std::string, int> JobQueue::ensure_epoch(const std::string& fresh,
-                                                   const std::string& known, long long known_seq) {
+namespace {
+// The refusal of a queue in another format (see kQueueFormat).
+[[noreturn]] void refuse_format(const std::string& address, const std::string& prefix,
+                                std::string_view found) {
+  throw DataError(
+      "redis at " + address + " holds the queue " + prefix + " in format '" + std::string(found) +
+      "', and this walfold reads and writes format '" + kQueueFormat +
+      "' (written by another walfold version; nothing was changed). Drain it with the version "
+      "that wrote it (`walfold run --stop-at-lsn current`, then stop), or stop walfold and empty "
+      "it with `walfold reconcile --from-lsn <the slot's confirmed LSN>` (or delete the keys " +
+      prefix +
+      ":*): this version then replays every change after the slot's confirmed "
+      "position. See README.md, Upgrading");
+}
+}  // namespace
+
+std::string JobQueue::check_format() {
+  enqueue_wait();
+  auto r = redis_.command({"HGET", prefix_ + ":meta", "format"});
+  if (r->type != REDIS_REPLY_STRING) return {};
+  std::string found(reply_view(r.get()));
+  if (found != kQueueFormat) refuse_format(redis_.address(), prefix_, found);
+  return found;
+}
+
+std::pair<std::string, EpochState> JobQueue::ensure_epoch(const std::string& fresh,
+                                                          const std::string& known,
+                                                          long long known_seq) {
   enqueue_wait();
   auto seq = std::to_string(known_seq);
-  auto r = redis_.eval(epoch_script(), {}, {prefix_, fresh, known, seq});
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("epoch: unexpected reply");
-  return {std::string(r->element[0]->str, r->element[0]->len),
-          static_cast<int>(r->element[1]->integer)};
+  auto r = redis_.eval(epoch_script(), {}, {prefix_, fresh, known, seq, kQueueFormat});
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[1]->type != REDIS_REPLY_INTEGER)
+    throw DataError("epoch: unexpected reply");
+  const long long state = r->element[1]->integer;
+  if (state == 3 && r->elements == 3)
+    refuse_format(redis_.address(), prefix_, reply_view(r->element[2]));
+  if (state < 0 || state > 2 || r->element[0]->type != REDIS_REPLY_STRING)
+    throw DataError("epoch: unexpected reply");
+  static constexpr EpochState states[] = {EpochState::Adopted, EpochState::FirstStart,
+                                          EpochState::Lost};
+  return {std::string(reply_view(r->element[0])), states[state]};
 }
 
 void JobQueue::reset(const std::string& fresh) {
@@ -361,10 +394,14 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
   enqueue_wait();
   auto mk = std::to_string(max_keys), mj = std::to_string(max_jobs),
        ls = std::to_string(lease.count());
-  auto r = redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls});
+  auto r = redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls, kQueueFormat});
   Claim c;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("claim: unexpected reply");
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER)
+    throw DataError("claim: unexpected reply");
   c.fence = r->element[0]->integer;
+  if (c.fence == -1) refuse_format(redis_.address(), prefix_, reply_view(r->element[1]));
+  if (r->element[1]->type != REDIS_REPLY_ARRAY) throw DataError("claim: unexpected reply");
   const redisReply* list = r->element[1];
   // The claimed keys' entries (see claim.lua), pipelined, 500 keys per round trip.
   const std::string lim = std::to_string(std::max(0, max_jobs - 1));

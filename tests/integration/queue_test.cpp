@@ -921,19 +921,86 @@ TEST(QueueEpoch, NothingIsClaimedUntilAReaderHasSetTheEpochAndALossEmptiesTheQue
   // that knew another epoch sees a loss, and the queue is emptied before the new epoch is set.
   auto [epoch, state] = q.ensure_epoch("e2", "e1", 0);
   EXPECT_EQ(epoch, "e2");
-  EXPECT_EQ(state, 2);
+  EXPECT_EQ(state, EpochState::Lost);
   EXPECT_FALSE(q.oldest_pending_commit().has_value());
   EXPECT_EQ(redis.command({"EXISTS", prefix + ":left", prefix + ":k:k"})->integer, 0)
       << "the per-commit counts survived the reset";
   EXPECT_TRUE(q.claim(10, 10, std::chrono::milliseconds(30000)).keys.empty());
   // Adopted by the same reader later; a new job is claimable now.
-  EXPECT_EQ(q.ensure_epoch("e3", "e2", 0).second, 0);
+  EXPECT_EQ(q.ensure_epoch("e3", "e2", 0).second, EpochState::Adopted);
   q.enqueue({{"k", 5, 0x20, "j2"}}, 0);
   auto c = q.claim(10, 10, std::chrono::milliseconds(30000));
   ASSERT_EQ(c.keys.size(), 1u);
   EXPECT_EQ(c.keys[0].bodies, std::vector<std::string>{"j2"});
   // A sequence that went back (an AOF that lost its tail) is a loss too.
-  EXPECT_EQ(q.ensure_epoch("e4", "e2", 1000).second, 2);
+  EXPECT_EQ(q.ensure_epoch("e4", "e2", 1000).second, EpochState::Lost);
+}
+
+// The format marker (meta `format`, kQueueFormat): a queue written in another format is refused
+// by the reader's start, by a claim and by check_format(), untouched; a reset empties it.
+TEST(QueueFormat, AQueueInAnotherFormatIsRefusedUntouchedAndAResetEmptiesIt) {
+  const auto& s = test::servers();
+  RedisConfig rc;
+  rc.host = s.redis_host;
+  rc.port = s.redis_port;
+  Redis redis(rc);
+  const std::string prefix = test::unique_name("formatq") + ":{x}";
+  JobQueue q(redis, prefix);
+  auto [epoch, state] = q.ensure_epoch("e1");
+  EXPECT_EQ(state, EpochState::FirstStart);
+  EXPECT_EQ(reply_to_string(redis.command({"HGET", prefix + ":meta", "format"}).get()),
+            kQueueFormat)
+      << "a new queue is marked with this build's format";
+  EXPECT_EQ(q.check_format(), kQueueFormat);
+  q.enqueue({{"k", 0, 0x10, "j1"}}, 0x18);
+  // Another walfold version's queue: its marker differs (and it has a key this layout lacks).
+  redis.command({"HSET", prefix + ":meta", "format", "0-other"});
+  redis.command({"SET", prefix + ":otherlayout", "x"});
+  auto refused = [&](auto&& call, const char* what) {
+    try {
+      call();
+      ADD_FAILURE() << what << " accepted a queue in another format";
+    } catch (const DataError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("format '0-other'"), std::string::npos) << m;
+      EXPECT_NE(m.find("walfold reconcile --from-lsn"), std::string::npos) << m;
+      EXPECT_NE(m.find("--stop-at-lsn current"), std::string::npos) << m;
+    }
+  };
+  refused([&] { q.ensure_epoch("e2", "e1", 1); }, "the reader's start");
+  refused([&] { q.ensure_epoch("e2"); }, "a new reader's start");
+  refused([&] { q.claim(10, 10, std::chrono::milliseconds(30000)); }, "a claim");
+  refused([&] { q.check_format(); }, "check_format");
+  EXPECT_EQ(reply_to_string(redis.command({"HGET", prefix + ":meta", "epoch"}).get()), "e1")
+      << "the refusal changed the queue";
+  EXPECT_EQ(q.oldest_pending_commit(), std::optional<Lsn>(0x10));
+  EXPECT_EQ(redis.command({"EXISTS", prefix + ":otherlayout"})->integer, 1);
+  // reconcile --full / --from-lsn: the queue is emptied, every key under the prefix, and marked.
+  q.reset("e3");
+  EXPECT_EQ(redis.command({"EXISTS", prefix + ":otherlayout", prefix + ":k:k"})->integer, 0);
+  EXPECT_FALSE(q.oldest_pending_commit().has_value());
+  EXPECT_EQ(q.check_format(), kQueueFormat);
+  EXPECT_EQ(q.ensure_epoch("e4", "e3", 0).second, EpochState::Adopted);
+}
+
+// A queue written before the marker existed has this layout: adopted, then marked.
+TEST(QueueFormat, AnUnmarkedQueueIsAdoptedAndMarked) {
+  const auto& s = test::servers();
+  RedisConfig rc;
+  rc.host = s.redis_host;
+  rc.port = s.redis_port;
+  Redis redis(rc);
+  const std::string prefix = test::unique_name("formatq") + ":{x}";
+  JobQueue q(redis, prefix);
+  q.ensure_epoch("e1");
+  q.enqueue({{"k", 0, 0x10, "j1"}}, 0x18);
+  redis.command({"HDEL", prefix + ":meta", "format"});
+  EXPECT_EQ(q.check_format(), "");
+  ASSERT_EQ(q.claim(10, 10, std::chrono::milliseconds(30000)).keys.size(), 1u)
+      << "an unmarked queue is this layout: workers go on";
+  EXPECT_EQ(q.ensure_epoch("e2", "e1", 1).second, EpochState::Adopted);
+  EXPECT_EQ(q.check_format(), kQueueFormat);
+  EXPECT_EQ(q.oldest_pending_commit(), std::optional<Lsn>(0x10)) << "adopting lost the job";
 }
 
 }  // namespace
