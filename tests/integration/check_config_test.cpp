@@ -198,8 +198,9 @@ TEST(CheckConfig, BadCommandLineValuesAreUsageErrors) {
 }
 
 // A queue another walfold version wrote in another format (meta `format`, queue/job_queue.h):
-// `walfold queue`, `check-config --connect` and the reader refuse it with exit 65 (DataError: systemd does
-// not restart it, RestartPreventExitStatus) and say how to drain or empty it; nothing changes.
+// `walfold queue`, `check-config --connect` and the reader refuse it with exit 65 (DataError:
+// systemd does not restart it, RestartPreventExitStatus) and say how to drain or empty it; nothing
+// changes.
 TEST(QueueFormat, AQueueInAnotherFormatStopsQueueCheckConfigAndRunWithExit65) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
