@@ -73,13 +73,13 @@ class Reader::Session {
     // the slot's confirmed position (never past an unfolded commit) is enqueued again.
     auto [epoch, epoch_state] =
         queue_->ensure_epoch(random_epoch(), owner_.epoch_.value_or(""), owner_.last_seq_);
-    const bool lost = epoch_state == 2;
+    const bool lost = epoch_state == queue::EpochState::Lost;
     if (lost)
       spdlog::error(
           "redis at {} lost walfold's queue: the queue was emptied and every change not yet folded "
           "is replayed from the slot's confirmed position, in commit order",
           redis_->address());
-    else if (epoch_state == 1)
+    else if (epoch_state == queue::EpochState::FirstStart)
       spdlog::info("redis at {}: no queue state yet; streaming from the slot's confirmed position",
                    redis_->address());
     if (lost) ++owner_.progress_.redis_loss_recoveries;
@@ -94,7 +94,7 @@ class Reader::Session {
     // stream this slot through a queue, and Redis no longer has it (restarted without
     // persistence, flushed while walfold was down, or another server).
     bool lost_while_down = false;
-    if (epoch_state == 1) {
+    if (epoch_state == queue::EpochState::FirstStart) {
       auto saved = owner_.store_.load_mongo();
       lost_while_down = saved && !saved->loading && saved->lsn > saved->identity.created_lsn;
       if (lost_while_down)

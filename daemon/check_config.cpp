@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "projections/bank/bank.h"
 #include "projections/mongo.h"
+#include "queue/job_queue.h"
 #include "queue/redis.h"
 
 namespace walfold::daemon {
@@ -82,8 +83,12 @@ int preflight(const Config& c, std::ostream& out, std::ostream& err) {
   probe("redis", [&] {
     queue::Redis r(c.redis);  // connects, authenticates and selects the database
     auto pong = r.command({"PING"});
+    // A queue another walfold version wrote in another format is refused here too (exit 65).
+    const auto format =
+        queue::JobQueue(r, queue::queue_prefix(c.redis.prefix, c.postgres.slot)).check_format();
     return r.address() + " answers " + queue::reply_to_string(pong.get()) +
-           (c.redis.username.empty() ? "" : " (authenticated as '" + c.redis.username + "')");
+           (c.redis.username.empty() ? "" : " (authenticated as '" + c.redis.username + "')") +
+           (format.empty() ? "; no queue marked yet" : "; queue format " + format);
   });
   probe("mongodb", [&] {
     projections::MongoPool pool(c.mongodb);

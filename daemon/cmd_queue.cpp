@@ -252,6 +252,9 @@ int QueueCommand::run(const Context& ctx) {
   queue::Redis redis(cfg.redis);
   queue::JobQueue q(redis, queue::queue_prefix(cfg.redis.prefix, cfg.postgres.slot),
                     queue::queue_options(cfg));
+  // A queue in another format (another walfold version wrote it) is refused before anything is
+  // read or changed: DataError, exit 65.
+  q.check_format();
   if (*stats_) {
     const auto st = q.stats();
     json_ ? print_stats_json(q, redis, st, out) : print_stats_text(q, redis, st, out);

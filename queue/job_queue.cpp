@@ -38,10 +38,11 @@ const RedisScript& dead_script() {
   return s;
 }
 
-std::string_view reply_view(const redisReply* r) {
-  if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) return {r->str, r->len};
-  return {};
-}
+using reply::array;
+using reply::at;
+using reply::integer;
+using reply::text;
+using reply::text_or_nil;
 
 // One number followed by ':' at `pos`; advances past the ':'.
 template <typename T>
@@ -97,9 +98,8 @@ std::string json_field(std::string_view json, std::string_view name) {
 
 // A TIME reply in ms.
 long long time_ms(const redisReply* t) {
-  if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) throw DataError("TIME: unexpected reply");
-  return std::stoll(std::string(reply_view(t->element[0]))) * 1000 +
-         std::stoll(std::string(reply_view(t->element[1]))) / 1000;
+  return std::stoll(std::string(text(at(t, 0, "TIME"), "TIME"))) * 1000 +
+         std::stoll(std::string(text(at(t, 1, "TIME"), "TIME"))) / 1000;
 }
 
 long long to_ll(const std::string& s) {
@@ -262,8 +262,8 @@ void JobQueue::learn_clock() {
                                  (before + (after - before) / 2).time_since_epoch())
                                  .count();
   redis_offset_ms_ = redis_ms - local_ms;
-  if (st->type == REDIS_REPLY_STRING)
-    stamp_ = std::max(stamp_, to_ll(std::string(reply_view(st.get()))));
+  if (auto v = text_or_nil(st.get(), "HGET meta stamp"))
+    stamp_ = std::max(stamp_, to_ll(std::string(*v)));
   clock_known_ = true;
 }
 
@@ -271,7 +271,7 @@ void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
   auto r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
-  if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
+  last_seq_ = integer(r.get(), "enqueue");
 }
 
 void JobQueue::enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
@@ -289,7 +289,7 @@ void JobQueue::enqueue_wait_one() {
   --in_flight_;
   try {
     auto r = redis_.read_reply();
-    if (r->type == REDIS_REPLY_INTEGER) last_seq_ = r->integer;
+    last_seq_ = integer(r.get(), "enqueue");
   } catch (const UnavailableError&) {
     in_flight_ = 0;  // the connection is gone, and the replies with it
     throw;
@@ -316,18 +316,55 @@ void JobQueue::enqueue_wait() {
 std::optional<Lsn> JobQueue::oldest_pending_commit() {
   enqueue_wait();
   auto r = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
-  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
-  return pending_lsn(reply_view(r->element[0]));
+  if (array(r.get(), "ZRANGE pending").elements == 0) return std::nullopt;
+  return pending_lsn(text(at(r.get(), 0, "ZRANGE pending"), "ZRANGE pending"));
 }
 
-std::pair<std::string, int> JobQueue::ensure_epoch(const std::string& fresh,
-                                                   const std::string& known, long long known_seq) {
+namespace {
+// The refusal of a queue in another format (see kQueueFormat).
+[[noreturn]] void refuse_format(const std::string& address, const std::string& prefix,
+                                std::string_view found) {
+  throw DataError(
+      "redis at " + address + " holds the queue " + prefix + " in format '" + std::string(found) +
+      "', and this walfold reads and writes format '" + kQueueFormat +
+      "' (written by another walfold version; nothing was changed). Drain it with the version "
+      "that wrote it (`walfold run --stop-at-lsn current`, then stop), or stop walfold and empty "
+      "it with `walfold reconcile --from-lsn <the slot's confirmed LSN>` (or delete the keys " +
+      prefix +
+      ":*): this version then replays every change after the slot's confirmed "
+      "position. See README.md, Upgrading");
+}
+}  // namespace
+
+std::string JobQueue::check_format() {
+  enqueue_wait();
+  auto r = redis_.command({"HGET", prefix_ + ":meta", "format"});
+  auto v = text_or_nil(r.get(), "HGET meta format");
+  if (!v) {
+    // Unmarked: written before the marker; its jobs (if any) have the older bodies.
+    auto n = redis_.command({"ZCARD", prefix_ + ":pending"});
+    if (integer(n.get(), "ZCARD pending") > 0)
+      refuse_format(redis_.address(), prefix_, kUnmarkedQueueFormat);
+    return {};
+  }
+  std::string found(*v);
+  if (found != kQueueFormat) refuse_format(redis_.address(), prefix_, found);
+  return found;
+}
+
+std::pair<std::string, EpochState> JobQueue::ensure_epoch(const std::string& fresh,
+                                                          const std::string& known,
+                                                          long long known_seq) {
   enqueue_wait();
   auto seq = std::to_string(known_seq);
-  auto r = redis_.eval(epoch_script(), {}, {prefix_, fresh, known, seq});
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("epoch: unexpected reply");
-  return {std::string(r->element[0]->str, r->element[0]->len),
-          static_cast<int>(r->element[1]->integer)};
+  auto r = redis_.eval(epoch_script(), {},
+                       {prefix_, fresh, known, seq, kQueueFormat, kUnmarkedQueueFormat});
+  const long long state = integer(at(r.get(), 1, "epoch"), "epoch");
+  if (state == 3) refuse_format(redis_.address(), prefix_, text(at(r.get(), 2, "epoch"), "epoch"));
+  if (state < 0 || state > 2) throw DataError("epoch: unexpected state " + std::to_string(state));
+  static constexpr EpochState states[] = {EpochState::Adopted, EpochState::FirstStart,
+                                          EpochState::Lost};
+  return {std::string(text(at(r.get(), 0, "epoch"), "epoch")), states[state]};
 }
 
 void JobQueue::reset(const std::string& fresh) {
@@ -339,40 +376,42 @@ void JobQueue::reset(const std::string& fresh) {
 JobQueue::State JobQueue::state() {
   enqueue_wait();
   auto r = redis_.eval(checkpoint_script(), {}, {prefix_});
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
-    throw DataError("checkpoint: unexpected reply");
   State st;
-  if (r->element[0]->type == REDIS_REPLY_STRING)
-    st.epoch.emplace(r->element[0]->str, r->element[0]->len);
-  st.seq = r->element[1]->integer;
-  if (r->element[2]->type == REDIS_REPLY_STRING)
-    st.oldest_pending = pending_lsn(reply_view(r->element[2]));
+  // Lua's false arrives as a nil.
+  if (auto e = text_or_nil(at(r.get(), 0, "checkpoint"), "checkpoint")) st.epoch.emplace(*e);
+  st.seq = integer(at(r.get(), 1, "checkpoint"), "checkpoint");
+  if (auto o = text_or_nil(at(r.get(), 2, "checkpoint"), "checkpoint"))
+    st.oldest_pending = pending_lsn(*o);
   return st;
 }
 
 Lsn JobQueue::enqueued_end_lsn() {
   enqueue_wait();
   auto r = redis_.command({"HGET", prefix_ + ":meta", "enqueued_end_lsn"});
-  if (r->type != REDIS_REPLY_STRING) return 0;
-  return parse_lsn_key(std::string_view(r->str, r->len)).value_or(0);
+  auto v = text_or_nil(r.get(), "HGET meta enqueued_end_lsn");
+  if (!v) return 0;
+  return parse_lsn_key(*v).value_or(0);
 }
 
 Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds lease) {
   enqueue_wait();
   auto mk = std::to_string(max_keys), mj = std::to_string(max_jobs),
        ls = std::to_string(lease.count());
-  auto r = redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls});
+  auto r =
+      redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls, kQueueFormat, kUnmarkedQueueFormat});
   Claim c;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) throw DataError("claim: unexpected reply");
-  c.fence = r->element[0]->integer;
-  const redisReply* list = r->element[1];
+  c.fence = integer(at(r.get(), 0, "claim"), "claim");
+  if (c.fence == -1)
+    refuse_format(redis_.address(), prefix_, text(at(r.get(), 1, "claim"), "claim"));
+  const redisReply* list = &array(at(r.get(), 1, "claim"), "claim");
+  std::vector<std::string_view> keys(list->elements);
+  for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = text(list->element[i], "claim");
   // The claimed keys' entries (see claim.lua), pipelined, 500 keys per round trip.
   const std::string lim = std::to_string(std::max(0, max_jobs - 1));
   for (std::size_t from = 0; from < list->elements; from += 500) {
     const std::size_t to = std::min(list->elements, from + 500);
     for (std::size_t i = from; i < to; ++i)
-      redis_.append(
-          {"LRANGE", prefix_ + ":k:" + std::string(reply_view(list->element[i])), "0", lim});
+      redis_.append({"LRANGE", prefix_ + ":k:" + std::string(keys[i]), "0", lim});
     std::optional<std::string> failed;  // read every reply of the chunk: the connection stays
                                         // in step
     for (std::size_t i = from; i < to; ++i) {
@@ -385,20 +424,26 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
         if (!failed) failed = e.what();
         continue;
       }
-      // Empty only if Redis lost its data meanwhile: the key's lease runs out untouched.
-      if (failed || jobs->type != REDIS_REPLY_ARRAY || jobs->elements == 0) continue;
-      ClaimedKey k;
-      k.key.assign(reply_view(list->element[i]));
-      k.bodies.reserve(jobs->elements);
-      k.commits.reserve(jobs->elements);
-      for (size_t j = 0; j < jobs->elements; ++j) {
-        auto e = parse_entry({jobs->element[j]->str, jobs->element[j]->len});
-        k.bodies.push_back(std::move(e.body));
-        k.commits.push_back(e.commit_lsn);
-        k.priorities.push_back(e.priority);
-        k.enqueued_ms.push_back(e.enqueued_ms);
+      if (failed) continue;
+      try {
+        const redisReply& entries = array(jobs.get(), "LRANGE");
+        // Empty only if Redis lost its data meanwhile: the key's lease runs out untouched.
+        if (entries.elements == 0) continue;
+        ClaimedKey k;
+        k.key.assign(keys[i]);
+        k.bodies.reserve(entries.elements);
+        k.commits.reserve(entries.elements);
+        for (size_t j = 0; j < entries.elements; ++j) {
+          auto e = parse_entry(text(entries.element[j], "LRANGE"));
+          k.bodies.push_back(std::move(e.body));
+          k.commits.push_back(e.commit_lsn);
+          k.priorities.push_back(e.priority);
+          k.enqueued_ms.push_back(e.enqueued_ms);
+        }
+        c.keys.push_back(std::move(k));
+      } catch (const std::exception& e) {
+        failed = e.what();  // the chunk's other replies are still read
       }
-      c.keys.push_back(std::move(k));
     }
     if (failed) throw DataError("claim: " + *failed);
   }
@@ -436,18 +481,17 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
     args.push_back(own(std::to_string(j)));
   }
   auto r = redis_.eval(ack_script(), {}, args);
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) throw DataError("ack: unexpected reply");
   AckResult out;
-  const redisReply* rej = r->element[0];
-  for (size_t i = 0; i < rej->elements; ++i)
-    out.rejected.emplace_back(rej->element[i]->str, rej->element[i]->len);
-  const redisReply* dead = r->element[1];
-  for (size_t i = 0; i + 1 < dead->elements; i += 2)
-    out.dead.push_back({std::string(reply_view(dead->element[i])), dead->element[i + 1]->integer});
-  const redisReply* del = r->element[2];
-  for (size_t i = 0; i + 2 < del->elements; i += 3)
-    out.delayed.push_back({std::string(reply_view(del->element[i])), del->element[i + 2]->integer,
-                           del->element[i + 1]->integer});
+  const redisReply& rej = array(at(r.get(), 0, "ack"), "ack");
+  for (size_t i = 0; i < rej.elements; ++i) out.rejected.emplace_back(text(rej.element[i], "ack"));
+  const redisReply& dead = array(at(r.get(), 1, "ack"), "ack");
+  for (size_t i = 0; i + 1 < dead.elements; i += 2)
+    out.dead.push_back(
+        {std::string(text(dead.element[i], "ack")), integer(dead.element[i + 1], "ack")});
+  const redisReply& del = array(at(r.get(), 2, "ack"), "ack");
+  for (size_t i = 0; i + 2 < del.elements; i += 3)
+    out.delayed.push_back({std::string(text(del.element[i], "ack")),
+                           integer(del.element[i + 2], "ack"), integer(del.element[i + 1], "ack")});
   return out;
 }
 
@@ -465,19 +509,20 @@ QueueCounts JobQueue::counts() {
   redis_.append({"HLEN", prefix_ + ":dead"});
   redis_.append({"HEXISTS", prefix_ + ":meta", "paused"});
   redis_.append({"HMGET", prefix_ + ":meta", "seq", "done"});
-  c.ready_keys = redis_.read_reply()->integer;
-  c.active_keys = redis_.read_reply()->integer;
-  c.pending_commits = redis_.read_reply()->integer;
-  c.delayed_keys = redis_.read_reply()->integer;
-  c.dead_keys = redis_.read_reply()->integer;
-  c.paused = redis_.read_reply()->integer == 1;
+  // Every reply is read before any is checked: the connection stays in step.
+  std::vector<Reply> rs;
+  for (int i = 0; i < 6; ++i) rs.push_back(redis_.read_reply());
   // Jobs queued: enqueued minus folded or purged (meta's seq and done; both go with the epoch).
   auto seq_done = redis_.read_reply();
+  c.ready_keys = integer(rs[0].get(), "ZCARD ready");
+  c.active_keys = integer(rs[1].get(), "ZCARD active");
+  c.pending_commits = integer(rs[2].get(), "ZCARD pending");
+  c.delayed_keys = integer(rs[3].get(), "ZCARD delayed");
+  c.dead_keys = integer(rs[4].get(), "HLEN dead");
+  c.paused = integer(rs[5].get(), "HEXISTS meta paused") == 1;
   auto number = [&](std::size_t i) -> long long {
-    if (seq_done->type != REDIS_REPLY_ARRAY || seq_done->elements <= i ||
-        seq_done->element[i]->type != REDIS_REPLY_STRING)
-      return 0;
-    return to_ll(std::string(reply_view(seq_done->element[i])));
+    auto v = text_or_nil(at(seq_done.get(), i, "HMGET meta"), "HMGET meta");
+    return v ? to_ll(std::string(*v)) : 0;
   };
   c.pending_jobs = std::max(0LL, number(0) - number(1));
   return c;
@@ -496,8 +541,8 @@ QueueStats JobQueue::stats() {
   // The oldest pending commit's jobs are at the head of their keys (a key's list is in commit
   // order): the walk below finds one of them, for its key and age.
   auto oldest = redis_.command({"ZRANGE", prefix_ + ":pending", "0", "0"});
-  if (oldest->type == REDIS_REPLY_ARRAY && oldest->elements == 1)
-    st.oldest_pending_commit = pending_lsn(reply_view(oldest->element[0]));
+  if (array(oldest.get(), "ZRANGE pending").elements >= 1)
+    st.oldest_pending_commit = pending_lsn(text(at(oldest.get(), 0, "ZRANGE pending"), "ZRANGE"));
   std::optional<long long> oldest_enqueued;
   auto classify = [&](const std::vector<std::string>& keys, long long QueueStats::Class::*state) {
     for (std::size_t from = 0; from < keys.size(); from += 500) {
@@ -506,11 +551,17 @@ QueueStats JobQueue::stats() {
         redis_.append({"LINDEX", prefix_ + ":k:" + keys[i], "0"});
         redis_.append({"LLEN", prefix_ + ":k:" + keys[i]});
       }
+      // Every reply of the chunk is read before any is checked: the connection stays in step.
+      std::vector<Reply> rs;
       for (std::size_t i = from; i < to; ++i) {
-        auto head = redis_.read_reply();
-        auto len = redis_.read_reply();
-        if (head->type != REDIS_REPLY_STRING) continue;  // settled meanwhile
-        auto e = parse_entry(reply_view(head.get()));
+        rs.push_back(redis_.read_reply());
+        rs.push_back(redis_.read_reply());
+      }
+      for (std::size_t i = from; i < to; ++i) {
+        const auto head = text_or_nil(rs[2 * (i - from)].get(), "LINDEX");
+        const long long len = integer(rs[2 * (i - from) + 1].get(), "LLEN");
+        if (!head) continue;  // settled meanwhile
+        auto e = parse_entry(*head);
         if (st.oldest_pending_commit && e.commit_lsn == *st.oldest_pending_commit &&
             (!oldest_enqueued || e.enqueued_ms < *oldest_enqueued)) {
           oldest_enqueued = e.enqueued_ms;
@@ -518,7 +569,7 @@ QueueStats JobQueue::stats() {
         }
         auto& c = st.by_priority[e.priority];
         ++(c.*state);
-        c.jobs += len->integer;
+        c.jobs += len;
       }
     }
   };
@@ -527,11 +578,11 @@ QueueStats JobQueue::stats() {
     std::string cursor = "0";
     do {
       auto r = redis_.command({type, set, cursor, "COUNT", "1000"});
-      cursor.assign(reply_view(r->element[0]));
-      const redisReply* els = r->element[1];
+      cursor.assign(text(at(r.get(), 0, type), type));
+      const redisReply& els = array(at(r.get(), 1, type), type);
       // ZSCAN and HSCAN return member/score or field/value pairs.
-      for (size_t i = 0; i + 1 < els->elements; i += 2)
-        keys.emplace_back(reply_view(els->element[i]));
+      for (size_t i = 0; i + 1 < els.elements; i += 2)
+        keys.emplace_back(text(els.element[i], type));
     } while (cursor != "0");
     return keys;
   };
@@ -560,10 +611,12 @@ std::vector<DeadLetter> JobQueue::dead_letters() {
   enqueue_wait();
   auto r = redis_.command({"HGETALL", prefix_ + ":dead"});
   std::vector<DeadLetter> out;
-  for (size_t i = 0; i + 1 < r->elements; i += 2)
-    out.push_back(
-        dead_from_json(std::string(reply_view(r->element[i])), reply_view(r->element[i + 1])));
-  for (auto& d : out) d.jobs = redis_.command({"LLEN", prefix_ + ":k:" + d.key})->integer;
+  const redisReply& all = array(r.get(), "HGETALL dead");
+  for (size_t i = 0; i + 1 < all.elements; i += 2)
+    out.push_back(dead_from_json(std::string(text(all.element[i], "HGETALL dead")),
+                                 text(all.element[i + 1], "HGETALL dead")));
+  for (auto& d : out)
+    d.jobs = integer(redis_.command({"LLEN", prefix_ + ":k:" + d.key}).get(), "LLEN");
   std::sort(out.begin(), out.end(),
             [](const DeadLetter& a, const DeadLetter& b) { return a.lsn < b.lsn; });
   return out;
@@ -572,9 +625,10 @@ std::vector<DeadLetter> JobQueue::dead_letters() {
 std::optional<DeadLetter> JobQueue::dead_letter(const std::string& key) {
   enqueue_wait();
   auto r = redis_.command({"HGET", prefix_ + ":dead", key});
-  if (r->type != REDIS_REPLY_STRING) return std::nullopt;
-  auto d = dead_from_json(key, reply_view(r.get()));
-  d.jobs = redis_.command({"LLEN", prefix_ + ":k:" + key})->integer;
+  auto json = text_or_nil(r.get(), "HGET dead");
+  if (!json) return std::nullopt;
+  auto d = dead_from_json(key, *json);
+  d.jobs = integer(redis_.command({"LLEN", prefix_ + ":k:" + key}).get(), "LLEN");
   return d;
 }
 
@@ -582,24 +636,26 @@ std::vector<QueueEntry> JobQueue::entries(const std::string& key, long long limi
   enqueue_wait();
   auto r = redis_.command({"LRANGE", prefix_ + ":k:" + key, "0", std::to_string(limit - 1)});
   std::vector<QueueEntry> out;
-  for (size_t i = 0; i < r->elements; ++i) out.push_back(parse_entry(reply_view(r->element[i])));
+  const redisReply& list = array(r.get(), "LRANGE");
+  for (size_t i = 0; i < list.elements; ++i)
+    out.push_back(parse_entry(text(list.element[i], "LRANGE")));
   return out;
 }
 
 bool JobQueue::retry_dead(const std::string& key) {
   enqueue_wait();
-  return redis_.eval(dead_script(), {}, {prefix_, "retry", key})->integer >= 0;
+  return integer(redis_.eval(dead_script(), {}, {prefix_, "retry", key}).get(), "dead retry") >= 0;
 }
 
 long long JobQueue::purge_dead(const std::string& key) {
   enqueue_wait();
-  return redis_.eval(dead_script(), {}, {prefix_, "purge", key})->integer;
+  return integer(redis_.eval(dead_script(), {}, {prefix_, "purge", key}).get(), "dead purge");
 }
 
 void JobQueue::set_paused(bool paused) {
   enqueue_wait();
   // Creating meta without an epoch would look like a Redis that lost walfold's data.
-  if (redis_.command({"HEXISTS", prefix_ + ":meta", "epoch"})->integer != 1)
+  if (integer(redis_.command({"HEXISTS", prefix_ + ":meta", "epoch"}).get(), "HEXISTS meta") != 1)
     throw DataError("redis at " + redis_.address() + " holds no queue for " + prefix_ +
                     " yet (the reader has not started)");
   if (paused)

@@ -22,7 +22,9 @@
 //   P:meta              HASH   epoch (random, set by the reader: its absence means Redis lost
 //                              walfold's data), seq (jobs enqueued), done (jobs folded or
 //                              purged; seq - done are queued), stamp (last arrival stamp), fence,
-//                              enqueued_end_lsn, paused (present: claim nothing)
+//                              enqueued_end_lsn, paused (present: claim nothing), format (this
+//                              layout's version, kQueueFormat: set with the epoch; a queue marked
+//                              with another format is refused, see check_format())
 // Per-key order holds because a key has at most one owner and is only trimmed at its head; a
 // key is in exactly one of ready, active, delayed, dead while it has jobs.
 // Score = arrival stamp (Redis ms * 256, strictly increasing) + priority * aging_ms * 256: a job
@@ -49,6 +51,26 @@
 #include "queue/settings.h"  // warn_about_redis_settings(), for `walfold run` at start
 
 namespace walfold::queue {
+
+// The version of the key layout above and of the job bodies in it (queue/job.h), kept in meta's
+// `format` (set when the epoch is). A build meets a queue written in another format (an upgrade
+// or a downgrade with jobs still queued) and refuses it with a DataError (exit 65, not
+// restarted by systemd) saying how to drain or empty it: the reader at the start of a session,
+// `walfold queue`, `walfold check-config`, and claim.lua for workers. A queue without the marker
+// was written before it existed (format 1: this layout with J1 bodies): adopted and marked when
+// it holds no job, refused as format '1' when it does. Bump it whenever the layout or the body
+// format changes (and write the upgrade note in README.md).
+// 1: the layout above with J1 bodies (unmarked); 2: the same layout with J2 bodies.
+inline constexpr const char* kQueueFormat = "2";
+// The format of a queue without the marker.
+inline constexpr const char* kUnmarkedQueueFormat = "1";
+
+// What ensure_epoch() found (queue/scripts/epoch.lua).
+enum class EpochState {
+  Adopted,     // the queue this process (or its predecessor) wrote: go on
+  FirstStart,  // no queue state: stream from the slot's confirmed position
+  Lost,        // Redis lost walfold's data: the queue was emptied, replay after the checkpoint
+};
 
 struct EnqueueItem {
   std::string key;
@@ -172,15 +194,20 @@ class JobQueue {
   std::optional<Lsn> oldest_pending_commit();
 
   // Redis-loss detection (queue/scripts/epoch.lua). At the start of a reader session, with the
-  // epoch and sequence number this process saw last: {epoch, 0 adopted | 1 first start |
-  // 2 Redis lost data: the queue was emptied, replay everything after the checkpoint}. Workers
-  // claim nothing until a queue has an epoch. state() reads the epoch, the last job sequence
-  // number and the oldest pending commit in one atomic step.
+  // epoch and sequence number this process saw last: the epoch and what was found (EpochState).
+  // Throws DataError (before touching anything) if the queue is in another format than
+  // kQueueFormat. Workers claim nothing until a queue has an epoch. state() reads the epoch, the
+  // last job sequence number and the oldest pending commit in one atomic step.
   // Empties every queue key and starts epoch `fresh`, as after a detected loss: everything after
-  // the slot's confirmed position is enqueued again (reconcile --full / --from-lsn).
+  // the slot's confirmed position is enqueued again (reconcile --full / --from-lsn). A queue in
+  // another format is emptied too (every key under the prefix).
   void reset(const std::string& fresh);
-  std::pair<std::string, int> ensure_epoch(const std::string& fresh, const std::string& known = "",
-                                           long long known_seq = 0);
+  std::pair<std::string, EpochState> ensure_epoch(const std::string& fresh,
+                                                  const std::string& known = "",
+                                                  long long known_seq = 0);
+  // Throws DataError if Redis holds this queue in another format than kQueueFormat (the message
+  // says what to do); returns the format found ("" if the queue has no marker or no state yet).
+  std::string check_format();
   struct State {
     std::optional<std::string> epoch;
     long long seq = 0;

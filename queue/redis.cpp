@@ -251,4 +251,63 @@ std::string reply_to_string(const redisReply* r) {
   return "?";
 }
 
+namespace reply {
+namespace {
+const char* type_name(int type) {
+  switch (type) {
+    case REDIS_REPLY_STRING:
+      return "a string";
+    case REDIS_REPLY_STATUS:
+      return "a status";
+    case REDIS_REPLY_ERROR:
+      return "an error";
+    case REDIS_REPLY_INTEGER:
+      return "an integer";
+    case REDIS_REPLY_NIL:
+      return "nil";
+    case REDIS_REPLY_ARRAY:
+      return "an array";
+  }
+  return "an unknown type";
+}
+[[noreturn]] void unexpected(const redisReply* r, std::string_view cmd, const std::string& want) {
+  throw RedisReplyError("WALFOLD-REPLY", "redis: " + std::string(cmd) + ": expected " + want +
+                                             " in the reply, got " +
+                                             (r ? type_name(r->type) : "no reply"));
+}
+}  // namespace
+
+const redisReply& array(const redisReply* r, std::string_view cmd, std::size_t at_least) {
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY) unexpected(r, cmd, "an array");
+  if (r->elements < at_least)
+    throw RedisReplyError("WALFOLD-REPLY", "redis: " + std::string(cmd) +
+                                               ": expected an array of " +
+                                               std::to_string(at_least) + " elements, got " +
+                                               std::to_string(r->elements));
+  return *r;
+}
+
+const redisReply* at(const redisReply* r, std::size_t i, std::string_view cmd) {
+  return array(r, cmd, i + 1).element[i];
+}
+
+long long integer(const redisReply* r, std::string_view cmd) {
+  if (r == nullptr || r->type != REDIS_REPLY_INTEGER) unexpected(r, cmd, "an integer");
+  return r->integer;
+}
+
+std::string_view text(const redisReply* r, std::string_view cmd) {
+  if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+    unexpected(r, cmd, "a string");
+  return {r->str, r->len};
+}
+
+std::optional<std::string_view> text_or_nil(const redisReply* r, std::string_view cmd) {
+  if (r != nullptr && r->type == REDIS_REPLY_NIL) return std::nullopt;
+  if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+    unexpected(r, cmd, "a string or nil");
+  return std::string_view(r->str, r->len);
+}
+}  // namespace reply
+
 }  // namespace walfold::queue

@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +30,21 @@ struct RedisReplyError : std::runtime_error {
       : std::runtime_error(what), code(std::move(code)) {}
   std::string code;
 };
+
+// Checked access to a reply's parts (issue #13: no `->str`, `->integer` or `->element[i]` read
+// without its type checked). Each throws RedisReplyError (code "WALFOLD-REPLY") naming the
+// command and the type it expected, when the reply is anything else.
+namespace reply {
+// An array of at least `at_least` elements.
+const redisReply& array(const redisReply* r, std::string_view cmd, std::size_t at_least = 0);
+// Element i of an array (checked as one, and i in range).
+const redisReply* at(const redisReply* r, std::size_t i, std::string_view cmd);
+long long integer(const redisReply* r, std::string_view cmd);
+// A bulk string or a status reply.
+std::string_view text(const redisReply* r, std::string_view cmd);
+// The same, or nothing for a nil.
+std::optional<std::string_view> text_or_nil(const redisReply* r, std::string_view cmd);
+}  // namespace reply
 
 class RedisScript {
  public:

@@ -1,5 +1,6 @@
 -- Claim up to ARGV[2] ordering keys, the most urgent first, with up to ARGV[3] jobs each, under a
--- lease of ARGV[4] ms. First, keys whose lease expired and keys whose retry backoff is over are
+-- lease of ARGV[4] ms; ARGV[5] the queue format this build reads (a queue marked with another
+-- one is not touched: returns {-1, its format}), ARGV[6] the format of an unmarked queue. First, keys whose lease expired and keys whose retry backoff is over are
 -- put back in `ready` (their jobs keep their scores, so priority and per-key order survive a
 -- dead worker and a retry). Nothing is claimed while the queue is paused (`walfold queue
 -- pause`: meta field `paused`) or has no epoch. Dead keys (P:dead) are never in `ready`.
@@ -14,7 +15,11 @@ local max_keys, lease = tonumber(ARGV[2]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready, active, owner, lift = p .. ':ready', p .. ':active', p .. ':owner', p .. ':lift'
-local meta = redis.call('HMGET', p .. ':meta', 'epoch', 'paused')
+local meta = redis.call('HMGET', p .. ':meta', 'epoch', 'paused', 'format')
+if meta[3] and meta[3] ~= ARGV[5] then return {-1, meta[3]} end
+-- Unmarked: written before the marker (format ARGV[6]); a reader of this format marks it when
+-- it adopts it (empty), so claim nothing until then.
+if meta[1] and not meta[3] then return {-1, ARGV[6]} end
 -- No epoch: Redis lost walfold's data and the reader has not rebuilt the queue yet. Folding a
 -- job now could put a newer change of a key before an older one that is about to be replayed.
 if not meta[1] then return {0, {}} end

@@ -197,6 +197,29 @@ TEST(CheckConfig, BadCommandLineValuesAreUsageErrors) {
   EXPECT_EQ(r.status, 64) << r.output;
 }
 
+// A queue another walfold version wrote in another format (meta `format`, queue/job_queue.h):
+// `walfold queue`, `check-config --connect` and the reader refuse it with exit 65 (DataError:
+// systemd does not restart it, RestartPreventExitStatus) and say how to drain or empty it; nothing
+// changes.
+TEST(QueueFormat, AQueueInAnotherFormatStopsQueueCheckConfigAndRunWithExit65) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  const std::string meta = env.queue_prefix() + ":meta";
+  ASSERT_EQ(redis_cmd({"HSET", meta, "epoch", "old", "format", "0-other"}), "2");
+  auto r = env.cmd("queue", {"stats"});
+  EXPECT_EQ(r.status, 65) << r.output;
+  EXPECT_TRUE(contains(r.output, "format '0-other'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "walfold reconcile --from-lsn")) << r.output;
+  r = walfold({"check-config", "--connect", "--config", env.config_path});
+  EXPECT_EQ(r.status, 65) << r.output;
+  EXPECT_TRUE(contains(r.output, "redis: FAILED")) << r.output;
+  EXPECT_TRUE(contains(r.output, "format '0-other'")) << r.output;
+  r = env.cmd("run", {"--role", "reader"}, 60);
+  EXPECT_EQ(r.status, 65) << r.output;
+  EXPECT_TRUE(contains(r.output, "format '0-other'")) << r.output;
+  EXPECT_EQ(redis_cmd({"HGET", meta, "epoch"}), "old") << "the refusal changed the queue";
+}
+
 // redis.username + redis.password_file: AUTH user pass for an ACL user of the real Redis.
 TEST(Credentials, RedisAclUserAuthenticatesWithItsPasswordFile) {
   BankEnv env;

@@ -84,6 +84,27 @@ class QueueIssue4 : public ::testing::Test {
   std::unique_ptr<JobQueue> q_;
 };
 
+// A key waiting out a backoff is busy: an urgent job enqueued meanwhile neither puts it in
+// `ready` early nor is lost; the lift is applied when the backoff ends (enqueue.lua learns
+// where a key stands from owner/delayed/dead).
+TEST_F(QueueIssue4, UrgentJobForADelayedKeyLiftsItWhenItsBackoffEnds) {
+  q_->enqueue({item("slow", 9, 1, "s0")}, 0);
+  Claim c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{"slow"}));
+  auto r = q_->settle(c.fence, {{"slow", 0, Outcome::Retry, "transient", 1.0}});
+  ASSERT_EQ(r.delayed.size(), 1u);
+  q_->enqueue({item("other", 5, 2, "o0"), item("slow", 0, 3, "s1-urgent")}, 0);
+  EXPECT_FALSE(in("ready", "slow")) << "a delayed key went to ready before its backoff ended";
+  EXPECT_TRUE(in("delayed", "slow"));
+  EXPECT_EQ(keys_of(q_->claim(10, 10, kLease)), (std::vector<std::string>{"other"}));
+  end_backoff("slow");
+  q_->enqueue({item("later", 3, 4, "l0")}, 0);
+  c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{"slow", "later"}))
+      << "the urgent job's lift was not applied when the backoff ended";
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"s0", "s1-urgent"}));
+}
+
 // --- Priorities and aging -------------------------------------------------------------------
 
 TEST_F(QueueIssue4, HigherPriorityFirstAcrossKeysButFifoWithinAKey) {
