@@ -341,9 +341,11 @@ std::string JobQueue::check_format() {
   auto r = redis_.command({"HGET", prefix_ + ":meta", "format"});
   auto v = text_or_nil(r.get(), "HGET meta format");
   if (!v) {
-    // Unmarked: written before the marker; its jobs (if any) have the older bodies.
+    // Unmarked with an epoch: written before the marker (an older build set both), its jobs (if
+    // any) have the older bodies. Without an epoch: Redis lost the queue (the reader replays).
+    auto e = redis_.command({"HEXISTS", prefix_ + ":meta", "epoch"});
     auto n = redis_.command({"ZCARD", prefix_ + ":pending"});
-    if (integer(n.get(), "ZCARD pending") > 0)
+    if (integer(e.get(), "HEXISTS meta epoch") == 1 && integer(n.get(), "ZCARD pending") > 0)
       refuse_format(redis_.address(), prefix_, kUnmarkedQueueFormat);
     return {};
   }

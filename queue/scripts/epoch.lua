@@ -16,7 +16,12 @@
 local p, fresh, known, known_seq, format = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local meta = p .. ':meta'
 local have = redis.call('HGET', meta, 'format')
-if (not have) and redis.call('ZCARD', p .. ':pending') > 0 then have = ARGV[6] end
+-- (Unmarked and without an epoch is not that: an older build always set both; it is a Redis that
+-- lost walfold's data, handled below.)
+if (not have) and redis.call('HEXISTS', meta, 'epoch') == 1 and
+    redis.call('ZCARD', p .. ':pending') > 0 then
+  have = ARGV[6]
+end
 if have and have ~= format then
   if known ~= 'reset' then return {false, 3, have} end
   -- Another layout: its keys are not known here, so everything under the prefix goes.
