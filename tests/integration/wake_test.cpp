@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,15 @@ namespace {
 
 using namespace std::chrono_literals;
 using Result = WakeWait::Result;
+
+}  // namespace
+
+// Failures name the result.
+std::ostream& operator<<(std::ostream& os, WakeWait::Result r) {
+  return os << (r == WakeWait::Result::Woken ? "Woken" : "TimedOut");
+}
+
+namespace {
 
 RedisConfig redis_config() {
   const auto& s = test::servers();
