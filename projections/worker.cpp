@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "queue/wake.h"
 
 namespace walfold::projections {
 
@@ -189,18 +190,17 @@ void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
 
 void Worker::run(const std::atomic<bool>& stop) {
   std::mt19937 rng(std::random_device{}() + index_);
-  auto idle = std::chrono::milliseconds(1);
+  // Idle: wait until the reader has enqueued (queue/wake.h), at most workers.idle_poll_max.
+  queue::WakeWait wake(queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
   auto backoff = std::chrono::milliseconds(100);
   while (!stop.load()) {
     Loop::turn();
     try {
       if (run_once() > 0) {
-        idle = std::chrono::milliseconds(1);
         backoff = std::chrono::milliseconds(100);
         continue;
       }
-      std::this_thread::sleep_for(idle);
-      idle = std::min(idle * 2, cfg_.workers.idle_poll_max);
+      wake.wait(*redis_, cfg_.workers.idle_poll_max);
     } catch (const std::exception& e) {
       if (dynamic_cast<const UnavailableError*>(&e)) {
         redis_.reset();

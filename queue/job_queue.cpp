@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "queue/scripts.h"
+#include "queue/wake.h"
 
 namespace walfold::queue {
 namespace {
@@ -272,6 +273,7 @@ void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_
   std::deque<std::string> owned;  // deque: views into it stay valid
   auto r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
   last_seq_ = integer(r.get(), "enqueue");
+  wake_workers(redis_, prefix_);  // queue/wake.h
 }
 
 void JobQueue::enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
@@ -290,6 +292,7 @@ void JobQueue::enqueue_wait_one() {
   try {
     auto r = redis_.read_reply();
     last_seq_ = integer(r.get(), "enqueue");
+    if (in_flight_ == 0) wake_workers(redis_, prefix_);  // else the next batch's reply does
   } catch (const UnavailableError&) {
     in_flight_ = 0;  // the connection is gone, and the replies with it
     throw;

@@ -74,6 +74,12 @@ class Case(unittest.TestCase):
     def ids(self, cursor):
         return [d['_id'] for d in cursor]
 
+    @staticmethod
+    def ordered(values):
+        """Numbers (of any BSON type) by value, then strings."""
+        return sorted(values, key=lambda v: (1, 0.0, v) if isinstance(v, str)
+                      else (0, float(str(v)), ''))
+
     def assertD128(self, value, text):
         self.assertIs(type(value), Decimal128, 'expected Decimal128, got %r' % (value,))
         self.assertEqual(str(value), text)
@@ -130,6 +136,40 @@ class Query(Case):
                                                           {'g': {'$in': [0, 1]}}]}))),
                          [3, 4, 6])
         self.assertEqual(sorted(self.ids(c.find({'g': {'$nin': [0, 1]}}))), [2, 5, 8])
+
+    def test_id_ranges_bracket_by_type_and_follow_writes(self):
+        # MANUAL reference/operator/query/gt (and gte, lt, lte): comparison on _id as on any
+        # field, with type bracketing (reference/bson-type-comparison-order: numbers are one
+        # class, a string is not greater than a number). What bench/latency_poll.py asks:
+        # {_id: {$gt: <newest seen>}}; the stand-in answers it from a sorted _id index.
+        c = self.coll()
+        c.insert_many([{'_id': Int64(i)} for i in (5, 1, 3, 9, 7)] +
+                      [{'_id': 4.5}, {'_id': Decimal128('8.5')}, {'_id': 'z'}, {'_id': '9'},
+                       {'_id': 10}])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gt': Int64(5)}}))),
+                         [7, Decimal128('8.5'), 9, 10])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gte': 5}}))),
+                         [5, 7, Decimal128('8.5'), 9, 10])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$lt': 5}}))), [1, 3, 4.5])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gt': 3, '$lte': 9}}))),
+                         [4.5, 5, 7, Decimal128('8.5'), 9])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gt': 3, '$gte': 7, '$lt': 10}}))),
+                         [7, Decimal128('8.5'), 9])
+        self.assertEqual(self.ids(c.find({'_id': {'$gt': 10}})), [])
+        self.assertEqual(self.ids(c.find({'_id': {'$gt': 9, '$lt': 9}})), [])
+        self.assertEqual(self.ids(c.find({'_id': {'$gt': 'y'}})), ['z'])
+        # With a sort and a limit, and after deletes and inserts.
+        self.assertEqual(self.ids(c.find({'_id': {'$gt': 1}}).sort('_id', -1).limit(2)),
+                         [10, 9])
+        c.delete_many({'_id': {'$in': [7, 10]}})
+        c.insert_many([{'_id': Int64(6)}, {'_id': 11}])
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gt': 5}}))),
+                         [6, Decimal128('8.5'), 9, 11])
+        # An upsert by _id creates a document the next range query sees.
+        c.update_one({'_id': Int64(12)}, {'$set': {'x': 1}}, upsert=True)
+        self.assertEqual(self.ordered(self.ids(c.find({'_id': {'$gte': 11}}))), [11, 12])
+        # Other conditions still apply to the documents in the range.
+        self.assertEqual(self.ids(c.find({'_id': {'$gt': 5}, 'x': 1})), [12])
 
     def test_not_matches_documents_without_the_field(self):
         # MANUAL reference/operator/query/not: "$not ... selects the documents that do not

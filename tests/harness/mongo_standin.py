@@ -29,6 +29,7 @@ Always run it with /usr/bin/python3 (Debian's interpreter that has mockupdb and 
 """
 
 import argparse
+import bisect
 import collections
 import datetime
 import decimal
@@ -581,6 +582,8 @@ class IndexedDocs(collections.OrderedDict):
         self._odd = {}      # field -> {key: None}: lists, Decimal128, floats (equal by element /
         self._seq = {}      # numerically, so always candidates); key -> insertion number
         self._next = 0
+        self._int_ids = None    # sorted int/Int64 keys, once an _id range was asked for
+        self._other_ids = None  # {key: None}: every other key (always a range candidate)
         super().__init__(*args, **kw)
 
     @staticmethod
@@ -623,6 +626,11 @@ class IndexedDocs(collections.OrderedDict):
         else:
             self._seq[key] = self._next
             self._next += 1
+            if self._int_ids is not None:
+                if type(key) in _INT_KEY_TYPES:
+                    bisect.insort(self._int_ids, key)  # ascending _ids append at the end
+                else:
+                    self._other_ids[key] = None
         super().__setitem__(key, doc)
         self._index_add(key, doc)
 
@@ -631,6 +639,12 @@ class IndexedDocs(collections.OrderedDict):
         super().__delitem__(key)
         self._index_remove(key, doc)
         del self._seq[key]
+        if self._int_ids is not None:
+            if type(key) in _INT_KEY_TYPES:
+                ids = self._int_ids
+                del ids[bisect.bisect_left(ids, key)]
+            else:
+                del self._other_ids[key]
 
     def pop(self, key, *default):
         if key in self:
@@ -646,6 +660,7 @@ class IndexedDocs(collections.OrderedDict):
     def clear(self):
         super().clear()
         self._fields, self._odd, self._seq = {}, {}, {}
+        self._int_ids = self._other_ids = None
 
     def setdefault(self, key, default=None):
         if key not in self:
@@ -675,6 +690,36 @@ class IndexedDocs(collections.OrderedDict):
             keys.sort(key=seq.__getitem__)
         get = super().__getitem__
         return [get(k) for k in keys]
+
+    def id_range_candidates(self, lo, lo_incl, hi, hi_incl):
+        """Documents whose _id may lie in the integer range (None: unbounded), in natural order:
+        the int/Int64 _ids inside it and every document with another _id type (doubles,
+        decimals, strings...: the matcher decides, with type bracketing). A poll for what is
+        new ({_id: {$gt: last}}) reads the new documents instead of scanning the collection."""
+        if self._int_ids is None:
+            ints, other = [], {}
+            for key in self:
+                if type(key) in _INT_KEY_TYPES:
+                    ints.append(key)
+                else:
+                    other[key] = None
+            ints.sort()
+            self._int_ids, self._other_ids = ints, other
+        ids = self._int_ids
+        start = 0 if lo is None else (bisect.bisect_left(ids, lo) if lo_incl
+                                      else bisect.bisect_right(ids, lo))
+        end = len(ids) if hi is None else (bisect.bisect_right(ids, hi) if hi_incl
+                                           else bisect.bisect_left(ids, hi))
+        keys = ids[start:end]
+        keys.extend(self._other_ids)
+        if len(keys) > 1:
+            keys.sort(key=self._seq.__getitem__)
+        get = super().__getitem__
+        return [get(k) for k in keys]
+
+
+# Store keys kept in IndexedDocs' sorted _id index (bool is an int in Python, not in BSON).
+_INT_KEY_TYPES = frozenset([int, Int64])
 
 
 def _patch_mockupdb():
@@ -762,6 +807,9 @@ def id_candidates(documents, flt):
                 vals = [v['$eq']]
             elif len(v) == 1 and '$in' in v and isinstance(v['$in'], list):
                 vals = v['$in']
+            elif all(k in _RANGE_PREDICATES and type(x) in _INT_KEY_TYPES
+                     for k, x in v.items()) and hasattr(documents, 'id_range_candidates'):
+                return _id_range(documents, v)
             else:
                 return None
         else:
@@ -785,6 +833,19 @@ def id_candidates(documents, flt):
             seen.add(id(d))
             out.append(d)
     return out
+
+
+def _id_range(documents, cond):
+    """Candidates for {_id: {$gt/$gte/$lt/$lte: <integer>, ...}} from the sorted _id index."""
+    lo = hi = None
+    lo_incl = hi_incl = True
+    for op, x in cond.items():
+        if op in ('$gt', '$gte'):
+            if lo is None or x > lo or (x == lo and op == '$gt'):
+                lo, lo_incl = x, op == '$gte'
+        elif hi is None or x < hi or (x == hi and op == '$lt'):
+            hi, hi_incl = x, op == '$lte'
+    return documents.id_range_candidates(lo, lo_incl, hi, hi_incl)
 
 
 class _Fallback(Exception):

@@ -14,6 +14,7 @@ through standin_c_probe.c; start-up and shutdown.  Exits non-zero if anything fa
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ try:
     from bson.decimal128 import Decimal128
     from bson.int64 import Int64
     from bson.son import SON
-    from pymongo.errors import OperationFailure, WriteError
+    from pymongo.errors import DuplicateKeyError, OperationFailure, WriteError
 except ImportError as exc:  # pragma: no cover
     sys.stderr.write('test_mongo_standin: %s; run with /usr/bin/python3 and install '
                      'python3-pymongo\n' % exc)
@@ -214,6 +215,49 @@ class TestRefusals(Base):
         self.assertEqual(self.code_of(lambda: self.db.command(SON([
             ('createIndexes', coll.name), ('indexes', [
                 {'key': {'s': 1}, 'name': 's', 'unique': True}])]))), 115)
+
+
+class TestIdRangeIndex(Base):
+    """{_id: {$gt/$gte/$lt/$lte: <integer>}} is answered from a sorted index of integer _ids
+    (built on the first such query, then kept up to date by every write): it must agree with
+    the full scan ({$and: [...]} does not use it) after any mix of writes. MongoDB's side of
+    the same queries is in tests/contract (test_id_ranges_bracket_by_type_and_follow_writes)."""
+
+    def test_index_agrees_with_a_scan_after_random_writes(self):
+        coll = self.fresh()
+        rng = random.Random(12)
+        coll.insert_many([{'_id': Int64(i), 'v': i} for i in range(0, 200, 2)] +
+                         [{'_id': 'k%d' % i} for i in range(5)] + [{'_id': 50.5}])
+
+        def check():
+            for _ in range(5):
+                lo, hi = sorted(rng.randrange(-5, 260) for _ in range(2))
+                for cond in ({'$gt': lo}, {'$gte': Int64(lo)}, {'$lt': hi},
+                             {'$gt': lo, '$lte': hi}, {'$gte': lo, '$lt': hi, '$gt': lo + 3}):
+                    fast = [d['_id'] for d in coll.find({'_id': cond})]
+                    scan = [d['_id'] for d in coll.find({'$and': [{'_id': cond}]})]
+                    self.assertEqual(fast, scan, cond)  # same documents, same (natural) order
+
+        check()
+        for _ in range(300):
+            i = rng.randrange(0, 260)
+            op = rng.randrange(4)
+            if op == 0:
+                coll.delete_one({'_id': i})
+            elif op == 1:
+                coll.update_one({'_id': Int64(i)}, {'$set': {'v': -i}}, upsert=True)
+            elif op == 2:
+                coll.delete_many({'_id': {'$gt': i, '$lt': i + 3}})
+            else:
+                try:
+                    coll.insert_one({'_id': i})
+                except DuplicateKeyError:
+                    pass
+        check()
+        coll.delete_many({})
+        self.assertEqual(list(coll.find({'_id': {'$gt': 0}})), [])
+        coll.insert_one({'_id': 7})
+        self.assertEqual([d['_id'] for d in coll.find({'_id': {'$gte': 7}})], [7])
 
 
 class TestWireProtocol(Base):
