@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cdc/assembler.h"
+#include "cdc/deadlines.h"
 #include "cdc/enqueuer.h"
 #include "cdc/flush_ledger.h"
 #include "cdc/preflight.h"
@@ -62,7 +63,7 @@ class Reader::Session {
         assembler_(cfg_, owner.projection_,
                    [this](CommittedTransaction&& t) { on_commit(std::move(t)); }) {}
 
-  void run(const std::atomic<bool>& stop) {
+  void run(const Wakeup& stop) {
     const PgConnInfo dsn = postgres_conninfo(cfg_.postgres);
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(
@@ -130,41 +131,38 @@ class Reader::Session {
         id.system_id, id.timeline, format_lsn(skip_through_), format_lsn(slot.confirmed_flush));
     owner_.reconnect_backoff_reset_ = true;
 
-    auto next_status = Clock::now();
     // One clock reading per turn (now_), taken when read() returns: a catch-up turns once per
-    // WAL message, and the deadlines below need no finer time.
+    // WAL message, and the deadlines need no finer time. The wait for WAL data lasts until the
+    // earliest of them (cdc/deadlines.h), or until `stop` is set.
     now_ = Clock::now();
-    while (!stop.load()) {
+    deadlines_.emplace(
+        Deadlines::Settings{cfg_.reader.status_interval, cfg_.reader.heartbeat_interval,
+                            cfg_.reader.enqueue_max_delay},
+        now_);
+    while (!stop.is_set()) {
       Loop::turn();
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_status - now_);
       take_acks();
-      if (!buffer_.empty())
-        wait = std::min(wait, enqueuer_->outstanding() < kEnqueueDepth
-                                  ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        buffer_deadline_ - now_)
-                                  // backpressure: look for Redis's acknowledgements again soon
-                                  : std::chrono::milliseconds(1));
-      // Waiting for a stop position: ask for the server's WAL end soon after the data stops.
-      const auto longest = owner_.opts_.stop_at && !owner_.reached_stop_
-                               ? std::chrono::milliseconds(20)
-                               : std::chrono::milliseconds(100);
-      wait = std::clamp(wait, std::chrono::milliseconds(0), longest);
-      auto data = stream_->read(wait);
+      deadlines_->set_stop_pending(owner_.opts_.stop_at && !owner_.reached_stop_);
+      auto data = stream_->read(deadlines_->wait(now_, buffer_state()), stop.fd());
       now_ = Clock::now();
       if (!data.empty()) {
         handle(data);
         if (truncate_) rebuild_after_truncate(dsn);
       } else {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
-        if ((owner_.opts_.stop_at && !owner_.reached_stop_) || now_ < ask_until_) ask_position();
+        if (deadlines_->ask_due(now_)) ask_position();
+      }
+      if (deadlines_->reply_due()) {
+        send_status(/*query_redis=*/false);
+        deadlines_->replied();
       }
       pump(false);
-      if (now_ >= next_status) {
+      if (deadlines_->status_due(now_)) {
         send_status();
         now_ = Clock::now();
-        next_status = now_ + cfg_.reader.status_interval;
+        deadlines_->status_sent(now_);
       }
-      heartbeat(dsn);
+      if (deadlines_->heartbeat_due(now_)) heartbeat(dsn);
     }
     flush_buffer();
     send_status();
@@ -180,7 +178,7 @@ class Reader::Session {
         ledger_->dropped(x->data_start);
         return;
       }
-      last_data_ = now_;
+      deadlines_->data_received(now_);
       ledger_->data(x->data_start);
       assembler_.set_replay(x->data_start < replay_until_);
       try {
@@ -206,7 +204,7 @@ class Reader::Session {
     if (!assembler_.in_transaction() && !ledger_->dropped_any() && owner_.opts_.stop_at &&
         k.wal_end >= owner_.opts_.stop_at)
       reach_stop();
-    if (k.reply_requested) send_status(/*query_redis=*/false);
+    if (k.reply_requested) deadlines_->reply_requested();  // answered in this turn
   }
 
   void on_commit(CommittedTransaction&& t) {
@@ -231,7 +229,7 @@ class Reader::Session {
       return;
     }
     std::size_t changes = 0;
-    if (buffer_.empty() && !t.jobs.empty()) buffer_deadline_ = now_ + cfg_.reader.enqueue_max_delay;
+    if (buffer_.empty() && !t.jobs.empty()) deadlines_->buffer_started(now_);
     for (std::size_t i = 0; i < t.jobs.size(); ++i) {
       auto& job = t.jobs[i];
       changes += job.changes.size();
@@ -275,7 +273,7 @@ class Reader::Session {
     const std::size_t cap = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
     while (!buffer_.empty()) {
       const bool full = buffer_.size() >= cap;
-      if (!force && !full && now_ < buffer_deadline_) return;
+      if (!force && !full && !deadlines_->enqueue_due(now_)) return;
       if (enqueuer_->outstanding() >= kEnqueueDepth) {
         if (!force && !full) return;  // grows while Redis works
         wait_ack();
@@ -285,6 +283,9 @@ class Reader::Session {
     }
   }
   void flush_buffer() { pump(true); }
+  Deadlines::Buffer buffer_state() const {
+    return {buffer_.empty(), enqueuer_->outstanding() >= kEnqueueDepth};
+  }
 
   // The first `n` buffered jobs go to Redis as one batch.
   void hand_over(std::size_t n) {
@@ -326,9 +327,7 @@ class Reader::Session {
 
   // Without traffic PostgreSQL reports its WAL end only in keepalives: ask for one.
   void ask_position() {
-    auto now = Clock::now();
-    if (now - last_ask_ < std::chrono::milliseconds(20)) return;
-    last_ask_ = now;
+    deadlines_->asked(now_);
     send_standby(true);
   }
 
@@ -500,11 +499,8 @@ class Reader::Session {
   // While the published tables are idle, a logical message in this database keeps the slot
   // moving (the reader confirms the WAL end once nothing is in flight).
   void heartbeat(const PgConnInfo& dsn) {
-    const auto every = cfg_.reader.heartbeat_interval;
-    if (every.count() == 0) return;
     const auto now = now_;
-    if (now - last_data_ < every || now - last_heartbeat_ < every) return;
-    last_heartbeat_ = now;
+    deadlines_->heartbeat_tried(now);
     try {
       if (!heartbeat_conn_)
         heartbeat_conn_ =
@@ -518,7 +514,7 @@ class Reader::Session {
         heartbeat_sent_ = now;
       }
       ++owner_.progress_.heartbeats;
-      ask_until_ = now + std::chrono::seconds(1);
+      deadlines_->heartbeat_written(now);
       spdlog::debug("reader: heartbeat written ({} so far)", owner_.progress_.heartbeats.load());
     } catch (const std::exception& e) {
       spdlog::warn("reader: heartbeat failed: {}", e.what());
@@ -539,10 +535,9 @@ class Reader::Session {
   // jobs buffered through it with its end LSN (the batch reaching that count completes it).
   std::size_t buffered_jobs_ = 0, handed_jobs_ = 0;
   std::deque<std::pair<std::size_t, Lsn>> commit_ends_;
-  std::optional<FlushLedger> ledger_;  // the flush rule's state; set once the slot is known
-  Clock::time_point now_{};            // the loop's clock, read once per turn
-  Clock::time_point buffer_deadline_{}, last_ask_{};
-  Clock::time_point last_data_ = Clock::now(), last_heartbeat_{}, ask_until_{};
+  std::optional<FlushLedger> ledger_;   // the flush rule's state; set once the slot is known
+  Clock::time_point now_{};             // the loop's clock, read once per turn
+  std::optional<Deadlines> deadlines_;  // every deadline of the loop; set when it starts
   std::unique_ptr<PgConn> heartbeat_conn_;
   std::optional<Lsn> heartbeat_lsn_;  // the last heartbeat's position, until the stream shows it
   Clock::time_point heartbeat_sent_{};
@@ -566,10 +561,30 @@ Lsn Reader::confirmed() const {
   return confirmed_;
 }
 
-void Reader::run(const std::atomic<bool>& stop) {
+namespace {
+constexpr std::chrono::milliseconds kStandbyRetry{1000};
+
+// The server an UnavailableError's message starts with ("redis at ...", "mongodb ..."); the
+// replication connection's otherwise. Only for the watchdog's account of the wait.
+Server server_named_in(std::string_view what) {
+  if (what.starts_with("redis")) return Server::Redis;
+  if (what.starts_with("mongodb")) return Server::MongoDB;
+  return Server::PostgreSQL;
+}
+
+// Waits `d`, or until `stop` is set: one wait, counted by the watchdog as waiting on `server`
+// (for it to come back, or to free the slot), not as a loop that stopped turning.
+void pause(const Wakeup& stop, std::chrono::milliseconds d, Server server) {
+  Loop::turn();
+  ServerWait waiting(server);
+  stop.wait_for(d);
+}
+}  // namespace
+
+void Reader::run(const Wakeup& stop) {
   std::mt19937 rng(std::random_device{}());
   auto backoff = cfg_.reader.reconnect_min;
-  while (!stop.load()) {
+  while (!stop.is_set()) {
     progress_.standby = false;
     try {
       Session s(*this);
@@ -578,16 +593,14 @@ void Reader::run(const std::atomic<bool>& stop) {
     } catch (const Restart&) {
       continue;
     } catch (const SlotBusy& e) {
-      // Standby: poll every second, so the takeover follows the active reader's death within
-      // seconds (PostgreSQL frees the slot when its connection closes).
+      // Standby: try again every second, so the takeover follows the active reader's death
+      // within seconds (PostgreSQL frees the slot when its connection closes; it says so to
+      // nobody, so asking again is the only way to know).
       if (!standby_logged_)
         spdlog::warn("reader: standby: {}; taking over when it is free", e.what());
       standby_logged_ = true;
       progress_.standby = true;
-      for (int i = 0; i < 20 && !stop.load(); ++i) {
-        Loop::turn();
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
+      pause(stop, kStandbyRetry, Server::PostgreSQL);
       continue;
     } catch (const UnavailableError& e) {
       if (reconnect_backoff_reset_) backoff = cfg_.reader.reconnect_min;
@@ -596,11 +609,7 @@ void Reader::run(const std::atomic<bool>& stop) {
           std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 4))(rng));
       spdlog::error("reader: {}; reconnecting in {} ms", e.what(), (backoff + jitter).count());
       progress_.count_reconnect(e.what());
-      for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
-           slept += std::chrono::milliseconds(50)) {
-        Loop::turn();
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
+      pause(stop, backoff + jitter, server_named_in(e.what()));
       backoff = std::min(backoff * 2, cfg_.reader.reconnect_max);
     }
   }

@@ -47,6 +47,7 @@
 #include "checkpoint/store.h"
 #include "common/lsn.h"
 #include "common/progress.h"
+#include "common/wakeup.h"
 #include "config/config.h"
 #include "projections/mongo.h"
 #include "projections/projection.h"
@@ -67,9 +68,10 @@ class Reader {
   Reader(const Config& cfg, const projections::Projection& projection, projections::MongoPool& pool,
          Progress& progress, ReaderOptions opts = {});
   ~Reader();
-  // Streams until `stop` is set or stop_at is reached. Reconnects with backoff on connection
-  // loss; throws on errors that retrying cannot fix (DataError, slot missing, config).
-  void run(const std::atomic<bool>& stop);
+  // Streams until `stop` is set (it also ends every wait at once) or stop_at is reached. Reconnects
+  // with backoff on connection loss; throws on errors that retrying cannot fix (DataError, slot
+  // missing, config).
+  void run(const Wakeup& stop);
   // True once stop_at was reached and everything received is in Redis.
   bool reached_stop() const { return reached_stop_.load(); }
   // Sends one more status update with the current checkpoint, if connected (final confirm).

@@ -4,6 +4,7 @@
 
 #include "cdc/wire.h"
 #include "common/error.h"
+#include "common/progress.h"
 
 namespace walfold::cdc {
 
@@ -35,7 +36,8 @@ void ReplicationStream::start(const std::string& slot, const std::string& public
   streaming_ = true;
 }
 
-std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds timeout) {
+std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds timeout,
+                                                      int wake_fd) {
   if (buf_) {
     PQfreemem(buf_);
     buf_ = nullptr;
@@ -68,11 +70,17 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
     if (!deadline) deadline = now + timeout;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
     if (left.count() < 0) return {};
-    pollfd p{PQsocket(c), POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    pollfd p[2] = {{PQsocket(c), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int rc;
+    {
+      // Waiting for the server's next message, for as long as the caller's next deadline: the
+      // watchdog counts this as waiting on PostgreSQL, however long that deadline is.
+      ServerWait waiting(Server::PostgreSQL);
+      rc = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(left.count()));
+    }
     if (rc < 0 && errno != EINTR)
       throw UnavailableError("postgresql at " + address() + ": poll failed");
-    if (rc == 0) return {};
+    if (rc == 0 || (rc > 0 && wake_fd >= 0 && (p[1].revents & POLLIN))) return {};
     if (rc > 0 && !PQconsumeInput(c)) {
       std::string why = pg_error_text(c);
       throw UnavailableError("postgresql at " + address() +

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "common/progress.h"
+#include "common/wakeup.h"
 #include "observe/observer.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/sink.h"
@@ -336,7 +337,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   const int nworkers = worker_role ? (opts.workers >= 0 ? opts.workers : cfg.workers.count) : 0;
 
   Progress progress;
-  std::atomic<bool> stop_reader{false}, stop_workers{false};
+  Wakeup stop_reader;  // ends the reader's waits at once
+  std::atomic<bool> stop_workers{false};
   std::atomic<int> fatal{0};
   const cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
   auto pool = connect_stores(cfg, worker_role);
@@ -349,9 +351,12 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   // Declared after everything the threads use, so they are joined before those die.
   Joiner worker_threads, reader_thread;
   struct StopAll {
-    std::atomic<bool>& a;
+    Wakeup& a;
     std::atomic<bool>& b;
-    ~StopAll() { a = b = true; }
+    ~StopAll() {
+      a.notify();
+      b = true;
+    }
   } stop_all{stop_reader, stop_workers};
   for (int i = 0; i < nworkers; ++i) progress.workers.emplace_back();
   for (int i = 0; i < nworkers; ++i)
@@ -380,7 +385,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   const int exit_code = supervise(
       {cfg, config_path, sigs, progress, reader, fatal, reader_role, nworkers, ropts.stop_at});
   // The reader flushes what it buffered and sends its last status; workers finish their batch.
-  stop_reader = true;
+  stop_reader.notify();
   reader_thread.join();
   stop_workers = true;
   worker_threads.join();
