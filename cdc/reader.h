@@ -1,17 +1,24 @@
-// The reader: one replication stream in, jobs in Redis out, and the checkpoint back.
+// The replication loop: one streaming session, WAL in, jobs to Redis out, and the flush
+// position back.
 //
 //   forward:  PostgreSQL WAL -> ReplicationStream::read -> Decoder (pgoutput) -> Assembler
-//             (transaction complete at Commit) -> jobs buffered -> JobQueue::enqueue (Redis)
-//   backward: workers ack jobs in Redis -> send_status(): oldest commit still pending (or the
-//             end of the last commit when nothing is) -> checkpoint::Store::save (MongoDB, then
-//             the state directory) -> standby status "flush" to PostgreSQL, which lets the slot
-//             release WAL.
+//             (transaction complete at Commit) -> jobs buffered -> Enqueuer -> Redis
+//   backward: workers ack jobs in Redis -> send_status(): oldest commit still pending (asked of
+//             the ReaderHost, or the end of the last commit when nothing is) -> the host saves
+//             the checkpoint durably -> standby status "flush" to PostgreSQL, which lets the
+//             slot release WAL.
+//
+// What happens around a session (the slot policy, the Redis-loss detector, the checkpoint
+// store, the initial load and the rebuild after a TRUNCATE, standby and reconnects) is the
+// pipeline's (pipeline/reader_service.h): it prepares the stream and the queue, tells the
+// session where it starts (SessionStart) and answers its two questions (ReaderHost). A session
+// ends by returning what ended it (SessionEnd), never by an exception that is not an error.
 //
 // The flush rule (cdc/flush_ledger.h): the flush position sent to PostgreSQL is never above the
 // end of the last message the reader processed, nor above the oldest commit still pending in
 // Redis or not yet in Redis, nor above the saved checkpoint. FlushLedger computes it and every
-// standby status goes through its gate (Session::send_standby), which stops the reader with
-// exit 70 rather than send a larger flush LSN. Each path that sends a status, and why it is safe:
+// standby status goes through its gate (send_standby), which stops the reader with exit 70
+// rather than send a larger flush LSN. Each path that sends a status, and why it is safe:
 //   - periodic status (every status_interval): the in-flight batch is awaited, Redis's pending
 //     set is read after it, the bound is saved in MongoDB and the state directory, then sent.
 //   - keepalive with reply requested: resends the saved checkpoint (already admitted); the
@@ -24,36 +31,33 @@
 //   - SIGTERM: the loop ends, the buffer goes to Redis and is awaited, then a periodic status;
 //     whatever libpq had buffered but the reader had not read was never processed.
 //   - heartbeats write a logical message; its position arrives in a keepalive (above).
-//   - the rebuild after TRUNCATE: the TRUNCATE's commit is held like a drop, the status before
-//     the rebuild cannot pass it, and the rebuild's own checkpoint is the saved one.
+//   - a TRUNCATE: its commit is held like a drop, the status before the session ends cannot
+//     pass it, and the rebuild's own checkpoint (pipeline/rebuild.h) is the saved one.
 //   - reconnect and standby takeover: a new session starts a new ledger at the slot's confirmed
 //     position (durable) and at Redis's recorded enqueued end (commits an earlier session
 //     processed, bounded by the pending set), so nothing from an old connection counts.
 //
-// At the start of every session the slot is checked against the saved checkpoint: a slot that
-// is missing, recreated, from another cluster, or confirmed past the checkpoint is a gap and
-// stops the reader (exit 65) with a pointer to `walfold reconcile`. A first start creates the
-// slot with an exported snapshot and loads the read model from it (reconcile/rebuild.h). A
-// slot streamed by another reader makes this one a standby that takes over when it is free.
+// Every deadline of the loop (status, keepalive reply, enqueue, heartbeat, asking for the WAL
+// end) is in one Deadlines (cdc/deadlines.h), which gives the one wait for WAL data; the stop
+// flag ends that wait at once.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "checkpoint/store.h"
 #include "common/lsn.h"
 #include "common/progress.h"
 #include "common/wakeup.h"
 #include "config/config.h"
-#include "projections/mongo.h"
 #include "projections/projection.h"
 #include "queue/job_queue.h"
 
 namespace walfold::cdc {
+
+class ReplicationStream;
 
 struct ReaderOptions {
   // Stop once every commit up to this LSN has been received and handed to Redis (tests,
@@ -61,41 +65,66 @@ struct ReaderOptions {
   Lsn stop_at = 0;
   // START_REPLICATION at this position (reconcile --from-lsn); 0 = the slot's confirmed one.
   Lsn start_at = 0;
+  // Notified once stop_at was reached (the supervisor waits on it).
+  Wakeup* reached = nullptr;
+};
+
+// What the replication loop asks of the pipeline around it.
+class ReaderHost {
+ public:
+  virtual ~ReaderHost() = default;
+  // The commit LSN of the oldest commit with a job still pending in the queue (nullopt: none),
+  // asked once every batch the session sent was acknowledged (so the answer counts them).
+  // Throws UnavailableError when the queue can no longer bound the checkpoint (Redis lost data):
+  // nothing is confirmed then, and the next session replays.
+  virtual std::optional<Lsn> oldest_pending() = 0;
+  // Saves `lsn` durably as the checkpoint before PostgreSQL hears of it; false when it could
+  // not be saved now (a server unavailable: PostgreSQL stays at the last saved one).
+  virtual bool save_checkpoint(Lsn lsn) = 0;
+};
+
+// Where a session starts, as the pipeline found it.
+struct SessionStart {
+  Lsn confirmed = 0;         // the slot's confirmed flush position
+  Lsn in_redis_through = 0;  // commits ending at or below are in Redis already: not enqueued
+  Lsn replay_until = 0;      // commits below go at priorities.replay (a replay)
+  Lsn rebuilt_lsn = 0;       // the read model was rebuilt here: TRUNCATEs below are in it
+};
+
+// What ended a session.
+struct SessionEnd {
+  enum class Kind {
+    Stopped,    // the stop flag was set; the buffer is in Redis and a last status went out
+    Truncated,  // a TRUNCATE of projected tables: the read model must be rebuilt (the stream
+                // is finished; nothing from that commit on was confirmed)
+  };
+  Kind kind = Kind::Stopped;
+  Lsn commit_lsn = 0;               // Truncated: the commit with the TRUNCATE
+  std::vector<std::string> tables;  // Truncated: the tables it truncated
+  Lsn confirmed = 0;                // the last flush position sent
 };
 
 class Reader {
  public:
-  Reader(const Config& cfg, const projections::Projection& projection, projections::MongoPool& pool,
-         Progress& progress, ReaderOptions opts = {});
+  // `stream` has started streaming (START_REPLICATION); `queue` is this session's (the Enqueuer's
+  // thread uses it while batches are outstanding).
+  // `projection` says what each row change is keyed by (the assembler's routes).
+  Reader(const Config& cfg, const projections::Projection& projection, Progress& progress,
+         const ReaderOptions& opts, std::atomic<bool>& reached_stop, ReplicationStream& stream,
+         queue::JobQueue& queue, ReaderHost& host, const SessionStart& start);
   ~Reader();
-  // Streams until `stop` is set (it also ends every wait at once) or stop_at is reached. Reconnects
-  // with backoff on connection loss; throws on errors that retrying cannot fix (DataError, slot
-  // missing, config).
-  void run(const Wakeup& stop);
-  // True once stop_at was reached and everything received is in Redis.
-  bool reached_stop() const { return reached_stop_.load(); }
-  // Sends one more status update with the current checkpoint, if connected (final confirm).
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  // Streams until `stop` is set or a TRUNCATE needs a rebuild. Throws on errors (UnavailableError
+  // for a lost connection: the pipeline reconnects; DataError and the like: it stops).
+  SessionEnd run(const Wakeup& stop);
+  // The flush position last sent (the saved checkpoint).
   Lsn confirmed() const;
 
  private:
   class Session;
-  const Config& cfg_;
-  const projections::Projection& projection_;  // what the assembler asks for keys and types
-  projections::MongoPool& pool_;
-  checkpoint::Store store_;
-  Progress& progress_;
-  ReaderOptions opts_;
-  std::atomic<bool> reached_stop_{false};
-  std::atomic<Lsn> confirmed_{0};
-  bool reconnect_backoff_reset_ = false;
-  // What this process knows of the queue across sessions: Redis's epoch and the last job
-  // sequence number it returned. A different epoch, or a sequence that went back, means Redis
-  // lost data.
-  std::optional<std::string> epoch_;
-  long long last_seq_ = 0;
-  // A rebuild after a TRUNCATE loaded the read model at this LSN: older commits are in it.
-  Lsn rebuilt_lsn_ = 0;
-  bool standby_logged_ = false;
+  std::unique_ptr<Session> session_;
 };
 
 }  // namespace walfold::cdc

@@ -9,6 +9,7 @@
 #include "checkpoint/store.h"
 #include "daemon/command.h"
 #include "daemon/run.h"
+#include "pipeline/rebuild.h"
 #include "projections/mongo.h"
 #include "queue/job_queue.h"
 #include "reconcile/rebuild.h"
@@ -41,7 +42,7 @@ int reconcile_full(const Config& cfg) {
   if (slot.exists) cdc::drop_slot(dsn, cfg.postgres);
   reset_queue(cfg);
   checkpoint::Store store(cfg, pool);
-  auto cp = reconcile::initial_load(cfg, pool, store, "reconcile --full");
+  auto cp = pipeline::initial_load(cfg, pool, store, "reconcile --full");
   std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp) << "; slot '"
             << cfg.postgres.slot << "' streams from there (start walfold)\n";
   return kExitOk;

@@ -6,9 +6,9 @@
 #include "cdc/replication_stream.h"
 #include "checkpoint/store.h"
 #include "daemon/command.h"
+#include "pipeline/rebuild.h"
 #include "projections/bank/bank.h"
 #include "projections/mongo.h"
-#include "reconcile/rebuild.h"
 
 namespace walfold::daemon {
 namespace {
@@ -40,7 +40,7 @@ class SetupCommand : public Command {
       throw checkpoint::missing_slot_error(cfg.postgres.slot, mongo, local, store.state_file(),
                                            server.identify_system().system_id);
     }
-    reconcile::initial_load(cfg, pool, store, "initial snapshot (setup)");
+    pipeline::initial_load(cfg, pool, store, "initial snapshot (setup)");
     return kExitOk;
   }
 

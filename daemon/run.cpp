@@ -14,13 +14,13 @@
 #include <vector>
 
 #include "cdc/preflight.h"
-#include "cdc/reader.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/pg.h"
 #include "common/progress.h"
 #include "common/wakeup.h"
 #include "observe/observer.h"
+#include "pipeline/reader_service.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
@@ -143,7 +143,7 @@ void log_started(const Config& cfg, Role role, int nworkers) {
                redact_secrets(cfg.mongodb.uri), cfg.mongodb.database);
 }
 
-void log_stopped(const cdc::Reader& reader, const Progress& progress) {
+void log_stopped(const pipeline::ReaderService& reader, const Progress& progress) {
   spdlog::info(
       "run: stopped; confirmed flush position {} ({} commits seen, {} jobs enqueued, {} jobs "
       "folded, "
@@ -219,7 +219,7 @@ class StopAtLsn {
       : cfg_(cfg), stop_at_(stop_at), nworkers_(nworkers) {}
 
   // The exit code when the run should end now.
-  std::optional<int> check(const cdc::Reader& reader, std::int64_t now) {
+  std::optional<int> check(const pipeline::ReaderService& reader, std::int64_t now) {
     if (!stop_at_ || !reader.reached_stop()) return std::nullopt;
     if (nworkers_ == 0) {
       spdlog::info("run: everything up to {} is in redis (reader only: not waiting for workers)",
@@ -300,7 +300,7 @@ struct Supervised {
   const std::string& config_path;
   const sigset_t& sigs;
   const Progress& progress;
-  const cdc::Reader& reader;
+  const pipeline::ReaderService& reader;
   const std::atomic<int>& fatal;  // a thread's exit code when it failed
   bool reader_role;
   int nworkers;
@@ -344,7 +344,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   auto pool = connect_stores(cfg, worker_role);
 
   const auto& projection = projections::bank::projection();
-  cdc::Reader reader(cfg, projection, *pool, progress, ropts);
+  pipeline::ReaderService reader(cfg, projection, *pool, progress, ropts);
   std::vector<std::unique_ptr<projections::Worker>> workers;
   for (int i = 0; i < nworkers; ++i)
     workers.push_back(std::make_unique<projections::Worker>(cfg, projection, *pool, i, progress));

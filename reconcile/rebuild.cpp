@@ -320,28 +320,6 @@ Bson tombstone_update(const char* guard_field, Lsn guard) {
 
 }  // namespace
 
-Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
-                 const std::string& event, std::atomic<std::uint64_t>* written) {
-  const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
-  auto snap = create_slot_with_snapshot(dsn, cfg.postgres.slot, /*temporary=*/false);
-  spdlog::info(
-      "created replication slot '{}' at {} with an exported snapshot; loading the read model "
-      "from the tables inside it ({})",
-      cfg.postgres.slot, format_lsn(snap.consistent_point), event);
-  checkpoint::SlotIdentity id{cfg.postgres.slot, snap.system_id, snap.consistent_point,
-                              checkpoint::now_ms()};
-  store.begin(id, /*loading=*/true, "slot created");
-  projections::MongoSink(pool).ensure_indexes();
-  auto st = load_read_model(cfg, pool, snap.name, snap.consistent_point, written);
-  store.finish_load(snap.consistent_point, event);
-  spdlog::info(
-      "{}: {} accounts, {} users, {} transactions loaded at {} ({} stale documents "
-      "tombstoned) in {:.1f} s; streaming continues from there",
-      event, st.accounts, st.users, st.transactions, format_lsn(snap.consistent_point),
-      st.tombstoned, st.seconds);
-  return snap.consistent_point;
-}
-
 RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostream& out,
                     std::chrono::seconds wait) {
   const PgConnInfo dsn = postgres_conninfo(cfg.postgres);

@@ -1,8 +1,6 @@
-// Building the read model from PostgreSQL's tables instead of the WAL:
-//   - initial_load: a new slot, created with an exported snapshot; the read model is loaded
-//     inside that snapshot and the slot then streams from its consistent point (no gap, no
-//     double count). `walfold setup`, the reader's first start and `reconcile --full` use it.
-//   - repair: rewrites the documents that differ from a fresh snapshot, while the daemon runs.
+// Repairing the read model from PostgreSQL's tables instead of the WAL: repair rewrites the
+// documents that differ from a fresh snapshot, while the daemon runs. (Loading it whole, for a
+// new slot, `reconcile --full` or after a TRUNCATE, is the pipeline's: pipeline/rebuild.h.)
 #pragma once
 
 #include <atomic>
@@ -11,19 +9,11 @@
 #include <iosfwd>
 #include <string>
 
-#include "checkpoint/store.h"
 #include "common/lsn.h"
 #include "config/config.h"
 #include "projections/mongo.h"
 
 namespace walfold::reconcile {
-
-// Creates the slot (it must not exist) with an exported snapshot, records its identity as
-// "loading", loads the read model in the snapshot, and saves the checkpoint at the consistent
-// point. Returns the consistent point. `event` names the reason in the checkpoint history.
-// `written` as for load_read_model.
-Lsn initial_load(const Config& cfg, projections::MongoPool& pool, checkpoint::Store& store,
-                 const std::string& event, std::atomic<std::uint64_t>* written = nullptr);
 
 struct RepairResult {
   std::size_t accounts = 0, users = 0, transactions = 0;  // compared

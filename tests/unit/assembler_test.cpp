@@ -186,7 +186,7 @@ TEST_F(Fixture, TruncateOfAProjectedTableIsReportedAtCommit) {
   a.on_truncate({0, {3}});
   a.on_commit({0, 100, 120, 0});
   ASSERT_EQ(out.size(), 1u);
-  // The reader rebuilds the read model after this commit (see cdc/reader.cpp).
+  // The reader ends its session at this commit and the read model is rebuilt (pipeline/rebuild.h).
   ASSERT_EQ(out[0].truncated.size(), 1u);
   EXPECT_NE(out[0].truncated[0].find("transactions"), std::string::npos) << out[0].truncated[0];
   a.on_begin({200, 0, 8});
