@@ -1,12 +1,18 @@
 #include "daemon/run.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,7 +93,7 @@ struct Joiner {
   ~Joiner() { join(); }
 };
 
-// SIGTERM, SIGINT and SIGHUP are taken synchronously by the supervising thread (sigtimedwait);
+// SIGTERM, SIGINT and SIGHUP are taken synchronously by the supervising thread (signalfd);
 // every thread started after this inherits the mask.
 sigset_t block_control_signals() {
   sigset_t sigs;
@@ -177,6 +183,12 @@ class Watchdog {
     last_ping_ = Progress::now_ns();
   }
 
+  // When the next ping is due (steady ns), or nullopt without a watchdog.
+  std::optional<std::int64_t> next_at() const {
+    if (!enabled_) return std::nullopt;
+    return last_ping_ + static_cast<std::int64_t>(interval_us_) * 1000 / 3 + 1;
+  }
+
   void tick(std::int64_t now) {
     if (!enabled_ || now - last_ping_ <= static_cast<std::int64_t>(interval_us_) * 1000 / 3) return;
     const std::string stuck = stuck_loop(now, static_cast<std::int64_t>(interval_us_) * 1000 / 2);
@@ -215,8 +227,18 @@ class Watchdog {
 // when only dead keys hold jobs (nothing more can be folded until an operator acts).
 class StopAtLsn {
  public:
+  static constexpr std::int64_t kQueueCheckNs = 50'000'000;
   StopAtLsn(const Config& cfg, Lsn stop_at, int nworkers)
       : cfg_(cfg), stop_at_(stop_at), nworkers_(nworkers) {}
+
+  // When to look again (steady ns): not before the reader reached the stop position (it says
+  // so through the supervisor's events); then the queue is read every kQueueCheckNs, as Redis
+  // does not say when it drains.
+  std::optional<std::int64_t> next_at(const pipeline::ReaderService& reader,
+                                      std::int64_t now) const {
+    if (!stop_at_ || !reader.reached_stop()) return std::nullopt;
+    return nworkers_ == 0 ? now : now + kQueueCheckNs;
+  }
 
   // The exit code when the run should end now.
   std::optional<int> check(const pipeline::ReaderService& reader, std::int64_t now) {
@@ -302,25 +324,71 @@ struct Supervised {
   const Progress& progress;
   const pipeline::ReaderService& reader;
   const std::atomic<int>& fatal;  // a thread's exit code when it failed
+  Wakeup& events;                 // notified when a thread failed or the reader reached stop_at
   bool reader_role;
   int nworkers;
   Lsn stop_at;
 };
 
-// Waits for a stop signal, a failed thread or the stop position; reloads on SIGHUP and feeds the
-// watchdog meanwhile. Returns the exit code.
+// The control signals as a descriptor to poll (they stay blocked in every thread).
+class SignalFd {
+ public:
+  explicit SignalFd(const sigset_t& sigs) : fd_(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) {
+    if (fd_ < 0) throw InternalError(std::string("signalfd: ") + std::strerror(errno));
+  }
+  ~SignalFd() { ::close(fd_); }
+  SignalFd(const SignalFd&) = delete;
+  SignalFd& operator=(const SignalFd&) = delete;
+  int fd() const { return fd_; }
+  // The next pending signal, or 0.
+  int take() {
+    signalfd_siginfo si;
+    if (::read(fd_, &si, sizeof si) != static_cast<ssize_t>(sizeof si)) return 0;
+    return static_cast<int>(si.ssi_signo);
+  }
+
+ private:
+  int fd_;
+};
+
+// The poll() timeout until `at` (steady ns; -1: none), rounded up to whole ms.
+int timeout_until(std::optional<std::int64_t> at, std::int64_t now) {
+  if (!at) return -1;
+  if (*at <= now) return 0;
+  const auto ms = (*at - now + 999'999) / 1'000'000;
+  return static_cast<int>(std::min<std::int64_t>(ms, std::numeric_limits<int>::max()));
+}
+
+std::optional<std::int64_t> earliest(std::optional<std::int64_t> a, std::optional<std::int64_t> b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
+}
+
+// Waits for a stop signal, a failed thread or the stop position, and for the watchdog's next
+// ping: one poll() on the signals and the threads' events, until the earliest deadline (none
+// at all without a watchdog or a stop position: it sleeps until something happens). Reloads
+// on SIGHUP. Returns the exit code.
 int supervise(const Supervised& s) {
   Watchdog watchdog(s.progress, s.reader_role);
   StopAtLsn stop(s.cfg, s.stop_at, s.nworkers);
+  SignalFd signals(s.sigs);
   while (true) {
-    timespec ts{0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&s.sigs, nullptr, &ts);
-    if (sig == SIGTERM || sig == SIGINT) {
-      spdlog::info("run: signal {} received, stopping", sig);
-      sd_notify(0, "STOPPING=1");
-      return EXIT_SUCCESS;
+    const auto before = Progress::now_ns();
+    pollfd p[2] = {{signals.fd(), POLLIN, 0}, {s.events.fd(), POLLIN, 0}};
+    const int timeout =
+        timeout_until(earliest(watchdog.next_at(), stop.next_at(s.reader, before)), before);
+    if (::poll(p, 2, timeout) < 0 && errno != EINTR)
+      throw InternalError(std::string("poll: ") + std::strerror(errno));
+    while (int sig = signals.take()) {
+      if (sig == SIGTERM || sig == SIGINT) {
+        spdlog::info("run: signal {} received, stopping", sig);
+        sd_notify(0, "STOPPING=1");
+        return EXIT_SUCCESS;
+      }
+      if (sig == SIGHUP) reload(s.config_path);
     }
-    if (sig == SIGHUP) reload(s.config_path);
+    s.events.clear();  // what it announced is read below
     if (int code = s.fatal.load()) return code;
     const auto now = Progress::now_ns();
     watchdog.tick(now);
@@ -340,7 +408,9 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   Wakeup stop_reader;  // ends the reader's waits at once
   std::atomic<bool> stop_workers{false};
   std::atomic<int> fatal{0};
-  const cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
+  Wakeup events;  // a thread failed, or the reader reached the stop position
+  cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
+  ropts.reached = &events;
   auto pool = connect_stores(cfg, worker_role);
 
   const auto& projection = projections::bank::projection();
@@ -372,6 +442,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
       } catch (const std::exception& e) {
         spdlog::critical("reader: {}", e.what());
         fatal = exit_status_for(e).code;  // the one mapping of errors to exit codes
+        events.notify();
       }
     });
   }
@@ -382,8 +453,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   log_started(cfg, opts.role, nworkers);
   sd_notify(0, "READY=1\nSTATUS=streaming");
 
-  const int exit_code = supervise(
-      {cfg, config_path, sigs, progress, reader, fatal, reader_role, nworkers, ropts.stop_at});
+  const int exit_code = supervise({cfg, config_path, sigs, progress, reader, fatal, events,
+                                   reader_role, nworkers, ropts.stop_at});
   // The reader flushes what it buffered and sends its last status; workers finish their batch.
   stop_reader.notify();
   reader_thread.join();
