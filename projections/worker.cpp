@@ -97,8 +97,9 @@ std::size_t Worker::run_once() {
     // write that cannot be built, a document MongoDB refuses) is that key's poison; in a larger
     // batch it is not attributable: keys are then claimed one at a time for a while. Keys left
     // out by batch_max_changes were not attempted and just go back.
-    const bool data = dynamic_cast<const DataError*>(&e) != nullptr;
-    const bool unavailable = dynamic_cast<const UnavailableError*>(&e) != nullptr;
+    const auto& kind = error_class(e);  // common/error.h: the one table
+    const bool data = kind.kind == ErrorKind::Data;
+    const bool unavailable = kind.retry == RetryClass::Reconnect;
     const std::size_t attempted = keys.size();  // the keys with jobs in this batch
     if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
     std::vector<queue::AckItem> release;
@@ -202,7 +203,7 @@ void Worker::run(const std::atomic<bool>& stop) {
       }
       wake.wait(*redis_, cfg_.workers.idle_poll_max);
     } catch (const std::exception& e) {
-      if (dynamic_cast<const UnavailableError*>(&e)) {
+      if (error_class(e).retry == RetryClass::Reconnect) {
         redis_.reset();
         queue_.reset();
       }

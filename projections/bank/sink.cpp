@@ -59,7 +59,7 @@ void MongoSink::for_each_by_id(const char* collection, const std::vector<std::in
     std::string msg =
         "mongodb at " + pool_.address() + ": reading " + collection + " failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
-    throw std::runtime_error(msg);
+    throw TransientError(msg);  // a read the server failed: retried
   }
 }
 
@@ -223,7 +223,7 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
     std::string msg =
         "mongodb at " + pool_.address() + ": reading transactions failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
-    throw std::runtime_error(msg);
+    throw TransientError(msg);  // a read the server failed: retried
   }
   bson_append_array_end(set.get(), &arr);
   BSON_APPEND_INT64(set.get(), "window_lsn", static_cast<std::int64_t>(lsn));
@@ -272,7 +272,7 @@ void MongoSink::ensure_indexes() {
   if (!ok) {
     std::string msg = "mongodb at " + pool_.address() + ": creating indexes failed: " + err.message;
     if (is_connection_error(err)) throw UnavailableError(msg);
-    throw std::runtime_error(msg);
+    throw TransientError(msg);  // a read the server failed: retried
   }
 }
 

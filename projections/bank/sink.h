@@ -25,7 +25,8 @@ class MongoSink {
   explicit MongoSink(MongoPool& pool);
   std::map<std::int64_t, AccountSnapshot> read_accounts(const std::vector<std::int64_t>& ids);
   std::map<std::int64_t, UserSnapshot> read_users(const std::vector<std::int64_t>& ids);
-  // Throws UnavailableError on connection problems, std::runtime_error on write errors.
+  // Throws UnavailableError on connection problems, TransientError on other read and write
+  // errors, DataError on a document MongoDB refused (mongo/pool.h: the room's error table).
   void write(WritePlan& plan);
   // Creates the indexes the read model needs (idempotent).
   void ensure_indexes();
