@@ -41,7 +41,7 @@ struct SetupOptions {
 };
 // Idempotent: creates the tables (with --schema), sets REPLICA IDENTITY FULL, creates or
 // completes the publication. Logs what it did. (The slot is created, with its initial
-// snapshot, by reconcile::initial_load.)
+// snapshot, by pipeline::initial_load (pipeline/rebuild.cpp).)
 void run_setup(const Config& cfg, const projections::Projection& projection,
                const SetupOptions& opts);
 
