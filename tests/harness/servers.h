@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "config/config.h"
+
 namespace walfold::test {
 
 struct Servers {
@@ -42,6 +44,14 @@ struct Servers {
 // started them, reuses it and does not stop them. Throws std::runtime_error with servers.sh's
 // output if the start fails (and the same error again on later calls, without retrying).
 const Servers& servers();
+
+// The harness's Redis as walfold's configuration (its loopback address and private port).
+inline RedisConfig redis_config() {
+  RedisConfig cfg;
+  cfg.host = servers().redis_host;
+  cfg.port = servers().redis_port;
+  return cfg;
+}
 
 // Runs servers.sh with a sub-command against the current dir, e.g. {"restart-redis",
 // "--no-persistence"} runs `servers.sh restart-redis DIR --no-persistence`. Throws on failure.

@@ -30,12 +30,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kLease = std::chrono::milliseconds(60000);
 
-RedisConfig redis_config() {
-  RedisConfig cfg;
-  cfg.host = test::servers().redis_host;
-  cfg.port = test::servers().redis_port;
-  return cfg;
-}
+using test::redis_config;
 
 EnqueueItem item(const std::string& key, int priority, Lsn lsn, std::string body) {
   return EnqueueItem{key, priority, lsn, std::move(body)};

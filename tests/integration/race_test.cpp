@@ -28,13 +28,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-RedisConfig redis_config() {
-  RedisConfig rc;
-  rc.host = servers().redis_host;
-  rc.port = servers().redis_port;
-  return rc;
-}
-
 MongoConfig mongo_config(const BankEnv& env) {
   MongoConfig mc;
   mc.uri = servers().mongo_uri;

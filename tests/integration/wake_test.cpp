@@ -32,13 +32,7 @@ std::ostream& operator<<(std::ostream& os, WakeWait::Result r) {
 
 namespace {
 
-RedisConfig redis_config() {
-  const auto& s = test::servers();
-  RedisConfig cfg;
-  cfg.host = s.redis_host;
-  cfg.port = s.redis_port;
-  return cfg;
-}
+using test::redis_config;
 
 class WakeTest : public ::testing::Test {
  protected:
