@@ -17,8 +17,7 @@
 namespace walfold::observe {
 namespace {
 
-constexpr std::int64_t kRegistryTtlMs = 15000;  // a process not seen for this long is gone
-constexpr std::size_t kHistoryPoints = 180;     // 15 minutes of 5 s points
+constexpr std::size_t kHistoryPoints = 180;  // 15 minutes of 5 s points
 
 std::int64_t unix_ms() {
   return Progress::unix_now_us() / 1000;
@@ -206,8 +205,7 @@ void Observer::register_process(queue::JobQueue& q, Sample& s) {
   for (std::size_t i = 0; i + 1 < all->elements; i += 2) {
     const std::string id(view(all->element[i]));
     auto p = nlohmann::json::parse(view(all->element[i + 1]), nullptr, false);
-    if (p.is_discarded() || !p.contains("heartbeat_ms") || !p["heartbeat_ms"].is_number() ||
-        s.at_ms - p["heartbeat_ms"].get<std::int64_t>() > kRegistryTtlMs) {
+    if (!is_live_process(p, s.at_ms)) {
       redis_->command({"HDEL", procs, id});  // gone (or unreadable): forget it
       continue;
     }

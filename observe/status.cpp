@@ -33,6 +33,12 @@ nlohmann::json opt(const std::optional<double>& v) {
 
 }  // namespace
 
+bool is_live_process(const nlohmann::json& entry, std::int64_t now_ms) {
+  return !entry.is_discarded() && entry.contains("heartbeat_ms") &&
+         entry["heartbeat_ms"].is_number() &&
+         now_ms - entry["heartbeat_ms"].get<std::int64_t>() <= kRegistryTtlMs;
+}
+
 std::optional<double> oldest_pending_age_seconds(queue::Redis& redis, const std::string& prefix) {
   redis.append({"ZRANGE", prefix + ":pending", "0", "0"});
   redis.append({"TIME"});
@@ -104,10 +110,7 @@ nlohmann::json live_processes(queue::Redis& redis, const std::string& prefix) {
   if (procs->type != REDIS_REPLY_ARRAY) return list;
   for (std::size_t i = 0; i + 1 < procs->elements; i += 2) {
     auto p = nlohmann::json::parse(view(procs->element[i + 1]), nullptr, false);
-    if (p.is_discarded() || !p.contains("heartbeat_ms") || !p["heartbeat_ms"].is_number() ||
-        now_ms - p["heartbeat_ms"].get<std::int64_t>() > 15000)
-      continue;
-    list.push_back(std::move(p));
+    if (is_live_process(p, now_ms)) list.push_back(std::move(p));
   }
   return list;
 }

@@ -4,6 +4,9 @@
 // saved checkpoint). Its exit code is usable from monitoring; see StatusExit.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -28,6 +31,11 @@ enum StatusExit : int {
 // How long the oldest pending job has waited, by Redis's clock (0 when none is pending); one
 // ZRANGE, TIME and LINDEX.
 std::optional<double> oldest_pending_age_seconds(queue::Redis& redis, const std::string& prefix);
+
+// The process registry (`<prefix>:procs`: one JSON entry per walfold process, refreshed by its
+// observer): an entry whose heartbeat is older than this, or unreadable, is gone.
+inline constexpr std::int64_t kRegistryTtlMs = 15000;
+bool is_live_process(const nlohmann::json& entry, std::int64_t now_ms);
 
 // Prints the summary (text, or one JSON document with --json) and returns a StatusExit.
 // `max_lag`: "" (no lag limit) or a limit like "64MiB" / "30s" (ConfigError when malformed).
