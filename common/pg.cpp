@@ -115,7 +115,7 @@ ErrorKind pg_error_kind(std::string_view state) {
       {"53", ErrorKind::Unavailable},    {"58", ErrorKind::Unavailable},
   };
   for (const auto& r : kRows)
-    if (state.size() == 5 && state.substr(0, r.prefix.size()) == r.prefix) return r.kind;
+    if (state.size() == 5 && state.starts_with(r.prefix)) return r.kind;
   return ErrorKind::Internal;
 }
 

@@ -97,9 +97,9 @@ std::size_t Worker::run_once() {
     // write that cannot be built, a document MongoDB refuses) is that key's poison; in a larger
     // batch it is not attributable: keys are then claimed one at a time for a while. Keys left
     // out by batch_max_changes were not attempted and just go back.
-    const auto& kind = error_class(e);  // common/error.h: the one table
-    const bool data = kind.kind == ErrorKind::Data;
-    const bool unavailable = kind.retry == RetryClass::Reconnect;
+    const auto& cls = error_class(e);  // common/error.h: the one table
+    const bool data = cls.kind == ErrorKind::Data;
+    const bool unavailable = cls.retry == RetryClass::Reconnect;
     const std::size_t attempted = keys.size();  // the keys with jobs in this batch
     if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
     std::vector<queue::AckItem> release;
