@@ -195,7 +195,7 @@ void append_entry(bson_t* arr, const char* idx, const TxEntry& e) {
   BSON_APPEND_INT64(&d, "id", e.id);
   BSON_APPEND_UTF8(&d, "kind", e.kind.c_str());
   append_decimal(&d, "amount", e.amount);
-  BSON_APPEND_DATE_TIME(&d, "created_at", e.created_at_us / 1000 - (e.created_at_us % 1000 < 0));
+  BSON_APPEND_DATE_TIME(&d, "created_at", floor_ms(e.created_at_us));
   BSON_APPEND_INT64(&d, "created_at_us", e.created_at_us);
   bson_append_document_end(arr, &d);
 }
@@ -320,216 +320,245 @@ void BankFold::fold_user_job(const Job& job, std::int64_t user_id, WritePlan& pl
   bson_append_document_begin(s.update.get(), "$set", -1, &set);
   if (full_name) BSON_APPEND_UTF8(&set, "full_name", full_name->c_str());
   if (email) BSON_APPEND_UTF8(&set, "email", email->c_str());
-  if (created_us) BSON_APPEND_DATE_TIME(&set, "created_at", *created_us / 1000);
+  if (created_us) BSON_APPEND_DATE_TIME(&set, "created_at", floor_ms(*created_us));
   BSON_APPEND_BOOL(&set, "deleted", tombstone);
   BSON_APPEND_INT64(&set, "profile_lsn", static_cast<std::int64_t>(job.commit_lsn));
   bson_append_document_end(s.update.get(), &set);
   plan.users.push_back(std::move(s));
 }
 
-void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePlan& plan) {
-  const Lsn lsn = job.commit_lsn;
-  AccountSnapshot& acct = accounts_[account_id];  // running state across the batch
-  // A window recompute runs after the batch's writes, so it is stamped with the account's last
-  // job in the batch (the recompute is refused once the account holds a later job).
-  if (auto it = plan.dirty_windows.find(account_id); it != plan.dirty_windows.end())
-    it->second = std::max(it->second, lsn);
-  // The account document already holds this job: MongoDB acknowledged the accounts bulk, which
-  // is written after the transactions and users bulks, so every document of the job has it.
-  // Only last_transactions may still need its recompute (a crash between the two phases).
-  if (acct.exists && acct.applied_lsn >= lsn) {
-    for (const auto& c : job.changes)
-      if (c.table == bank::kTransactions && c.op != 'I') {
-        auto& m = plan.dirty_windows[account_id];
-        m = std::max(m, lsn);
-      }
-    return;
+namespace {
+
+// One account's job folded: the job's changes are read into the state below first
+// (read_changes), then every user total is computed exactly (user_totals), and only then are
+// statements emitted, transactions first, users, and the account document last (a refused job
+// leaves no statement behind).
+class AccountJobFold {
+ public:
+  AccountJobFold(const Job& job, std::int64_t account_id, AccountSnapshot& acct,
+                 std::unordered_map<std::int64_t, UserSnapshot>& user_snapshots)
+      : job_(job),
+        lsn_(job.commit_lsn),
+        account_id_(account_id),
+        acct_(acct),
+        user_snapshots_(user_snapshots),
+        acct_name_("account " + std::to_string(account_id)) {}
+
+  void read_changes() {
+    for (const auto& c : job_.changes) {
+      if (c.table == bank::kTransactions)
+        transaction_change(c);
+      else if (c.table == bank::kAccounts)
+        account_change(c);
+      else
+        throw DataError(where(job_, c, "") + " arrived under account key " + job_.key);
+    }
+    settle();
   }
 
-  Decimal job_delta;   // balance change of this account in this job (the accounts $inc)
-  Decimal unassigned;  // part of it not yet credited to the owner's user document
-  bool dirty_window = false, account_changed = false;
-  std::vector<TxEntry> new_entries;
-  std::map<std::int64_t, TxDocState> tx_docs;
-  std::map<std::int64_t, UserDelta> users;
-  std::optional<std::int64_t> created_us;
-  const std::string acct_name = "account " + std::to_string(account_id);
+  // Every user total this job changes, computed exactly before anything is written. A user
+  // document that already holds this job (a crash between the bulks) is skipped: its update is
+  // a no-op.
+  void user_totals() {
+    for (auto& [user_id, ud] : users_) {
+      auto& snap = user_snapshots_[user_id];
+      if (auto g = snap.acct_lsn.find(account_id_); g != snap.acct_lsn.end() && g->second >= lsn_)
+        continue;
+      if (snap.floor_lsn >= lsn_) continue;
+      for (auto& [cur, d] : ud.balances) {
+        auto it = snap.balances.find(cur);
+        const Decimal before = it == snap.balances.end() ? Decimal() : it->second;
+        totals_before_[user_id][cur] = before;
+        totals_after_[user_id][cur] =
+            add(job_, before, d, "user " + std::to_string(user_id) + " total in " + cur);
+      }
+    }
+  }
 
-  auto credit_owner = [&](const Decimal& d) {
-    auto& u = users[acct.user_id];
-    auto it = u.balances.find(acct.currency);
+  void emit(WritePlan& plan) {
+    if (dirty_window_) {
+      auto& m = plan.dirty_windows[account_id_];
+      m = std::max(m, lsn_);
+    }
+    acct_.applied_lsn = lsn_;
+    emit_transactions(plan);
+    emit_users(plan);
+    for (auto& [user_id, after] : totals_after_) {
+      auto& snap = user_snapshots_[user_id];
+      for (auto& [cur, t] : after) snap.balances[cur] = t;
+      snap.acct_lsn[account_id_] = lsn_;
+    }
+    emit_account(plan);
+  }
+
+ private:
+  void credit_owner(const Decimal& d) {
+    auto& u = users_[acct_.user_id];
+    auto it = u.balances.find(acct_.currency);
     if (it == u.balances.end())
-      u.balances.emplace(acct.currency, d);
+      u.balances.emplace(acct_.currency, d);
     else
-      it->second = add(job, it->second, d, "user " + std::to_string(acct.user_id) + " total");
-  };
+      it->second = add(job_, it->second, d, "user " + std::to_string(acct_.user_id) + " total");
+  }
+
   // Money moved so far belongs to the owner as of now (before an ownership change).
-  auto settle = [&] {
-    if (unassigned.is_zero()) return;
-    if (!acct.exists)
-      throw DataError(acct_name + " at commit LSN " + format_lsn(lsn) +
+  void settle() {
+    if (unassigned_.is_zero()) return;
+    if (!acct_.exists)
+      throw DataError(acct_name_ + " at commit LSN " + format_lsn(lsn_) +
                       " is unknown to the read model (no accounts document and no INSERT before "
                       "it): its row was never folded; run `walfold reconcile --repair`");
-    credit_owner(unassigned);
-    acct.balance = add(job, acct.balance, unassigned, acct_name + " balance");
-    unassigned = Decimal();
-  };
+    credit_owner(unassigned_);
+    acct_.balance = add(job_, acct_.balance, unassigned_, acct_name_ + " balance");
+    unassigned_ = Decimal();
+  }
 
-  for (const auto& c : job.changes) {
-    if (c.table == bank::kTransactions) {
-      std::optional<std::int64_t> old_acct, new_acct;
-      if (c.op != 'I') old_acct = to_int(job, c, c.old_row, bank::kTxAccountId);
-      std::vector<Value> row;
-      if (c.op != 'D') {
-        row = effective_new_row(c);
-        new_acct = to_int(job, c, row, bank::kTxAccountId);
-      }
-      bool removed = old_acct == account_id, added = new_acct == account_id;
-      if (!removed && !added)
-        throw DataError(where(job, c, "account_id") + " does not belong to key " + job.key);
-      std::int64_t tx_id = to_int(job, c, c.op == 'D' ? c.old_row : row, bank::kTxId);
-      auto& doc = tx_docs[tx_id];
-      Decimal d;
-      if (removed) {
-        d = signed_amount(job, c, c.old_row).negated();
-        dirty_window = true;
-        if (c.op == 'D') {
-          doc = TxDocState{};
-          doc.tombstone = true;
-        }
-        if (c.op == 'U' && !added) doc.left.push_back(account_id);
-      }
-      if (added) {
-        d = add(job, d, signed_amount(job, c, row), acct_name + " balance");
-        TxEntry e{tx_id, text(job, c, row, bank::kTxKind), to_decimal(job, c, row, bank::kTxAmount),
-                  to_time_us(job, c, row, bank::kTxCreatedAt)};
-        doc.tombstone = false;
-        doc.full = true;
-        doc.account_id = account_id;
-        doc.entry = e;
-        doc.transfer_id = row[bank::kTxTransferId].kind == Value::Text
-                              ? std::optional<std::string>(row[bank::kTxTransferId].text)
-                              : std::nullopt;
-        if (c.op == 'I')
-          new_entries.push_back(std::move(e));
-        else
-          dirty_window = true;
-      }
-      job_delta = add(job, job_delta, d, acct_name + " balance");
-      unassigned = add(job, unassigned, d, acct_name + " balance");
-      continue;
+  void transaction_change(const Change& c) {
+    std::optional<std::int64_t> old_acct, new_acct;
+    if (c.op != 'I') old_acct = to_int(job_, c, c.old_row, bank::kTxAccountId);
+    std::vector<Value> row;
+    if (c.op != 'D') {
+      row = effective_new_row(c);
+      new_acct = to_int(job_, c, row, bank::kTxAccountId);
     }
-    if (c.table != bank::kAccounts)
-      throw DataError(where(job, c, "") + " arrived under account key " + job.key);
-    account_changed = true;
-    settle();
-    const bool live = acct.exists && !acct.deleted;
-    if (c.op == 'D') {
-      if (live) {
-        users[acct.user_id].member = false;
-        users[acct.user_id].counts[acct.currency] -= 1;
-        if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
+    bool removed = old_acct == account_id_, added = new_acct == account_id_;
+    if (!removed && !added)
+      throw DataError(where(job_, c, "account_id") + " does not belong to key " + job_.key);
+    std::int64_t tx_id = to_int(job_, c, c.op == 'D' ? c.old_row : row, bank::kTxId);
+    auto& doc = tx_docs_[tx_id];
+    Decimal d;
+    if (removed) {
+      d = signed_amount(job_, c, c.old_row).negated();
+      dirty_window_ = true;
+      if (c.op == 'D') {
+        doc = TxDocState{};
+        doc.tombstone = true;
       }
-      acct.deleted = true;
-      continue;
+      if (c.op == 'U' && !added) doc.left.push_back(account_id_);
+    }
+    if (added) {
+      d = add(job_, d, signed_amount(job_, c, row), acct_name_ + " balance");
+      TxEntry e{tx_id, text(job_, c, row, bank::kTxKind), to_decimal(job_, c, row, bank::kTxAmount),
+                to_time_us(job_, c, row, bank::kTxCreatedAt)};
+      doc.tombstone = false;
+      doc.full = true;
+      doc.account_id = account_id_;
+      doc.entry = e;
+      doc.transfer_id = row[bank::kTxTransferId].kind == Value::Text
+                            ? std::optional<std::string>(row[bank::kTxTransferId].text)
+                            : std::nullopt;
+      if (c.op == 'I')
+        new_entries_.push_back(std::move(e));
+      else
+        dirty_window_ = true;
+    }
+    job_delta_ = add(job_, job_delta_, d, acct_name_ + " balance");
+    unassigned_ = add(job_, unassigned_, d, acct_name_ + " balance");
+  }
+
+  // The account leaves its owner (deleted, or moved to another user or currency): its balance
+  // leaves the owner's totals.
+  void leave_owner() {
+    users_[acct_.user_id].member = false;
+    users_[acct_.user_id].counts[acct_.currency] -= 1;
+    if (!acct_.balance.is_zero()) credit_owner(acct_.balance.negated());
+  }
+
+  void account_change(const Change& c) {
+    account_changed_ = true;
+    settle();
+    const bool live = acct_.exists && !acct_.deleted;
+    if (c.op == 'D') {
+      if (live) leave_owner();
+      acct_.deleted = true;
+      return;
     }
     auto row = effective_new_row(c);
-    std::int64_t new_user = to_int(job, c, row, bank::kAcctUserId);
-    std::string new_cur = trim_right(text(job, c, row, bank::kAcctCurrency));
+    std::int64_t new_user = to_int(job_, c, row, bank::kAcctUserId);
+    std::string new_cur = trim_right(text(job_, c, row, bank::kAcctCurrency));
     if (row[bank::kAcctCreatedAt].kind == Value::Text)
-      created_us = to_time_us(job, c, row, bank::kAcctCreatedAt);
-    if (live && acct.user_id == new_user && acct.currency == new_cur) continue;
-    if (live) {  // the account moves to another user or currency: its balance moves with it
-      users[acct.user_id].member = false;
-      users[acct.user_id].counts[acct.currency] -= 1;
-      if (!acct.balance.is_zero()) credit_owner(acct.balance.negated());
-    }
-    acct.exists = true;
-    acct.deleted = false;
-    acct.user_id = new_user;
-    acct.currency = new_cur;
-    users[new_user].member = true;
-    users[new_user].counts[new_cur] += 1;
-    credit_owner(acct.balance);  // makes the currency appear (0 for a new account)
+      created_us_ = to_time_us(job_, c, row, bank::kAcctCreatedAt);
+    if (live && acct_.user_id == new_user && acct_.currency == new_cur) return;
+    if (live) leave_owner();  // its balance moves with it
+    acct_.exists = true;
+    acct_.deleted = false;
+    acct_.user_id = new_user;
+    acct_.currency = new_cur;
+    users_[new_user].member = true;
+    users_[new_user].counts[new_cur] += 1;
+    credit_owner(acct_.balance);  // makes the currency appear (0 for a new account)
   }
-  settle();
-  // Every user total this job changes, computed exactly before anything is written (a refused
-  // job leaves no statement behind). A user document that already holds this job (a crash
-  // between the bulks) is skipped: its update is a no-op.
-  std::map<std::int64_t, std::map<std::string, Decimal>> totals_before, totals_after;
-  for (auto& [user_id, ud] : users) {
-    auto& snap = users_[user_id];
-    if (auto g = snap.acct_lsn.find(account_id); g != snap.acct_lsn.end() && g->second >= lsn)
-      continue;
-    if (snap.floor_lsn >= lsn) continue;
-    for (auto& [cur, d] : ud.balances) {
-      auto it = snap.balances.find(cur);
-      const Decimal before = it == snap.balances.end() ? Decimal() : it->second;
-      totals_before[user_id][cur] = before;
-      totals_after[user_id][cur] =
-          add(job, before, d, "user " + std::to_string(user_id) + " total in " + cur);
-    }
-  }
-  if (dirty_window) {
-    auto& m = plan.dirty_windows[account_id];
-    m = std::max(m, lsn);
-  }
-  acct.applied_lsn = lsn;
-  const Decimal& delta = job_delta;
 
-  // transactions collection
-  for (auto& [tx_id, st] : tx_docs) {
-    if (st.tombstone || st.full) {
-      plan.transactions.push_back(
-          ensure(tx_id, [](bson_t* d) { BSON_APPEND_BOOL(d, "deleted", false); }));
-      Statement s;
-      s.filter = guarded_filter(tx_id, "applied_lsn", lsn);
-      s.update = make_bson();
-      bson_t set;
-      bson_append_document_begin(s.update.get(), "$set", -1, &set);
-      if (st.full) {
-        BSON_APPEND_INT64(&set, "account_id", st.account_id);
-        BSON_APPEND_UTF8(&set, "kind", st.entry.kind.c_str());
-        append_decimal(&set, "amount", st.entry.amount);
-        BSON_APPEND_DATE_TIME(&set, "created_at", st.entry.created_at_us / 1000);
-        BSON_APPEND_INT64(&set, "created_at_us", st.entry.created_at_us);
-        if (st.transfer_id)
-          BSON_APPEND_UTF8(&set, "transfer_id", st.transfer_id->c_str());
-        else
-          BSON_APPEND_NULL(&set, "transfer_id");
+  void emit_transactions(WritePlan& plan) const {
+    for (auto& [tx_id, st] : tx_docs_) {
+      if (st.tombstone || st.full) {
+        plan.transactions.push_back(
+            ensure(tx_id, [](bson_t* d) { BSON_APPEND_BOOL(d, "deleted", false); }));
+        plan.transactions.push_back(transaction_update(tx_id, st));
       }
-      BSON_APPEND_BOOL(&set, "deleted", st.tombstone);
-      BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn));
-      bson_append_document_end(s.update.get(), &set);
-      plan.transactions.push_back(std::move(s));
+      for (auto left_acct : st.left) {
+        // Unguarded and idempotent: $max of the LSN at which it left that account.
+        Statement s;
+        s.filter = make_bson();
+        BSON_APPEND_INT64(s.filter.get(), "_id", tx_id);
+        s.update = make_bson();
+        bson_t mx;
+        bson_append_document_begin(s.update.get(), "$max", -1, &mx);
+        std::string path = "left." + std::to_string(left_acct);
+        BSON_APPEND_INT64(&mx, path.c_str(), static_cast<std::int64_t>(lsn_));
+        bson_append_document_end(s.update.get(), &mx);
+        plan.transactions.push_back(std::move(s));
+      }
     }
-    for (auto left_acct : st.left) {
-      // Unguarded and idempotent: $max of the LSN at which it left that account.
-      Statement s;
-      s.filter = make_bson();
-      BSON_APPEND_INT64(s.filter.get(), "_id", tx_id);
-      s.update = make_bson();
-      bson_t mx;
-      bson_append_document_begin(s.update.get(), "$max", -1, &mx);
-      std::string path = "left." + std::to_string(left_acct);
-      BSON_APPEND_INT64(&mx, path.c_str(), static_cast<std::int64_t>(lsn));
-      bson_append_document_end(s.update.get(), &mx);
-      plan.transactions.push_back(std::move(s));
+  }
+
+  Statement transaction_update(std::int64_t tx_id, const TxDocState& st) const {
+    Statement s;
+    s.filter = guarded_filter(tx_id, "applied_lsn", lsn_);
+    s.update = make_bson();
+    bson_t set;
+    bson_append_document_begin(s.update.get(), "$set", -1, &set);
+    if (st.full) {
+      BSON_APPEND_INT64(&set, "account_id", st.account_id);
+      BSON_APPEND_UTF8(&set, "kind", st.entry.kind.c_str());
+      append_decimal(&set, "amount", st.entry.amount);
+      BSON_APPEND_DATE_TIME(&set, "created_at", floor_ms(st.entry.created_at_us));
+      BSON_APPEND_INT64(&set, "created_at_us", st.entry.created_at_us);
+      if (st.transfer_id)
+        BSON_APPEND_UTF8(&set, "transfer_id", st.transfer_id->c_str());
+      else
+        BSON_APPEND_NULL(&set, "transfer_id");
     }
+    BSON_APPEND_BOOL(&set, "deleted", st.tombstone);
+    BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn_));
+    bson_append_document_end(s.update.get(), &set);
+    return s;
   }
 
   // users collection: one guarded update per user this account's job touched
-  std::string acct_path = "acct_lsn." + std::to_string(account_id);
-  for (auto& [user_id, ud] : users) {
-    plan.users.push_back(ensure_user(user_id));
+  void emit_users(WritePlan& plan) const {
+    const std::string acct_path = "acct_lsn." + std::to_string(account_id_);
+    for (auto& [user_id, ud] : users_) {
+      plan.users.push_back(ensure_user(user_id));
+      plan.users.push_back(user_update(user_id, ud, acct_path, plan));
+      // A currency the user no longer holds any account in leaves `balances` (its total is 0 by
+      // then). Conditional on the count, so it is idempotent and safe against another account's
+      // key adding the currency back concurrently: each statement is atomic on the document.
+      for (auto& [cur, n] : ud.counts)
+        if (n < 0) plan.users.push_back(drop_currency(user_id, cur));
+    }
+  }
+
+  Statement user_update(std::int64_t user_id, const UserDelta& ud, const std::string& acct_path,
+                        WritePlan& plan) const {
     Statement s;
-    s.filter = guarded_filter(user_id, acct_path, lsn);
+    s.filter = guarded_filter(user_id, acct_path, lsn_);
     // A user document loaded from a snapshot (reconcile/) carries floor_lsn: no account's job
     // below it applies, including accounts the user no longer had at the snapshot.
-    append_lsn_not(s.filter.get(), "floor_lsn", "$gte", lsn);
-    if (auto b = totals_before.find(user_id); b != totals_before.end() && !ud.balances.empty()) {
+    append_lsn_not(s.filter.get(), "floor_lsn", "$gte", lsn_);
+    if (auto b = totals_before_.find(user_id); b != totals_before_.end() && !ud.balances.empty()) {
       append_exact_bounds(s.filter.get(), ud.balances, b->second);
-      WritePlan::TotalCheck check{user_id, account_id, lsn, {}};
+      WritePlan::TotalCheck check{user_id, account_id_, lsn_, {}};
       for (auto& [cur, d] : ud.balances)
         check.currencies += (check.currencies.empty() ? "" : ", ") + cur + " " +
                             (d.sign() < 0 ? "" : "+") + d.to_string();
@@ -549,84 +578,121 @@ void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePl
     if (ud.member) {
       bson_t op;
       bson_append_document_begin(s.update.get(), *ud.member ? "$addToSet" : "$pull", -1, &op);
-      BSON_APPEND_INT64(&op, "accounts", account_id);
+      BSON_APPEND_INT64(&op, "accounts", account_id_);
       bson_append_document_end(s.update.get(), &op);
     }
     bson_t set;
     bson_append_document_begin(s.update.get(), "$set", -1, &set);
-    BSON_APPEND_INT64(&set, acct_path.c_str(), static_cast<std::int64_t>(lsn));
+    BSON_APPEND_INT64(&set, acct_path.c_str(), static_cast<std::int64_t>(lsn_));
     bson_append_document_end(s.update.get(), &set);
-    plan.users.push_back(std::move(s));
-    // A currency the user no longer holds any account in leaves `balances` (its total is 0 by
-    // then). Conditional on the count, so it is idempotent and safe against another account's
-    // key adding the currency back concurrently: each statement is atomic on the document.
-    for (auto& [cur, n] : ud.counts) {
-      if (n >= 0) continue;
-      Statement drop;
-      drop.filter = make_bson();
-      BSON_APPEND_INT64(drop.filter.get(), "_id", user_id);
-      BSON_APPEND_INT32(drop.filter.get(), ("account_count." + cur).c_str(), 0);
-      drop.update = make_bson();
-      bson_t unset;
-      bson_append_document_begin(drop.update.get(), "$unset", -1, &unset);
-      BSON_APPEND_UTF8(&unset, ("balances." + cur).c_str(), "");
-      BSON_APPEND_UTF8(&unset, ("account_count." + cur).c_str(), "");
-      bson_append_document_end(drop.update.get(), &unset);
-      plan.users.push_back(std::move(drop));
-    }
+    return s;
   }
 
-  for (auto& [user_id, after] : totals_after) {
-    auto& snap = users_[user_id];
-    for (auto& [cur, t] : after) snap.balances[cur] = t;
-    snap.acct_lsn[account_id] = lsn;
+  static Statement drop_currency(std::int64_t user_id, const std::string& cur) {
+    Statement drop;
+    drop.filter = make_bson();
+    BSON_APPEND_INT64(drop.filter.get(), "_id", user_id);
+    BSON_APPEND_INT32(drop.filter.get(), ("account_count." + cur).c_str(), 0);
+    drop.update = make_bson();
+    bson_t unset;
+    bson_append_document_begin(drop.update.get(), "$unset", -1, &unset);
+    BSON_APPEND_UTF8(&unset, ("balances." + cur).c_str(), "");
+    BSON_APPEND_UTF8(&unset, ("account_count." + cur).c_str(), "");
+    bson_append_document_end(drop.update.get(), &unset);
+    return drop;
   }
 
   // accounts collection: last, so a document here means the whole job is in MongoDB
-  plan.accounts.push_back(ensure(account_id, [](bson_t* d) {
-    append_decimal(d, "balance", Decimal());
-    bson_t arr;
-    bson_append_array_begin(d, "last_transactions", -1, &arr);
-    bson_append_array_end(d, &arr);
-  }));
-  Statement s;
-  s.filter = guarded_filter(account_id, "applied_lsn", lsn);
-  s.update = make_bson();
-  if (!delta.is_zero()) {
-    bson_t inc;
-    bson_append_document_begin(s.update.get(), "$inc", -1, &inc);
-    append_decimal(&inc, "balance", delta);
-    bson_append_document_end(s.update.get(), &inc);
+  void emit_account(WritePlan& plan) const {
+    plan.accounts.push_back(ensure(account_id_, [](bson_t* d) {
+      append_decimal(d, "balance", Decimal());
+      bson_t arr;
+      bson_append_array_begin(d, "last_transactions", -1, &arr);
+      bson_append_array_end(d, &arr);
+    }));
+    Statement s;
+    s.filter = guarded_filter(account_id_, "applied_lsn", lsn_);
+    s.update = make_bson();
+    if (!job_delta_.is_zero()) {
+      bson_t inc;
+      bson_append_document_begin(s.update.get(), "$inc", -1, &inc);
+      append_decimal(&inc, "balance", job_delta_);
+      bson_append_document_end(s.update.get(), &inc);
+    }
+    if (!new_entries_.empty()) push_entries(s.update.get());
+    bson_t set;
+    bson_append_document_begin(s.update.get(), "$set", -1, &set);
+    BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn_));
+    if (account_changed_) {
+      BSON_APPEND_BOOL(&set, "deleted", acct_.deleted);
+      if (!acct_.deleted || acct_.user_id) {
+        BSON_APPEND_INT64(&set, "user_id", acct_.user_id);
+        BSON_APPEND_UTF8(&set, "currency", acct_.currency.c_str());
+      }
+      if (created_us_) BSON_APPEND_DATE_TIME(&set, "created_at", floor_ms(*created_us_));
+    }
+    bson_append_document_end(s.update.get(), &set);
+    plan.accounts.push_back(std::move(s));
   }
-  if (!new_entries.empty()) {
+
+  // {$push: {last_transactions: {$each: [...], $sort: {created_at_us: -1, id: -1}, $slice: N}}}
+  void push_entries(bson_t* update) const {
     bson_t push, lt, each, sort;
-    bson_append_document_begin(s.update.get(), "$push", -1, &push);
+    bson_append_document_begin(update, "$push", -1, &push);
     bson_append_document_begin(&push, "last_transactions", -1, &lt);
     bson_append_array_begin(&lt, "$each", -1, &each);
-    for (std::size_t i = 0; i < new_entries.size(); ++i)
-      append_entry(&each, std::to_string(i).c_str(), new_entries[i]);
+    for (std::size_t i = 0; i < new_entries_.size(); ++i)
+      append_entry(&each, std::to_string(i).c_str(), new_entries_[i]);
     bson_append_array_end(&lt, &each);
     bson_append_document_begin(&lt, "$sort", -1, &sort);
     BSON_APPEND_INT32(&sort, "created_at_us", -1);
     BSON_APPEND_INT32(&sort, "id", -1);
     bson_append_document_end(&lt, &sort);
-    BSON_APPEND_INT32(&lt, "$slice", 3);
+    BSON_APPEND_INT32(&lt, "$slice", bank::kLastTransactions);
     bson_append_document_end(&push, &lt);
-    bson_append_document_end(s.update.get(), &push);
+    bson_append_document_end(update, &push);
   }
-  bson_t set;
-  bson_append_document_begin(s.update.get(), "$set", -1, &set);
-  BSON_APPEND_INT64(&set, "applied_lsn", static_cast<std::int64_t>(lsn));
-  if (account_changed) {
-    BSON_APPEND_BOOL(&set, "deleted", acct.deleted);
-    if (!acct.deleted || acct.user_id) {
-      BSON_APPEND_INT64(&set, "user_id", acct.user_id);
-      BSON_APPEND_UTF8(&set, "currency", acct.currency.c_str());
-    }
-    if (created_us) BSON_APPEND_DATE_TIME(&set, "created_at", *created_us / 1000);
+
+  const Job& job_;
+  const Lsn lsn_;
+  const std::int64_t account_id_;
+  AccountSnapshot& acct_;  // running state across the batch
+  std::unordered_map<std::int64_t, UserSnapshot>& user_snapshots_;
+  const std::string acct_name_;
+
+  Decimal job_delta_;   // balance change of this account in this job (the accounts $inc)
+  Decimal unassigned_;  // part of it not yet credited to the owner's user document
+  bool dirty_window_ = false, account_changed_ = false;
+  std::vector<TxEntry> new_entries_;
+  std::map<std::int64_t, TxDocState> tx_docs_;
+  std::map<std::int64_t, UserDelta> users_;
+  std::optional<std::int64_t> created_us_;
+  std::map<std::int64_t, std::map<std::string, Decimal>> totals_before_, totals_after_;
+};
+
+}  // namespace
+
+void BankFold::fold_account_job(const Job& job, std::int64_t account_id, WritePlan& plan) {
+  AccountSnapshot& acct = accounts_[account_id];
+  // A window recompute runs after the batch's writes, so it is stamped with the account's last
+  // job in the batch (the recompute is refused once the account holds a later job).
+  if (auto it = plan.dirty_windows.find(account_id); it != plan.dirty_windows.end())
+    it->second = std::max(it->second, job.commit_lsn);
+  // The account document already holds this job: MongoDB acknowledged the accounts bulk, which
+  // is written after the transactions and users bulks, so every document of the job has it.
+  // Only last_transactions may still need its recompute (a crash between the two phases).
+  if (acct.exists && acct.applied_lsn >= job.commit_lsn) {
+    for (const auto& c : job.changes)
+      if (c.table == bank::kTransactions && c.op != 'I') {
+        auto& m = plan.dirty_windows[account_id];
+        m = std::max(m, job.commit_lsn);
+      }
+    return;
   }
-  bson_append_document_end(s.update.get(), &set);
-  plan.accounts.push_back(std::move(s));
+  AccountJobFold f(job, account_id, acct, users_);
+  f.read_changes();
+  f.user_totals();
+  f.emit(plan);
 }
 
 }  // namespace walfold::projections

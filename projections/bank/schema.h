@@ -28,6 +28,11 @@ enum TxField {
   kTxFieldCount
 };
 
+// How many transactions an account document lists (`last_transactions`, newest first by
+// created_at then id): the fold, the window recompute, the snapshot and the canonical form all
+// use this one number.
+inline constexpr int kLastTransactions = 3;
+
 // The TableSpecs of the bank (models "users", "accounts", "transactions").
 const std::vector<TableSpec>& tables();
 // "users", "accounts", "transactions"; "?" for an index out of range.

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
+#include "projections/bank/schema.h"
 
 namespace walfold::projections {
 MongoSink::MongoSink(MongoPool& pool) : pool_(pool), client_(pool) {}
@@ -25,6 +27,41 @@ std::optional<Decimal> read_decimal(const bson_iter_t& it) {
   if (auto exact = Decimal::parse(buf)) return exact;
   auto canon = Decimal::canonicalize(buf);
   return canon ? Decimal::parse(*canon) : std::nullopt;
+}
+
+// What the window recompute reads of one transactions document (nullopt: unreadable).
+// `amount` points into the document.
+struct WindowEntry {
+  std::int64_t applied = 0, left = -1, id = 0, us = 0, date = 0;
+  const bson_value_t* amount = nullptr;
+  std::string kind;
+};
+std::optional<WindowEntry> window_entry(const bson_t* doc, std::int64_t account_id) {
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc)) return std::nullopt;
+  WindowEntry e;
+  const std::string left_key = std::to_string(account_id);
+  while (bson_iter_next(&it)) {
+    std::string_view k = bson_iter_key(&it);
+    if (k == "_id")
+      e.id = get_int64(it);
+    else if (k == "applied_lsn")
+      e.applied = get_int64(it);
+    else if (k == "created_at_us")
+      e.us = get_int64(it);
+    else if (k == "created_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
+      e.date = bson_iter_date_time(&it);
+    else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
+      e.kind = bson_iter_utf8(&it, nullptr);
+    else if (k == "amount")
+      e.amount = bson_iter_value(&it);
+    else if (k == "left" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+      bson_iter_t sub;
+      if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, left_key.c_str()))
+        e.left = get_int64(sub);
+    }
+  }
+  return e;
 }
 
 }  // namespace
@@ -178,45 +215,20 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
   bson_append_array_begin(set.get(), "last_transactions", -1, &arr);
   int taken = 0;
   const bson_t* doc;
-  const std::string left_key = std::to_string(account_id);
-  while (taken < 3 && mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t it;
-    std::int64_t applied = 0, left = -1, id = 0, us = 0, date = 0;
-    const bson_value_t* amount = nullptr;
-    std::string kind;
-    if (!bson_iter_init(&it, doc)) continue;
-    while (bson_iter_next(&it)) {
-      std::string_view k = bson_iter_key(&it);
-      if (k == "_id")
-        id = get_int64(it);
-      else if (k == "applied_lsn")
-        applied = get_int64(it);
-      else if (k == "created_at_us")
-        us = get_int64(it);
-      else if (k == "created_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
-        date = bson_iter_date_time(&it);
-      else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
-        kind = bson_iter_utf8(&it, nullptr);
-      else if (k == "amount")
-        amount = bson_iter_value(&it);
-      else if (k == "left" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        bson_iter_t sub;
-        if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, left_key.c_str()))
-          left = get_int64(sub);
-      }
-    }
+  while (taken < bank::kLastTransactions && mongoc_cursor_next(cur, &doc)) {
+    auto e = window_entry(doc, account_id);
     // Moved out of this account after the write that put it here (the destination's job
     // has not rewritten it yet): not in this account any more.
-    if (left > applied) continue;
-    bson_t e;
+    if (!e || e->left > e->applied) continue;
+    bson_t d;
     std::string idx = std::to_string(taken++);
-    bson_append_document_begin(&arr, idx.c_str(), -1, &e);
-    BSON_APPEND_INT64(&e, "id", id);
-    BSON_APPEND_UTF8(&e, "kind", kind.c_str());
-    if (amount) bson_append_value(&e, "amount", -1, amount);
-    BSON_APPEND_DATE_TIME(&e, "created_at", date);
-    BSON_APPEND_INT64(&e, "created_at_us", us);
-    bson_append_document_end(&arr, &e);
+    bson_append_document_begin(&arr, idx.c_str(), -1, &d);
+    BSON_APPEND_INT64(&d, "id", e->id);
+    BSON_APPEND_UTF8(&d, "kind", e->kind.c_str());
+    if (e->amount) bson_append_value(&d, "amount", -1, e->amount);
+    BSON_APPEND_DATE_TIME(&d, "created_at", e->date);
+    BSON_APPEND_INT64(&d, "created_at_us", e->us);
+    bson_append_document_end(&arr, &d);
   }
   bson_error_t err;
   if (mongoc_cursor_error(cur, &err)) {

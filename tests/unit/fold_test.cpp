@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "common/timestamp.h"
 #include "projections/bank/bank_fold.h"
 #include "projections/bank/schema.h"
 
@@ -106,6 +107,30 @@ TEST(Fold, DepositsAndWithdrawalsAreExactAndCoalescedPerDocument) {
   EXPECT_EQ(p.users.size(), 2u);
   EXPECT_EQ(p.transactions.size(), 4u);
   EXPECT_TRUE(p.dirty_windows.empty());
+}
+
+// A BSON date is milliseconds: both documents that carry a transaction's created_at (its own
+// and the account's last_transactions entry) floor the microseconds, so a time half a
+// millisecond before the epoch is -1 ms in both, never 0 in one of them.
+TEST(Fold, DatesAreFlooredToTheMillisecondInEveryDocument) {
+  BankFold f;
+  f.set_account(7, known(3, "EUR", "0", 50));
+  WritePlan p;
+  f.fold(job("a:7", 100,
+             {{projections::bank::kTransactions,
+               'I',
+               txrow("1", "7", "1.0000", "deposit", "1969-12-31 23:59:59.9995+00"),
+               {}}}),
+         p);
+  auto acc = json(p.accounts), txs = json(p.transactions);
+  const std::string floored = R"("created_at" : { "$date" : { "$numberLong" : "-1" } })";
+  EXPECT_TRUE(has(acc, floored)) << acc;
+  EXPECT_TRUE(has(txs, floored)) << txs;
+  EXPECT_TRUE(has(txs, R"("created_at_us" : -500)")) << txs;
+  EXPECT_EQ(floor_ms(-1), -1);
+  EXPECT_EQ(floor_ms(-1000), -1);
+  EXPECT_EQ(floor_ms(-1001), -2);
+  EXPECT_EQ(floor_ms(1999), 1);
 }
 
 TEST(Fold, AJobTheAccountDocumentAlreadyHoldsWritesNothing) {
