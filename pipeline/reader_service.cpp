@@ -275,6 +275,10 @@ class ReaderService::Session : public cdc::ReaderHost {
   Lsn skip_through_ = 0, confirmed_ = 0;
 };
 
+bool reconnects_after(const std::exception& e) {
+  return error_class(e).retry != RetryClass::Never;
+}
+
 ReaderService::ReaderService(const Config& cfg, const projections::Projection& projection,
                              mongo::MongoPool& pool, Progress& progress, cdc::ReaderOptions opts)
     : cfg_(cfg),
@@ -304,7 +308,8 @@ void ReaderService::run(const Wakeup& stop) {
       progress_.standby = true;
       pause(stop, kStandbyRetry, Server::PostgreSQL);
       continue;
-    } catch (const UnavailableError& e) {
+    } catch (const std::exception& e) {
+      if (!reconnects_after(e)) throw;
       if (reconnect_backoff_reset_) backoff = cfg_.reader.reconnect_min;
       reconnect_backoff_reset_ = false;
       auto jitter = std::chrono::milliseconds(

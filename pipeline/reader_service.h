@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <optional>
 #include <string>
 
@@ -29,6 +30,12 @@
 #include "projections/projection.h"
 
 namespace walfold::pipeline {
+
+// Whether the reader reconnects (with backoff) after `e` ended a session, or stops with `e`'s
+// exit code: the error table's retry class (common/error.h), nothing else. A PgError is classed
+// by its SQLSTATE, so a statement cancelled or refused while the server shuts down reconnects
+// like a lost connection; a data error, a gap or bad configuration stops.
+bool reconnects_after(const std::exception& e);
 
 class ReaderService {
  public:
