@@ -35,8 +35,7 @@ bool Deadlines::ask_due(Clock::time_point now) const {
 Deadlines::Clock::time_point Deadlines::next(Clock::time_point now, Buffer buffer) const {
   if (reply_) return now;
   auto at = next_status_;
-  if (!buffer.empty)
-    at = std::min(at, buffer.backpressure ? now + kBackpressureRecheck : buffer_due_);
+  if (!buffer.empty && !buffer.backpressure) at = std::min(at, buffer_due_);
   if (auto h = heartbeat_at()) at = std::min(at, *h);
   if (auto a = ask_at()) at = std::min(at, *a);
   return at;

@@ -6,8 +6,9 @@
 //   - status:    the periodic standby status (and checkpoint), every reader.status_interval_ms;
 //   - reply:     a keepalive that asked for a reply: due at once;
 //   - enqueue:   the oldest buffered job has waited reader.enqueue_max_delay_ms; under
-//                backpressure (Redis has every batch it may have in flight) the loop looks again
-//                after kBackpressureRecheck, so that a WAL gone idle hands the buffer over;
+//                backpressure (Redis has every batch it may have in flight) it is no deadline:
+//                the buffer waits for room, and Redis's acknowledgement wakes the loop (the
+//                Enqueuer's acked_fd(), waited on next to the replication socket);
 //   - heartbeat: the published tables were idle for reader.heartbeat_interval_ms;
 //   - ask:       the server's WAL end, asked for (a status with reply requested) once no WAL
 //                data came for kAskForStop (and as often) while a stop position is not reached
@@ -32,7 +33,6 @@ class Deadlines {
   static constexpr ms kAskForStop{20};
   static constexpr ms kAskAfterHeartbeat{100};
   static constexpr ms kHeartbeatAskWindow{1000};
-  static constexpr ms kBackpressureRecheck{1};
 
   struct Settings {
     ms status_interval{1000};

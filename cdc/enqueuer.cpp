@@ -31,6 +31,9 @@ void Enqueuer::send(std::vector<queue::EnqueueItem> batch, Lsn completes_end_lsn
 }
 
 std::size_t Enqueuer::take_acks() {
+  // Cleared before the count is read: an ack counted after this read sets it again, so a wait
+  // on acked_fd() never misses one (at worst it wakes once for an ack already taken).
+  acked_wake_.clear();
   std::lock_guard lk(m_);
   const std::size_t n = acked_ - taken_;
   taken_ = acked_;
@@ -80,11 +83,13 @@ void Enqueuer::run() {
       --in_flight;
       ++acked_;
       done_cv_.notify_all();
+      acked_wake_.notify();
     } catch (...) {
       if (!lk.owns_lock()) lk.lock();
       error_ = std::current_exception();
       work_.clear();
       done_cv_.notify_all();
+      acked_wake_.notify();
       return;
     }
   }

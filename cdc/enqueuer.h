@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/lsn.h"
+#include "common/wakeup.h"
 #include "queue/job_queue.h"
 
 namespace walfold::cdc {
@@ -47,6 +48,10 @@ class Enqueuer {
   std::size_t wait_one();
   // Waits for every outstanding batch; returns how many were taken.
   std::size_t wait_all();
+  // Readable from an acknowledgement (or the thread's failure) until take_acks() is called:
+  // the reader's loop waits on it next to the replication socket, so a batch held back under
+  // backpressure goes to Redis as soon as Redis has room, without polling.
+  int acked_fd() const { return acked_wake_.fd(); }
   // The thread stopped on an error (which take_acks/wait_one/send throw as it was).
   bool failed() const {
     std::lock_guard lk(m_);
@@ -65,6 +70,7 @@ class Enqueuer {
   std::deque<Batch> work_;    // handed over, not yet sent (guarded by m_)
   std::size_t acked_ = 0;     // batches Redis acknowledged (guarded by m_)
   std::exception_ptr error_;  // the thread's error (guarded by m_)
+  Wakeup acked_wake_;         // set by the thread with every ack and on failure
   bool stop_ = false;         // guarded by m_
   // The caller's side (its thread only).
   std::size_t handed_ = 0, taken_ = 0;

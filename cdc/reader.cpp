@@ -1,5 +1,7 @@
 #include "cdc/reader.h"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -52,12 +54,15 @@ class Reader::Session {
       walfold::Loop::turn();
       take_acks();
       deadlines_->set_stop_pending(opts_.stop_at && !reached_stop_);
-      auto data = stream_.read(deadlines_->wait(now_, buffer_state()), stop.fd());
+      // Woken by WAL data, a deadline, the stop flag, or Redis acknowledging a batch (which
+      // matters under backpressure: the buffer waits for room, not for a deadline).
+      const int wake[] = {stop.fd(), enqueuer_.acked_fd()};
+      auto data = stream_.read(deadlines_->wait(now_, buffer_state()), wake);
       now_ = Clock::now();
       if (!data.empty()) {
         handle(data);
         if (truncate_) return end_for_truncate();
-      } else {
+      } else if (!acked()) {
         flush_buffer();  // nothing more arrived: hand what we have to Redis now
         if (deadlines_->ask_due(now_)) ask_position();
       }
@@ -228,6 +233,15 @@ class Reader::Session {
   // Redis's acknowledgements that arrived (without waiting); their commits are in Redis.
   void take_acks() {
     for (auto n = enqueuer_.take_acks(); n > 0; --n) ledger_.redis_acknowledged();
+  }
+  // Whether the wait just ended because Redis acknowledged a batch (not because the WAL went
+  // idle): then the loop takes the acks and goes on (pump() hands the buffer over if it is due),
+  // and does not force the buffer out as it does when the WAL is idle.
+  bool acked() {
+    pollfd p{enqueuer_.acked_fd(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1) return false;
+    take_acks();
+    return true;
   }
   // Waits for the oldest outstanding batch's acknowledgement.
   void wait_ack() {

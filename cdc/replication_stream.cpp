@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <algorithm>
+
 #include "cdc/wire.h"
 #include "common/error.h"
 #include "common/progress.h"
@@ -37,7 +39,7 @@ void ReplicationStream::start(const std::string& slot, const std::string& public
 }
 
 std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds timeout,
-                                                      int wake_fd) {
+                                                      std::span<const int> wake_fds) {
   if (buf_) {
     PQfreemem(buf_);
     buf_ = nullptr;
@@ -70,17 +72,21 @@ std::span<const std::uint8_t> ReplicationStream::read(std::chrono::milliseconds 
     if (!deadline) deadline = now + timeout;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
     if (left.count() < 0) return {};
-    pollfd p[2] = {{PQsocket(c), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    pollfd p[1 + kMaxWakeFds] = {{PQsocket(c), POLLIN, 0}};
+    const std::size_t nw = std::min(wake_fds.size(), kMaxWakeFds);
+    for (std::size_t i = 0; i < nw; ++i) p[1 + i] = {wake_fds[i], POLLIN, 0};
     int rc;
     {
       // Waiting for the server's next message, for as long as the caller's next deadline: the
       // watchdog counts this as waiting on PostgreSQL, however long that deadline is.
       ServerWait waiting(Server::PostgreSQL);
-      rc = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(left.count()));
+      rc = ::poll(p, static_cast<nfds_t>(1 + nw), static_cast<int>(left.count()));
     }
     if (rc < 0 && errno != EINTR)
       throw UnavailableError("postgresql at " + address() + ": poll failed");
-    if (rc == 0 || (rc > 0 && wake_fd >= 0 && (p[1].revents & POLLIN))) return {};
+    if (rc == 0) return {};
+    for (std::size_t i = 0; i < nw; ++i)
+      if (p[1 + i].revents & POLLIN) return {};
     if (rc > 0 && !PQconsumeInput(c)) {
       std::string why = pg_error_text(c);
       throw UnavailableError("postgresql at " + address() +

@@ -30,10 +30,12 @@ class ReplicationStream {
   void start(const std::string& slot, const std::string& publication, Lsn start);
 
   // Waits up to `timeout` for one CopyData message. Returns its bytes (valid until the next
-  // call) or an empty span on timeout, or as soon as `wake_fd` (when >= 0) is readable. Throws
-  // UnavailableError when the stream ends or breaks, with the server's error message (e.g. the slot
-  // was dropped).
-  std::span<const std::uint8_t> read(std::chrono::milliseconds timeout, int wake_fd = -1);
+  // call) or an empty span on timeout, or as soon as one of `wake_fds` (at most kMaxWakeFds) is
+  // readable. Throws UnavailableError when the stream ends or breaks, with the server's error
+  // message (e.g. the slot was dropped).
+  static constexpr std::size_t kMaxWakeFds = 4;
+  std::span<const std::uint8_t> read(std::chrono::milliseconds timeout,
+                                     std::span<const int> wake_fds = {});
   // Sends a standby status update; flushes the socket.
   void send_status(Lsn write, Lsn flush, Lsn apply, bool reply_requested);
   // CopyDone, then drains the stream so a late error is not missed.
