@@ -405,8 +405,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   const int nworkers = worker_role ? (opts.workers >= 0 ? opts.workers : cfg.workers.count) : 0;
 
   Progress progress;
-  Wakeup stop_reader;  // ends the reader's waits at once
-  std::atomic<bool> stop_workers{false};
+  Wakeup stop_reader;   // ends the reader's waits at once
+  Wakeup stop_workers;  // ends the workers' backoffs at once
   std::atomic<int> fatal{0};
   Wakeup events;  // a thread failed, or the reader reached the stop position
   cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
@@ -422,10 +422,10 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   Joiner worker_threads, reader_thread;
   struct StopAll {
     Wakeup& a;
-    std::atomic<bool>& b;
+    Wakeup& b;
     ~StopAll() {
       a.notify();
-      b = true;
+      b.notify();
     }
   } stop_all{stop_reader, stop_workers};
   for (int i = 0; i < nworkers; ++i) progress.workers.emplace_back();
@@ -458,7 +458,7 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   // The reader flushes what it buffered and sends its last status; workers finish their batch.
   stop_reader.notify();
   reader_thread.join();
-  stop_workers = true;
+  stop_workers.notify();
   worker_threads.join();
   log_stopped(reader, progress);
   return exit_code;

@@ -9,6 +9,7 @@
 
 #include "cdc/preflight.h"
 #include "cdc/replication_stream.h"
+#include "common/backoff.h"
 #include "common/error.h"
 #include "common/pg.h"
 #include "pipeline/rebuild.h"
@@ -34,22 +35,6 @@ std::string random_epoch() {
 }
 
 constexpr std::chrono::milliseconds kStandbyRetry{1000};
-
-// The server an UnavailableError's message starts with ("redis at ...", "mongodb ..."); the
-// replication connection's otherwise. Only for the watchdog's account of the wait.
-Server server_named_in(std::string_view what) {
-  if (what.starts_with("redis")) return Server::Redis;
-  if (what.starts_with("mongodb")) return Server::MongoDB;
-  return Server::PostgreSQL;
-}
-
-// Waits `d`, or until `stop` is set: one wait, counted by the watchdog as waiting on `server`
-// (for it to come back, or to free the slot), not as a loop that stopped turning.
-void pause(const Wakeup& stop, std::chrono::milliseconds d, Server server) {
-  Loop::turn();
-  ServerWait waiting(server);
-  stop.wait_for(d);
-}
 
 }  // namespace
 
@@ -290,8 +275,8 @@ ReaderService::ReaderService(const Config& cfg, const projections::Projection& p
 ReaderService::~ReaderService() = default;
 
 void ReaderService::run(const Wakeup& stop) {
-  std::mt19937 rng(std::random_device{}());
-  auto backoff = cfg_.reader.reconnect_min;
+  // Jitter up to a quarter of the delay.
+  Backoff backoff(cfg_.reader.reconnect_min, cfg_.reader.reconnect_max, 0.25);
   while (!stop.is_set()) {
     progress_.standby = false;
     try {
@@ -310,14 +295,12 @@ void ReaderService::run(const Wakeup& stop) {
       continue;
     } catch (const std::exception& e) {
       if (!reconnects_after(e)) throw;
-      if (reconnect_backoff_reset_) backoff = cfg_.reader.reconnect_min;
+      if (reconnect_backoff_reset_) backoff.reset();  // the last session streamed
       reconnect_backoff_reset_ = false;
-      auto jitter = std::chrono::milliseconds(
-          std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 4))(rng));
-      spdlog::error("reader: {}; reconnecting in {} ms", e.what(), (backoff + jitter).count());
+      const auto wait = backoff.next();
+      spdlog::error("reader: {}; reconnecting in {} ms", e.what(), wait.count());
       progress_.count_reconnect(e.what());
-      pause(stop, backoff + jitter, server_named_in(e.what()));
-      backoff = std::min(backoff * 2, cfg_.reader.reconnect_max);
+      pause(stop, wait, server_named_in(e.what(), Server::PostgreSQL));
     }
   }
 }

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <random>
-#include <thread>
 
+#include "common/backoff.h"
 #include "common/error.h"
 #include "queue/wake.h"
 
@@ -28,19 +28,21 @@ std::size_t Worker::run_once() {
   auto claim = queue_->claim(max_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
   if (claim.keys.empty()) return 0;
   if (isolate_ > 0) --isolate_;
+  auto work = decode(claim);
+  try {
+    fold_and_write(work);
+  } catch (const std::exception& e) {
+    release_after(claim, work, e);
+    throw;
+  }
+  return acknowledge(claim, work);
+}
 
-  struct KeyWork {
-    const queue::ClaimedKey* claimed;
-    std::vector<queue::Job> jobs;
-    std::size_t folded = 0;  // jobs of this key in the plan
-    bool poison = false;     // the job after the folded ones cannot be folded
-    std::string reason;
-  };
+// Whole jobs up to batch_max_changes rows (at least one job); the rest are given back unfolded
+// with the acknowledgement and claimed again, in order, by the next batch.
+std::vector<Worker::KeyWork> Worker::decode(const queue::Claim& claim) const {
   std::vector<KeyWork> work;
   work.reserve(claim.keys.size());
-  std::vector<std::string> keys;
-  // Whole jobs up to batch_max_changes rows (at least one job); the rest are given back
-  // unfolded with the acknowledgement and claimed again, in order, by the next batch.
   const auto budget = static_cast<std::size_t>(cfg_.workers.batch_max_changes);
   std::size_t taken = 0;
   for (const auto& k : claim.keys) {
@@ -56,72 +58,83 @@ std::size_t Worker::run_once() {
       w.poison = true;
       w.reason = std::string("the job cannot be decoded: ") + e.what();
     }
-    if (!w.jobs.empty()) keys.push_back(k.key);
     work.push_back(std::move(w));
   }
+  return work;
+}
 
-  try {
-    auto batch = projection_.start_batch(pool_);
-    std::vector<const queue::Job*> jobs;
-    for (const auto& w : work)
-      for (const auto& j : w.jobs) jobs.push_back(&j);
-    batch->prefetch(keys, jobs);
-    for (auto& w : work) {
-      for (const auto& job : w.jobs) {
-        try {
-          batch->fold(job);
-          ++w.folded;
-        } catch (const DataError& e) {
-          // A job that cannot be folded exactly stops its key (later jobs of the same key
-          // must not overtake it); other keys go on.
-          w.poison = true;
-          w.reason = e.what();
-          break;
-        }
+std::vector<std::string> Worker::attempted_keys(const std::vector<KeyWork>& work) {
+  std::vector<std::string> keys;
+  for (const auto& w : work)
+    if (!w.jobs.empty()) keys.push_back(w.claimed->key);
+  return keys;
+}
+
+void Worker::fold_and_write(std::vector<KeyWork>& work) {
+  auto batch = projection_.start_batch(pool_);
+  std::vector<const queue::Job*> jobs;
+  for (const auto& w : work)
+    for (const auto& j : w.jobs) jobs.push_back(&j);
+  batch->prefetch(attempted_keys(work), jobs);
+  for (auto& w : work) {
+    for (const auto& job : w.jobs) {
+      try {
+        batch->fold(job);
+        ++w.folded;
+      } catch (const DataError& e) {
+        // A job that cannot be folded exactly stops its key (later jobs of the same key must
+        // not overtake it); other keys go on.
+        w.poison = true;
+        w.reason = e.what();
+        break;
       }
     }
-    batch->write();
-    // MongoDB acknowledged the fold: each folded job's commit-to-MongoDB latency.
-    const auto acked_us = Progress::unix_now_us();
-    for (const auto& w : work)
-      for (std::size_t j = 0; j < w.folded; ++j)
-        progress_.commit_to_mongodb.observe_us(acked_us - w.jobs[j].commit_time_us);
-    const auto stats = batch->stats();
-    progress_.mongo_write_commands += stats.write_commands;
-    progress_.mongo_statements += stats.statements;
-    progress_.changes_folded += stats.changes;
-  } catch (const std::exception& e) {
-    // Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, conflicts,
-    // elections) are transient: every attempted key waits out a backoff and is retried,
-    // forever. A data error of a one-key batch (its document cannot be read exactly, a
-    // write that cannot be built, a document MongoDB refuses) is that key's poison; in a larger
-    // batch it is not attributable: keys are then claimed one at a time for a while. Keys left
-    // out by batch_max_changes were not attempted and just go back.
-    const auto& cls = error_class(e);  // common/error.h: the one table
-    const bool data = cls.kind == ErrorKind::Data;
-    const bool unavailable = cls.retry == RetryClass::Reconnect;
-    const std::size_t attempted = keys.size();  // the keys with jobs in this batch
-    if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
-    std::vector<queue::AckItem> release;
-    for (const auto& w : work) {
-      queue::AckItem a{w.claimed->key, 0};
-      a.outcome = w.jobs.empty()           ? queue::Outcome::GiveBack  // not attempted
-                  : data && attempted == 1 ? queue::Outcome::Poison
-                                           : queue::Outcome::Retry;
-      a.reason = e.what();
-      release.push_back(std::move(a));
-    }
-    try {
-      auto settled = queue_->settle(claim.fence, release);
-      count_held(claim, settled);
-      report(settled, e.what());
-    } catch (const std::exception& e2) {
-      spdlog::warn("worker {}: could not release {} keys ({}); their leases will expire", index_,
-                   release.size(), e2.what());
-    }
-    throw;
   }
+  batch->write();
+  // MongoDB acknowledged the fold: each folded job's commit-to-MongoDB latency.
+  const auto acked_us = Progress::unix_now_us();
+  for (const auto& w : work)
+    for (std::size_t j = 0; j < w.folded; ++j)
+      progress_.commit_to_mongodb.observe_us(acked_us - w.jobs[j].commit_time_us);
+  const auto stats = batch->stats();
+  progress_.mongo_write_commands += stats.write_commands;
+  progress_.mongo_statements += stats.statements;
+  progress_.changes_folded += stats.changes;
+}
 
+// Nothing of the batch is known to be in MongoDB. MongoDB errors (unreachable, conflicts,
+// elections) are transient: every attempted key waits out a backoff and is retried, forever. A
+// data error of a one-key batch (its document cannot be read exactly, a write that cannot be
+// built, a document MongoDB refuses) is that key's poison; in a larger batch it is not
+// attributable: keys are then claimed one at a time for a while. Keys left out by
+// batch_max_changes were not attempted and just go back.
+void Worker::release_after(const queue::Claim& claim, const std::vector<KeyWork>& work,
+                           const std::exception& e) {
+  const auto& cls = error_class(e);  // common/error.h: the one table
+  const bool data = cls.kind == ErrorKind::Data;
+  const bool unavailable = cls.retry == RetryClass::Reconnect;
+  const std::size_t attempted = attempted_keys(work).size();
+  if (!unavailable && attempted > 1) isolate_ = static_cast<int>(attempted);
+  std::vector<queue::AckItem> release;
+  for (const auto& w : work) {
+    queue::AckItem a{w.claimed->key, 0};
+    a.outcome = w.jobs.empty()           ? queue::Outcome::GiveBack  // not attempted
+                : data && attempted == 1 ? queue::Outcome::Poison
+                                         : queue::Outcome::Retry;
+    a.reason = e.what();
+    release.push_back(std::move(a));
+  }
+  try {
+    auto settled = queue_->settle(claim.fence, release);
+    count_held(claim, settled);
+    report(settled, e.what());
+  } catch (const std::exception& e2) {
+    spdlog::warn("worker {}: could not release {} keys ({}); their leases will expire", index_,
+                 release.size(), e2.what());
+  }
+}
+
+std::size_t Worker::acknowledge(const queue::Claim& claim, const std::vector<KeyWork>& work) {
   std::vector<queue::AckItem> acks;
   std::size_t done = 0;
   for (const auto& w : work) {
@@ -189,16 +202,17 @@ void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
                     d.delay_ms, d.attempts, batch_error);
 }
 
-void Worker::run(const std::atomic<bool>& stop) {
-  std::mt19937 rng(std::random_device{}() + index_);
+void Worker::run(const Wakeup& stop) {
   // Idle: wait until the reader has enqueued (queue/wake.h), at most workers.idle_poll_max.
   queue::WakeWait wake(queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
-  auto backoff = std::chrono::milliseconds(100);
-  while (!stop.load()) {
+  // After Redis or MongoDB failed: kBackoffMin doubling to kBackoffMax, jitter up to half.
+  Backoff backoff(kBackoffMin, kBackoffMax, 0.5,
+                  std::random_device{}() + static_cast<unsigned>(index_));
+  while (!stop.is_set()) {
     Loop::turn();
     try {
       if (run_once() > 0) {
-        backoff = std::chrono::milliseconds(100);
+        backoff.reset();
         continue;
       }
       wake.wait(*redis_, cfg_.workers.idle_poll_max);
@@ -207,16 +221,9 @@ void Worker::run(const std::atomic<bool>& stop) {
         redis_.reset();
         queue_.reset();
       }
-      auto jitter = std::chrono::milliseconds(
-          std::uniform_int_distribution<int>(0, static_cast<int>(backoff.count() / 2))(rng));
-      spdlog::warn("worker {}: {}; retrying in {} ms", index_, e.what(),
-                   (backoff + jitter).count());
-      for (auto slept = std::chrono::milliseconds(0); slept < backoff + jitter && !stop.load();
-           slept += std::chrono::milliseconds(50)) {
-        Loop::turn();  // backing off on purpose is not being stuck
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      const auto wait = backoff.next();
+      spdlog::warn("worker {}: {}; retrying in {} ms", index_, e.what(), wait.count());
+      pause(stop, wait, server_named_in(e.what(), Server::MongoDB));
     }
   }
 }
