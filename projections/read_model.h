@@ -86,15 +86,20 @@ struct CanonicalRecord {
 };
 using RecordSink = std::function<void(const CanonicalRecord&)>;
 
+// A document read from MongoDB. `where` names the server and namespace for error messages
+// ("MongoDB host:port: db.collection").
+struct Document {
+  std::string_view where;
+  const _bson_t* bson;
+};
+
 // MongoDB read for the canonical form: a collection's documents in ascending _id order.
 class DocumentScan {
  public:
   virtual ~DocumentScan() = default;
-  // Calls `each` with every document of `collection` (the `fields` given, and _id). `where`
-  // names the server and namespace for error messages ("MongoDB host:port: db.collection").
-  virtual void scan(
-      const char* collection, std::initializer_list<const char*> fields,
-      const std::function<void(std::string_view where, const _bson_t* doc)>& each) = 0;
+  // Calls `each` with every document of `collection` (the `fields` given, and _id).
+  virtual void scan(const char* collection, std::initializer_list<const char*> fields,
+                    const std::function<void(const Document&)>& each) = 0;
 };
 
 // (b) The canonical form, which `report` prints and `reconcile --verify` compares.
