@@ -10,7 +10,8 @@
 //     keys) and its priority (priority rules: rule_applies()/rule_matches());
 //   - the fold (start_batch()): what to read from the read model before folding (prefetch), the
 //     pure fold of jobs into a write plan, and the write of that plan;
-//   - hooks for the snapshot load and the canonical form (report, verify, repair compare it).
+//   - the read model from the tables (read_model.h): the snapshot load, the canonical form
+//     (report and verify compare it) and the repair.
 //
 // The bank (projections/bank/) is the projection walfold ships. The interface is meant to hold a
 // second one (a user directory: one document per user keyed by email, with per-column privacy
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "common/lsn.h"
+#include "projections/read_model.h"
 #include "queue/job.h"
 
 namespace walfold {
@@ -101,15 +103,6 @@ class Batch {
   virtual BatchStats stats() const = 0;
 };
 
-// The snapshot load and the canonical form: declared here, implemented (for the bank) in
-// reconcile/ and tools/ today; a later step moves them behind these hooks.
-//   SnapshotLoad: reads the projection's tables at an exported snapshot (the slot's) and writes
-//     the read model as of that LSN (initial load, TRUNCATE rebuild, reconcile --full).
-//   CanonicalForm: one line per read-model document, computed from PostgreSQL and from MongoDB
-//     alike, which `report`, `reconcile --verify` and `--repair` compare.
-class SnapshotLoad;
-class CanonicalForm;
-
 class Projection {
  public:
   virtual ~Projection() = default;
@@ -143,9 +136,12 @@ class Projection {
   // A new batch writing to `pool`.
   virtual std::unique_ptr<Batch> start_batch(mongo::MongoPool& pool) const = 0;
 
-  // Hooks (see above); nullptr until a later step moves them here.
+  // The read model from the tables (projections/read_model.h): loading it whole, its canonical
+  // form (report, verify), repairing it. nullptr: the projection cannot be loaded, compared or
+  // repaired from a snapshot (the commands that need it refuse).
   virtual const SnapshotLoad* snapshot_load() const { return nullptr; }
   virtual const CanonicalForm* canonical_form() const { return nullptr; }
+  virtual const SnapshotRepair* snapshot_repair() const { return nullptr; }
 };
 
 }  // namespace walfold::projections
