@@ -24,7 +24,9 @@ std::size_t Worker::run_once() {
   }
   // After a batch failed as a whole for a reason that may belong to one key, keys are taken one
   // at a time for a while, so the others get through and the culprit is told apart.
-  const int max_keys = isolate_ > 0 ? 1 : cfg_.workers.batch_keys;
+  // (A claimed unit is a lane, which holds several keys: only its first key is folded then.)
+  const bool isolating = isolate_ > 0;
+  const int max_keys = isolating ? 1 : cfg_.workers.batch_keys;
   auto claim = queue_->claim(max_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
   if (claim.keys.empty()) return 0;
   if (isolate_ > 0) --isolate_;
@@ -47,6 +49,10 @@ std::vector<Worker::KeyWork> Worker::decode(const queue::Claim& claim) const {
   std::size_t taken = 0;
   for (const auto& k : claim.keys) {
     KeyWork w{&k, {}, 0, false, {}};
+    if (isolating && !work.empty()) {
+      work.push_back(std::move(w));  // not attempted: given back
+      continue;
+    }
     try {
       for (const auto& body : k.bodies) {
         if (taken > 0 && taken >= budget) break;

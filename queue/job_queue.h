@@ -61,7 +61,7 @@ namespace walfold::queue {
 // it holds no job, refused as format '1' when it does. Bump it whenever the layout or the body
 // format changes (and write the upgrade note in README.md).
 // 1: the layout above with J1 bodies (unmarked); 2: the same layout with J2 bodies.
-inline constexpr const char* kQueueFormat = "2";
+inline constexpr const char* kQueueFormat = "3";
 // The format of a queue without the marker.
 inline constexpr const char* kUnmarkedQueueFormat = "1";
 
@@ -85,6 +85,7 @@ struct QueueEntry {
   int priority = 0;
   long long enqueued_ms = 0;  // Redis clock when it was enqueued
   Lsn commit_lsn = 0;
+  std::string key;  // its ordering key
   std::string body;
 };
 // Parses a list entry; throws DataError on a malformed one.
@@ -139,9 +140,13 @@ struct RetryPolicy {
   int max_attempts = 10;  // poison failures of one head job before it is dead
 };
 
+// The number of lanes a queue hashes its ordering keys into (kept in meta's `lanes`).
+inline constexpr int kDefaultLanes = 1024;
+
 struct QueueOptions {
   long long aging_ms = 1000;  // priorities.aging_ms
   RetryPolicy retry;          // workers.retry
+  int lanes = kDefaultLanes;  // a queue is never read or written with another lane count
 };
 
 struct QueueCounts {
@@ -261,8 +266,14 @@ class JobQueue {
   bool clock_known_ = false;
   long long stamp_ = 0;
   long long redis_offset_ms_ = 0;
+  // The last claim's lanes, each with the keys of its claimed entries in lane order: its settle
+  // tells ack.lua which lanes are done whole (their claimed entries pop without being checked).
+  std::int64_t last_fence_ = 0;
+  std::vector<std::pair<std::string, std::vector<std::string>>> last_lanes_;
 };
 
+// The lane of an ordering key: FNV-1a of its bytes modulo `lanes`.
+std::uint32_t lane_of_key(std::string_view key, int lanes);
 // "<prefix>:{<slot>}"
 std::string queue_prefix(const std::string& redis_prefix, const std::string& slot);
 // The queue settings of a configuration (priorities.aging_ms, workers.retry).
