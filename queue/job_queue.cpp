@@ -111,6 +111,16 @@ long long to_ll(const std::string& s) {
   return v;
 }
 
+// A script's refusal of a queue with another lane count ("WALFOLD lanes: ..."): a data error
+// (exit 65, not restarted), like a queue in another format.
+[[noreturn]] void rethrow_kind(const RedisReplyError& e) {
+  if (std::string_view(e.what()).find("WALFOLD lanes") != std::string_view::npos)
+    throw DataError(std::string(e.what()) +
+                    " (nothing was changed; drain it with the build that wrote it, or empty it "
+                    "with `walfold reconcile --from-lsn`; see README.md, Upgrading)");
+  throw e;
+}
+
 }  // namespace
 
 std::optional<Lsn> JobQueue::pending_lsn(std::string_view member) const {
@@ -293,7 +303,12 @@ void JobQueue::learn_clock() {
 void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
-  auto r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  Reply r;
+  try {
+    r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  } catch (const RedisReplyError& e) {
+    rethrow_kind(e);
+  }
   last_seq_ = integer(r.get(), "enqueue");
   wake_workers(redis_, prefix_);  // queue/wake.h
 }
@@ -312,7 +327,12 @@ void JobQueue::enqueue_wait_one() {
   if (in_flight_ == 0) return;
   --in_flight_;
   try {
-    auto r = redis_.read_reply();
+    Reply r;
+    try {
+      r = redis_.read_reply();
+    } catch (const RedisReplyError& e) {
+      rethrow_kind(e);
+    }
     last_seq_ = integer(r.get(), "enqueue");
     if (in_flight_ == 0) wake_workers(redis_, prefix_);  // else the next batch's reply does
   } catch (const UnavailableError&) {
@@ -359,6 +379,16 @@ namespace {
       ":*): this version then replays every change after the slot's confirmed "
       "position. See README.md, Upgrading");
 }
+// The refusal of a queue hashed into another number of lanes (meta `lanes`).
+[[noreturn]] void refuse_lanes(const std::string& address, const std::string& prefix,
+                               std::string_view found, int lanes) {
+  throw DataError("redis at " + address + " holds the queue " + prefix + " with " +
+                  std::string(found) + " lanes, and this walfold hashes ordering keys into " +
+                  std::to_string(lanes) +
+                  " (nothing was changed): a queue is never read with another lane count. Drain "
+                  "it with the build that wrote it, or empty it with `walfold reconcile "
+                  "--from-lsn <the slot's confirmed LSN>`. See README.md, Upgrading");
+}
 }  // namespace
 
 std::string JobQueue::check_format() {
@@ -376,6 +406,10 @@ std::string JobQueue::check_format() {
   }
   std::string found(*v);
   if (found != kQueueFormat) refuse_format(redis_.address(), prefix_, found);
+  auto lanes = redis_.command({"HGET", prefix_ + ":meta", "lanes"});
+  if (auto l = text_or_nil(lanes.get(), "HGET meta lanes");
+      l && *l != std::to_string(options_.lanes))
+    refuse_lanes(redis_.address(), prefix_, *l, options_.lanes);
   return found;
 }
 
@@ -390,12 +424,7 @@ std::pair<std::string, EpochState> JobQueue::ensure_epoch(const std::string& fre
   const long long state = integer(at(r.get(), 1, "epoch"), "epoch");
   if (state == 3) refuse_format(redis_.address(), prefix_, text(at(r.get(), 2, "epoch"), "epoch"));
   if (state == 4)
-    throw DataError("redis at " + redis_.address() + " holds the queue " + prefix_ + " with " +
-                    std::string(text(at(r.get(), 2, "epoch"), "epoch")) +
-                    " lanes, and this walfold hashes ordering keys into " + lanes +
-                    " (nothing was changed): a queue is never read with another lane count. "
-                    "Drain it with the build that wrote it, or empty it with `walfold reconcile "
-                    "--from-lsn <the slot's confirmed LSN>`. See README.md, Upgrading");
+    refuse_lanes(redis_.address(), prefix_, text(at(r.get(), 2, "epoch"), "epoch"), options_.lanes);
   if (state < 0 || state > 2) throw DataError("epoch: unexpected state " + std::to_string(state));
   static constexpr EpochState states[] = {EpochState::Adopted, EpochState::FirstStart,
                                           EpochState::Lost};
@@ -557,7 +586,12 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
     }
     args[whole_at] = own(std::to_string(whole));
   }
-  auto r = redis_.eval(ack_script(), {}, args);
+  Reply r;
+  try {
+    r = redis_.eval(ack_script(), {}, args);
+  } catch (const RedisReplyError& e) {
+    rethrow_kind(e);
+  }
   AckResult out;
   const redisReply& rej = array(at(r.get(), 0, "ack"), "ack");
   for (size_t i = 0; i < rej.elements; ++i) out.rejected.emplace_back(text(rej.element[i], "ack"));
