@@ -22,6 +22,8 @@
 -- limit moves the key to `dead` instead: it stays out of `ready` (its later jobs wait behind
 -- it), its list and its commits' counts stay (the checkpoint does not pass it) until `walfold
 -- queue dead retry` or `purge`. A detached key whose list empties at an ack rejoins its lane.
+-- A lane whose claim failed as a whole (nothing done, every failure transient) is delayed as a
+-- unit instead (hold_lane below).
 -- The common case (every key of a lane done, in the lane's order) pops the lane's head once;
 -- anything else (a failure, jobs given back) rebuilds the lane's list, keeping the order.
 -- A unit whose owner is no longer this fence (its lease expired and another worker claimed it)
@@ -101,6 +103,7 @@ for k = 1, n do
 end
 local owners = hmget(owner, units)
 local mine, clear_attempts, clear_lift, to_ready, lifts = {}, {}, {}, {}, {}
+local lanes_done = {}  -- lanes that made progress: their attempt counters (lattempts) go
 
 -- A failing key: attempts, then delayed or dead. `head` is its next entry.
 local function hold(k, head, done)
@@ -132,6 +135,7 @@ local function hold(k, head, done)
 end
 -- A unit that stays available goes back to ready with its head's score (lifted, below).
 local function give_back(u)
+  clear_lift[#clear_lift + 1] = u
   local head = redis.call('LINDEX', p .. ':' .. u, 0)
   if head then
     lifts[#lifts + 1] = u
@@ -164,6 +168,32 @@ local function settle_key(u, k)
     redis.call('HDEL', detached, key)
     if redis.call('HINCRBY', dlanes, lane, -1) <= 0 then redis.call('HDEL', dlanes, lane) end
   end
+end
+
+-- A lane where nothing was done and its keys failed transiently ('retry', none 'poison'): the
+-- worker's batch failed as a whole (MongoDB unreachable, a write conflict), which says nothing
+-- about any one key, so the lane waits out the backoff as a unit (its own attempt counter in
+-- `lattempts`) instead of detaching every key. Returns false if that is not the case.
+local function hold_lane(u, ks)
+  local retry = false
+  for _, k in ipairs(ks) do
+    local i = args[k]
+    if tonumber(ARGV[i + 2]) > 0 or ARGV[i + 3] == 'poison' then return false end
+    if ARGV[i + 3] == 'retry' then retry = true end
+  end
+  if not retry or not redis.call('LINDEX', p .. ':' .. u, 0) then return false end
+  local a = redis.call('HINCRBY', p .. ':lattempts', u, 1)
+  local jitter = tonumber(ARGV[args[ks[1]] + 5])
+  local cap = initial * 2 ^ math.min(a - 1, 40)
+  if cap > maxb then cap = maxb end
+  local delay = math.floor(cap * jitter / 1000000)
+  redis.call('ZADD', delayed, now + delay, u)
+  for _, k in ipairs(ks) do
+    delays[#delays + 1] = keys[k]
+    delays[#delays + 1] = delay
+    delays[#delays + 1] = a
+  end
+  return true
 end
 
 -- A lane: the keys' jobs done are their first entries in it.
@@ -239,18 +269,18 @@ local function settle_lane(u, ks)
       end
     end
   end
-  give_back(u)
+  -- Progress (or nothing left) ends a lane's run of whole-claim failures.
+  return (not give_back(u)) or total > 0
 end
 
 for x = 1, #units do
   local u = units[x]
   if owners[x] == fence then
     mine[#mine + 1] = u
-    clear_lift[#clear_lift + 1] = u
     if string.byte(u, 1) == 107 then  -- 'k'
       settle_key(u, members[u][1])
-    else
-      settle_lane(u, members[u])
+    elseif not hold_lane(u, members[u]) then
+      if settle_lane(u, members[u]) then lanes_done[#lanes_done + 1] = u end
     end
   else
     for _, k in ipairs(members[u]) do rejected[#rejected + 1] = keys[k] end
@@ -268,6 +298,9 @@ variadic('ZREM', active, mine, 1)
 variadic('HDEL', owner, mine, 1)
 variadic('HDEL', attempts, clear_attempts, 1)
 variadic('HDEL', lift, clear_lift, 1)
+if #lanes_done > 0 and redis.call('EXISTS', p .. ':lattempts') == 1 then
+  variadic('HDEL', p .. ':lattempts', lanes_done, 1)
+end
 if done_total > 0 then
   -- One HMGET of the commits' counts, one HSET of the new ones, one HDEL and ZREM of the
   -- commits with nothing left.

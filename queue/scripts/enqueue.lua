@@ -106,9 +106,10 @@ end
 
 -- Where each unit stands: RPUSH returning the number pushed means the unit had no jobs, and a
 -- unit without jobs is in none of ready, active, delayed, dead, so it goes to ready with its
--- best score. A lane that had jobs is claimed (`owner` names its fence) or in ready (lanes are
--- never delayed or dead: failing keys leave their lane); a detached key may also be in
--- `delayed` or `dead`. Busy units get their lift recorded, the others ZADD LT.
+-- best score. A unit that had jobs is claimed (`owner` names its fence), waiting out a backoff
+-- (`delayed`: a detached key, or a lane whose claim failed as a whole; asked only when the set
+-- exists, and nearly every answer is nil), dead (a detached key in `dead`) or else in ready.
+-- Busy units get their lift recorded, the others ZADD LT.
 local to_ready, nr = {}, 0
 local had, had_best, nh = {}, {}, 0
 -- Scores (strings from the client, never Lua numbers: Redis would format those with '%.17g').
@@ -132,16 +133,17 @@ local function push(unit, from, to, best)
     had_best[nh] = best
   end
 end
+local any_delayed = redis.call('EXISTS', p .. ':delayed') == 1
 local function place(from, to)
   local own = redis.call('HMGET', owner, unpack(had, from, to))
+  local wait = any_delayed and redis.call('ZMSCORE', p .. ':delayed', unpack(had, from, to)) or {}
   local busy, busy_best, nb = {}, {}, 0
   for j = from, to do
     local x = j - from + 1
     local unit = had[j]
-    local held = own[x]
-    if not held and string.byte(unit, 1) == 107 then  -- 'k': a detached key
-      local key = string.sub(unit, 3)
-      held = redis.call('ZSCORE', p .. ':delayed', unit) or redis.call('HEXISTS', p .. ':dead', key) == 1
+    local held = own[x] or wait[x]
+    if not held and string.byte(unit, 1) == 107 then  -- 'k': a detached key may be dead
+      held = redis.call('HEXISTS', p .. ':dead', string.sub(unit, 3)) == 1
     end
     if held then
       nb = nb + 1

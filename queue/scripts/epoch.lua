@@ -41,7 +41,7 @@ if lost then
   for _, k in ipairs(redis.call('KEYS', p .. ':k:*')) do redis.call('DEL', k) end
   for _, k in ipairs(redis.call('KEYS', p .. ':l:*')) do redis.call('DEL', k) end
   for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'left', 'since', 'lift', 'delayed', 'attempts',
-                        'dead', 'detached', 'dlanes', 'meta'}) do
+                        'dead', 'detached', 'dlanes', 'lattempts', 'meta'}) do
     redis.call('DEL', p .. ':' .. s)
   end
   cur = nil

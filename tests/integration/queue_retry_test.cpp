@@ -55,9 +55,11 @@ class QueueIssue4 : public ::testing::Test {
     q_->ensure_epoch("test-epoch");
   }
   std::string cmd(const std::vector<std::string>& argv) { return test::redis_cmd(argv); }
-  // Ends a key's backoff now (instead of waiting for it): white-box, the delayed set's score (a
-  // key waiting out a backoff is detached from its lane: its unit is "k:<key>").
-  void end_backoff(const std::string& key) { cmd({"ZADD", prefix_ + ":delayed", "0", "k:" + key}); }
+  // Ends a key's backoff now (instead of waiting for it): white-box, the delayed set's score of
+  // its unit (its lane after a claim that failed as a whole, else the key, detached).
+  void end_backoff(const std::string& key) {
+    cmd({"ZADD", prefix_ + ":delayed", "XX", "0", unit(key)});
+  }
   // Format 3 (white-box): a key's unit is its lane "l:<n>", or "k:<key>" while it is detached.
   std::string unit(const std::string& key) {
     if (cmd({"HEXISTS", prefix_ + ":detached", key}) == "1") return "k:" + key;
