@@ -31,6 +31,9 @@ std::size_t Worker::run_once() {
   if (claim.keys.empty()) return 0;
   if (isolate_ > 0) --isolate_;
   auto work = decode(claim);
+  if (isolating)  // only the first key is attempted; the others go back untouched
+    for (std::size_t i = 1; i < work.size(); ++i)
+      work[i] = KeyWork{work[i].claimed, {}, 0, false, {}};
   try {
     fold_and_write(work);
   } catch (const std::exception& e) {
@@ -49,10 +52,6 @@ std::vector<Worker::KeyWork> Worker::decode(const queue::Claim& claim) const {
   std::size_t taken = 0;
   for (const auto& k : claim.keys) {
     KeyWork w{&k, {}, 0, false, {}};
-    if (isolating && !work.empty()) {
-      work.push_back(std::move(w));  // not attempted: given back
-      continue;
-    }
     try {
       for (const auto& body : k.bodies) {
         if (taken > 0 && taken >= budget) break;
