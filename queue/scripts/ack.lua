@@ -105,6 +105,13 @@ local owners = hmget(owner, units)
 local mine, clear_attempts, clear_lift, to_ready, lifts = {}, {}, {}, {}, {}
 local lanes_done = {}  -- lanes that made progress: their attempt counters (lattempts) go
 
+-- The backoff after `a` failed attempts: full jitter (0..1000000) of min(max, initial * 2^(a-1)).
+local function backoff(a, jitter)
+  local cap = initial * 2 ^ math.min(a - 1, 40)
+  if cap > maxb then cap = maxb end
+  return math.floor(cap * tonumber(jitter) / 1000000)
+end
+
 -- A failing key: attempts, then delayed or dead. `head` is its next entry.
 local function hold(k, head, done)
   local key, i = keys[k], args[k]
@@ -123,10 +130,7 @@ local function hold(k, head, done)
     died[#died + 1] = key
     died[#died + 1] = a
   else
-    local jitter = tonumber(ARGV[i + 5])
-    local cap = initial * 2 ^ math.min(a - 1, 40)
-    if cap > maxb then cap = maxb end
-    local delay = math.floor(cap * jitter / 1000000)
+    local delay = backoff(a, ARGV[i + 5])
     redis.call('ZADD', delayed, now + delay, 'k:' .. key)
     delays[#delays + 1] = key
     delays[#delays + 1] = delay
@@ -183,10 +187,7 @@ local function hold_lane(u, ks)
   end
   if not retry or not redis.call('LINDEX', p .. ':' .. u, 0) then return false end
   local a = redis.call('HINCRBY', p .. ':lattempts', u, 1)
-  local jitter = tonumber(ARGV[args[ks[1]] + 5])
-  local cap = initial * 2 ^ math.min(a - 1, 40)
-  if cap > maxb then cap = maxb end
-  local delay = math.floor(cap * jitter / 1000000)
+  local delay = backoff(a, ARGV[args[ks[1]] + 5])
   redis.call('ZADD', delayed, now + delay, u)
   for _, k in ipairs(ks) do
     delays[#delays + 1] = keys[k]
