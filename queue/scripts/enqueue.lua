@@ -167,7 +167,7 @@ end
 -- One lane group whose lane has detached keys: each entry goes to its key's list if the key is
 -- detached, else to the lane; order is kept within each.
 local function split_group(lane, from, to)
-  local keys, of = {}, {}
+  local keys, of, seen = {}, {}, {}
   for j = from, to do
     local e = ARGV[j]
     local a = string.find(e, ':', 1, true)
@@ -177,12 +177,17 @@ local function split_group(lane, from, to)
     local len = tonumber(string.sub(e, c + 1, d - 1))
     local key = string.sub(e, d + 1, d + len)
     of[j] = key
-    keys[#keys + 1] = key
+    if not seen[key] then
+      seen[key] = true
+      keys[#keys + 1] = key
+    end
   end
-  local det = redis.call('HMGET', p .. ':detached', unpack(keys))
   local away = {}
-  for x = 1, #keys do
-    if det[x] then away[keys[x]] = true end
+  for j = 1, #keys, 1000 do
+    local det = redis.call('HMGET', p .. ':detached', unpack(keys, j, math.min(j + 999, #keys)))
+    for x = 1, #det do
+      if det[x] then away[keys[j + x - 1]] = true end
+    end
   end
   local groups, order = {}, {}
   for j = from, to do
