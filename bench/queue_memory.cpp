@@ -5,6 +5,7 @@
 //   bench_queue_memory --port P [--host H] [--minutes M] [--rate JOBS_PER_S] [--every S]
 //   bench_queue_memory --port P --fill N     memory per queued job: N jobs, no workers
 //   bench_queue_memory --port P --cost N [--per-commit K] [--claim-keys C] [--claim-jobs J]
+//                                            [--lanes L] (the queue's lanes, default 1024)
 //                                            Redis CPU per job (INFO cpu of the whole server, so
 //                                            give it a Redis of its own): N jobs enqueued in
 //                                            batches of 2,000 (K jobs per commit), then claimed
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
   double minutes = 10, every = 10;
   int rate = 5000;
   long long fill = 0, cost = 0, per_commit = 1;
-  int claim_keys = 256, claim_jobs = 64;
+  int claim_keys = 256, claim_jobs = 64, lanes = queue::kDefaultLanes;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--host")
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
       claim_keys = std::atoi(argv[i + 1]);
     else if (a == "--claim-jobs")
       claim_jobs = std::atoi(argv[i + 1]);
+    else if (a == "--lanes")
+      lanes = std::max(1, std::atoi(argv[i + 1]));
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 64;
@@ -70,6 +73,7 @@ int main(int argc, char** argv) {
   queue::Redis admin(rc);
   queue::QueueOptions opts;
   opts.retry = {50, 1000, 10};
+  opts.lanes = lanes;
   queue::JobQueue(admin, prefix, opts).ensure_epoch("bench");
 
   auto used = [&] {
@@ -131,11 +135,11 @@ int main(int argc, char** argv) {
     }
     const double c2 = redis_cpu();
     std::printf(
-        "%lld jobs (%lld per commit, 200-byte varied bodies, 20000 keys): enqueue %.2f us of Redis "
-        "CPU "
-        "per job (%lld calls); claim+ack %.2f us per folded job (%lld claims of up to %d keys x "
-        "%d jobs, %lld jobs folded); pending after: %lld\n",
-        cost, per_commit, (c1 - c0) * 1e6 / double(cost), calls,
+        "%lld jobs (%lld per commit, 200-byte varied bodies, 20000 keys, %d lanes): enqueue %.2f "
+        "us "
+        "of Redis CPU per job (%lld calls); claim+ack %.2f us per folded job (%lld claims of up to "
+        "%d lanes x %d jobs, %lld jobs folded); pending after: %lld\n",
+        cost, per_commit, lanes, (c1 - c0) * 1e6 / double(cost), calls,
         (c2 - c1) * 1e6 / double(std::max(1LL, folded)), claims, claim_keys, claim_jobs, folded,
         q.counts().pending_jobs);
     cleanup();

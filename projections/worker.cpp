@@ -24,11 +24,16 @@ std::size_t Worker::run_once() {
   }
   // After a batch failed as a whole for a reason that may belong to one key, keys are taken one
   // at a time for a while, so the others get through and the culprit is told apart.
-  const int max_keys = isolate_ > 0 ? 1 : cfg_.workers.batch_keys;
+  // (A claimed unit is a lane, which holds several keys: only its first key is folded then.)
+  const bool isolating = isolate_ > 0;
+  const int max_keys = isolating ? 1 : cfg_.workers.batch_keys;
   auto claim = queue_->claim(max_keys, cfg_.workers.batch_jobs_per_key, cfg_.workers.lease);
   if (claim.keys.empty()) return 0;
   if (isolate_ > 0) --isolate_;
   auto work = decode(claim);
+  if (isolating)  // only the first key is attempted; the others go back untouched
+    for (std::size_t i = 1; i < work.size(); ++i)
+      work[i] = KeyWork{work[i].claimed, {}, 0, false, {}};
   try {
     fold_and_write(work);
   } catch (const std::exception& e) {

@@ -111,6 +111,16 @@ long long to_ll(const std::string& s) {
   return v;
 }
 
+// A script's refusal of a queue with another lane count ("WALFOLD lanes: ..."): a data error
+// (exit 65, not restarted), like a queue in another format.
+[[noreturn]] void rethrow_kind(const RedisReplyError& e) {
+  if (std::string_view(e.what()).find("WALFOLD lanes") != std::string_view::npos)
+    throw DataError(std::string(e.what()) +
+                    " (nothing was changed; drain it with the build that wrote it, or empty it "
+                    "with `walfold reconcile --from-lsn`; see README.md, Upgrading)");
+  throw e;
+}
+
 }  // namespace
 
 std::optional<Lsn> JobQueue::pending_lsn(std::string_view member) const {
@@ -123,7 +133,7 @@ std::optional<Lsn> JobQueue::pending_lsn(std::string_view member) const {
 }
 
 QueueEntry parse_entry(std::string_view e) {
-  // "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"
+  // "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<key length>:<key><body>"
   QueueEntry q;
   std::size_t pos = 0;
   unsigned long long score = 0;
@@ -132,11 +142,14 @@ QueueEntry parse_entry(std::string_view e) {
             e.size() - pos > 16 && e[pos + 16] == ':' &&
             (lsn = parse_lsn_key(e.substr(pos, 16))).has_value();
   if (ok) pos += 17;
-  if (!ok || !take_number(e, pos, q.priority))
+  std::size_t key_len = 0;
+  if (!ok || !take_number(e, pos, q.priority) || !take_number(e, pos, key_len) ||
+      key_len > e.size() - pos)
     throw DataError("malformed queue entry '" + std::string(e.substr(0, 80)) + "'");
   q.score = static_cast<double>(score);
   q.commit_lsn = *lsn;
-  q.body.assign(e.substr(pos));
+  q.key.assign(e.substr(pos, key_len));
+  q.body.assign(e.substr(pos + key_len));
   return q;
 }
 
@@ -149,6 +162,16 @@ QueueOptions queue_options(const Config& cfg) {
   return o;
 }
 
+std::uint32_t lane_of_key(std::string_view key, int lanes) {
+  // FNV-1a (32 bits): stable across builds and hosts, as the lane of a key must be.
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h % static_cast<std::uint32_t>(lanes);
+}
+
 std::string queue_prefix(const std::string& redis_prefix, const std::string& slot) {
   return redis_prefix + ":{" + slot + "}";
 }
@@ -158,17 +181,17 @@ JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
 
 std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
                                                      std::deque<std::string>& owned) {
-  // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by key in the
-  // order keys first appear (a key's jobs keep their order), each key with its best score and
-  // its complete list entries, so Redis makes one RPUSH per key and builds nothing per job.
+  // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by lane in the
+  // order lanes first appear (a key's jobs keep their order), each lane with its best score and
+  // its complete list entries, so Redis makes one RPUSH per lane and builds nothing per job.
   auto own = [&](std::string v) -> std::string_view {
     owned.push_back(std::move(v));
     return owned.back();
   };
   std::vector<std::pair<Lsn, long long>> commits;
-  std::unordered_map<std::string_view, std::size_t> slot;  // key -> index in `groups`
-  std::vector<std::vector<std::size_t>> groups;            // indexes into `items`
-  slot.reserve(items.size());
+  std::vector<int> slot(static_cast<std::size_t>(options_.lanes), -1);  // lane -> index in `groups`
+  std::vector<std::vector<std::size_t>> groups;                         // indexes into `items`
+  std::vector<std::uint32_t> lane_of;                                   // per group
   for (std::size_t i = 0; i < items.size(); ++i) {
     const EnqueueItem& it = items[i];
     if (commits.empty() || commits.back().first != it.commit_lsn) {
@@ -182,12 +205,16 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
     } else {
       ++commits.back().second;
     }
-    auto [at, fresh] = slot.try_emplace(it.key, groups.size());
-    if (fresh) groups.emplace_back();
-    groups[at->second].push_back(i);
+    const std::uint32_t lane = lane_of_key(it.key, options_.lanes);
+    if (slot[lane] < 0) {
+      slot[lane] = static_cast<int>(groups.size());
+      groups.emplace_back();
+      lane_of.push_back(lane);
+    }
+    groups[static_cast<std::size_t>(slot[lane])].push_back(i);
   }
   std::vector<std::string_view> args;
-  args.reserve(8 + commits.size() * 2 + groups.size() * 3 + items.size());
+  args.reserve(9 + commits.size() * 2 + groups.size() * 3 + items.size());
   args.push_back(prefix_);
   args.push_back(own(end ? lsn_key(end) : std::string()));
   // The batch's stamps: one per job, strictly increasing, from this host's clock shifted to
@@ -208,6 +235,7 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
   if (batch_id_.empty()) batch_id_ = std::to_string(rng_());
   args.push_back(own(in_flight_ > 0 ? batch_id_ + ":" + std::to_string(batch_count_) : ""));
   args.push_back(own(batch_id_ + ":" + std::to_string(++batch_count_)));
+  args.push_back(own(std::to_string(options_.lanes)));
   for (const auto& [lsn, n] : commits) {
     args.push_back(own(lsn_key(lsn)));
     args.push_back(own(std::to_string(n)));
@@ -235,13 +263,17 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
     e += ':';
     e += to_text(it.priority);
     e += ':';
+    e += to_text(static_cast<long long>(it.key.size()));
+    e += ':';
+    e += it.key;
     e += it.body;
     entry[i] = own(std::move(e));
   }
-  for (const auto& g : groups) {
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& g = groups[gi];
     long long best = score[g.front()];
     for (std::size_t j : g) best = std::min(best, score[j]);
-    args.push_back(items[g.front()].key);
+    args.push_back(own(std::to_string(lane_of[gi])));
     args.push_back(own(std::to_string(g.size())));
     args.push_back(own(std::to_string(best)));
     for (std::size_t j : g) args.push_back(entry[j]);
@@ -271,7 +303,12 @@ void JobQueue::learn_clock() {
 void JobQueue::enqueue(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) {
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
-  auto r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  Reply r;
+  try {
+    r = redis_.eval(enqueue_script(), {}, enqueue_args(items, completes_end_lsn, owned));
+  } catch (const RedisReplyError& e) {
+    rethrow_kind(e);
+  }
   last_seq_ = integer(r.get(), "enqueue");
   wake_workers(redis_, prefix_);  // queue/wake.h
 }
@@ -290,7 +327,12 @@ void JobQueue::enqueue_wait_one() {
   if (in_flight_ == 0) return;
   --in_flight_;
   try {
-    auto r = redis_.read_reply();
+    Reply r;
+    try {
+      r = redis_.read_reply();
+    } catch (const RedisReplyError& e) {
+      rethrow_kind(e);
+    }
     last_seq_ = integer(r.get(), "enqueue");
     if (in_flight_ == 0) wake_workers(redis_, prefix_);  // else the next batch's reply does
   } catch (const UnavailableError&) {
@@ -337,6 +379,16 @@ namespace {
       ":*): this version then replays every change after the slot's confirmed "
       "position. See README.md, Upgrading");
 }
+// The refusal of a queue hashed into another number of lanes (meta `lanes`).
+[[noreturn]] void refuse_lanes(const std::string& address, const std::string& prefix,
+                               std::string_view found, int lanes) {
+  throw DataError("redis at " + address + " holds the queue " + prefix + " with " +
+                  std::string(found) + " lanes, and this walfold hashes ordering keys into " +
+                  std::to_string(lanes) +
+                  " (nothing was changed): a queue is never read with another lane count. Drain "
+                  "it with the build that wrote it, or empty it with `walfold reconcile "
+                  "--from-lsn <the slot's confirmed LSN>`. See README.md, Upgrading");
+}
 }  // namespace
 
 std::string JobQueue::check_format() {
@@ -354,6 +406,10 @@ std::string JobQueue::check_format() {
   }
   std::string found(*v);
   if (found != kQueueFormat) refuse_format(redis_.address(), prefix_, found);
+  auto lanes = redis_.command({"HGET", prefix_ + ":meta", "lanes"});
+  if (auto l = text_or_nil(lanes.get(), "HGET meta lanes");
+      l && *l != std::to_string(options_.lanes))
+    refuse_lanes(redis_.address(), prefix_, *l, options_.lanes);
   return found;
 }
 
@@ -362,10 +418,13 @@ std::pair<std::string, EpochState> JobQueue::ensure_epoch(const std::string& fre
                                                           long long known_seq) {
   enqueue_wait();
   auto seq = std::to_string(known_seq);
+  const auto lanes = std::to_string(options_.lanes);
   auto r = redis_.eval(epoch_script(), {},
-                       {prefix_, fresh, known, seq, kQueueFormat, kUnmarkedQueueFormat});
+                       {prefix_, fresh, known, seq, kQueueFormat, kUnmarkedQueueFormat, lanes});
   const long long state = integer(at(r.get(), 1, "epoch"), "epoch");
   if (state == 3) refuse_format(redis_.address(), prefix_, text(at(r.get(), 2, "epoch"), "epoch"));
+  if (state == 4)
+    refuse_lanes(redis_.address(), prefix_, text(at(r.get(), 2, "epoch"), "epoch"), options_.lanes);
   if (state < 0 || state > 2) throw DataError("epoch: unexpected state " + std::to_string(state));
   static constexpr EpochState states[] = {EpochState::Adopted, EpochState::FirstStart,
                                           EpochState::Lost};
@@ -406,17 +465,19 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
       redis_.eval(claim_script(), {}, {prefix_, mk, mj, ls, kQueueFormat, kUnmarkedQueueFormat});
   Claim c;
   c.fence = integer(at(r.get(), 0, "claim"), "claim");
+  last_fence_ = 0;
+  last_lanes_.clear();
   if (c.fence == -1)
     refuse_format(redis_.address(), prefix_, text(at(r.get(), 1, "claim"), "claim"));
   const redisReply* list = &array(at(r.get(), 1, "claim"), "claim");
   std::vector<std::string_view> keys(list->elements);
   for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = text(list->element[i], "claim");
-  // The claimed keys' entries (see claim.lua), pipelined, 500 keys per round trip.
+  // The claimed units' entries (see claim.lua), pipelined, 500 units per round trip.
   const std::string lim = std::to_string(std::max(0, max_jobs - 1));
   for (std::size_t from = 0; from < list->elements; from += 500) {
     const std::size_t to = std::min(list->elements, from + 500);
     for (std::size_t i = from; i < to; ++i)
-      redis_.append({"LRANGE", prefix_ + ":k:" + std::string(keys[i]), "0", lim});
+      redis_.append({"LRANGE", prefix_ + ":" + std::string(keys[i]), "0", lim});
     std::optional<std::string> failed;  // read every reply of the chunk: the connection stays
                                         // in step
     for (std::size_t i = from; i < to; ++i) {
@@ -432,34 +493,44 @@ Claim JobQueue::claim(int max_keys, int max_jobs, std::chrono::milliseconds leas
       if (failed) continue;
       try {
         const redisReply& entries = array(jobs.get(), "LRANGE");
-        // Empty only if Redis lost its data meanwhile: the key's lease runs out untouched.
+        // Empty only if Redis lost its data meanwhile: the unit's lease runs out untouched.
         if (entries.elements == 0) continue;
-        ClaimedKey k;
-        k.key.assign(keys[i]);
-        k.bodies.reserve(entries.elements);
-        k.commits.reserve(entries.elements);
+        // A lane holds several keys' jobs: grouped by key, in the order keys first appear (a
+        // key's jobs keep their order).
+        std::unordered_map<std::string, std::size_t> at_key;
+        std::vector<std::string>* order = nullptr;
+        if (keys[i].starts_with("l:"))
+          order =
+              &last_lanes_.emplace_back(std::string(keys[i]), std::vector<std::string>{}).second;
         for (size_t j = 0; j < entries.elements; ++j) {
           auto e = parse_entry(text(entries.element[j], "LRANGE"));
+          if (order) order->push_back(e.key);
+          auto [it, fresh] = at_key.try_emplace(e.key, c.keys.size());
+          if (fresh) {
+            c.keys.emplace_back();
+            c.keys.back().key = e.key;
+          }
+          ClaimedKey& k = c.keys[it->second];
           k.bodies.push_back(std::move(e.body));
           k.commits.push_back(e.commit_lsn);
           k.priorities.push_back(e.priority);
           k.enqueued_ms.push_back(e.enqueued_ms);
         }
-        c.keys.push_back(std::move(k));
       } catch (const std::exception& e) {
         failed = e.what();  // the chunk's other replies are still read
       }
     }
     if (failed) throw DataError("claim: " + *failed);
   }
+  last_fence_ = c.fence;
   return c;
 }
 
 AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items) {
   enqueue_wait();
   std::deque<std::string> owned;  // deque: views into it stay valid
-  std::size_t total = 6;
-  total += 5 * items.size();
+  std::size_t total = 7;
+  total += 6 * items.size();
 
   auto own = [&](std::string v) -> std::string_view {
     owned.push_back(std::move(v));
@@ -473,9 +544,11 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
   args.push_back(own(std::to_string(options_.retry.max_ms)));
   args.push_back(own(std::to_string(options_.retry.max_attempts)));
   args.push_back(own(std::to_string(items.size())));
+  args.push_back(own(std::to_string(options_.lanes)));
   std::uniform_int_distribution<int> jitter(0, 1000000);
   for (const auto& it : items) {
     args.push_back(it.key);
+    args.push_back(own(std::to_string(lane_of_key(it.key, options_.lanes))));
     args.push_back(own(std::to_string(it.jobs_done)));
     args.push_back(it.outcome == Outcome::Retry    ? "retry"
                    : it.outcome == Outcome::Poison ? "poison"
@@ -485,7 +558,40 @@ AckResult JobQueue::settle(std::int64_t fence, const std::vector<AckItem>& items
         it.jitter < 0 ? jitter(rng_) : static_cast<int>(std::min(it.jitter, 1.0) * 1000000.0 + 0.5);
     args.push_back(own(std::to_string(j)));
   }
-  auto r = redis_.eval(ack_script(), {}, args);
+  // The lanes of this fence's claim whose every claimed entry is done and whose keys all go on
+  // (the common case): ack.lua pops their claimed entries as they are. Any other lane (or a
+  // settle without the claim at hand) is checked entry by entry there.
+  std::size_t whole_at = args.size();
+  args.push_back("0");
+  if (fence == last_fence_ && !last_lanes_.empty()) {
+    std::unordered_map<std::string_view, const AckItem*> by_key;
+    for (const auto& it : items) by_key.emplace(it.key, &it);
+    std::size_t whole = 0;
+    for (const auto& [lane, order] : last_lanes_) {
+      std::unordered_map<std::string_view, int> seen;
+      bool ok = true;
+      for (const auto& k : order) ++seen[k];
+      for (const auto& [k, n] : seen) {
+        auto f = by_key.find(k);
+        if (f == by_key.end() || f->second->jobs_done != n ||
+            f->second->outcome != Outcome::GiveBack) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      args.push_back(lane);
+      args.push_back(own(std::to_string(order.size())));
+      ++whole;
+    }
+    args[whole_at] = own(std::to_string(whole));
+  }
+  Reply r;
+  try {
+    r = redis_.eval(ack_script(), {}, args);
+  } catch (const RedisReplyError& e) {
+    rethrow_kind(e);
+  }
   AckResult out;
   const redisReply& rej = array(at(r.get(), 0, "ack"), "ack");
   for (size_t i = 0; i < rej.elements; ++i) out.rejected.emplace_back(text(rej.element[i], "ack"));
@@ -553,8 +659,8 @@ QueueStats JobQueue::stats() {
     for (std::size_t from = 0; from < keys.size(); from += 500) {
       std::size_t to = std::min(keys.size(), from + 500);
       for (std::size_t i = from; i < to; ++i) {
-        redis_.append({"LINDEX", prefix_ + ":k:" + keys[i], "0"});
-        redis_.append({"LLEN", prefix_ + ":k:" + keys[i]});
+        redis_.append({"LINDEX", prefix_ + ":" + keys[i], "0"});
+        redis_.append({"LLEN", prefix_ + ":" + keys[i]});
       }
       // Every reply of the chunk is read before any is checked: the connection stays in step.
       std::vector<Reply> rs;
@@ -570,7 +676,7 @@ QueueStats JobQueue::stats() {
         if (st.oldest_pending_commit && e.commit_lsn == *st.oldest_pending_commit &&
             (!oldest_enqueued || e.enqueued_ms < *oldest_enqueued)) {
           oldest_enqueued = e.enqueued_ms;
-          st.oldest_pending_key = keys[i];
+          st.oldest_pending_key = e.key;
         }
         auto& c = st.by_priority[e.priority];
         ++(c.*state);
@@ -594,7 +700,9 @@ QueueStats JobQueue::stats() {
   classify(scan("ZSCAN", prefix_ + ":ready"), &QueueStats::Class::ready);
   classify(scan("ZSCAN", prefix_ + ":active"), &QueueStats::Class::active);
   classify(scan("ZSCAN", prefix_ + ":delayed"), &QueueStats::Class::delayed);
-  classify(scan("HSCAN", prefix_ + ":dead"), &QueueStats::Class::dead);
+  auto dead = scan("HSCAN", prefix_ + ":dead");
+  for (auto& k : dead) k = "k:" + k;  // dead keys are detached: their unit is "k:<key>"
+  classify(dead, &QueueStats::Class::dead);
 
   if (oldest_enqueued) st.oldest_pending_age_ms = std::max(0LL, redis_time_ms() - *oldest_enqueued);
   return st;
@@ -639,11 +747,18 @@ std::optional<DeadLetter> JobQueue::dead_letter(const std::string& key) {
 
 std::vector<QueueEntry> JobQueue::entries(const std::string& key, long long limit) {
   enqueue_wait();
-  auto r = redis_.command({"LRANGE", prefix_ + ":k:" + key, "0", std::to_string(limit - 1)});
+  // A detached key has its own list; any other key's jobs are in its lane, among other keys'.
+  auto lane = redis_.command({"HGET", prefix_ + ":detached", key});
+  const bool own = text_or_nil(lane.get(), "HGET detached").has_value();
+  const std::string list = own ? prefix_ + ":k:" + key
+                               : prefix_ + ":l:" + std::to_string(lane_of_key(key, options_.lanes));
+  auto r = redis_.command({"LRANGE", list, "0", own ? std::to_string(limit - 1) : "-1"});
   std::vector<QueueEntry> out;
-  const redisReply& list = array(r.get(), "LRANGE");
-  for (size_t i = 0; i < list.elements; ++i)
-    out.push_back(parse_entry(text(list.element[i], "LRANGE")));
+  const redisReply& all = array(r.get(), "LRANGE");
+  for (size_t i = 0; i < all.elements && static_cast<long long>(out.size()) < limit; ++i) {
+    auto e = parse_entry(text(all.element[i], "LRANGE"));
+    if (e.key == key) out.push_back(std::move(e));
+  }
   return out;
 }
 

@@ -1,17 +1,25 @@
-// The job queue in Redis. Key layout (all under one hash tag, so every script touches one
-// Redis Cluster slot); P = "<redis.prefix>:{<slot name>}":
-//   P:k:<ordering key>  LIST   the key's jobs in commit order, each
-//                              "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"
-//   P:ready             ZSET   ordering keys with jobs and no owner, scored by head job
-//   P:active            ZSET   claimed ordering keys, scored by lease deadline (ms)
-//   P:owner             HASH   claimed ordering key -> fence token of its claim
-//   P:lift              HASH   key not in ready (claimed, delayed, dead) -> most urgent score
+// The job queue in Redis, format 3 (lanes). Key layout (all under one hash tag, so every script
+// touches one Redis Cluster slot); P = "<redis.prefix>:{<slot name>}". The unit of storage,
+// readiness and lease is a *unit*: a lane "l:<n>" (ordering keys hash into `lanes` lanes, FNV-1a
+// of the key modulo meta's `lanes`, lane_of_key()) or, while a key is detached, the key itself
+// "k:<ordering key>":
+//   P:l:<n>             LIST   the lane's jobs in arrival order (so each key's in commit order),
+//   P:k:<ordering key>  LIST   a detached key's jobs; each entry "<score>:<enqueued ms>:<commit
+//                              lsn, 16 hex>:<priority>:<key length>:<key><body>"
+//   P:ready             ZSET   units with jobs and no owner, scored by head job (or lifted)
+//   P:active            ZSET   claimed units, scored by lease deadline (ms)
+//   P:owner             HASH   claimed unit -> fence token of its claim
+//   P:lift              HASH   unit not in ready (claimed, delayed, dead) -> most urgent score
 //                              enqueued meanwhile, applied when it goes back to ready
-//   P:delayed           ZSET   keys waiting out a retry backoff, scored by when they may run (ms)
+//   P:detached          HASH   ordering key -> its lane, for keys that failed (retried or dead)
+//                              and have their own list until it empties (then they rejoin)
+//   P:dlanes            HASH   lane -> number of its detached keys (enqueue looks there only)
+//   P:delayed           ZSET   detached keys ("k:<key>") waiting out a retry backoff, scored by
+//                              when they may run (ms)
 //   P:attempts          HASH   key -> failed attempts of its current head job
 //   P:dead              HASH   dead-lettered key -> JSON {attempts, reason, lsn, at_ms}; the key
-//                              is in no other set, its list and its commits' counts stay
-//                              (blocked)
+//                              is detached and in no other set, its list and its commits' counts
+//                              stay (blocked)
 //   P:left              HASH   commit LSN (16 hex) -> list entries of that commit not yet folded
 //                              (enqueue adds, ack and purge take off what they remove)
 //   P:since             HASH   commit LSN (16 hex) -> Redis ms when its first job was enqueued
@@ -24,17 +32,24 @@
 //                              purged; seq - done are queued), stamp (last arrival stamp), fence,
 //                              enqueued_end_lsn, paused (present: claim nothing), format (this
 //                              layout's version, kQueueFormat: set with the epoch; a queue marked
-//                              with another format is refused, see check_format())
-// Per-key order holds because a key has at most one owner and is only trimmed at its head; a
-// key is in exactly one of ready, active, delayed, dead while it has jobs.
+//                              with another format is refused, see check_format()), lanes (the
+//                              lane count, set with the epoch; another one is refused)
+// Per-key order holds because a key's jobs are in exactly one list at a time (its lane's, or its
+// own while detached: enqueue sends them there, and it rejoins only once that list is empty), a
+// unit has at most one owner and only the owner removes or moves entries. A unit is in exactly
+// one of ready, active, delayed, dead while it has jobs (lanes are never delayed or dead: a
+// failing key leaves its lane, so it holds up none of its lane mates).
 // Score = arrival stamp (Redis ms * 256, strictly increasing) + priority * aging_ms * 256: a job
 // of priority p sorts like a priority-0 job that arrived p * aging_ms later (bounded wait). The
 // reader (the single writer) stamps and builds the entries itself, on its estimate of Redis's
 // clock (offset measured once per JobQueue), continuing from meta's `stamp`.
-// Costs (Redis calls): an enqueued batch makes one RPUSH per key (the client's entries as they
-// are) and a few variadic calls per batch; a claim a few variadic calls in claim.lua, then one
-// plain LRANGE per key, pipelined (outside Lua); an ack one LPOP and one LINDEX per key and a
-// few variadic calls.
+// Costs (Redis calls): an enqueued batch makes one RPUSH per lane (the client's entries as they
+// are; ~1,000 lanes take a 2,000-job batch in ~900 calls where one list per key took ~1,900 on
+// the bulk backlog) and a few variadic calls per batch; a claim a few variadic calls in
+// claim.lua, then one plain LRANGE per unit, pipelined (outside Lua); an ack one LPOP and one
+// LINDEX per unit and a few variadic calls (a lane whose claimed entries are all done is popped
+// unchecked; any other is checked entry by entry, and rebuilt if a key failed or was given back
+// out of its order).
 #pragma once
 
 #include <chrono>
@@ -57,11 +72,12 @@ namespace walfold::queue {
 // or a downgrade with jobs still queued) and refuses it with a DataError (exit 65, not
 // restarted by systemd) saying how to drain or empty it: the reader at the start of a session,
 // `walfold queue`, `walfold check-config`, and claim.lua for workers. A queue without the marker
-// was written before it existed (format 1: this layout with J1 bodies): adopted and marked when
+// was written before it existed (format 1: one list per key, J1 bodies): adopted and marked when
 // it holds no job, refused as format '1' when it does. Bump it whenever the layout or the body
 // format changes (and write the upgrade note in README.md).
-// 1: the layout above with J1 bodies (unmarked); 2: the same layout with J2 bodies.
-inline constexpr const char* kQueueFormat = "2";
+// 1: one list per key with J1 bodies (unmarked); 2: the same layout with J2 bodies; 3: lanes
+// (the layout above) with J2 bodies.
+inline constexpr const char* kQueueFormat = "3";
 // The format of a queue without the marker.
 inline constexpr const char* kUnmarkedQueueFormat = "1";
 
@@ -85,6 +101,7 @@ struct QueueEntry {
   int priority = 0;
   long long enqueued_ms = 0;  // Redis clock when it was enqueued
   Lsn commit_lsn = 0;
+  std::string key;  // its ordering key
   std::string body;
 };
 // Parses a list entry; throws DataError on a malformed one.
@@ -139,9 +156,13 @@ struct RetryPolicy {
   int max_attempts = 10;  // poison failures of one head job before it is dead
 };
 
+// The number of lanes a queue hashes its ordering keys into (kept in meta's `lanes`).
+inline constexpr int kDefaultLanes = 1024;
+
 struct QueueOptions {
   long long aging_ms = 1000;  // priorities.aging_ms
   RetryPolicy retry;          // workers.retry
+  int lanes = kDefaultLanes;  // a queue is never read or written with another lane count
 };
 
 struct QueueCounts {
@@ -218,7 +239,9 @@ class JobQueue {
   long long last_seq() const { return last_seq_; }
   Lsn enqueued_end_lsn();
 
-  // Worker side.
+  // Worker side. Claims up to max_keys units (lanes or detached keys, see above) with up to
+  // max_jobs jobs each, and returns their jobs grouped by ordering key (a lane's keys in the order
+  // they first appear in it).
   Claim claim(int max_keys, int max_jobs, std::chrono::milliseconds lease);
   // Settles claimed keys (queue/scripts/ack.lua): removes the done jobs, then gives each key
   // back, delays it (Retry, Poison) or dead-letters it (Poison at the attempt limit).
@@ -261,8 +284,14 @@ class JobQueue {
   bool clock_known_ = false;
   long long stamp_ = 0;
   long long redis_offset_ms_ = 0;
+  // The last claim's lanes, each with the keys of its claimed entries in lane order: its settle
+  // tells ack.lua which lanes are done whole (their claimed entries pop without being checked).
+  std::int64_t last_fence_ = 0;
+  std::vector<std::pair<std::string, std::vector<std::string>>> last_lanes_;
 };
 
+// The lane of an ordering key: FNV-1a of its bytes modulo `lanes`.
+std::uint32_t lane_of_key(std::string_view key, int lanes);
 // "<prefix>:{<slot>}"
 std::string queue_prefix(const std::string& redis_prefix, const std::string& slot);
 // The queue settings of a configuration (priorities.aging_ms, workers.retry).

@@ -27,6 +27,8 @@ if have and have ~= format then
   -- Another layout: its keys are not known here, so everything under the prefix goes.
   for _, k in ipairs(redis.call('KEYS', p .. ':*')) do redis.call('DEL', k) end
 end
+local lanes = redis.call('HGET', meta, 'lanes')
+if lanes and lanes ~= ARGV[7] and known ~= 'reset' then return {false, 4, lanes} end
 local cur = redis.call('HGET', meta, 'epoch')
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local lost = false
@@ -37,16 +39,17 @@ else
 end
 if lost then
   for _, k in ipairs(redis.call('KEYS', p .. ':k:*')) do redis.call('DEL', k) end
+  for _, k in ipairs(redis.call('KEYS', p .. ':l:*')) do redis.call('DEL', k) end
   for _, s in ipairs({'ready', 'active', 'owner', 'pending', 'left', 'since', 'lift', 'delayed', 'attempts',
-                        'dead', 'meta'}) do
+                        'dead', 'detached', 'dlanes', 'lattempts', 'meta'}) do
     redis.call('DEL', p .. ':' .. s)
   end
   cur = nil
 end
 if cur then
-  if not have then redis.call('HSET', meta, 'format', format) end
+  if not have then redis.call('HSET', meta, 'format', format, 'lanes', ARGV[7]) end
   return {cur, 0}
 end
-redis.call('HSET', meta, 'epoch', fresh, 'format', format)
+redis.call('HSET', meta, 'epoch', fresh, 'format', format, 'lanes', ARGV[7])
 if lost then return {fresh, 2} end
 return {fresh, 1}

@@ -295,7 +295,7 @@ TEST(Reconcile, FromLsnReplaysAReplayableLsnAndRefusesATooOldOne) {
   ASSERT_EQ(x, slot_confirmed_text(env)) << env.cmd("checkpoints").output;
   ASSERT_LT(*parse_lsn(too_old), *parse_lsn(x));
   ASSERT_GT(std::stoll(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"})), 0);
-  auto keys = redis_cmd({"KEYS", env.queue_prefix() + ":k:*"});
+  auto keys = redis_cmd({"KEYS", env.queue_prefix() + ":[kl]:*"});  // the queue's lists
   std::istringstream kin(keys);
   std::string key;
   int deleted = 0;

@@ -92,7 +92,10 @@ TEST(EndToEnd, RandomBankActivityLandsExactly) {
   EXPECT_GE(*confirmed, *before);
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":pending"}), "0");
   EXPECT_EQ(redis_cmd({"ZCARD", env.queue_prefix() + ":ready"}), "0");
-  EXPECT_EQ(redis_cmd({"EXISTS", env.queue_prefix() + ":k:a:1"}), "0")
+  EXPECT_EQ(
+      redis_cmd({"EXISTS", env.queue_prefix() + ":l:" +
+                               std::to_string(queue::lane_of_key("a:1", queue::kDefaultLanes))}),
+      "0")
       << "finished jobs must be removed";
 }
 
@@ -130,7 +133,8 @@ TEST(EndToEnd, DuplicateDeliveryChangesNothing) {
   rc.port = servers().redis_port;
   queue::Redis redis(rc);
   std::vector<queue::EnqueueItem> copy;
-  auto keys = redis.command({"KEYS", env.queue_prefix() + ":k:*"});
+  // Every list of the queue: the lanes "l:<n>" and detached keys "k:<key>" (format 3).
+  auto keys = redis.command({"KEYS", env.queue_prefix() + ":[kl]:*"});
   ASSERT_GT(keys->elements, 50u);
   for (size_t i = 0; i < keys->elements; ++i) {
     std::string list(keys->element[i]->str, keys->element[i]->len);

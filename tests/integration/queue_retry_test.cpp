@@ -55,10 +55,28 @@ class QueueIssue4 : public ::testing::Test {
     q_->ensure_epoch("test-epoch");
   }
   std::string cmd(const std::vector<std::string>& argv) { return test::redis_cmd(argv); }
-  // Ends a key's backoff now (instead of waiting for it): white-box, the delayed set's score.
-  void end_backoff(const std::string& key) { cmd({"ZADD", prefix_ + ":delayed", "0", key}); }
+  // Ends a key's backoff now (instead of waiting for it): white-box, the delayed set's score of
+  // its unit (its lane after a claim that failed as a whole, else the key, detached).
+  void end_backoff(const std::string& key) {
+    cmd({"ZADD", prefix_ + ":delayed", "XX", "0", unit(key)});
+  }
+  // Format 3 (white-box): a key's unit is its lane "l:<n>", or "k:<key>" while it is detached.
+  std::string unit(const std::string& key) {
+    if (cmd({"HEXISTS", prefix_ + ":detached", key}) == "1") return "k:" + key;
+    return "l:" + std::to_string(lane_of_key(key, kDefaultLanes));
+  }
   bool in(const std::string& set, const std::string& key) {
-    return cmd({"ZSCORE", prefix_ + ":" + set, key}) != "(nil)";
+    return cmd({"ZSCORE", prefix_ + ":" + set, unit(key)}) != "(nil)";
+  }
+  // n distinct keys "<stem><i>" that all hash into one lane.
+  static std::vector<std::string> lane_mates(const std::string& stem, std::size_t n) {
+    std::map<std::uint32_t, std::vector<std::string>> by_lane;
+    for (int i = 0;; ++i) {
+      auto k = stem + std::to_string(i);
+      auto& v = by_lane[lane_of_key(k, kDefaultLanes)];
+      v.push_back(k);
+      if (v.size() == n) return v;
+    }
   }
   // A configuration file for `walfold queue` pointing at this queue.
   std::string write_config() {
@@ -305,6 +323,112 @@ TEST_F(QueueIssue4, APoisonJobGoesDeadBlocksOnlyItsKeyAndHoldsTheCheckpoint) {
   r = q_->settle(c.fence, {{"a:1", 0, Outcome::Poison, "still"}});
   ASSERT_EQ(r.delayed.size(), 1u);
   EXPECT_EQ(r.delayed[0].attempts, 1);
+}
+
+// Format 3: keys share lanes, but retries and dead letters stay per key. Two keys of one lane,
+// one of them poison: the poison key leaves the lane (detached, with its later jobs), the other
+// keeps flowing, jobs enqueued for the dead key afterwards wait behind it, and the checkpoint
+// holds at the dead job.
+TEST_F(QueueIssue4, TwoKeysInOneLaneWhereOneIsPoisonTheOtherKeepsFlowing) {
+  QueueOptions o;
+  o.retry = {1000, 1000, 1};  // dead at the first poison failure
+  make_queue(o);
+  const auto keys = lane_mates("acct", 2);
+  const std::string& bad = keys[0];
+  const std::string& good = keys[1];
+  q_->enqueue({item(bad, 5, 0x10, "bad1"), item(good, 5, 0x11, "good1"), item(bad, 5, 0x12, "bad2"),
+               item(good, 5, 0x13, "good2")},
+              0);
+  Claim c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{bad, good})) << "one lane, two keys";
+  auto r = q_->settle(c.fence, {{bad, 0, Outcome::Poison, "NaN amount"}, {good, 2}});
+  ASSERT_EQ(r.dead.size(), 1u);
+  EXPECT_EQ(r.dead[0].key, bad);
+  EXPECT_EQ(unit(bad), "k:" + bad) << "the dead key left its lane";
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x10});
+  // The good key goes on, in the same lane; the dead key's newer jobs wait behind it.
+  q_->enqueue({item(bad, 0, 0x20, "bad3"), item(good, 5, 0x21, "good3")}, 0);
+  c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{good}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"good3"}));
+  ASSERT_TRUE(q_->settle(c.fence, {{good, 1}}).rejected.empty());
+  EXPECT_TRUE(q_->claim(10, 10, kLease).keys.empty()) << "the dead key was claimable";
+  std::vector<std::string> waiting;
+  for (const auto& e : q_->entries(bad, 10)) waiting.push_back(e.body);
+  EXPECT_EQ(waiting, (std::vector<std::string>{"bad1", "bad2", "bad3"}));
+  EXPECT_EQ(q_->dead_letters().at(0).jobs, 3);
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x10}) << "the checkpoint passed the dead job";
+  EXPECT_EQ(q_->counts().pending_jobs, 3);
+}
+
+// A detached key (here: a transient failure) has its own list until it empties; jobs enqueued
+// meanwhile go there, after its earlier ones; once folded it rejoins its lane, and its next jobs
+// are claimed from the lane, in order.
+TEST_F(QueueIssue4, ADetachedKeyRejoinsItsLaneInOrder) {
+  const auto keys = lane_mates("acct", 2);
+  const std::string& a = keys[0];
+  const std::string& b = keys[1];
+  q_->enqueue({item(a, 5, 0x10, "a1"), item(b, 5, 0x11, "b1"), item(a, 5, 0x12, "a2")}, 0);
+  Claim c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{a, b}));
+  auto r = q_->settle(c.fence, {{a, 1, Outcome::Retry, "MongoDB unavailable"}, {b, 1}});
+  ASSERT_EQ(r.delayed.size(), 1u);
+  EXPECT_EQ(unit(a), "k:" + a);
+  q_->enqueue({item(a, 5, 0x20, "a3"), item(b, 5, 0x21, "b2")}, 0);
+  end_backoff(a);
+  std::vector<std::string> folded;
+  c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(c.keys.size(), 2u);
+  std::vector<AckItem> acks;
+  for (const auto& k : c.keys) {
+    if (k.key == a) folded.insert(folded.end(), k.bodies.begin(), k.bodies.end());
+    if (k.key == b) {
+      EXPECT_EQ(k.bodies, (std::vector<std::string>{"b2"}));
+    }
+    acks.push_back({k.key, static_cast<int>(k.bodies.size())});
+  }
+  EXPECT_EQ(folded, (std::vector<std::string>{"a2", "a3"}));
+  ASSERT_TRUE(q_->settle(c.fence, acks).rejected.empty());
+  EXPECT_EQ(unit(a), "l:" + std::to_string(lane_of_key(a, kDefaultLanes))) << "not rejoined";
+  EXPECT_EQ(cmd({"EXISTS", prefix_ + ":detached", prefix_ + ":dlanes", prefix_ + ":k:" + a}), "0");
+  q_->enqueue({item(b, 5, 0x30, "b3"), item(a, 5, 0x31, "a4"), item(a, 5, 0x32, "a5")}, 0);
+  c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{b, a})) << "both from the lane";
+  EXPECT_EQ(c.keys[1].bodies, (std::vector<std::string>{"a4", "a5"}));
+  ASSERT_TRUE(q_->settle(c.fence, {{a, 2}, {b, 1}}).rejected.empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+  EXPECT_EQ(q_->counts().pending_jobs, 0);
+}
+
+// The failing key is the lane's head, its lane mates' jobs after it were folded: those are
+// acknowledged (their commits leave `pending`), only the failing key waits, and its retry gets
+// its own jobs alone.
+TEST_F(QueueIssue4, RetryOfAKeyWhoseLaneMatesWereAcked) {
+  const auto keys = lane_mates("acct", 3);
+  q_->enqueue(
+      {item(keys[0], 5, 0x10, "x1"), item(keys[1], 5, 0x11, "y1"), item(keys[2], 5, 0x12, "z1"),
+       item(keys[0], 5, 0x13, "x2"), item(keys[1], 5, 0x14, "y2")},
+      0x20);
+  Claim c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(c.keys.size(), 3u);
+  auto r = q_->settle(c.fence,
+                      {{keys[0], 0, Outcome::Retry, "write conflict"}, {keys[1], 2}, {keys[2], 1}});
+  ASSERT_EQ(r.delayed.size(), 1u);
+  EXPECT_EQ(r.delayed[0].key, keys[0]);
+  EXPECT_EQ(r.delayed[0].attempts, 1);
+  for (Lsn l : {0x11, 0x12, 0x14})
+    EXPECT_EQ(cmd({"ZSCORE", prefix_ + ":pending", lsn_key(l)}), "(nil)") << l;
+  EXPECT_EQ(q_->oldest_pending_commit(), Lsn{0x10});
+  EXPECT_EQ(q_->counts().pending_jobs, 2);
+  EXPECT_EQ(cmd({"LLEN", prefix_ + ":" + unit(keys[1])}), "0") << "the lane kept folded jobs";
+  EXPECT_TRUE(q_->claim(10, 10, kLease).keys.empty());
+  end_backoff(keys[0]);
+  c = q_->claim(10, 10, kLease);
+  ASSERT_EQ(keys_of(c), (std::vector<std::string>{keys[0]}));
+  EXPECT_EQ(c.keys[0].bodies, (std::vector<std::string>{"x1", "x2"}));
+  ASSERT_TRUE(q_->settle(c.fence, {{keys[0], 2}}).rejected.empty());
+  EXPECT_EQ(q_->oldest_pending_commit(), std::nullopt);
+  EXPECT_EQ(cmd({"HLEN", prefix_ + ":attempts"}), "0");
 }
 
 TEST_F(QueueIssue4, AStaleWorkerCannotDeadLetterOrDelayAKey) {

@@ -141,19 +141,24 @@ TEST(Job, RoundTripExtremes) {
 }
 
 TEST(QueueEntry, ParsesTheListEntryFormat) {
-  // "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<body>"; the body may hold anything.
-  auto e = parse_entry("450000000000123:1764000000000:00000016b374d848:7:b:o\0dy"s);
+  // Format 3: "<score>:<enqueued ms>:<commit lsn, 16 hex>:<priority>:<key length>:<key><body>";
+  // the key and the body may hold anything.
+  auto e = parse_entry("450000000000123:1764000000000:00000016b374d848:7:3:a:1b:o\0dy"s);
   EXPECT_EQ(e.score, 450000000000123.0);
   EXPECT_EQ(e.enqueued_ms, 1764000000000LL);
   EXPECT_EQ(e.commit_lsn, Lsn{0x16B374D848ULL});
   EXPECT_EQ(e.priority, 7);
+  EXPECT_EQ(e.key, "a:1");
   EXPECT_EQ(e.body, "b:o\0dy"s);
-  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:").commit_lsn,
+  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:0:").commit_lsn,
             std::numeric_limits<std::uint64_t>::max());
-  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:").body, "");
-  // The format before issue #12 ("<score>:<priority>:<ms>:<member length>:<member><body>") and
-  // damaged entries are refused, not misread.
-  for (std::string bad : {"450000000000123:7:1764000000000:21:00000016b374d848:a:42J1", "",
+  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:0:").body, "");
+  EXPECT_EQ(parse_entry("1:2:ffffffffffffffff:0:2:k:").key, "k:");
+  // The format before issue #12 ("<score>:<priority>:<ms>:<member length>:<member><body>"),
+  // format 2's (no key), a key longer than the entry, and damaged entries are refused, not
+  // misread.
+  for (std::string bad : {"450000000000123:7:1764000000000:21:00000016b374d848:a:42J1",
+                          "1:2:00000016b374d848:7:J2body", "1:2:00000016b374d848:7:9:a:1", "",
                           "1:2:", "1:2:00000016b374d848", "1:2:00000016b374d84:7:x",
                           "1:2:00000016b374d8zz:7:x", "1:2:00000016b374d848:x:y", "x:2:3"})
     EXPECT_THROW(parse_entry(bad), DataError) << bad;
