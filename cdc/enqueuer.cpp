@@ -4,7 +4,7 @@
 
 namespace walfold::cdc {
 
-Enqueuer::Enqueuer(queue::JobQueue& queue) : queue_(queue) {
+Enqueuer::Enqueuer(queue::EnqueueSink& queue) : queue_(queue) {
   thread_ = std::thread([this] { run(); });
 }
 

@@ -1,11 +1,12 @@
 // The reader's Redis side, on a thread of its own: batches of jobs handed over by the reader's
-// loop are sent to Redis (JobQueue::enqueue_send, pipelined: the next batch waits on Redis's
-// socket while Redis runs the current one) and their replies read, while the loop goes on reading
-// and decoding WAL. The loop never blocks on Redis unless it chooses to (wait_one(), wait_all()).
+// loop are sent to Redis (queue::EnqueueSink::enqueue_send, pipelined: the next batch waits on
+// Redis's socket while Redis runs the current one) and their replies read, while the loop goes on
+// reading and decoding WAL. The loop never blocks on Redis unless it chooses to (wait_one(),
+// wait_all()).
 //
-// Ownership of the JobQueue: while batches are outstanding (handed over, reply not yet taken by
+// Ownership of the queue: while batches are outstanding (handed over, reply not yet taken by
 // take_acks()), only the thread uses it; when outstanding() is 0 the thread is idle and the
-// caller may use the JobQueue itself (the pending-set read of a status, the epoch) until it
+// caller may use the queue itself (the pending-set read of a status, the epoch) until it
 // hands over the next batch. Replies come back in the order the batches were handed over.
 //
 // Errors: a batch that fails (Redis unavailable, an error reply) stops the thread: nothing handed
@@ -24,19 +25,19 @@
 
 #include "common/lsn.h"
 #include "common/wakeup.h"
-#include "queue/job_queue.h"
+#include "queue/enqueue.h"
 
 namespace walfold::cdc {
 
 class Enqueuer {
  public:
-  explicit Enqueuer(queue::JobQueue& queue);
+  explicit Enqueuer(queue::EnqueueSink& queue);
   ~Enqueuer();  // stops the thread; replies not yet read are abandoned with the connection
   Enqueuer(const Enqueuer&) = delete;
   Enqueuer& operator=(const Enqueuer&) = delete;
 
   // Hands one batch over (never blocks on Redis). `completes_end_lsn`: as for
-  // JobQueue::enqueue_send (the end of the last commit the batch completes, or 0).
+  // EnqueueSink::enqueue_send (the end of the last commit the batch completes, or 0).
   void send(std::vector<queue::EnqueueItem> batch, Lsn completes_end_lsn);
   // Batches handed over whose acknowledgement the caller has not taken yet.
   std::size_t outstanding() const { return handed_ - taken_; }
@@ -60,7 +61,7 @@ class Enqueuer {
 
  private:
   void run();
-  queue::JobQueue& queue_;
+  queue::EnqueueSink& queue_;
   mutable std::mutex m_;
   std::condition_variable work_cv_, done_cv_;
   struct Batch {

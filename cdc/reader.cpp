@@ -25,7 +25,7 @@ class Reader::Session {
  public:
   Session(const Config& cfg, const projections::Projection& projection, Progress& progress,
           const ReaderOptions& opts, std::atomic<bool>& reached_stop, ReplicationStream& stream,
-          queue::JobQueue& queue, ReaderHost& host, const SessionStart& start)
+          queue::EnqueueSink& queue, ReaderHost& host, const SessionStart& start)
       : cfg_(cfg),
         progress_(progress),
         opts_(opts),
@@ -247,7 +247,7 @@ class Reader::Session {
   void wait_ack() {
     for (auto n = enqueuer_.wait_one(); n > 0; --n) ledger_.redis_acknowledged();
   }
-  // Waits for every outstanding batch; the JobQueue is then this thread's again.
+  // Waits for every outstanding batch; the queue is then this thread's again.
   void sync_enqueued() {
     for (auto n = enqueuer_.wait_all(); n > 0; --n) ledger_.redis_acknowledged();
   }
@@ -348,7 +348,7 @@ class Reader::Session {
 
 Reader::Reader(const Config& cfg, const projections::Projection& projection, Progress& progress,
                const ReaderOptions& opts, std::atomic<bool>& reached_stop,
-               ReplicationStream& stream, queue::JobQueue& queue, ReaderHost& host,
+               ReplicationStream& stream, queue::EnqueueSink& queue, ReaderHost& host,
                const SessionStart& start)
     : session_(std::make_unique<Session>(cfg, projection, progress, opts, reached_stop, stream,
                                          queue, host, start)) {}

@@ -53,7 +53,7 @@
 #include "common/wakeup.h"
 #include "config/config.h"
 #include "projections/projection.h"
-#include "queue/job_queue.h"
+#include "queue/enqueue.h"
 
 namespace walfold::cdc {
 
@@ -111,7 +111,7 @@ class Reader {
   // `projection` says what each row change is keyed by (the assembler's routes).
   Reader(const Config& cfg, const projections::Projection& projection, Progress& progress,
          const ReaderOptions& opts, std::atomic<bool>& reached_stop, ReplicationStream& stream,
-         queue::JobQueue& queue, ReaderHost& host, const SessionStart& start);
+         queue::EnqueueSink& queue, ReaderHost& host, const SessionStart& start);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;

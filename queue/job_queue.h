@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "common/lsn.h"
+#include "queue/enqueue.h"
 #include "queue/redis.h"
 #include "queue/settings.h"  // warn_about_redis_settings(), for `walfold run` at start
 
@@ -86,13 +87,6 @@ enum class EpochState {
   Adopted,     // the queue this process (or its predecessor) wrote: go on
   FirstStart,  // no queue state: stream from the slot's confirmed position
   Lost,        // Redis lost walfold's data: the queue was emptied, replay after the checkpoint
-};
-
-struct EnqueueItem {
-  std::string key;
-  int priority;
-  Lsn commit_lsn;    // the commit the job belongs to (Job::commit_lsn)
-  std::string body;  // encode_job()
 };
 
 // One job as stored in a key's list.
@@ -193,7 +187,7 @@ struct QueueStats {
   std::optional<std::string> oldest_pending_key;  // a key holding one of its jobs
 };
 
-class JobQueue {
+class JobQueue : public EnqueueSink {
  public:
   JobQueue(Redis& redis, std::string prefix, QueueOptions options = {});
   const std::string& prefix() const { return prefix_; }
@@ -208,8 +202,8 @@ class JobQueue {
   // enqueue_wait_one() collects the oldest batch's reply, enqueue_wait() all of them; every
   // other call waits for all first. On an error the replies of the later batches are read too
   // (the connection stays usable) and the first error is thrown.
-  void enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn);
-  void enqueue_wait_one();
+  void enqueue_send(const std::vector<EnqueueItem>& items, Lsn completes_end_lsn) override;
+  void enqueue_wait_one() override;
   void enqueue_wait();
   std::size_t enqueue_in_flight() const { return in_flight_; }
   std::optional<Lsn> oldest_pending_commit();
