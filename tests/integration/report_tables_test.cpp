@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/config.h"
+#include "projections/bank/bank.h"
 #include "reconcile/verify.h"
 #include "tests/integration/bank_env.h"
 #include "tools/report.h"
@@ -67,7 +68,10 @@ TEST(Reconcile, VerifyAndReportReadTheConfiguredTablesNotTheDefaultNames) {
 
   const Config cfg = load_config(env.config_path);
   std::ostringstream pg, mongo;
-  EXPECT_EQ(tools::write_report(tools::report_options(cfg, tools::ReportSource::Postgres), pg), 3);
+  const auto& bank = projections::bank::projection();
+  EXPECT_EQ(
+      tools::write_report(tools::report_options(cfg, tools::ReportSource::Postgres), bank, pg),
+      (projections::Counts{{"account", 3}, {"user", 2}}));
   EXPECT_TRUE(contains(pg.str(), "account 1 user 1 currency USD balance 7.5\n")) << pg.str();
   EXPECT_TRUE(contains(pg.str(),
                        "user 2 name \"Bob\" email \"bob@example.test\" accounts 2,3 "
@@ -75,13 +79,13 @@ TEST(Reconcile, VerifyAndReportReadTheConfiguredTablesNotTheDefaultNames) {
       << pg.str();
   EXPECT_FALSE(contains(pg.str(), "Decoy")) << pg.str();
   EXPECT_FALSE(contains(pg.str(), "999")) << pg.str();
-  tools::write_report(tools::report_options(cfg, tools::ReportSource::Mongo), mongo);
+  tools::write_report(tools::report_options(cfg, tools::ReportSource::Mongo), bank, mongo);
   EXPECT_EQ(pg.str(), mongo.str());
 
   std::ostringstream drift;
-  auto r = reconcile::verify(reconcile::verify_options(cfg), drift);
-  EXPECT_EQ(r.accounts, 3u);
-  EXPECT_EQ(r.users, 2u);
+  auto r =
+      reconcile::verify(tools::report_options(cfg, tools::ReportSource::Postgres), bank, drift);
+  EXPECT_EQ(r.compared, (projections::Counts{{"account", 3}, {"user", 2}}));
   EXPECT_EQ(r.drifted, 0u) << drift.str();
   EXPECT_EQ(drift.str(), "");
 

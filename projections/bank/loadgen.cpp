@@ -1,4 +1,4 @@
-#include "tools/loadgen.h"
+#include "projections/bank/loadgen.h"
 
 #include <unistd.h>
 
@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/pg.h"
 
-namespace walfold::tools {
+namespace walfold::projections::bank {
 
 namespace {
 
@@ -615,4 +615,4 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   return stats;
 }
 
-}  // namespace walfold::tools
+}  // namespace walfold::projections::bank
