@@ -1,9 +1,9 @@
 // `walfold loadgen`: bank activity (users, accounts, transactions) written to PostgreSQL
-// (tools/loadgen.h), to the configured database or to --dsn.
+// (projections/bank/loadgen.h), to the configured database or to --dsn.
 #include <spdlog/spdlog.h>
 
 #include "daemon/command.h"
-#include "tools/loadgen.h"
+#include "projections/bank/loadgen.h"
 
 namespace walfold::daemon {
 namespace {
@@ -45,7 +45,7 @@ class LoadgenCommand : public Command {
       lg_.pg_dsn = postgres_conninfo(ctx.load_config().postgres);
     }
     lg_.progress = !no_progress_;
-    auto st = tools::run_loadgen(lg_);
+    auto st = projections::bank::run_loadgen(lg_);
     spdlog::info(
         "loadgen: {} users, {} accounts, {} deposits, {} withdrawals, {} transfers, {} updates, "
         "{} deletes in {:.1f} s",
@@ -55,7 +55,7 @@ class LoadgenCommand : public Command {
   }
 
  private:
-  tools::LoadgenOptions lg_;
+  projections::bank::LoadgenOptions lg_;
   std::string dsn_, password_file_;
   bool no_progress_ = false;
 };

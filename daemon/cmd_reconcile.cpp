@@ -10,9 +10,11 @@
 #include "daemon/command.h"
 #include "daemon/run.h"
 #include "pipeline/rebuild.h"
+#include "projections/bank/bank.h"
 #include "projections/mongo.h"
 #include "queue/job_queue.h"
 #include "reconcile/rebuild.h"
+#include "reconcile/snapshot.h"
 #include "reconcile/verify.h"
 
 namespace walfold::daemon {
@@ -42,7 +44,8 @@ int reconcile_full(const Config& cfg) {
   if (slot.exists) cdc::drop_slot(dsn, cfg.postgres);
   reset_queue(cfg);
   checkpoint::Store store(cfg, pool);
-  auto cp = pipeline::initial_load(cfg, pool, store, "reconcile --full");
+  auto cp =
+      pipeline::initial_load(cfg, projections::bank::projection(), pool, store, "reconcile --full");
   std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp) << "; slot '"
             << cfg.postgres.slot << "' streams from there (start walfold)\n";
   return kExitOk;
@@ -124,22 +127,23 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
 
 int reconcile_repair(const Config& cfg, int wait_seconds) {
   projections::MongoPool pool(cfg.mongodb);
-  auto r = reconcile::repair(cfg, pool, std::cout, std::chrono::seconds(wait_seconds));
+  auto r = reconcile::repair(cfg, projections::bank::projection(), pool, std::cout,
+                             std::chrono::seconds(wait_seconds));
   std::cout.flush();
   spdlog::info(
-      "reconcile --repair: {} accounts, {} users and {} transactions compared at {}, {} "
-      "rewritten, {} skipped (changed while rewriting: run again), {} unchecked (changed "
-      "after the snapshot)",
-      r.accounts, r.users, r.transactions, format_lsn(r.snapshot_lsn), r.rewritten, r.skipped,
+      "reconcile --repair: {} compared at {}, {} rewritten, {} skipped (changed while "
+      "rewriting: run again), {} unchecked (changed after the snapshot)",
+      reconcile::describe(r.compared), format_lsn(r.snapshot_lsn), r.rewritten, r.skipped,
       r.unchecked);
   return r.skipped == 0 ? kExitOk : kExitAttention;
 }
 
 int reconcile_verify(const Config& cfg) {
-  auto r = reconcile::verify(reconcile::verify_options(cfg), std::cout);
+  auto r = reconcile::verify(tools::report_options(cfg, tools::ReportSource::Postgres),
+                             projections::bank::projection(), std::cout);
   std::cout.flush();
-  spdlog::info("reconcile --verify: {} accounts and {} users compared, {} drifted", r.accounts,
-               r.users, r.drifted);
+  spdlog::info("reconcile --verify: {} compared, {} drifted", reconcile::describe(r.compared),
+               r.drifted);
   return r.drifted == 0 ? kExitOk : kExitAttention;
 }
 

@@ -1,10 +1,13 @@
 // `walfold report --from postgres|mongo`: balances and last transactions from either side, in
-// one format (tools/report.h), so the two can be compared with diff.
+// one format (the projection's canonical form, tools/report.h), so the two can be compared with
+// diff.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 #include "daemon/command.h"
+#include "projections/bank/bank.h"
+#include "reconcile/snapshot.h"
 #include "tools/report.h"
 
 namespace walfold::daemon {
@@ -24,9 +27,8 @@ class ReportCommand : public Command {
     tools::ReportOptions o = tools::report_options(
         cfg, from_ == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo);
     std::ios::sync_with_stdio(false);
-    long n = tools::write_report(o, std::cout);
-    std::cout.flush();
-    spdlog::debug("report: {} accounts", n);
+    auto n = tools::write_report(o, projections::bank::projection(), std::cout);
+    spdlog::debug("report: {}", reconcile::describe(n));
     return kExitOk;
   }
 

@@ -40,7 +40,8 @@ class SetupCommand : public Command {
       throw checkpoint::missing_slot_error(cfg.postgres.slot, mongo, local, store.state_file(),
                                            server.identify_system().system_id);
     }
-    pipeline::initial_load(cfg, pool, store, "initial snapshot (setup)");
+    pipeline::initial_load(cfg, projections::bank::projection(), pool, store,
+                           "initial snapshot (setup)");
     return kExitOk;
   }
 

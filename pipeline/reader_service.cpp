@@ -90,8 +90,8 @@ class ReaderService::Session : public cdc::ReaderHost {
     // A TRUNCATE: the stream is finished; its connection goes before the rebuild's snapshot.
     stream_.reset();
     owner_.rebuilt_lsn_ =
-        rebuild_after_truncate(cfg_, owner_.pool_, owner_.store_, owner_.progress_, end.confirmed,
-                               end.commit_lsn, end.tables);
+        rebuild_after_truncate(cfg_, owner_.projection_, owner_.pool_, owner_.store_,
+                               owner_.progress_, end.confirmed, end.commit_lsn, end.tables);
     return Next::NextSession;
   }
 
@@ -193,7 +193,7 @@ class ReaderService::Session : public cdc::ReaderHost {
           cfg_.postgres.slot, checkpoint::format_time_ms(saved->saved_at_ms));
       if (slot.exists) cdc::drop_slot(dsn, cfg_.postgres);
       Rebuilding busy(owner_.progress_);
-      initial_load(cfg_, owner_.pool_, store, "initial snapshot (retried)",
+      initial_load(cfg_, owner_.projection_, owner_.pool_, store, "initial snapshot (retried)",
                    &owner_.progress_.snapshot_documents);
       return cdc::check_slot(dsn, cfg_.postgres);
     }
@@ -205,7 +205,7 @@ class ReaderService::Session : public cdc::ReaderHost {
       }
       spdlog::info("reader: first start: slot '{}' does not exist yet", cfg_.postgres.slot);
       Rebuilding busy(owner_.progress_);
-      initial_load(cfg_, owner_.pool_, store, "initial snapshot",
+      initial_load(cfg_, owner_.projection_, owner_.pool_, store, "initial snapshot",
                    &owner_.progress_.snapshot_documents);
       return cdc::check_slot(dsn, cfg_.postgres);
     }

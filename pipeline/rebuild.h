@@ -20,15 +20,17 @@
 #include "common/progress.h"
 #include "config/config.h"
 #include "mongo/pool.h"
+#include "projections/projection.h"
 
 namespace walfold::pipeline {
 
 // Creates the slot (it must not exist) with an exported snapshot, records its identity as
-// "loading", loads the read model in the snapshot, and saves the checkpoint at the consistent
-// point. Returns the consistent point. `event` names the reason in the checkpoint history.
-// `written`, when given, counts the documents as MongoDB acknowledges them.
-Lsn initial_load(const Config& cfg, mongo::MongoPool& pool, checkpoint::Store& store,
-                 const std::string& event, std::atomic<std::uint64_t>* written = nullptr);
+// "loading", loads `projection`'s read model in the snapshot (its SnapshotLoad), and saves the
+// checkpoint at the consistent point. Returns the consistent point. `event` names the reason in the
+// checkpoint history. `written`, when given, counts the documents as MongoDB acknowledges them.
+Lsn initial_load(const Config& cfg, const projections::Projection& projection,
+                 mongo::MongoPool& pool, checkpoint::Store& store, const std::string& event,
+                 std::atomic<std::uint64_t>* written = nullptr);
 
 // After a TRUNCATE of `tables` in the commit at `commit_lsn` (the reader's session ended with
 // the stream closed, checkpoint at `confirmed`): reloads the read model inside a temporary
@@ -36,9 +38,9 @@ Lsn initial_load(const Config& cfg, mongo::MongoPool& pool, checkpoint::Store& s
 // the snapshot's consistent point as the rebuilt LSN (commits below it are in the read model, so
 // the TRUNCATE, streamed again, is skipped). Progress::rebuilding is set meanwhile. Returns the
 // consistent point.
-Lsn rebuild_after_truncate(const Config& cfg, mongo::MongoPool& pool, checkpoint::Store& store,
-                           Progress& progress, Lsn confirmed, Lsn commit_lsn,
-                           const std::vector<std::string>& tables);
+Lsn rebuild_after_truncate(const Config& cfg, const projections::Projection& projection,
+                           mongo::MongoPool& pool, checkpoint::Store& store, Progress& progress,
+                           Lsn confirmed, Lsn commit_lsn, const std::vector<std::string>& tables);
 
 // Progress::rebuilding while a load runs, on every exit path.
 class Rebuilding {

@@ -1,425 +1,88 @@
 #include "reconcile/rebuild.h"
 
-#include <spdlog/spdlog.h>
-
-#include <algorithm>
-#include <initializer_list>
-#include <optional>
 #include <ostream>
-#include <sstream>
 #include <thread>
-#include <vector>
 
 #include "common/error.h"
-#include "projections/bank/sink.h"
 #include "reconcile/snapshot.h"
 
 namespace walfold::reconcile {
 namespace {
 
-using projections::Bson;
-using projections::make_bson;
-
-std::string canon(const bson_iter_t& it) {
-  if (!BSON_ITER_HOLDS_DECIMAL128(&it)) return "?";
-  bson_decimal128_t d;
-  bson_iter_decimal128(&it, &d);
-  char buf[BSON_DECIMAL128_STRING];
-  bson_decimal128_to_string(&d, buf);
-  return Decimal::canonicalize(buf).value_or("?");
-}
-
-// The fields a report shows, in one canonical line, from either side.
-std::string account_key(const AccountTruth& a) {
-  std::ostringstream o;
-  o << "user " << a.user_id << " currency " << a.currency << " balance " << a.balance.canonical();
-  for (const auto& t : a.last)
-    o << " | " << t.id << " " << t.kind << " " << t.amount.canonical() << " " << t.created_at_us;
-  return o.str();
-}
-
-std::string user_key(const UserTruth& u) {
-  std::ostringstream o;
-  auto accts = u.accounts;
-  std::sort(accts.begin(), accts.end());
-  o << "name " << u.full_name << " email " << u.email << " accounts";
-  for (auto a : accts) o << " " << a;
-  o << " totals";
-  for (const auto& [cur, v] : u.balances) o << " " << cur << "=" << v.canonical();
-  return o.str();
-}
-
-// The fields of the read model's copy of a transaction row (what a window recompute reads).
-std::string transaction_key(const TxTruth& t) {
-  std::ostringstream o;
-  o << "account " << t.account_id << " " << t.kind << " " << t.amount.canonical() << " at "
-    << t.created_at_us << " transfer " << t.transfer_id.value_or("null");
-  return o.str();
-}
-
-// What repair needs of a MongoDB document: its canonical line and the guards to compare-and-set.
-struct MongoDoc {
-  std::int64_t id = 0;
-  bool deleted = false;
-  std::string key;
-  Bson cas;              // filter matching the document only while its guards are unchanged
-  Lsn newest_guard = 0;  // highest LSN among its guards
-};
-
-// The LSN guards of a document, read as they are and turned into a compare-and-set filter that
-// matches the document only while every guard still has that value (or is still absent). A
-// guard is an LSN or a document of LSNs (acct_lsn, left).
-class Guards {
+// Counts and prints what the projection's repair did.
+class PrintLog : public projections::RepairLog {
  public:
-  Guards(std::initializer_list<const char*> names) : names_(names), read_(names_.size()) {}
-  // True when `key` is one of the guards (and `it` is kept).
-  bool take(std::string_view key, const bson_iter_t& it) {
-    for (std::size_t i = 0; i < names_.size(); ++i) {
-      if (key != names_[i]) continue;
-      read_[i] = it;
-      if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        bson_iter_t sub;
-        bson_iter_recurse(&it, &sub);
-        while (bson_iter_next(&sub)) newest_ = std::max<Lsn>(newest_, projections::get_int64(sub));
-      } else {
-        newest_ = std::max<Lsn>(newest_, projections::get_int64(it));
-      }
-      return true;
-    }
-    return false;
+  PrintLog(std::ostream& out, RepairResult& r) : out_(out), r_(r) {}
+  void compared(std::string_view section) override {
+    if (r_.compared.empty() || r_.compared.back().first != section)
+      r_.compared.emplace_back(section, 0);
+    ++r_.compared.back().second;
   }
-  void finish(MongoDoc& m) const {
-    m.newest_guard = newest_;
-    m.cas = make_bson();
-    BSON_APPEND_INT64(m.cas.get(), "_id", m.id);
-    for (std::size_t i = 0; i < names_.size(); ++i) {
-      if (read_[i]) {
-        bson_append_iter(m.cas.get(), names_[i], -1, &*read_[i]);
-      } else {
-        bson_t e;
-        bson_append_document_begin(m.cas.get(), names_[i], -1, &e);
-        BSON_APPEND_BOOL(&e, "$exists", false);
-        bson_append_document_end(m.cas.get(), &e);
-      }
-    }
+  void repaired(std::string_view section, std::string_view id, bool in_postgres,
+                std::string_view was, std::string_view now) override {
+    ++r_.rewritten;
+    out_ << "repaired: " << section << " " << id << " ("
+         << (in_postgres ? "" : "not in PostgreSQL; ") << "was: " << was << "; now: " << now
+         << ")\n";
   }
+  void skipped(std::string_view section, std::string_view id) override {
+    ++r_.skipped;
+    out_ << "skipped: " << section << " " << id
+         << " (changed while repairing; run --repair again)\n";
+  }
+  void unchecked(std::string_view, std::string_view) override { ++r_.unchecked; }
 
  private:
-  std::vector<const char*> names_;
-  std::vector<std::optional<bson_iter_t>> read_;
-  Lsn newest_ = 0;
+  std::ostream& out_;
+  RepairResult& r_;
 };
 
-// What every document has: its id, its tombstone flag and its guards. True when `key` was one.
-bool read_common(MongoDoc& m, Guards& guards, std::string_view key, const bson_iter_t& it) {
-  if (key == "_id")
-    m.id = projections::get_int64(it);
-  else if (key == "deleted")
-    m.deleted = bson_iter_as_bool(&it);
-  else
-    return guards.take(key, it);
-  return true;
-}
-
-MongoDoc parse_account(const bson_t* doc) {
-  MongoDoc m;
-  Guards guards{"applied_lsn", "window_lsn"};
-  std::int64_t user = 0;
-  std::string currency, balance = "0";
-  std::vector<std::string> last;
-  bson_iter_t it;
-  bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "user_id")
-      user = projections::get_int64(it);
-    else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
-      currency = bson_iter_utf8(&it, nullptr);
-    else if (k == "balance")
-      balance = canon(it);
-    else if (k == "last_transactions" && BSON_ITER_HOLDS_ARRAY(&it)) {
-      bson_iter_t arr;
-      bson_iter_recurse(&it, &arr);
-      while (bson_iter_next(&arr)) {
-        bson_iter_t e;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) continue;
-        std::int64_t id = 0, us = 0;
-        std::string kind, amount;
-        while (bson_iter_next(&e)) {
-          std::string_view f = bson_iter_key(&e);
-          if (f == "id")
-            id = projections::get_int64(e);
-          else if (f == "kind" && BSON_ITER_HOLDS_UTF8(&e))
-            kind = bson_iter_utf8(&e, nullptr);
-          else if (f == "amount")
-            amount = canon(e);
-          else if (f == "created_at_us")
-            us = projections::get_int64(e);
-        }
-        last.push_back(std::to_string(id) + " " + kind + " " + amount + " " + std::to_string(us));
-      }
-    }
+// Waits until walfold's checkpoint (hence the slot's confirmed position) has passed `cp`.
+void wait_for_checkpoint(const Config& cfg, const PgConnInfo& dsn, Lsn cp,
+                         std::chrono::seconds wait) {
+  PgConn watch(dsn, {}, "repair");
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (true) {
+    auto v = watch.exec_params(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        {cfg.postgres.slot});
+    Lsn confirmed = PQntuples(v.get()) == 1 && !PQgetisnull(v.get(), 0, 0)
+                        ? parse_lsn(PQgetvalue(v.get(), 0, 0)).value_or(0)
+                        : 0;
+    if (confirmed >= cp) break;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw UnavailableError(
+          "reconcile --repair: walfold's checkpoint (slot '" + cfg.postgres.slot + "' at " +
+          format_lsn(confirmed) + ") did not reach the snapshot at " + format_lsn(cp) + " within " +
+          std::to_string(wait.count()) +
+          " s. Repair compares documents once everything before its snapshot is folded: "
+          "start walfold (or let it catch up) and run it again");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  std::ostringstream o;
-  o << "user " << user << " currency " << currency << " balance " << balance;
-  for (const auto& l : last) o << " | " << l;
-  m.key = o.str();
-  guards.finish(m);
-  return m;
-}
-
-MongoDoc parse_user(const bson_t* doc) {
-  MongoDoc m;
-  Guards guards{"profile_lsn", "floor_lsn", "acct_lsn"};
-  std::string name, email;
-  std::vector<std::int64_t> accts;
-  std::map<std::string, std::string> totals;
-  bson_iter_t it;
-  bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it))
-      name = bson_iter_utf8(&it, nullptr);
-    else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it))
-      email = bson_iter_utf8(&it, nullptr);
-    else if (k == "accounts" && BSON_ITER_HOLDS_ARRAY(&it)) {
-      bson_iter_t arr;
-      bson_iter_recurse(&it, &arr);
-      while (bson_iter_next(&arr)) accts.push_back(projections::get_int64(arr));
-    } else if (k == "balances" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-      bson_iter_t sub;
-      bson_iter_recurse(&it, &sub);
-      while (bson_iter_next(&sub)) totals[bson_iter_key(&sub)] = canon(sub);
-    }
-  }
-  std::sort(accts.begin(), accts.end());
-  std::ostringstream o;
-  o << "name " << name << " email " << email << " accounts";
-  for (auto a : accts) o << " " << a;
-  o << " totals";
-  for (const auto& [cur, v] : totals) o << " " << cur << "=" << v;
-  m.key = o.str();
-  guards.finish(m);
-  return m;
-}
-
-// A copy in `transactions`: guarded by applied_lsn and by `left` (the LSNs at which it moved out
-// of accounts), which the snapshot's document resets.
-MongoDoc parse_transaction(const bson_t* doc) {
-  MongoDoc m;
-  Guards guards{"applied_lsn", "left"};
-  std::int64_t account = 0, us = 0;
-  std::string kind, amount = "?", transfer = "null";
-  bson_iter_t it;
-  bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "account_id")
-      account = projections::get_int64(it);
-    else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
-      kind = bson_iter_utf8(&it, nullptr);
-    else if (k == "amount")
-      amount = canon(it);
-    else if (k == "created_at_us")
-      us = projections::get_int64(it);
-    else if (k == "transfer_id" && BSON_ITER_HOLDS_UTF8(&it))
-      transfer = bson_iter_utf8(&it, nullptr);
-  }
-  std::ostringstream o;
-  o << "account " << account << " " << kind << " " << amount << " at " << us << " transfer "
-    << transfer;
-  m.key = o.str();
-  guards.finish(m);
-  return m;
-}
-
-// Walks a collection in _id order alongside the truth (also in id order).
-class MongoWalk {
- public:
-  MongoWalk(projections::MongoPool& pool, const projections::MongoPool::Client& client,
-            const char* collection, MongoDoc (*parse)(const bson_t*))
-      : pool_(pool), coll_(client.collection(collection)), parse_(parse) {
-    // Every handle is a member that frees itself: advance() below may throw (a failed first
-    // batch or getMore, a document parse_ refuses) before this constructor completes.
-    auto opts = make_bson();
-    bson_t sort;
-    bson_append_document_begin(opts.get(), "sort", -1, &sort);
-    BSON_APPEND_INT32(&sort, "_id", 1);
-    bson_append_document_end(opts.get(), &sort);
-    auto filter = make_bson();
-    cur_.reset(mongoc_collection_find_with_opts(coll_.get(), filter.get(), opts.get(), nullptr));
-    advance();
-  }
-  const std::optional<MongoDoc>& current() const { return current_; }
-  MongoDoc take() {
-    MongoDoc d = std::move(*current_);
-    advance();
-    return d;
-  }
-  void advance() {
-    const bson_t* doc;
-    if (mongoc_cursor_next(cur_.get(), &doc)) {
-      current_ = parse_(doc);
-      return;
-    }
-    current_.reset();
-    bson_error_t err;
-    if (mongoc_cursor_error(cur_.get(), &err))
-      projections::throw_mongo_error(pool_, "reading", err);
-  }
-
- private:
-  projections::MongoPool& pool_;
-  projections::Collection coll_;
-  MongoDoc (*parse_)(const bson_t*);
-  mongo::Cursor cur_;
-  std::optional<MongoDoc> current_;
-};
-
-// Compare-and-set: true when the document was written (or inserted), false when it changed
-// meanwhile.
-bool cas_write(projections::MongoPool& pool, const projections::MongoPool::Client& client,
-               const char* collection, const Bson& filter, const Bson& doc, bool replace) {
-  projections::Collection coll(client.collection(collection));
-  auto opts = make_bson();
-  BSON_APPEND_BOOL(opts.get(), "upsert", true);
-  projections::StackBson reply;
-  bson_error_t err;
-  bool ok = replace ? mongoc_collection_replace_one(coll.get(), filter.get(), doc.get(), opts.get(),
-                                                    reply.get(), &err)
-                    : mongoc_collection_update_one(coll.get(), filter.get(), doc.get(), opts.get(),
-                                                   reply.get(), &err);
-  std::int64_t changed = 0;
-  bson_iter_t it;
-  if (ok) {
-    for (const char* f : {"matchedCount", "upsertedCount"})
-      if (bson_iter_init_find(&it, reply.get(), f)) changed += projections::get_int64(it);
-  }
-  if (!ok) {
-    // An upsert that collides with a document created meanwhile: changed, leave it.
-    if (err.code == 11000) return false;
-    projections::throw_mongo_error(pool, std::string("repairing ") + collection, err);
-  }
-  return changed > 0;
-}
-
-Bson tombstone_update(const char* guard_field, Lsn guard) {
-  auto u = make_bson();
-  bson_t set;
-  bson_append_document_begin(u.get(), "$set", -1, &set);
-  BSON_APPEND_BOOL(&set, "deleted", true);
-  BSON_APPEND_INT64(&set, guard_field, static_cast<std::int64_t>(guard));
-  if (std::string_view(guard_field) == "profile_lsn")
-    BSON_APPEND_INT64(&set, "floor_lsn", static_cast<std::int64_t>(guard));
-  bson_append_document_end(u.get(), &set);
-  return u;
 }
 
 }  // namespace
 
-RepairResult repair(const Config& cfg, projections::MongoPool& pool, std::ostream& out,
-                    std::chrono::seconds wait) {
+RepairResult repair(const Config& cfg, const projections::Projection& projection,
+                    mongo::MongoPool& pool, std::ostream& out, std::chrono::seconds wait) {
+  const projections::SnapshotRepair* repairer = projection.snapshot_repair();
+  if (!repairer)
+    throw ConfigError("the " + std::string(projection.name()) + " projection cannot be repaired");
   const PgConnInfo dsn = postgres_conninfo(cfg.postgres);
   // A temporary slot gives a snapshot with an exact WAL position; it disappears with this
   // connection.
   auto snap = create_temporary_snapshot(dsn, cfg.postgres.slot, "repair");
-  const Lsn cp = snap.consistent_point, guard = cp - 1;
+  const Lsn cp = snap.consistent_point;
   RepairResult r;
   r.snapshot_lsn = cp;
-  TruthReader truth(cfg, dsn, snap.name);
-  // Compare only once every change below the snapshot is folded (walfold's checkpoint, hence the
-  // slot's confirmed position, has passed CP): a document can then differ from the snapshot
-  // only by drift, and no job below CP, which a rewritten document would make the fold skip
-  // (projections/bank_fold.cpp), is still to come.
-  {
-    PgConn watch(dsn, {}, "repair");
-    const auto deadline = std::chrono::steady_clock::now() + wait;
-    while (true) {
-      auto v = watch.exec_params(
-          "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-          {cfg.postgres.slot});
-      Lsn confirmed = PQntuples(v.get()) == 1 && !PQgetisnull(v.get(), 0, 0)
-                          ? parse_lsn(PQgetvalue(v.get(), 0, 0)).value_or(0)
-                          : 0;
-      if (confirmed >= cp) break;
-      if (std::chrono::steady_clock::now() >= deadline)
-        throw UnavailableError(
-            "reconcile --repair: walfold's checkpoint (slot '" + cfg.postgres.slot + "' at " +
-            format_lsn(confirmed) + ") did not reach the snapshot at " + format_lsn(cp) +
-            " within " + std::to_string(wait.count()) +
-            " s. Repair compares documents once everything before its snapshot is folded: "
-            "start walfold (or let it catch up) and run it again");
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  }
-  projections::MongoPool::Client client(pool);
-
-  auto handle = [&](const char* what, const char* coll, const char* guard_field, std::int64_t id,
-                    const std::string* truth_key, const Bson* truth_doc,
-                    const std::optional<MongoDoc>& m) {
-    if (!truth_key && (!m || m->deleted)) return;  // absent on both sides
-    if (m && m->newest_guard >= cp) {
-      // Newer than the snapshot: it cannot be judged against it (a later run will).
-      ++r.unchecked;
-      return;
-    }
-    bool written;
-    if (truth_doc) {
-      auto by_id = make_bson();
-      BSON_APPEND_INT64(by_id.get(), "_id", id);
-      written = cas_write(pool, client, coll, m ? m->cas : by_id, *truth_doc, /*replace=*/true);
-    } else {
-      written = cas_write(pool, client, coll, m->cas, tombstone_update(guard_field, guard),
-                          /*replace=*/false);
-    }
-    if (written) {
-      ++r.rewritten;
-      out << "repaired: " << what << " " << id << " (" << (truth_key ? "" : "not in PostgreSQL; ")
-          << "was: " << (m ? (m->deleted ? "deleted" : m->key) : std::string("missing"))
-          << "; now: " << (truth_key ? *truth_key : std::string("tombstone")) << ")\n";
-    } else {
-      ++r.skipped;
-      out << "skipped: " << what << " " << id << " (changed while repairing; run --repair again)\n";
-    }
-  };
-
-  // Walks one collection in _id order alongside the truth (also in id order): a document on one
-  // side only, or differing, is handled.
-  auto compare = [&](const char* what, const char* coll, const char* guard_field,
-                     MongoDoc (*parse)(const bson_t*), std::size_t& compared, auto read_truth,
-                     auto key_of, auto doc_of) {
-    MongoWalk walk(pool, client, coll, parse);
-    auto only_in_mongo = [&] {
-      handle(what, coll, guard_field, walk.current()->id, nullptr, nullptr, walk.current());
-      walk.advance();
-    };
-    read_truth([&](auto&& t) {
-      ++compared;
-      while (walk.current() && walk.current()->id < t.id) only_in_mongo();
-      std::optional<MongoDoc> m;
-      if (walk.current() && walk.current()->id == t.id) m = walk.take();
-      auto key = key_of(t);
-      if (m && !m->deleted && m->key == key) return;  // equal: no document to build
-      auto doc = doc_of(t, guard);
-      handle(what, coll, guard_field, t.id, &key, &doc, m);
-    });
-    while (walk.current()) only_in_mongo();
-  };
-  // The copies of transaction rows first (a later window recompute reads them), then users and
-  // accounts: the order of a worker's bulk writes.
-  compare(
-      "transaction", "transactions", "applied_lsn", parse_transaction, r.transactions,
-      [&](auto each) { truth.transactions(each); }, transaction_key, transaction_document);
-  compare(
-      "user", "users", "profile_lsn", parse_user, r.users,
-      [&](auto each) { truth.users(std::nullopt, each); }, user_key, user_document);
-  compare(
-      "account", "accounts", "applied_lsn", parse_account, r.accounts,
-      [&](auto each) { truth.accounts(std::nullopt, each); }, account_key, account_document);
-  truth.connection().exec("COMMIT");
+  SnapshotTransaction tx(cfg, dsn, snap.name);
+  // Compare only once every change below the snapshot is folded: a document can then differ
+  // from the snapshot only by drift, and no job below CP, which a rewritten document would make
+  // the fold skip, is still to come.
+  wait_for_checkpoint(cfg, dsn, cp, wait);
+  PrintLog log(out, r);
+  repairer->repair(tx.read(), pool, cp, log);
+  tx.commit();
   return r;
 }
 

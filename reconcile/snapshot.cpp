@@ -1,55 +1,12 @@
 #include "reconcile/snapshot.h"
 
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <sstream>
 
 #include "common/error.h"
 
 namespace walfold::reconcile {
-namespace {
-
-using projections::Bson;
-using projections::make_bson;
-
-std::string qualified(const Config& cfg, Model m) {
-  const TableConfig* t = cfg.table_for(m);
-  if (!t)
-    throw ConfigError(std::string("no table is configured for the ") + model_name(m) + " model");
-  return quote_ident(t->schema) + "." + quote_ident(t->name);
-}
-
-// Microseconds since the epoch, exactly (EXTRACT returns numeric).
-std::string us(const std::string& column) {
-  return "(EXTRACT(EPOCH FROM " + column + ") * 1000000)::bigint";
-}
-
-std::string id_array(const std::vector<std::int64_t>& ids) {
-  std::string s = "{";
-  for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
-  return s + "}";
-}
-
-std::int64_t to_int(PGresult* r, int row, int col) {
-  return std::stoll(PQgetvalue(r, row, col));
-}
-
-Decimal to_decimal(PGresult* r, int row, int col, const char* what) {
-  std::string_view text = PQgetvalue(r, row, col);
-  auto d = Decimal::parse(text);
-  if (!d)
-    throw DataError(std::string(what) + " '" + std::string(text) +
-                    "' is not a finite decimal of at most 34 digits");
-  return *d;
-}
-
-void append_date(bson_t* d, const char* key, std::int64_t us) {
-  BSON_APPEND_DATE_TIME(d, key, us / 1000 - (us % 1000 < 0));
-}
-
-}  // namespace
 
 ExportedSnapshot create_slot_with_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            bool temporary) {
@@ -77,327 +34,41 @@ ExportedSnapshot create_temporary_snapshot(const PgConnInfo& dsn, const std::str
   return create_slot_with_snapshot(dsn, name, /*temporary=*/true);
 }
 
-TruthReader::TruthReader(const Config& cfg, const PgConnInfo& dsn, const std::string& snapshot)
-    : cfg_(cfg), pg_(dsn, {}, "snapshot read") {
-  pg_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-  pg_.exec("SET TRANSACTION SNAPSHOT " + quote_literal(snapshot));
+SnapshotTransaction::SnapshotTransaction(const Config& cfg, const PgConnInfo& dsn,
+                                         const std::string& snapshot)
+    : conn_(dsn, {}, "snapshot read"), tables_(tools::mapped_tables(cfg), conn_) {
+  conn_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  conn_.exec("SET TRANSACTION SNAPSHOT " + quote_literal(snapshot));
 }
 
-void TruthReader::stream(const std::string& sql,
-                         const std::vector<std::optional<std::string>>& params,
-                         const std::function<void(PGresult*, int)>& row) {
-  const std::string cursor = "wf_truth_" + std::to_string(++cursors_);
-  pg_.exec_params("DECLARE " + cursor + " NO SCROLL CURSOR FOR " + sql, params);
-  while (true) {
-    auto r = pg_.exec("FETCH 2000 FROM " + cursor);
-    const int n = PQntuples(r.get());
-    for (int i = 0; i < n; ++i) row(r.get(), i);
-    if (n == 0) break;
+void SnapshotTransaction::commit() {
+  conn_.exec("COMMIT");
+}
+
+std::string describe(const projections::Counts& counts) {
+  std::string out;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (i != 0) out += i + 1 == counts.size() ? " and " : ", ";
+    out += std::to_string(counts[i].second) + " " + counts[i].first;
+    if (counts[i].first.empty() || counts[i].first.back() != 's') out += "s";
   }
-  pg_.exec("CLOSE " + cursor);
+  return out.empty() ? "nothing" : out;
 }
 
-namespace {
-const char* kSignedAmount =
-    "CASE kind WHEN 'deposit' THEN amount WHEN 'withdrawal' THEN -amount ELSE NULL END";
-}
-
-void TruthReader::accounts(const std::optional<std::vector<std::int64_t>>& ids,
-                           const std::function<void(AccountTruth&&)>& each) {
-  const std::string tx = qualified(cfg_, Model::Transactions);
-  const std::string where_tx = ids ? " WHERE account_id = ANY($1::bigint[])" : "";
-  const std::string sql =
-      "WITH bal AS (SELECT account_id, SUM(" + std::string(kSignedAmount) +
-      ") AS balance, bool_or(kind NOT IN ('deposit', 'withdrawal')) AS bad FROM " + tx + where_tx +
-      " GROUP BY account_id), "
-      "newest AS (SELECT account_id, string_agg(id || ' ' || kind || ' ' || amount::text || ' ' "
-      "|| us, ',' ORDER BY rn) AS last FROM (SELECT account_id, id, kind, amount, " +
-      us("created_at") +
-      " AS us, row_number() OVER (PARTITION BY account_id ORDER BY created_at DESC, id DESC) AS "
-      "rn FROM " +
-      tx + where_tx +
-      ") w WHERE rn <= 3 GROUP BY account_id) "
-      "SELECT a.id, a.user_id, a.currency::text, " +
-      us("a.created_at") +
-      ", COALESCE(b.balance, 0)::text, COALESCE(n.last, ''), COALESCE(b.bad, false) FROM " +
-      qualified(cfg_, Model::Accounts) +
-      " a LEFT JOIN bal b ON b.account_id = a.id LEFT JOIN newest n ON n.account_id = a.id" +
-      (ids ? " WHERE a.id = ANY($1::bigint[])" : "") + " ORDER BY a.id";
-  std::vector<std::optional<std::string>> params;
-  if (ids) params.push_back(id_array(*ids));
-  stream(sql, params, [&](PGresult* r, int i) {
-    AccountTruth a;
-    a.id = to_int(r, i, 0);
-    a.user_id = to_int(r, i, 1);
-    a.currency = PQgetvalue(r, i, 2);
-    a.created_at_us = to_int(r, i, 3);
-    if (std::string_view(PQgetvalue(r, i, 6)) == "t")
-      throw DataError("account " + std::to_string(a.id) +
-                      " has a transaction whose kind is neither deposit nor withdrawal");
-    a.balance = to_decimal(r, i, 4, "balance");
-    std::istringstream last(PQgetvalue(r, i, 5));
-    std::string entry;
-    while (std::getline(last, entry, ',')) {
-      std::istringstream f(entry);
-      TxTruth t;
-      std::string amount;
-      f >> t.id >> t.kind >> amount >> t.created_at_us;
-      auto d = Decimal::parse(amount);
-      if (!d)
-        throw DataError("transaction " + std::to_string(t.id) + " amount '" + amount +
-                        "' is not a finite decimal");
-      t.amount = *d;
-      t.account_id = a.id;
-      a.last.push_back(std::move(t));
-    }
-    each(std::move(a));
-  });
-}
-
-void TruthReader::users(const std::optional<std::vector<std::int64_t>>& ids,
-                        const std::function<void(UserTruth&&)>& each) {
-  const std::string sql =
-      "WITH bal AS (SELECT account_id, SUM(" + std::string(kSignedAmount) + ") AS balance FROM " +
-      qualified(cfg_, Model::Transactions) +
-      " GROUP BY account_id) "
-      "SELECT u.id, u.full_name, u.email, " +
-      us("u.created_at") +
-      ", COALESCE(string_agg(a.id || ' ' || a.currency::text || ' ' || COALESCE(b.balance, "
-      "0)::text, ','), '') FROM " +
-      qualified(cfg_, Model::Users) + " u LEFT JOIN " + qualified(cfg_, Model::Accounts) +
-      " a ON a.user_id = u.id LEFT JOIN bal b ON b.account_id = a.id" +
-      (ids ? " WHERE u.id = ANY($1::bigint[])" : "") + " GROUP BY u.id ORDER BY u.id";
-  std::vector<std::optional<std::string>> params;
-  if (ids) params.push_back(id_array(*ids));
-  stream(sql, params, [&](PGresult* r, int i) {
-    UserTruth u;
-    u.id = to_int(r, i, 0);
-    u.full_name = PQgetvalue(r, i, 1);
-    u.email = PQgetvalue(r, i, 2);
-    u.created_at_us = to_int(r, i, 3);
-    std::istringstream accts(PQgetvalue(r, i, 4));
-    std::string entry;
-    while (std::getline(accts, entry, ',')) {
-      std::istringstream f(entry);
-      std::int64_t id = 0;
-      std::string cur, bal;
-      f >> id >> cur >> bal;
-      auto d = Decimal::parse(bal);
-      if (!d) throw DataError("account " + std::to_string(id) + " balance is not finite");
-      u.accounts.push_back(id);
-      auto sum = u.balances[cur].plus(*d);
-      if (!sum)
-        throw DataError("user " + std::to_string(u.id) + " total in " + cur +
-                        " overflows 34 digits");
-      u.balances[cur] = *sum;
-      ++u.counts[cur];
-    }
-    each(std::move(u));
-  });
-}
-
-void TruthReader::transactions(const std::function<void(TxTruth&&)>& each) {
-  // transfer_id is optional: the stream maps columns by name and tolerates it being dropped,
-  // and so does the snapshot (every transfer_id is then null).
-  const std::string table = qualified(cfg_, Model::Transactions);
-  auto has = pg_.exec_params(
-      "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = "
-      "'transfer_id' AND attnum > 0 AND NOT attisdropped",
-      {table});
-  const bool transfer_id = std::string(PQgetvalue(has.get(), 0, 0)) == "1";
-  const std::string sql = "SELECT id, account_id, kind, amount::text, " + us("created_at") +
-                          (transfer_id ? ", transfer_id::text" : ", NULL::text") + " FROM " +
-                          table + " ORDER BY id";
-  stream(sql, {}, [&](PGresult* r, int i) {
-    TxTruth t;
-    t.id = to_int(r, i, 0);
-    t.account_id = to_int(r, i, 1);
-    t.kind = PQgetvalue(r, i, 2);
-    t.amount = to_decimal(r, i, 3, "amount");
-    t.created_at_us = to_int(r, i, 4);
-    if (!PQgetisnull(r, i, 5)) t.transfer_id = PQgetvalue(r, i, 5);
-    each(std::move(t));
-  });
-}
-
-Bson account_document(const AccountTruth& a, Lsn guard) {
-  auto d = make_bson();
-  bson_t* b = d.get();
-  BSON_APPEND_INT64(b, "_id", a.id);
-  BSON_APPEND_INT64(b, "user_id", a.user_id);
-  BSON_APPEND_UTF8(b, "currency", a.currency.c_str());
-  append_date(b, "created_at", a.created_at_us);
-  projections::append_decimal(b, "balance", a.balance);
-  bson_t arr;
-  bson_append_array_begin(b, "last_transactions", -1, &arr);
-  for (std::size_t i = 0; i < a.last.size(); ++i) {
-    const auto& t = a.last[i];
-    bson_t e;
-    bson_append_document_begin(&arr, std::to_string(i).c_str(), -1, &e);
-    BSON_APPEND_INT64(&e, "id", t.id);
-    BSON_APPEND_UTF8(&e, "kind", t.kind.c_str());
-    projections::append_decimal(&e, "amount", t.amount);
-    append_date(&e, "created_at", t.created_at_us);
-    BSON_APPEND_INT64(&e, "created_at_us", t.created_at_us);
-    bson_append_document_end(&arr, &e);
-  }
-  bson_append_array_end(b, &arr);
-  BSON_APPEND_BOOL(b, "deleted", false);
-  BSON_APPEND_INT64(b, "applied_lsn", static_cast<std::int64_t>(guard));
-  BSON_APPEND_INT64(b, "window_lsn", static_cast<std::int64_t>(guard));
-  return d;
-}
-
-Bson user_document(const UserTruth& u, Lsn guard) {
-  auto d = make_bson();
-  bson_t* b = d.get();
-  BSON_APPEND_INT64(b, "_id", u.id);
-  BSON_APPEND_UTF8(b, "full_name", u.full_name.c_str());
-  BSON_APPEND_UTF8(b, "email", u.email.c_str());
-  append_date(b, "created_at", u.created_at_us);
-  bson_t arr, bal, cnt, lsns;
-  bson_append_array_begin(b, "accounts", -1, &arr);
-  for (std::size_t i = 0; i < u.accounts.size(); ++i)
-    BSON_APPEND_INT64(&arr, std::to_string(i).c_str(), u.accounts[i]);
-  bson_append_array_end(b, &arr);
-  bson_append_document_begin(b, "balances", -1, &bal);
-  for (const auto& [cur, v] : u.balances) projections::append_decimal(&bal, cur.c_str(), v);
-  bson_append_document_end(b, &bal);
-  bson_append_document_begin(b, "account_count", -1, &cnt);
-  for (const auto& [cur, n] : u.counts) BSON_APPEND_INT32(&cnt, cur.c_str(), n);
-  bson_append_document_end(b, &cnt);
-  BSON_APPEND_BOOL(b, "deleted", false);
-  BSON_APPEND_INT64(b, "profile_lsn", static_cast<std::int64_t>(guard));
-  bson_append_document_begin(b, "acct_lsn", -1, &lsns);
-  for (auto id : u.accounts)
-    BSON_APPEND_INT64(&lsns, std::to_string(id).c_str(), static_cast<std::int64_t>(guard));
-  bson_append_document_end(b, &lsns);
-  BSON_APPEND_INT64(b, "floor_lsn", static_cast<std::int64_t>(guard));
-  return d;
-}
-
-Bson transaction_document(const TxTruth& t, Lsn guard) {
-  auto d = make_bson();
-  bson_t* b = d.get();
-  BSON_APPEND_INT64(b, "_id", t.id);
-  BSON_APPEND_INT64(b, "account_id", t.account_id);
-  BSON_APPEND_UTF8(b, "kind", t.kind.c_str());
-  projections::append_decimal(b, "amount", t.amount);
-  append_date(b, "created_at", t.created_at_us);
-  BSON_APPEND_INT64(b, "created_at_us", t.created_at_us);
-  if (t.transfer_id)
-    BSON_APPEND_UTF8(b, "transfer_id", t.transfer_id->c_str());
-  else
-    BSON_APPEND_NULL(b, "transfer_id");
-  BSON_APPEND_BOOL(b, "deleted", false);
-  BSON_APPEND_INT64(b, "applied_lsn", static_cast<std::int64_t>(guard));
-  bson_t left;
-  bson_append_document_begin(b, "left", -1, &left);
-  bson_append_document_end(b, &left);
-  return d;
-}
-
-namespace {
-
-// Buffers replacement upserts and sends them unordered, 1000 at a time.
-class Loader {
- public:
-  Loader(projections::MongoPool& pool, const char* collection, std::atomic<std::uint64_t>* written)
-      : pool_(pool), client_(pool), collection_(collection), written_(written) {}
-  void put(std::int64_t id, Bson doc) {
-    projections::Statement s;
-    s.filter = make_bson();
-    BSON_APPEND_INT64(s.filter.get(), "_id", id);
-    s.update = std::move(doc);
-    s.upsert = true;
-    s.replace = true;
-    batch_.push_back(std::move(s));
-    ++count_;
-    if (batch_.size() >= 1000) flush();
-  }
-  void flush() {
-    projections::bulk_write(pool_, client_, collection_, batch_, /*ordered=*/false);
-    if (written_) *written_ += batch_.size();
-    batch_.clear();
-  }
-  // Documents the snapshot did not write (their guard is below it) become tombstones.
-  std::size_t tombstone_rest(const char* guard_field, Lsn guard, const Bson& extra_set) {
-    flush();
-    projections::Collection coll(client_.collection(collection_));
-    auto filter = make_bson();
-    projections::append_lsn_not(filter.get(), guard_field, "$gte", guard);
-    auto update = make_bson();
-    bson_t set;
-    bson_append_document_begin(update.get(), "$set", -1, &set);
-    BSON_APPEND_BOOL(&set, "deleted", true);
-    BSON_APPEND_INT64(&set, guard_field, static_cast<std::int64_t>(guard));
-    bson_concat(&set, extra_set.get());
-    bson_append_document_end(update.get(), &set);
-    projections::StackBson reply;
-    bson_error_t err;
-    bool ok = mongoc_collection_update_many(coll.get(), filter.get(), update.get(), nullptr,
-                                            reply.get(), &err);
-    std::size_t n_mod = 0;
-    bson_iter_t it;
-    if (ok && bson_iter_init_find(&it, reply.get(), "modifiedCount"))
-      n_mod = static_cast<std::size_t>(projections::get_int64(it));
-    if (!ok) projections::throw_mongo_error(pool_, std::string("tombstoning ") + collection_, err);
-    return n_mod;
-  }
-  std::size_t count() const { return count_; }
-
- private:
-  projections::MongoPool& pool_;
-  projections::MongoPool::Client client_;
-  const char* collection_;
-  std::atomic<std::uint64_t>* written_;
-  std::vector<projections::Statement> batch_;
-  std::size_t count_ = 0;
-};
-
-}  // namespace
-
-LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
-                          const std::string& snapshot, Lsn consistent_point,
-                          std::atomic<std::uint64_t>* written) {
+LoadResult load_read_model(const Config& cfg, const projections::Projection& projection,
+                           mongo::MongoPool& pool, const std::string& snapshot,
+                           Lsn consistent_point, std::atomic<std::uint64_t>* written) {
+  const projections::SnapshotLoad* load = projection.snapshot_load();
+  if (!load)
+    throw ConfigError("the " + std::string(projection.name()) +
+                      " projection cannot be loaded from a snapshot");
   const auto start = std::chrono::steady_clock::now();
-  const Lsn guard = consistent_point - 1;
-  TruthReader truth(cfg, postgres_conninfo(cfg.postgres), snapshot);
-  LoadStats st;
-  // transactions first, accounts last: the same order as a worker's bulk writes.
-  Loader txs(pool, "transactions", written);
-  truth.transactions([&](TxTruth&& t) { txs.put(t.id, transaction_document(t, guard)); });
-  st.transactions = txs.count();
-  st.tombstoned += txs.tombstone_rest("applied_lsn", guard, make_bson());
-
-  Loader users(pool, "users", written);
-  truth.users(std::nullopt, [&](UserTruth&& u) { users.put(u.id, user_document(u, guard)); });
-  st.users = users.count();
-  {
-    auto extra = make_bson();
-    BSON_APPEND_INT64(extra.get(), "floor_lsn", static_cast<std::int64_t>(guard));
-    bson_t empty;
-    bson_append_array_begin(extra.get(), "accounts", -1, &empty);
-    bson_append_array_end(extra.get(), &empty);
-    bson_append_document_begin(extra.get(), "balances", -1, &empty);
-    bson_append_document_end(extra.get(), &empty);
-    bson_append_document_begin(extra.get(), "account_count", -1, &empty);
-    bson_append_document_end(extra.get(), &empty);
-    st.tombstoned += users.tombstone_rest("profile_lsn", guard, extra);
-  }
-
-  Loader accounts(pool, "accounts", written);
-  truth.accounts(std::nullopt,
-                 [&](AccountTruth&& a) { accounts.put(a.id, account_document(a, guard)); });
-  st.accounts = accounts.count();
-  {
-    auto extra = make_bson();
-    BSON_APPEND_INT64(extra.get(), "window_lsn", static_cast<std::int64_t>(guard));
-    st.tombstoned += accounts.tombstone_rest("applied_lsn", guard, extra);
-  }
-  truth.connection().exec("COMMIT");
-  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return st;
+  SnapshotTransaction tx(cfg, postgres_conninfo(cfg.postgres), snapshot);
+  LoadResult r;
+  r.stats = load->load(tx.read(), pool, consistent_point - 1, written);
+  tx.commit();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
 }
 
 }  // namespace walfold::reconcile

@@ -1,29 +1,25 @@
-// The read model computed by PostgreSQL from its tables, inside one exported snapshot whose
-// position in the WAL is known exactly (the consistent point of a replication slot created with
-// SNAPSHOT 'export'). Used by the initial snapshot (a new slot), by `reconcile --full` (rebuild
-// when the slot is gone), by the rebuild after a TRUNCATE, and by `reconcile --repair`.
+// Snapshots of the tables whose position in the WAL is known exactly: a replication slot created
+// with SNAPSHOT 'export' (its consistent point CP), and one read-only transaction importing it,
+// in which a projection reads its tables (projections/read_model.h). Used by the initial load (a
+// new slot), by `reconcile --full`, by the rebuild after a TRUNCATE (pipeline/rebuild.h), and by
+// `reconcile --repair` (reconcile/rebuild.h).
 //
-// Documents written from a snapshot at consistent point CP carry CP - 1 in every guard
-// (applied_lsn, window_lsn, profile_lsn, acct_lsn.<id>, floor_lsn): every commit the snapshot
-// contains is below CP, every commit the slot streams afterwards is at or above it, so the fold's
-// guards skip exactly what the snapshot already holds.
+// Documents written from a snapshot at consistent point CP carry CP - 1 in every guard: every
+// commit the snapshot contains is below CP, every commit the slot streams afterwards is at or
+// above it, so the fold's guards skip exactly what the snapshot already holds.
 #pragma once
 
 #include <atomic>
-
 #include <cstdint>
-#include <functional>
-#include <map>
 #include <memory>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "common/decimal.h"
 #include "common/lsn.h"
 #include "common/pg.h"
 #include "config/config.h"
-#include "projections/mongo.h"
+#include "mongo/pool.h"
+#include "projections/projection.h"
+#include "tools/tables.h"
 
 namespace walfold::reconcile {
 
@@ -44,62 +40,35 @@ ExportedSnapshot create_slot_with_snapshot(const PgConnInfo& dsn, const std::str
 ExportedSnapshot create_temporary_snapshot(const PgConnInfo& dsn, const std::string& slot,
                                            const std::string& purpose);
 
-struct TxTruth {
-  std::int64_t id = 0, account_id = 0, created_at_us = 0;
-  std::string kind;
-  Decimal amount;
-  std::optional<std::string> transfer_id;
-};
-struct AccountTruth {
-  std::int64_t id = 0, user_id = 0, created_at_us = 0;
-  std::string currency;
-  Decimal balance;
-  std::vector<TxTruth> last;  // newest first, at most 3
-};
-struct UserTruth {
-  std::int64_t id = 0, created_at_us = 0;
-  std::string full_name, email;
-  std::vector<std::int64_t> accounts;
-  std::map<std::string, Decimal> balances;
-  std::map<std::string, int> counts;
-};
-
-// Reads the truth inside `snapshot` (a transaction is opened on `pg` and imports it). With ids
-// given, only those accounts / users are read; nullopt reads all. Rows are streamed through a
-// cursor, so memory stays bounded by one fetch.
-class TruthReader {
+// A REPEATABLE READ READ ONLY transaction that imports `snapshot`, with the configuration's
+// `tables:` mapping: what a projection reads its tables in.
+class SnapshotTransaction {
  public:
-  TruthReader(const Config& cfg, const PgConnInfo& dsn, const std::string& snapshot);
-  void accounts(const std::optional<std::vector<std::int64_t>>& ids,
-                const std::function<void(AccountTruth&&)>& each);
-  void users(const std::optional<std::vector<std::int64_t>>& ids,
-             const std::function<void(UserTruth&&)>& each);
-  void transactions(const std::function<void(TxTruth&&)>& each);
-  PgConn& connection() { return pg_; }
+  SnapshotTransaction(const Config& cfg, const PgConnInfo& dsn, const std::string& snapshot);
+  projections::PgRead& read() { return read_; }
+  void commit();
 
  private:
-  void stream(const std::string& sql, const std::vector<std::optional<std::string>>& params,
-              const std::function<void(PGresult*, int)>& row);
-  const Config& cfg_;
-  PgConn pg_;
-  int cursors_ = 0;
+  PgConn conn_;
+  tools::ConfigTables tables_;
+  projections::PgRead read_{conn_, tables_};
 };
 
-// The read model's documents for the truth, with guards at `guard` (= CP - 1).
-projections::Bson account_document(const AccountTruth& a, Lsn guard);
-projections::Bson user_document(const UserTruth& u, Lsn guard);
-projections::Bson transaction_document(const TxTruth& t, Lsn guard);
+// "3 widgets, 2 parts and 5 orders": count and name per entry (a name gets an "s" unless it
+// ends in one).
+std::string describe(const projections::Counts& counts);
 
-struct LoadStats {
-  std::size_t accounts = 0, users = 0, transactions = 0, tombstoned = 0;
+struct LoadResult {
+  projections::LoadStats stats;
   double seconds = 0;
 };
-// Writes the whole read model from the snapshot (replacing what is there) and tombstones every
-// document the snapshot does not contain. Nothing may fold jobs at or above the consistent point
-// meanwhile (the callers guarantee it: nothing is streamed from the slot yet).
-// `written`, when given, counts the documents as MongoDB acknowledges them (progress metrics).
-LoadStats load_read_model(const Config& cfg, projections::MongoPool& pool,
-                          const std::string& snapshot, Lsn consistent_point,
-                          std::atomic<std::uint64_t>* written = nullptr);
+// Writes the whole read model of `projection` from the snapshot (SnapshotLoad::load with guards
+// at consistent_point - 1). Nothing may fold jobs at or above the consistent point meanwhile
+// (the callers guarantee it: nothing is streamed from the slot yet). `written`, when given,
+// counts the documents as MongoDB acknowledges them (progress metrics). Throws ConfigError when
+// the projection has no snapshot load.
+LoadResult load_read_model(const Config& cfg, const projections::Projection& projection,
+                           mongo::MongoPool& pool, const std::string& snapshot,
+                           Lsn consistent_point, std::atomic<std::uint64_t>* written = nullptr);
 
 }  // namespace walfold::reconcile

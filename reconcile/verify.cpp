@@ -1,38 +1,28 @@
 #include "reconcile/verify.h"
 
+#include <algorithm>
 #include <map>
 #include <ostream>
 #include <sstream>
-
-#include "tools/report.h"
+#include <tuple>
 
 namespace walfold::reconcile {
 namespace {
 
-// "account 17 ..." plus its "  tx" lines, or "user 5 ...": keyed by kind and id.
-std::map<std::pair<int, long long>, std::string> records(const std::string& report) {
-  std::map<std::pair<int, long long>, std::string> out;
-  std::istringstream in(report);
-  std::string line;
-  std::string* current = nullptr;
-  while (std::getline(in, line)) {
-    if (line.rfind("  ", 0) == 0 && current) {
-      *current += "\n" + line;
-      continue;
-    }
-    int kind = line.rfind("account ", 0) == 0 ? 0 : line.rfind("user ", 0) == 0 ? 1 : -1;
-    if (kind < 0) {
-      current = nullptr;
-      continue;
-    }
-    std::istringstream words(line);
-    std::string word;
-    long long id = 0;
-    words >> word >> id;
-    current = &(out[{kind, id}] = line);
-  }
-  return out;
+// Ids that are all digits compare as numbers ("9" < "10"), others as bytes.
+bool digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
+struct IdLess {
+  bool operator()(const std::pair<std::size_t, std::string>& a,
+                  const std::pair<std::size_t, std::string>& b) const {
+    if (a.first != b.first) return a.first < b.first;
+    if (digits(a.second) && digits(b.second) && a.second.size() != b.second.size())
+      return a.second.size() < b.second.size();
+    return a.second < b.second;
+  }
+};
+using Key = std::pair<std::size_t, std::string>;  // section rank, id
 
 void indent(std::ostream& out, const char* side, const std::string& block) {
   std::istringstream in(block);
@@ -46,17 +36,28 @@ void indent(std::ostream& out, const char* side, const std::string& block) {
 
 }  // namespace
 
-VerifyResult compare_reports(const std::string& postgres, const std::string& mongo,
+VerifyResult compare_records(const std::vector<Record>& postgres, const std::vector<Record>& mongo,
                              std::ostream& out) {
-  auto pg = records(postgres), mg = records(mongo);
+  // Sections rank in the order they first appear (PostgreSQL's side first).
+  std::vector<std::string> sections;
+  auto rank = [&](const std::string& s) {
+    auto it = std::find(sections.begin(), sections.end(), s);
+    if (it != sections.end()) return static_cast<std::size_t>(it - sections.begin());
+    sections.push_back(s);
+    return sections.size() - 1;
+  };
   VerifyResult r;
-  for (const auto& [key, _] : pg) (key.first == 0 ? r.accounts : r.users)++;
-  auto it = pg.begin();
-  auto jt = mg.begin();
-  auto report = [&](const std::pair<int, long long>& key, const std::string* p,
-                    const std::string* m) {
+  std::map<Key, const std::string*, IdLess> pg, mg;
+  for (const auto& rec : postgres) {
+    pg[{rank(rec.section), rec.id}] = &rec.text;
+    if (r.compared.empty() || r.compared.back().first != rec.section)
+      r.compared.emplace_back(rec.section, 0);
+    ++r.compared.back().second;
+  }
+  for (const auto& rec : mongo) mg[{rank(rec.section), rec.id}] = &rec.text;
+  auto report = [&](const Key& key, const std::string* p, const std::string* m) {
     ++r.drifted;
-    out << "drift: " << (key.first == 0 ? "account " : "user ") << key.second << "\n";
+    out << "drift: " << sections[key.first] << " " << key.second << "\n";
     if (p)
       indent(out, "postgres: ", *p);
     else
@@ -66,15 +67,18 @@ VerifyResult compare_reports(const std::string& postgres, const std::string& mon
     else
       out << "  mongo:    (none)\n";
   };
+  IdLess less;
+  auto it = pg.begin();
+  auto jt = mg.begin();
   while (it != pg.end() || jt != mg.end()) {
-    if (jt == mg.end() || (it != pg.end() && it->first < jt->first)) {
-      report(it->first, &it->second, nullptr);
+    if (jt == mg.end() || (it != pg.end() && less(it->first, jt->first))) {
+      report(it->first, it->second, nullptr);
       ++it;
-    } else if (it == pg.end() || jt->first < it->first) {
-      report(jt->first, nullptr, &jt->second);
+    } else if (it == pg.end() || less(jt->first, it->first)) {
+      report(jt->first, nullptr, jt->second);
       ++jt;
     } else {
-      if (it->second != jt->second) report(it->first, &it->second, &jt->second);
+      if (*it->second != *jt->second) report(it->first, it->second, jt->second);
       ++it;
       ++jt;
     }
@@ -82,25 +86,20 @@ VerifyResult compare_reports(const std::string& postgres, const std::string& mon
   return r;
 }
 
-VerifyOptions verify_options(const Config& cfg) {
-  tools::ReportOptions r = tools::report_options(cfg, tools::ReportSource::Postgres);
-  return {r.pg_dsn, r.mongo_uri, r.mongo_database, r.mongo_username, r.mongo_password, r.tables};
-}
-
-VerifyResult verify(const VerifyOptions& opts, std::ostream& out) {
-  std::ostringstream pg, mg;
-  tools::ReportOptions o;
-  o.pg_dsn = opts.pg_dsn;
-  o.mongo_uri = opts.mongo_uri;
-  o.mongo_database = opts.mongo_database;
-  o.mongo_username = opts.mongo_username;
-  o.mongo_password = opts.mongo_password;
-  o.tables = opts.tables;
+VerifyResult verify(const tools::ReportOptions& options, const projections::Projection& projection,
+                    std::ostream& out) {
+  std::vector<Record> pg, mg;
+  tools::ReportOptions o = options;
+  auto into = [](std::vector<Record>& v) {
+    return [&v](const projections::CanonicalRecord& r) {
+      v.push_back({std::string(r.section), std::string(r.id), std::string(r.text)});
+    };
+  };
   o.from = tools::ReportSource::Postgres;
-  tools::write_report(o, pg);
+  tools::read_canonical(o, projection, into(pg));
   o.from = tools::ReportSource::Mongo;
-  tools::write_report(o, mg);
-  return compare_reports(pg.str(), mg.str(), out);
+  tools::read_canonical(o, projection, into(mg));
+  return compare_records(pg, mg, out);
 }
 
 }  // namespace walfold::reconcile

@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "projections/bank/bank_fold.h"
+#include "projections/bank/read_model.h"
 #include "projections/bank/schema.h"
 #include "projections/bank/sink.h"
 
@@ -100,6 +101,21 @@ std::unique_ptr<Batch> BankProjection::start_batch(mongo::MongoPool& pool) const
 
 std::string_view BankProjection::schema_sql() const {
   return bank::schema_sql();
+}
+
+const SnapshotLoad* BankProjection::snapshot_load() const {
+  static const BankSnapshotLoad load;
+  return &load;
+}
+
+const CanonicalForm* BankProjection::canonical_form() const {
+  static const BankCanonicalForm form;
+  return &form;
+}
+
+const SnapshotRepair* BankProjection::snapshot_repair() const {
+  static const BankSnapshotRepair repair;
+  return &repair;
 }
 
 const BankProjection& projection() {

@@ -20,6 +20,9 @@ class BankProjection : public Projection {
                     const std::vector<queue::Value>& row) const override;
   std::unique_ptr<Batch> start_batch(mongo::MongoPool& pool) const override;
   std::string_view schema_sql() const override;
+  const SnapshotLoad* snapshot_load() const override;
+  const CanonicalForm* canonical_form() const override;
+  const SnapshotRepair* snapshot_repair() const override;
 };
 
 // The one instance walfold runs.

@@ -30,10 +30,12 @@ std::optional<Decimal> read_decimal(const bson_iter_t& it) {
 }
 
 // What the window recompute reads of one transactions document (nullopt: unreadable).
-// `amount` points into the document.
+// `amount` is an iterator positioned on the field: it reads the document's bytes, which stay
+// valid until the cursor moves on (a bson_value_t from bson_iter_value would point into the
+// iterator itself, gone when this function returns).
 struct WindowEntry {
   std::int64_t applied = 0, left = -1, id = 0, us = 0, date = 0;
-  const bson_value_t* amount = nullptr;
+  std::optional<bson_iter_t> amount;
   std::string kind;
 };
 std::optional<WindowEntry> window_entry(const bson_t* doc, std::int64_t account_id) {
@@ -54,7 +56,7 @@ std::optional<WindowEntry> window_entry(const bson_t* doc, std::int64_t account_
     else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
       e.kind = bson_iter_utf8(&it, nullptr);
     else if (k == "amount")
-      e.amount = bson_iter_value(&it);
+      e.amount = it;
     else if (k == "left" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
       bson_iter_t sub;
       if (bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, left_key.c_str()))
@@ -225,7 +227,7 @@ void MongoSink::recompute_window(std::int64_t account_id, Lsn lsn, std::vector<S
     bson_append_document_begin(&arr, idx.c_str(), -1, &d);
     BSON_APPEND_INT64(&d, "id", e->id);
     BSON_APPEND_UTF8(&d, "kind", e->kind.c_str());
-    if (e->amount) bson_append_value(&d, "amount", -1, e->amount);
+    if (e->amount) bson_append_iter(&d, "amount", -1, &*e->amount);
     BSON_APPEND_DATE_TIME(&d, "created_at", e->date);
     BSON_APPEND_INT64(&d, "created_at_us", e->us);
     bson_append_document_end(&arr, &d);

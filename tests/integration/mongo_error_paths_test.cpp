@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "projections/bank/bank.h"
 #include "projections/bank/bank_fold.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
@@ -122,7 +123,9 @@ TEST(MongoErrorPaths, ARepairWhoseFirstGetMoreFailsFreesTheCursor) {
   cfg.mongodb = mongo.config();
   projections::MongoPool pool(cfg.mongodb);
   std::ostringstream out;
-  std::string msg = error_of([&] { reconcile::repair(cfg, pool, out, std::chrono::seconds(120)); });
+  std::string msg = error_of([&] {
+    reconcile::repair(cfg, projections::bank::projection(), pool, out, std::chrono::seconds(120));
+  });
   EXPECT_TRUE(contains(msg, kGetMoreFails)) << msg;
   EXPECT_EQ(out.str(), "");
   stop_cleanly(daemon);

@@ -1,4 +1,4 @@
-#include "tools/loadgen.h"
+#include "projections/bank/loadgen.h"
 
 #include <unistd.h>
 
@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/pg.h"
 
-namespace walfold::tools {
+namespace walfold::projections::bank {
 
 namespace {
 
@@ -496,27 +496,81 @@ void load_existing(PgConn& conn, AccountBook& book, TxPool& pool, LoadgenStats& 
       "reading existing transactions");
 }
 
-}  // namespace
-
-LoadgenStats run_loadgen(const LoadgenOptions& o) {
-  validate(o);
-  std::uint64_t seed = o.seed;
+// The seed to use: the given one, or a random one when it is 0.
+std::uint64_t pick_seed(std::uint64_t seed) {
   while (seed == 0) {
     std::random_device rd;
     seed = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
   }
-  Rng rng(seed);
-  LoadgenStats stats{0, 0, 0, 0, 0, 0, 0, 0.0};
+  return seed;
+}
 
-  PgConn conn(o.pg_dsn, {}, "loadgen");
+void prepare_session(PgConn& conn) {
   conn.exec("SET client_encoding = 'UTF8'", "setting up the session");
   for (const auto& [name, sql] : kPrepared) {
     conn.prepare(name, sql,
                  std::string("preparing ") + name +
                      " (is the bank schema from examples/bank/schema.sql loaded?)");
   }
+}
 
+Op choose_op(const LoadgenOptions& o, Rng& rng) {
+  const double r = unit(rng);
+  if (r < o.transfer_share) return Op::Transfer;
+  if (r < o.transfer_share + o.update_share) return Op::Update;
+  if (r < o.transfer_share + o.update_share + o.delete_share) return Op::Delete;
+  return unit(rng) < 0.6 ? Op::Deposit : Op::Withdrawal;
+}
+
+// Sends one operation on a random account (a transfer whose currency has no second account
+// runs as a deposit); updates and deletes pick a transaction from `pool`, which is not empty.
+void send_op(Op op, const std::string& amount, Pipeline& pipe, AccountBook& book, TxPool& pool,
+             Rng& rng) {
+  std::size_t account = book.pick(rng);
+  std::int64_t account_id = book.id(account);
+  std::string a = std::to_string(account_id);
+  if (op == Op::Transfer) {
+    std::int64_t to = book.partner(account, rng);
+    if (to == 0) {
+      op = Op::Deposit;
+    } else {
+      std::string b = std::to_string(to);
+      pipe.send("wf_lg_transfer", {a.c_str(), b.c_str(), amount.c_str()}, op, account_id);
+    }
+  }
+  if (op == Op::Deposit || op == Op::Withdrawal) {
+    pipe.send("wf_lg_tx", {a.c_str(), amount.c_str(), op_name(op)}, op, account_id);
+  } else if (op == Op::Update) {
+    // A correction of a transfer corrects both legs (one statement, one transaction) so the
+    // transfer stays balanced; now and then a correction of a plain deposit/withdrawal also
+    // flips its kind.
+    TxPool::Entry e = pool.pick(rng);
+    std::vector<std::int64_t> ids{e.id};
+    if (e.partner != 0) ids.push_back(e.partner);
+    std::string arr = int_array(ids);
+    const char* flip = (e.partner == 0 && uniform(rng, 0, 9) == 0) ? "true" : "false";
+    pipe.send("wf_lg_update", {arr.c_str(), amount.c_str(), flip}, op, e.id);
+  } else if (op == Op::Delete) {
+    TxPool::Entry e = pool.pick(rng);
+    std::vector<std::int64_t> ids{e.id};
+    if (e.partner != 0) ids.push_back(e.partner);
+    for (std::int64_t id : ids) pool.remove(id);
+    std::string arr = int_array(ids);
+    pipe.send("wf_lg_delete", {arr.c_str()}, op, e.id);
+  }
+}
+
+}  // namespace
+
+LoadgenStats run_loadgen(const LoadgenOptions& o) {
+  validate(o);
+  const std::uint64_t seed = pick_seed(o.seed);
+  Rng rng(seed);
+  LoadgenStats stats{0, 0, 0, 0, 0, 0, 0, 0.0};
+
+  PgConn conn(o.pg_dsn, {}, "loadgen");
+  prepare_session(conn);
   AccountBook book;
   TxPool pool;
   if (o.reuse_existing) load_existing(conn, book, pool, stats);
@@ -529,85 +583,36 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   Progress progress(o.progress, "operations", o.transactions);
   Clock::time_point start = Clock::now();
   Pipeline pipe(conn, pool, stats);
-  const double deposit_cut = o.transfer_share + o.update_share + o.delete_share;
-
+  auto drain = [&] {
+    pipe.drain();
+    progress.update(pipe.completed());
+  };
   for (long sent = 0; sent < o.transactions;) {
     if (o.rate > 0) {
       auto due = start + std::chrono::duration_cast<Clock::duration>(
                              std::chrono::duration<double>(static_cast<double>(sent) / o.rate));
       if (Clock::now() < due) {
-        pipe.drain();
-        progress.update(pipe.completed());
+        drain();
         std::this_thread::sleep_until(due);
       }
     }
     long group = std::min<long>(o.ops_per_commit, o.transactions - sent);
     for (long i = 0; i < group; ++i) {
       std::string amount = format_amount(random_amount(rng));
-      double r = unit(rng);
-      Op op;
-      if (r < o.transfer_share) {
-        op = Op::Transfer;
-      } else if (r < o.transfer_share + o.update_share) {
-        op = Op::Update;
-      } else if (r < deposit_cut) {
-        op = Op::Delete;
-      } else {
-        op = unit(rng) < 0.6 ? Op::Deposit : Op::Withdrawal;
-      }
+      Op op = choose_op(o, rng);
       if ((op == Op::Update || op == Op::Delete) && pool.empty()) {
         // Inserts still in flight will fill the pool: read their ids first, so the mix is
         // right from the start of the run.
-        if (pipe.ops_in_flight() > 0) {
-          pipe.drain();
-          progress.update(pipe.completed());
-        }
+        if (pipe.ops_in_flight() > 0) drain();
         if (pool.empty()) op = Op::Deposit;
       }
-
-      std::size_t account = book.pick(rng);
-      std::int64_t account_id = book.id(account);
-      std::string a = std::to_string(account_id);
-      if (op == Op::Transfer) {
-        std::int64_t to = book.partner(account, rng);
-        if (to == 0) {
-          op = Op::Deposit;
-        } else {
-          std::string b = std::to_string(to);
-          pipe.send("wf_lg_transfer", {a.c_str(), b.c_str(), amount.c_str()}, op, account_id);
-        }
-      }
-      if (op == Op::Deposit || op == Op::Withdrawal) {
-        pipe.send("wf_lg_tx", {a.c_str(), amount.c_str(), op_name(op)}, op, account_id);
-      } else if (op == Op::Update) {
-        // A correction of a transfer corrects both legs (one statement, one transaction) so
-        // the transfer stays balanced; now and then a correction of a plain deposit/withdrawal
-        // also flips its kind.
-        TxPool::Entry e = pool.pick(rng);
-        std::vector<std::int64_t> ids{e.id};
-        if (e.partner != 0) ids.push_back(e.partner);
-        std::string arr = int_array(ids);
-        const char* flip = (e.partner == 0 && uniform(rng, 0, 9) == 0) ? "true" : "false";
-        pipe.send("wf_lg_update", {arr.c_str(), amount.c_str(), flip}, op, e.id);
-      } else if (op == Op::Delete) {
-        TxPool::Entry e = pool.pick(rng);
-        std::vector<std::int64_t> ids{e.id};
-        if (e.partner != 0) ids.push_back(e.partner);
-        for (std::int64_t id : ids) pool.remove(id);
-        std::string arr = int_array(ids);
-        pipe.send("wf_lg_delete", {arr.c_str()}, op, e.id);
-      }
-      if (i + 1 < group && pipe.ops_in_flight() >= kMaxInFlight) {
-        pipe.drain();  // a large group: read results mid-transaction
-        progress.update(pipe.completed());
-      }
+      send_op(op, amount, pipe, book, pool, rng);
+      if (i + 1 < group && pipe.ops_in_flight() >= kMaxInFlight)
+        drain();  // a large group: read results mid-transaction
     }
     pipe.sync();
     sent += group;
-    if (pipe.ops_in_flight() >= kMaxInFlight) {
-      pipe.drain();
-      progress.update(pipe.completed());
-    }
+    if (pipe.ops_in_flight() >= kMaxInFlight) drain();
   }
   pipe.leave();
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -615,4 +620,4 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   return stats;
 }
 
-}  // namespace walfold::tools
+}  // namespace walfold::projections::bank

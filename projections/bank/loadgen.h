@@ -8,7 +8,7 @@
 
 #include "common/pg.h"
 
-namespace walfold::tools {
+namespace walfold::projections::bank {
 
 struct LoadgenOptions {
   PgConnInfo pg_dsn;          // libpq connection string or URI, and the password apart from it
@@ -49,4 +49,4 @@ struct LoadgenStats {
 // with a message naming the server.
 LoadgenStats run_loadgen(const LoadgenOptions& options);
 
-}  // namespace walfold::tools
+}  // namespace walfold::projections::bank

@@ -1,0 +1,472 @@
+// The bank's canonical form (read_model.h: BankCanonicalForm) from PostgreSQL and from MongoDB.
+#include "projections/bank/read_model.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/decimal.h"
+#include "common/error.h"
+#include "common/pg.h"
+#include "common/timestamp.h"
+#include "mongo/handles.h"
+#include "projections/bank/read_model.h"
+#include "projections/bank/schema.h"
+
+namespace walfold::projections::bank {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The text format, shared by both sources so equal data prints equal bytes.
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+void append_quoted(std::string& line, std::string_view text) {
+  line.push_back('"');
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        line += "\\\"";
+        break;
+      case '\\':
+        line += "\\\\";
+        break;
+      case '\n':
+        line += "\\n";
+        break;
+      default:
+        line.push_back(c);
+    }
+  }
+  line.push_back('"');
+}
+
+// Builds the records: an account's record is its line and its "  tx" lines, so it is handed
+// on when the next record starts (or at finish()).
+class RecordWriter {
+ public:
+  explicit RecordWriter(const RecordSink& each) : each_(each) {}
+
+  void account(std::int64_t id, std::int64_t user, std::string_view currency,
+               std::string_view balance) {
+    finish();
+    section_ = "account";
+    id_ = std::to_string(id);
+    text_ = "account ";
+    text_ += id_;
+    text_ += " user ";
+    text_ += std::to_string(user);
+    text_ += " currency ";
+    text_ += trim(currency);
+    text_ += " balance ";
+    text_ += balance;
+    text_.push_back('\n');
+  }
+
+  void tx(std::int64_t id, std::string_view kind, std::string_view amount, std::int64_t us) {
+    text_ += "  tx ";
+    text_ += std::to_string(id);
+    text_.push_back(' ');
+    text_ += kind;
+    text_.push_back(' ');
+    text_ += amount;
+    text_.push_back(' ');
+    text_ += format_timestamp_us(us);
+    text_.push_back('\n');
+  }
+
+  // `accounts` is sorted here; `totals` maps trimmed currency code -> canonical amount.
+  void user(std::int64_t id, std::string_view name, std::string_view email,
+            std::vector<std::int64_t>& accounts, const std::map<std::string, std::string>& totals) {
+    finish();
+    section_ = "user";
+    id_ = std::to_string(id);
+    text_ = "user ";
+    text_ += id_;
+    text_ += " name ";
+    append_quoted(text_, name);
+    text_ += " email ";
+    append_quoted(text_, email);
+    text_ += " accounts ";
+    std::sort(accounts.begin(), accounts.end());
+    if (accounts.empty()) text_.push_back('-');
+    for (std::size_t i = 0; i < accounts.size(); ++i) {
+      if (i != 0) text_.push_back(',');
+      text_ += std::to_string(accounts[i]);
+    }
+    text_ += " totals";
+    if (totals.empty()) text_ += " -";
+    for (const auto& [currency, amount] : totals) {
+      text_.push_back(' ');
+      text_ += currency;
+      text_.push_back('=');
+      text_ += amount;
+    }
+    text_.push_back('\n');
+    finish();
+  }
+
+  // Hands on the record being built, if any.
+  void finish() {
+    if (text_.empty()) return;
+    each_(CanonicalRecord{section_, id_, text_});
+    text_.clear();
+  }
+
+ private:
+  const RecordSink& each_;
+  const char* section_ = "";
+  std::string id_, text_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+// The bank's tables as SQL, as the `tables:` mapping names them (TableNames quotes them).
+struct SqlTables {
+  std::string users, accounts, transactions;
+};
+
+SqlTables sql_tables(const TableNames& t) {
+  return {t.qualified("users"), t.qualified("accounts"), t.qualified("transactions")};
+}
+
+// Balance per account: deposits minus withdrawals.
+std::string balances(const SqlTables& t) {
+  return "bal AS (SELECT account_id, "
+         "SUM(CASE kind WHEN 'deposit' THEN amount WHEN 'withdrawal' THEN -amount ELSE 0 END) "
+         "AS balance FROM " +
+         t.transactions + " GROUP BY account_id)";
+}
+
+// One ordered stream for the accounts part: each account's row (part 0) followed by its up to
+// kLastTransactions newest transactions (part 1, rn 1..kLastTransactions).
+// Columns: account_id, part, ref (user_id | tx id), text (currency | kind), amount (balance |
+// amount), created_at, rn.
+std::string accounts_query(const SqlTables& t) {
+  return "WITH " + balances(t) +
+         ", newest AS (SELECT account_id, id, kind, amount, created_at, rn FROM ("
+         "SELECT account_id, id, kind, amount, created_at, row_number() OVER ("
+         "PARTITION BY account_id ORDER BY created_at DESC, id DESC) AS rn FROM " +
+         t.transactions +
+         ") w "
+         "WHERE rn <= " +
+         std::to_string(kLastTransactions) +
+         ") "
+         "SELECT a.id, 0 AS part, a.user_id, a.currency::text, COALESCE(b.balance, 0)::text, "
+         "NULL::timestamptz, 0::bigint AS rn "
+         "FROM " +
+         t.accounts +
+         " a LEFT JOIN bal b ON b.account_id = a.id "
+         "UNION ALL "
+         "SELECT n.account_id, 1, n.id, n.kind, n.amount::text, n.created_at, n.rn FROM newest n "
+         "ORDER BY 1, 2, 7";
+}
+
+// One ordered stream for the users part: each user's row (part 0) followed by its accounts with
+// their balances (part 1). Columns: user_id, part, account_id, full_name, email, currency,
+// balance.
+std::string users_query(const SqlTables& t) {
+  return "WITH " + balances(t) +
+         " SELECT u.id, 0 AS part, 0::bigint, u.full_name, u.email, NULL::text, NULL::text "
+         "FROM " +
+         t.users +
+         " u "
+         "UNION ALL "
+         "SELECT a.user_id, 1, a.id, NULL, NULL, a.currency::text, COALESCE(b.balance, 0)::text "
+         "FROM " +
+         t.accounts +
+         " a LEFT JOIN bal b ON b.account_id = a.id "
+         "ORDER BY 1, 2, 3";
+}
+
+std::int64_t pg_int(const PGresult& row, int col, const PgConn& conn, const char* what) {
+  std::string_view text = pg_value(row, 0, col);
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (pg_is_null(row, 0, col) || ec != std::errc() || ptr != text.data() + text.size()) {
+    throw DataError("PostgreSQL " + conn.address() + ": " + what + ": not an integer: '" +
+                    std::string(text) + "'");
+  }
+  return v;
+}
+
+std::string pg_canonical(const PGresult& row, int col, const PgConn& conn,
+                         const std::string& what) {
+  std::optional<std::string> c = Decimal::canonicalize(pg_value(row, 0, col));
+  if (!c) {
+    throw DataError("PostgreSQL " + conn.address() + ": " + what + " is not a finite number: '" +
+                    std::string(pg_value(row, 0, col)) + "'");
+  }
+  return *c;
+}
+
+void accounts_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w) {
+  const PgConn& conn = pg.conn;
+  std::optional<std::int64_t> current;  // account whose transactions follow
+  pg.conn.stream(
+      accounts_query(tables),
+      [&](const PGresult& row) {
+        std::int64_t account = pg_int(row, 0, conn, "accounts.id");
+        if (pg_int(row, 1, conn, "part") == 0) {
+          current = account;
+          w.account(account, pg_int(row, 2, conn, "accounts.user_id"), pg_value(row, 0, 3),
+                    pg_canonical(row, 4, conn, "balance of account " + std::to_string(account)));
+          return;
+        }
+        if (current != account) return;  // cannot happen with the foreign key
+        std::int64_t id = pg_int(row, 2, conn, "transactions.id");
+        std::optional<std::int64_t> us = parse_pg_timestamptz(pg_value(row, 0, 5));
+        if (!us) {
+          throw DataError("PostgreSQL " + conn.address() + ": transactions.created_at of id " +
+                          std::to_string(id) + " is not a reportable timestamp: '" +
+                          std::string(pg_value(row, 0, 5)) + "'");
+        }
+        w.tx(id, pg_value(row, 0, 3),
+             pg_canonical(row, 4, conn, "transactions.amount of id " + std::to_string(id)), *us);
+      },
+      "reading accounts and transactions");
+  w.finish();
+}
+
+void users_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w) {
+  const PgConn& conn = pg.conn;
+  struct User {
+    std::int64_t id = 0;
+    std::string name, email;
+    std::vector<std::int64_t> accounts;
+    std::map<std::string, Decimal> totals;
+  };
+  std::optional<User> user;
+  auto flush_user = [&] {
+    if (!user) return;
+    std::map<std::string, std::string> totals;
+    for (const auto& [currency, sum] : user->totals) totals.emplace(currency, sum.canonical());
+    w.user(user->id, user->name, user->email, user->accounts, totals);
+    user.reset();
+  };
+  pg.conn.stream(
+      users_query(tables),
+      [&](const PGresult& row) {
+        std::int64_t id = pg_int(row, 0, conn, "users.id");
+        if (pg_int(row, 1, conn, "part") == 0) {
+          flush_user();
+          user.emplace();
+          user->id = id;
+          user->name = pg_value(row, 0, 3);
+          user->email = pg_value(row, 0, 4);
+          return;
+        }
+        if (!user || user->id != id) return;  // cannot happen with the foreign key
+        std::int64_t account = pg_int(row, 2, conn, "accounts.id");
+        user->accounts.push_back(account);
+        std::optional<Decimal> balance = Decimal::parse(pg_value(row, 0, 6));
+        if (!balance) {
+          throw DataError("PostgreSQL " + conn.address() + ": balance of account " +
+                          std::to_string(account) + " is not a finite number: '" +
+                          std::string(pg_value(row, 0, 6)) + "'");
+        }
+        Decimal& total = user->totals[std::string(trim(pg_value(row, 0, 5)))];
+        std::optional<Decimal> sum = total.plus(*balance);
+        if (!sum) {
+          throw DataError("PostgreSQL " + conn.address() + ": total of user " + std::to_string(id) +
+                          " overflows 34 significant digits");
+        }
+        total = *sum;
+      },
+      "reading users and account balances");
+  flush_user();
+}
+
+// ---------------------------------------------------------------------------------------------
+// MongoDB
+
+// Where a document value came from, for error messages.
+class DocContext {
+ public:
+  DocContext(std::string_view where, const bson_t* doc) : where_(where) {
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "_id")) {
+      if (BSON_ITER_HOLDS_INT64(&it))
+        id_ = std::to_string(bson_iter_int64(&it));
+      else if (BSON_ITER_HOLDS_INT32(&it))
+        id_ = std::to_string(bson_iter_int32(&it));
+      else
+        id_ = "(non-integer)";
+    }
+  }
+  [[noreturn]] void fail(std::string_view field, std::string_view problem) const {
+    throw DataError(std::string(where_) + " document _id " + id_ + ": field " + std::string(field) +
+                    " " + std::string(problem));
+  }
+
+  std::int64_t int64(const bson_iter_t* it, std::string_view field) const {
+    if (BSON_ITER_HOLDS_INT64(it)) return bson_iter_int64(it);
+    if (BSON_ITER_HOLDS_INT32(it)) return bson_iter_int32(it);
+    fail(field, "is not an integer");
+  }
+  std::string_view utf8(const bson_iter_t* it, std::string_view field) const {
+    if (!BSON_ITER_HOLDS_UTF8(it)) fail(field, "is not a string");
+    std::uint32_t len = 0;
+    const char* s = bson_iter_utf8(it, &len);
+    return {s, len};
+  }
+  std::string decimal(const bson_iter_t* it, std::string_view field) const {
+    if (!BSON_ITER_HOLDS_DECIMAL128(it)) fail(field, "is not a Decimal128");
+    bson_decimal128_t dec;
+    bson_iter_decimal128(it, &dec);
+    char buf[BSON_DECIMAL128_STRING];
+    bson_decimal128_to_string(&dec, buf);
+    std::optional<std::string> c = Decimal::canonicalize(buf);
+    if (!c) fail(field, std::string("is not a finite number: ") + buf);
+    return *c;
+  }
+
+ private:
+  std::string_view where_;
+  std::string id_ = "(missing)";
+};
+
+bool is_deleted(const bson_t* doc) {
+  bson_iter_t it;
+  return bson_iter_init_find(&it, doc, "deleted") && BSON_ITER_HOLDS_BOOL(&it) &&
+         bson_iter_bool(&it);
+}
+
+struct TxLine {
+  std::int64_t id = 0;
+  std::string kind, amount;
+  std::int64_t us = 0;
+};
+
+TxLine read_tx(const DocContext& ctx, const bson_iter_t* element) {
+  if (!BSON_ITER_HOLDS_DOCUMENT(element)) ctx.fail("last_transactions", "has a non-document entry");
+  bson_iter_t it;
+  if (!bson_iter_recurse(element, &it)) ctx.fail("last_transactions", "has a corrupt entry");
+  TxLine tx;
+  bool has_id = false, has_kind = false, has_amount = false, has_us = false;
+  while (bson_iter_next(&it)) {
+    std::string_view key = bson_iter_key(&it);
+    if (key == "id") {
+      tx.id = ctx.int64(&it, "last_transactions.id");
+      has_id = true;
+    } else if (key == "kind") {
+      tx.kind = ctx.utf8(&it, "last_transactions.kind");
+      has_kind = true;
+    } else if (key == "amount") {
+      tx.amount = ctx.decimal(&it, "last_transactions.amount");
+      has_amount = true;
+    } else if (key == "created_at_us") {
+      tx.us = ctx.int64(&it, "last_transactions.created_at_us");
+      has_us = true;
+    }
+  }
+  if (!has_id) ctx.fail("last_transactions.id", "is missing");
+  if (!has_kind) ctx.fail("last_transactions.kind", "is missing");
+  if (!has_amount) ctx.fail("last_transactions.amount", "is missing");
+  if (!has_us) ctx.fail("last_transactions.created_at_us", "is missing");
+  return tx;
+}
+
+void account_from_mongo(const DocContext& ctx, const bson_t* doc, std::vector<TxLine>& txs,
+                        RecordWriter& w) {
+  std::optional<std::int64_t> id, user;
+  std::optional<std::string> currency, balance;
+  txs.clear();
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc)) ctx.fail("(document)", "is corrupt");
+  while (bson_iter_next(&it)) {
+    std::string_view key = bson_iter_key(&it);
+    if (key == "_id") {
+      id = ctx.int64(&it, "_id");
+    } else if (key == "user_id") {
+      user = ctx.int64(&it, "user_id");
+    } else if (key == "currency") {
+      currency = std::string(ctx.utf8(&it, "currency"));
+    } else if (key == "balance") {
+      balance = ctx.decimal(&it, "balance");
+    } else if (key == "last_transactions" && !BSON_ITER_HOLDS_NULL(&it)) {
+      if (!BSON_ITER_HOLDS_ARRAY(&it)) ctx.fail("last_transactions", "is not an array");
+      bson_iter_t arr;
+      if (!bson_iter_recurse(&it, &arr)) ctx.fail("last_transactions", "is corrupt");
+      while (bson_iter_next(&arr)) txs.push_back(read_tx(ctx, &arr));
+    }
+  }
+  if (!id) ctx.fail("_id", "is missing");
+  if (!user) ctx.fail("user_id", "is missing");
+  if (!currency) ctx.fail("currency", "is missing");
+  if (!balance) ctx.fail("balance", "is missing");
+  w.account(*id, *user, *currency, *balance);
+  for (const TxLine& tx : txs) w.tx(tx.id, tx.kind, tx.amount, tx.us);
+}
+
+void user_from_mongo(const DocContext& ctx, const bson_t* doc, RecordWriter& w) {
+  std::optional<std::int64_t> id;
+  std::optional<std::string> name, email;
+  std::vector<std::int64_t> accounts;
+  std::map<std::string, std::string> totals;
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc)) ctx.fail("(document)", "is corrupt");
+  while (bson_iter_next(&it)) {
+    std::string_view key = bson_iter_key(&it);
+    if (key == "_id") {
+      id = ctx.int64(&it, "_id");
+    } else if (key == "full_name") {
+      name = std::string(ctx.utf8(&it, "full_name"));
+    } else if (key == "email") {
+      email = std::string(ctx.utf8(&it, "email"));
+    } else if (key == "accounts" && !BSON_ITER_HOLDS_NULL(&it)) {
+      if (!BSON_ITER_HOLDS_ARRAY(&it)) ctx.fail("accounts", "is not an array");
+      bson_iter_t arr;
+      if (!bson_iter_recurse(&it, &arr)) ctx.fail("accounts", "is corrupt");
+      while (bson_iter_next(&arr)) accounts.push_back(ctx.int64(&arr, "accounts[]"));
+    } else if (key == "balances" && !BSON_ITER_HOLDS_NULL(&it)) {
+      if (!BSON_ITER_HOLDS_DOCUMENT(&it)) ctx.fail("balances", "is not a document");
+      bson_iter_t sub;
+      if (!bson_iter_recurse(&it, &sub)) ctx.fail("balances", "is corrupt");
+      while (bson_iter_next(&sub)) {
+        std::string currency(trim(bson_iter_key(&sub)));
+        totals[currency] = ctx.decimal(&sub, "balances." + currency);
+      }
+    }
+  }
+  if (!id) ctx.fail("_id", "is missing");
+  if (!name) ctx.fail("full_name", "is missing");
+  if (!email) ctx.fail("email", "is missing");
+  w.user(*id, *name, *email, accounts, totals);
+}
+
+}  // namespace
+
+void BankCanonicalForm::from_postgres(PgRead& pg, const RecordSink& each) const {
+  RecordWriter w(each);
+  const SqlTables tables = sql_tables(pg.tables);
+  accounts_from_postgres(pg, tables, w);
+  users_from_postgres(pg, tables, w);
+}
+
+void BankCanonicalForm::from_mongo(DocumentScan& mongo, const RecordSink& each) const {
+  RecordWriter w(each);
+  std::vector<TxLine> txs;
+  mongo.scan("accounts", {"user_id", "currency", "balance", "last_transactions", "deleted"},
+             [&](const Document& d) {
+               if (!is_deleted(d.bson))
+                 account_from_mongo(DocContext(d.where, d.bson), d.bson, txs, w);
+             });
+  w.finish();
+  mongo.scan("users", {"full_name", "email", "accounts", "balances", "deleted"},
+             [&](const Document& d) {
+               if (!is_deleted(d.bson)) user_from_mongo(DocContext(d.where, d.bson), d.bson, w);
+             });
+}
+
+}  // namespace walfold::projections::bank
