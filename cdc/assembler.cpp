@@ -125,7 +125,7 @@ void Assembler::on_relation(const Relation& r) {
     relations_[r.relid] = std::move(info);
     return;
   }
-  const std::string model = model_name(info.table->model);
+  const std::string model = info.table->model;
   const int id = projection_.table_index(model);
   if (id < 0) {
     info.problem = "relation " + info.name + " is configured as model '" + model + "', which the " +

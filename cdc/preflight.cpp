@@ -15,11 +15,10 @@ std::string qualified(const TableConfig& t) {
 
 // The projection's table that a configured table feeds (config validated the model).
 const projections::TableSpec& spec_of(const projections::Projection& p, const TableConfig& t) {
-  const int i = p.table_index(model_name(t.model));
+  const int i = p.table_index(t.model);
   if (i < 0)
-    throw ConfigError("table " + t.schema + "." + t.name + " is configured as model '" +
-                      model_name(t.model) + "', which the " + std::string(p.name()) +
-                      " projection does not have");
+    throw ConfigError("table " + t.schema + "." + t.name + " is configured as model '" + t.model +
+                      "', which the " + std::string(p.name()) + " projection does not have");
   return p.tables()[static_cast<std::size_t>(i)];
 }
 
@@ -114,7 +113,7 @@ void verify_source(const Config& cfg, const projections::Projection& projection)
         "c.relname = $2",
         {t.schema, t.name, cfg.postgres.publication});
     if (PQntuples(r.get()) == 0)
-      throw ConfigError("table " + name + " (configured as the " + model_name(t.model) +
+      throw ConfigError("table " + name + " (configured as the " + t.model +
                         " model) does not exist on " + c.address() +
                         "; create it (`walfold setup --schema` creates the " +
                         std::string(projection.name()) + " tables)");

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "config/section.h"
 
 namespace walfold {
 namespace {
@@ -178,17 +179,33 @@ std::chrono::milliseconds get_ms(Ctx& ctx, const YAML::Node& parent, const std::
       get_number(ctx, parent, key, where, fallback.count(), min, max, Unit::Milliseconds));
 }
 
-std::optional<Model> parse_model(Ctx& ctx, const YAML::Node& node) {
+// "a, b or c"
+std::string one_of(const std::vector<std::string>& words, const char* last = " or ") {
+  std::string out;
+  for (std::size_t i = 0; i < words.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == words.size() ? last : ", ") + words[i];
+  return out;
+}
+
+// "a, b, c": how the model errors list a projection's models.
+std::string comma_list(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+// A `model:` value: one of the selected projection's models.
+std::optional<std::string> parse_model(Ctx& ctx, const YAML::Node& node,
+                                       const ProjectionConfigSpec& spec) {
+  const std::string models = comma_list(spec.models);
   if (!node.IsScalar()) {
-    ctx.error(node.Mark(), "model must be one of users, accounts, transactions");
+    ctx.error(node.Mark(), "model must be one of " + models);
     return std::nullopt;
   }
   auto s = node.Scalar();
-  if (s == "users") return Model::Users;
-  if (s == "accounts") return Model::Accounts;
-  if (s == "transactions") return Model::Transactions;
-  auto near = closest_name(s, {"users", "accounts", "transactions"});
-  ctx.error(node.Mark(), "model '" + s + "' is not one of users, accounts, transactions" +
+  if (std::find(spec.models.begin(), spec.models.end(), s) != spec.models.end()) return s;
+  auto near = closest_name(s, spec.models);
+  ctx.error(node.Mark(), "model '" + s + "' is not one of " + models +
                              (near.empty() ? "" : " (did you mean '" + near + "'?)"));
   return std::nullopt;
 }
@@ -251,8 +268,30 @@ void parse_http(Ctx& ctx, const YAML::Node& root, Config& c) {
               "bearer token");
 }
 
-// priorities: {aging_ms, replay, rules: [{table, kind, amount_above, priority}, ...]}
-void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_ok) {
+// One row condition of a rule, `key: VALUE` as the projection's rule key says.
+std::optional<RowCondition> parse_condition(Ctx& ctx, const YAML::Node& n, const std::string& where,
+                                            const ProjectionConfigSpec::RuleKey& k) {
+  RowCondition cond;
+  cond.key = k.key;
+  cond.column = k.column;
+  cond.op = k.op;
+  cond.value = get_string(ctx, n, k.key, where, "");
+  if (cond.op == RowCondition::Op::Above) {
+    cond.number = Decimal::parse(cond.value);
+    if (!cond.number) {
+      ctx.error(n[k.key].Mark(),
+                where + "." + k.key + " '" + cond.value +
+                    "' is not a decimal number (write it as a string, e.g. \"10000.00\")");
+      return std::nullopt;
+    }
+  }
+  return cond;
+}
+
+// priorities: {aging_ms, replay, rules: [{table, <the projection's row-condition keys>,
+// priority}, ...]}
+void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_ok,
+                      const ProjectionConfigSpec* spec) {
   auto pr = root["priorities"];
   if (!pr) return;
   if (!check_keys(ctx, pr, "priorities", {"aging_ms", "replay", "rules"})) return;
@@ -264,27 +303,43 @@ void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_o
     ctx.error(rules.Mark(), "priorities.rules must be a list of rules");
     return;
   }
+  std::vector<std::string> allowed{"table", "priority"}, condition_keys;
+  if (spec)
+    for (const auto& k : spec->rule_keys) {
+      allowed.push_back(k.key);
+      condition_keys.push_back(k.key);
+    }
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const auto& n = rules[i];
     const std::string where = "priorities.rules[" + std::to_string(i) + "]";
-    if (!check_keys(ctx, n, where, {"table", "kind", "amount_above", "priority"})) continue;
+    if (!check_keys(ctx, n, where, allowed)) continue;
     PriorityRule rule;
     if (!n["priority"]) ctx.error(n.Mark(), where + ".priority is required");
     rule.priority = get_int(ctx, n, "priority", where, 0, 0, 255);
     rule.table = get_string(ctx, n, "table", where, "");
-    if (n["kind"]) rule.kind = get_string(ctx, n, "kind", where, "");
-    if (n["amount_above"]) {
-      auto text = get_string(ctx, n, "amount_above", where, "");
-      rule.amount_above = Decimal::parse(text);
-      if (!rule.amount_above)
-        ctx.error(n["amount_above"].Mark(),
-                  where + ".amount_above '" + text +
-                      "' is not a decimal number (write it as a string, e.g. \"10000.00\")");
-    }
-    if (rule.table.empty() && !n["kind"] && !n["amount_above"]) {
-      ctx.error(n.Mark(), where + " has no condition (table, kind or amount_above)");
+    bool conditions_ok = true;
+    std::vector<std::string> models;  // the models the rule's conditions test
+    if (spec)
+      for (const auto& k : spec->rule_keys) {
+        if (!n[k.key]) continue;
+        auto cond = parse_condition(ctx, n, where, k);
+        conditions_ok = conditions_ok && cond.has_value();
+        if (cond) rule.conditions.push_back(std::move(*cond));
+        if (std::find(models.begin(), models.end(), k.model) == models.end())
+          models.push_back(k.model);
+      }
+    if (rule.table.empty() && rule.conditions.empty() && conditions_ok) {
+      std::vector<std::string> keys{"table"};
+      keys.insert(keys.end(), condition_keys.begin(), condition_keys.end());
+      ctx.error(n.Mark(), where + " has no condition (" + one_of(keys) + ")");
       continue;
     }
+    if (models.size() > 1) {
+      ctx.error(n.Mark(), where + " tests rows of " + one_of(models, " and ") +
+                              " at once; a rule's conditions are about one table");
+      continue;
+    }
+    if (!models.empty()) rule.model = models[0];
     const TableConfig* t = nullptr;
     if (!rule.table.empty()) {
       if (rule.table.find('.') == std::string::npos) rule.table = "public." + rule.table;
@@ -297,9 +352,12 @@ void parse_priorities(Ctx& ctx, const YAML::Node& root, Config& c, bool tables_o
       }
       t = &it->second;
     }
-    if ((n["kind"] || n["amount_above"]) && t && t->model != Model::Transactions) {
-      ctx.error(n.Mark(), where + ": kind and amount_above apply to the transactions table, not " +
-                              rule.table + " (model " + model_name(t->model) + ")");
+    if (!rule.model.empty() && t && t->model != rule.model) {
+      std::vector<std::string> keys;
+      for (const auto& k : spec->rule_keys)
+        if (k.model == rule.model) keys.push_back(k.key);
+      ctx.error(n.Mark(), where + ": " + one_of(keys, " and ") + " apply to the " + rule.model +
+                              " table, not " + rule.table + " (model " + t->model + ")");
       continue;
     }
     c.priorities.rules.push_back(std::move(rule));
@@ -457,26 +515,14 @@ std::string closest_name(const std::string& word, const std::vector<std::string>
   return best;
 }
 
-const char* model_name(Model m) {
-  switch (m) {
-    case Model::Users:
-      return "users";
-    case Model::Accounts:
-      return "accounts";
-    case Model::Transactions:
-      return "transactions";
-  }
-  return "?";
-}
-
 const TableConfig* Config::table(const std::string& schema, const std::string& name) const {
   auto it = tables.find(schema + "." + name);
   return it == tables.end() ? nullptr : &it->second;
 }
 
-const TableConfig* Config::table_for(Model m) const {
+const TableConfig* Config::table_for(std::string_view model) const {
   for (const auto& [_, t] : tables)
-    if (t.model == m) return &t;
+    if (t.model == model) return &t;
   return nullptr;
 }
 
@@ -553,6 +599,7 @@ struct Document {
   const YAML::Node& root;
   Config& c;
   bool tables_ok = true;  // the tables were read without problems (later checks depend on them)
+  const ProjectionConfigSpec* spec = nullptr;  // the selected projection (nullptr: unknown)
 };
 
 // postgres: {dsn, password_file, slot, publication}; the one required section.
@@ -634,7 +681,8 @@ void parse_mongodb_section(Document& d) {
 }
 
 // One entry of tables: "schema.name: {model, priority}" (schema public when not given).
-void parse_table_entry(Ctx& ctx, const YAML::Node& name, const YAML::Node& v, Config& c) {
+void parse_table_entry(Ctx& ctx, const YAML::Node& name, const YAML::Node& v, Config& c,
+                       const ProjectionConfigSpec* spec) {
   if (!name.IsScalar()) {
     ctx.error(name.Mark(), "a table name must be a plain schema.table name");
     return;
@@ -654,7 +702,8 @@ void parse_table_entry(Ctx& ctx, const YAML::Node& name, const YAML::Node& v, Co
     ctx.error(v.Mark(), "tables." + full + ".model is required");
     return;
   }
-  auto model = parse_model(ctx, v["model"]);
+  if (!spec) return;  // the projection is unknown: so are its models (said once, at projection:)
+  auto model = parse_model(ctx, v["model"], *spec);
   if (!model) return;
   tc.model = *model;
   if (c.tables.count(tc.schema + "." + tc.name)) {
@@ -664,8 +713,8 @@ void parse_table_entry(Ctx& ctx, const YAML::Node& name, const YAML::Node& v, Co
   c.tables[tc.schema + "." + tc.name] = tc;
 }
 
-// tables: {schema.name: {model, priority}, ...}, by default public.users, public.accounts and
-// public.transactions; exactly one table per model.
+// tables: {schema.name: {model, priority}, ...}, by default the projection's default_tables;
+// exactly one table per model of the projection.
 void parse_tables_section(Document& d) {
   auto& ctx = d.ctx;
   auto& c = d.c;
@@ -674,24 +723,23 @@ void parse_tables_section(Document& d) {
     if (!t.IsMap()) {
       ctx.error(t.Mark(), "tables must be a mapping of schema.table to settings");
     } else {
-      for (const auto& kv : t) parse_table_entry(ctx, kv.first, kv.second, c);
+      for (const auto& kv : t) parse_table_entry(ctx, kv.first, kv.second, c, d.spec);
     }
-    d.tables_ok = ctx.problems.size() == before;
+    d.tables_ok = ctx.problems.size() == before && d.spec;
+  } else if (d.spec) {
+    for (const auto& tc : d.spec->default_tables) c.tables[tc.schema + "." + tc.name] = tc;
   } else {
-    c.tables["public.users"] = {"public", "users", Model::Users, 3};
-    c.tables["public.accounts"] = {"public", "accounts", Model::Accounts, 3};
-    c.tables["public.transactions"] = {"public", "transactions", Model::Transactions, 5};
+    d.tables_ok = false;
   }
   // One table per model; not worth saying when a table's entry was wrong already (it would be
   // the same mistake seen again).
   if (!d.tables_ok) return;
-  for (Model m : {Model::Users, Model::Accounts, Model::Transactions}) {
+  for (const auto& m : d.spec->models) {
     int n = 0;
     for (const auto& [_, tc] : c.tables) n += tc.model == m;
     if (n != 1)
-      ctx.error(mark_of(d.root["tables"]), std::string("exactly one table must have model '") +
-                                               model_name(m) + "' (found " + std::to_string(n) +
-                                               ")");
+      ctx.error(mark_of(d.root["tables"]),
+                "exactly one table must have model '" + m + "' (found " + std::to_string(n) + ")");
   }
 }
 
@@ -753,7 +801,64 @@ void parse_workers_section(Document& d) {
 }
 
 void parse_priorities_section(Document& d) {
-  parse_priorities(d.ctx, d.root, d.c, d.tables_ok);
+  parse_priorities(d.ctx, d.root, d.c, d.tables_ok, d.spec);
+}
+
+// projection: NAME (default bank), one of projection_config_specs(); read first, every other
+// section's checks depend on it.
+void parse_projection(Document& d) {
+  const auto& specs = projection_config_specs();
+  d.c.projection = get_string(d.ctx, d.root, "projection", "top level", d.c.projection);
+  std::vector<std::string> names;
+  for (const auto* s : specs) {
+    names.push_back(s->name);
+    if (s->name == d.c.projection) d.spec = s;
+  }
+  if (d.spec) return;
+  auto near = closest_name(d.c.projection, names);
+  d.ctx.error(mark_of(d.root["projection"]),
+              "projection '" + d.c.projection + "' is not one of " + comma_list(names) +
+                  (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+}
+
+// The sections of projections: the selected one's read by its parse_section, another's refused.
+class Reader final : public SectionReader {
+ public:
+  Reader(Ctx& ctx, YAML::Node node, std::string key)
+      : ctx_(ctx), node_(std::move(node)), key_(std::move(key)) {}
+  const YAML::Node& section() const override { return node_; }
+  const std::string& key() const override { return key_; }
+  bool check_keys(const YAML::Node& node, const std::string& where,
+                  const std::vector<std::string>& allowed) override {
+    return walfold::check_keys(ctx_, node, where, allowed);
+  }
+  std::string text(const YAML::Node& parent, const std::string& key, const std::string& where,
+                   const std::string& fallback) override {
+    return get_string(ctx_, parent, key, where, fallback);
+  }
+  void error(const YAML::Node& at, const std::string& message) override {
+    ctx_.error(mark_of(at), message);
+  }
+
+ private:
+  Ctx& ctx_;
+  YAML::Node node_;
+  std::string key_;
+};
+
+void parse_projection_sections(Document& d) {
+  for (const auto* s : projection_config_specs()) {
+    if (!s->parse_section) continue;
+    auto node = d.root[s->name];
+    if (s != d.spec) {
+      if (node)
+        d.ctx.error(node.Mark(), "section '" + s->name + "' configures the " + s->name +
+                                     " projection, but projection is '" + d.c.projection + "'");
+      continue;
+    }
+    Reader r(d.ctx, node ? node : YAML::Node(YAML::NodeType::Undefined), s->name);
+    d.c.projection_settings = s->parse_section(r);
+  }
 }
 
 void parse_http_section(Document& d) {
@@ -785,11 +890,12 @@ struct Section {
   void (*parse)(Document&);
 };
 const Section kSections[] = {
-    {"postgres", parse_postgres_section},     {"redis", parse_redis_section},
-    {"mongodb", parse_mongodb_section},       {"tables", parse_tables_section},
-    {"reader", parse_reader_section},         {"workers", parse_workers_section},
-    {"priorities", parse_priorities_section}, {"http", parse_http_section},
-    {"log_level", parse_log_level},           {"state_dir", parse_state_dir},
+    {"projection", parse_projection},   {"postgres", parse_postgres_section},
+    {"redis", parse_redis_section},     {"mongodb", parse_mongodb_section},
+    {"tables", parse_tables_section},   {"reader", parse_reader_section},
+    {"workers", parse_workers_section}, {"priorities", parse_priorities_section},
+    {"http", parse_http_section},       {"log_level", parse_log_level},
+    {"state_dir", parse_state_dir},
 };
 
 void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name,
@@ -809,11 +915,19 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
   }
   std::vector<std::string> keys;
   for (const auto& s : kSections) keys.emplace_back(s.key);
+  for (const auto* p : projection_config_specs())
+    if (p->parse_section) keys.push_back(p->name);
   if (!check_keys(ctx, root, "the top level", keys)) return;
   Document doc{ctx, root, c};
   for (const auto& s : kSections) s.parse(doc);
+  parse_projection_sections(doc);
 }
 }  // namespace
+
+std::string SectionReader::near(const std::string& word,
+                                const std::vector<std::string>& candidates) {
+  return closest_name(word, candidates);
+}
 
 bool is_loopback_host(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/decimal.h"
@@ -14,15 +16,11 @@
 
 namespace walfold {
 
-// Which part of the bank read model a PostgreSQL table feeds.
-enum class Model { Users, Accounts, Transactions };
-const char* model_name(Model m);
-
 struct TableConfig {
   std::string schema = "public";
-  std::string name;  // PostgreSQL table name
-  Model model;
-  int priority = 5;  // 0 (served first) .. 255
+  std::string name;   // PostgreSQL table name
+  std::string model;  // the projection's table it feeds (a TableSpec::model of its tables())
+  int priority = 5;   // 0 (served first) .. 255
 };
 
 struct PostgresConfig {
@@ -87,13 +85,34 @@ struct WorkerConfig {
   RetryConfig retry;
 };
 
+// One row condition of a priority rule: a column of the row compared with a value. Which YAML
+// keys a projection's rules take, and what they compare, its ProjectionConfigSpec says.
+struct RowCondition {
+  enum class Op {
+    Equals,  // the column's text equals `value`
+    Above,   // the column, an exact decimal, is greater than `number`
+  };
+  std::string key;     // the key it was written as (e.g. "amount_above"), for messages
+  std::string column;  // a column of the model's TableSpec
+  Op op = Op::Equals;
+  std::string value;
+  std::optional<Decimal> number;  // Above: `value` as an exact decimal
+};
+
 // A priority rule: a row that matches every condition given gets `priority` when that is more
-// urgent than its table's. `kind` and `amount_above` apply to the transactions model only.
+// urgent than its table's. Conditions are about the rows of one model (`model`): a rule
+// without a `table:` applies to that model's table (to every table when it has none).
 struct PriorityRule {
-  std::string table;                    // "schema.name"; "" = any table (or the transactions one)
-  std::optional<std::string> kind;      // transactions.kind equals this
-  std::optional<Decimal> amount_above;  // transactions.amount > this (exact decimal comparison)
+  std::string table;  // "schema.name"; "" = any table (or the conditions' model's)
+  std::string model;  // the model the conditions test ("" without conditions)
+  std::vector<RowCondition> conditions;
   int priority = 0;
+  // The condition written as `key`, or nullptr.
+  const RowCondition* condition(const std::string& key) const {
+    for (const auto& c : conditions)
+      if (c.key == key) return &c;
+    return nullptr;
+  }
 };
 
 struct PriorityConfig {
@@ -125,8 +144,19 @@ struct HttpConfig {
 // 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_host(const std::string& host);
 
+// What a projection keeps of its own section of the file (e.g. `user_directory:`); each
+// projection derives its own (projections/<name>/), config/ sees only this base.
+class ProjectionSettings {
+ public:
+  virtual ~ProjectionSettings() = default;
+};
+
 struct Config {
   std::string source_file;
+  // The read model this daemon (and its slot) maintains: a ProjectionConfigSpec::name. One
+  // projection per daemon and slot.
+  std::string projection = "bank";
+  std::shared_ptr<const ProjectionSettings> projection_settings;  // its section, when it has one
   PostgresConfig postgres;
   RedisConfig redis;
   MongoConfig mongodb;
@@ -140,8 +170,30 @@ struct Config {
 
   // The configured table for a relation, or nullptr.
   const TableConfig* table(const std::string& schema, const std::string& name) const;
-  const TableConfig* table_for(Model m) const;
+  // The configured table of a model, or nullptr.
+  const TableConfig* table_for(std::string_view model) const;
 };
+
+// What the configuration checks of a projection. config/ names no projection: the specs come
+// from projections/registry.cpp (projection_config_specs), each built from its projection's
+// tables(), so a `tables:` entry can be checked against the models the projection has.
+class SectionReader;  // config/section.h: reads a projection's section with config's checks
+struct ProjectionConfigSpec {
+  // A row-condition key of priority rules: `key: VALUE` tests `column` of the `model` table.
+  struct RuleKey {
+    std::string key, model, column;
+    RowCondition::Op op = RowCondition::Op::Equals;
+  };
+  std::string name;                         // the `projection:` value
+  std::vector<std::string> models;          // TableSpec::model of tables(): one table each
+  std::vector<TableConfig> default_tables;  // when the file has no `tables:`
+  std::vector<RuleKey> rule_keys;
+  // Reads the projection's own top-level section (the key named like the projection; absent:
+  // `section` is an undefined node); nullptr when the projection has none.
+  std::shared_ptr<const ProjectionSettings> (*parse_section)(SectionReader& r) = nullptr;
+};
+// Every projection walfold has (defined in projections/registry.cpp).
+const std::vector<const ProjectionConfigSpec*>& projection_config_specs();
 
 // One problem found in a configuration file (line and column are 1-based; 0 when unknown).
 struct ConfigProblem {

@@ -12,8 +12,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
-#include "projections/bank/bank.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 #include "queue/job_queue.h"
 #include "queue/redis.h"
 
@@ -71,7 +71,7 @@ int preflight(const Config& c, std::ostream& out, std::ostream& err) {
     }
   };
   probe("postgres", [&] {
-    cdc::verify_source(c, projections::bank::projection());
+    cdc::verify_source(c, *projections::projection_for(c));
     const auto slot = cdc::read_slot_any(postgres_conninfo(c.postgres), c.postgres);
     std::string s = "wal_level is logical; publication '" + c.postgres.publication +
                     "' covers the configured tables with the replica identity walfold needs; ";

@@ -10,7 +10,7 @@
 #include "common/lsn.h"
 #include "common/timestamp.h"
 #include "daemon/command.h"
-#include "projections/bank/bank.h"
+#include "projections/registry.h"
 #include "queue/job.h"
 #include "queue/job_queue.h"
 
@@ -144,7 +144,8 @@ int list_dead(queue::JobQueue& q, std::ostream& out) {
   return kExitOk;
 }
 
-int inspect_dead(queue::JobQueue& q, const std::string& key, int jobs, std::ostream& out) {
+int inspect_dead(queue::JobQueue& q, const projections::Projection& projection,
+                 const std::string& key, int jobs, std::ostream& out) {
   auto d = q.dead_letter(key);
   if (!d) {
     out << "key " << key << " is not dead\n";
@@ -164,8 +165,7 @@ int inspect_dead(queue::JobQueue& q, const std::string& key, int jobs, std::ostr
       auto job = queue::decode_job(e.body);
       out << "   committed " << format_timestamp_us(job.commit_time_us) << ", "
           << job.changes.size() << " change(s)\n";
-      for (const auto& c : job.changes)
-        out << "   " << summarize(projections::bank::projection(), c) << "\n";
+      for (const auto& c : job.changes) out << "   " << summarize(projection, c) << "\n";
     } catch (const DataError& err) {
       out << "   undecodable (" << err.what() << "): " << printable(e.body) << "\n";
     }
@@ -262,7 +262,7 @@ int QueueCommand::run(const Context& ctx) {
   }
   if (*pause_ || *resume_) return set_paused(q, static_cast<bool>(*pause_), out);
   if (*list_) return list_dead(q, out);
-  if (*inspect_) return inspect_dead(q, key_, jobs_, out);
+  if (*inspect_) return inspect_dead(q, *projections::projection_for(cfg), key_, jobs_, out);
   if (*retry_ || *purge_) return retry_or_purge(q, out);
   return exit_code_of<UsageError>();
 }

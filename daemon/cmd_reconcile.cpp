@@ -10,8 +10,8 @@
 #include "daemon/command.h"
 #include "daemon/run.h"
 #include "pipeline/rebuild.h"
-#include "projections/bank/bank.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 #include "queue/job_queue.h"
 #include "reconcile/rebuild.h"
 #include "reconcile/snapshot.h"
@@ -44,8 +44,8 @@ int reconcile_full(const Config& cfg) {
   if (slot.exists) cdc::drop_slot(dsn, cfg.postgres);
   reset_queue(cfg);
   checkpoint::Store store(cfg, pool);
-  auto cp =
-      pipeline::initial_load(cfg, projections::bank::projection(), pool, store, "reconcile --full");
+  auto cp = pipeline::initial_load(cfg, *projections::projection_for(cfg), pool, store,
+                                   "reconcile --full");
   std::cout << "rebuilt: the read model equals PostgreSQL at " << format_lsn(cp) << "; slot '"
             << cfg.postgres.slot << "' streams from there (start walfold)\n";
   return kExitOk;
@@ -127,7 +127,7 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
 
 int reconcile_repair(const Config& cfg, int wait_seconds) {
   projections::MongoPool pool(cfg.mongodb);
-  auto r = reconcile::repair(cfg, projections::bank::projection(), pool, std::cout,
+  auto r = reconcile::repair(cfg, *projections::projection_for(cfg), pool, std::cout,
                              std::chrono::seconds(wait_seconds));
   std::cout.flush();
   spdlog::info(
@@ -140,7 +140,7 @@ int reconcile_repair(const Config& cfg, int wait_seconds) {
 
 int reconcile_verify(const Config& cfg) {
   auto r = reconcile::verify(tools::report_options(cfg, tools::ReportSource::Postgres),
-                             projections::bank::projection(), std::cout);
+                             *projections::projection_for(cfg), std::cout);
   std::cout.flush();
   spdlog::info("reconcile --verify: {} compared, {} drifted", reconcile::describe(r.compared),
                r.drifted);

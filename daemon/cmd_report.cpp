@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "daemon/command.h"
-#include "projections/bank/bank.h"
+#include "projections/registry.h"
 #include "reconcile/snapshot.h"
 #include "tools/report.h"
 
@@ -27,7 +27,7 @@ class ReportCommand : public Command {
     tools::ReportOptions o = tools::report_options(
         cfg, from_ == "postgres" ? tools::ReportSource::Postgres : tools::ReportSource::Mongo);
     std::ios::sync_with_stdio(false);
-    auto n = tools::write_report(o, projections::bank::projection(), std::cout);
+    auto n = tools::write_report(o, *projections::projection_for(cfg), std::cout);
     spdlog::debug("report: {}", reconcile::describe(n));
     return kExitOk;
   }

@@ -7,8 +7,8 @@
 #include "checkpoint/store.h"
 #include "daemon/command.h"
 #include "pipeline/rebuild.h"
-#include "projections/bank/bank.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 
 namespace walfold::daemon {
 namespace {
@@ -22,7 +22,7 @@ class SetupCommand : public Command {
 
   int run(const Context& ctx) override {
     const Config cfg = ctx.load_config_to_write_state();
-    cdc::run_setup(cfg, projections::bank::projection(), {.schema = schema_});
+    cdc::run_setup(cfg, *projections::projection_for(cfg), {.schema = schema_});
     const auto dsn = postgres_conninfo(cfg.postgres);
     auto slot = cdc::read_slot(dsn, cfg.postgres);
     if (slot.exists) {
@@ -40,7 +40,7 @@ class SetupCommand : public Command {
       throw checkpoint::missing_slot_error(cfg.postgres.slot, mongo, local, store.state_file(),
                                            server.identify_system().system_id);
     }
-    pipeline::initial_load(cfg, projections::bank::projection(), pool, store,
+    pipeline::initial_load(cfg, *projections::projection_for(cfg), pool, store,
                            "initial snapshot (setup)");
     return kExitOk;
   }

@@ -27,9 +27,9 @@
 #include "common/wakeup.h"
 #include "observe/observer.h"
 #include "pipeline/reader_service.h"
-#include "projections/bank/bank.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 #include "projections/worker.h"
 #include "queue/job_queue.h"
 
@@ -109,7 +109,7 @@ cdc::ReaderOptions reader_options(const Config& cfg, const RunOptions& opts, boo
   cdc::ReaderOptions ropts;
   ropts.start_at = opts.start_at;
   if (!reader_role) return ropts;
-  cdc::verify_source(cfg, projections::bank::projection());
+  cdc::verify_source(cfg, *projections::projection_for(cfg));
   if (opts.stop_at == "current") {
     ropts.stop_at = current_wal_end(cfg);
   } else if (!opts.stop_at.empty()) {
@@ -413,7 +413,8 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   ropts.reached = &events;
   auto pool = connect_stores(cfg, worker_role);
 
-  const auto& projection = projections::bank::projection();
+  const auto projection_owner = projections::projection_for(cfg);
+  const auto& projection = *projection_owner;
   pipeline::ReaderService reader(cfg, projection, *pool, progress, ropts);
   std::vector<std::unique_ptr<projections::Worker>> workers;
   for (int i = 0; i < nworkers; ++i)

@@ -21,7 +21,7 @@ std::string escape_identifier(const PgConn& conn, const std::string& name) {
 
 std::vector<TableName> mapped_tables(const Config& cfg) {
   std::vector<TableName> out;
-  for (const auto& [_, t] : cfg.tables) out.push_back({model_name(t.model), t.schema, t.name});
+  for (const auto& [_, t] : cfg.tables) out.push_back({t.model, t.schema, t.name});
   return out;
 }
 

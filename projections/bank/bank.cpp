@@ -7,6 +7,7 @@
 #include "projections/bank/read_model.h"
 #include "projections/bank/schema.h"
 #include "projections/bank/sink.h"
+#include "projections/rules.h"
 
 namespace walfold::projections::bank {
 namespace {
@@ -77,22 +78,13 @@ Route BankProjection::route(const queue::Change& c, const ChangeContext& where) 
 
 bool BankProjection::rule_applies(std::size_t table, const PriorityRule& rule) const {
   // A rule without a table: its kind/amount_above conditions are about transactions.
-  return (!rule.kind && !rule.amount_above) || table == kTransactions;
+  return table < kTableCount && rule_applies_to(tables()[table], rule);
 }
 
 bool BankProjection::rule_matches(std::size_t table, const PriorityRule& rule,
                                   const std::vector<Value>& row) const {
-  if (!rule.kind && !rule.amount_above) return true;
-  if (table != kTransactions || row.size() <= kTxKind) return false;
-  if (rule.kind && (row[kTxKind].kind != Value::Text || row[kTxKind].text != *rule.kind))
-    return false;
-  if (rule.amount_above) {
-    if (row[kTxAmount].kind != Value::Text) return false;
-    auto amount = Decimal::parse(row[kTxAmount].text);
-    // NaN and the like match nothing here; the fold refuses them with the row's details.
-    if (!amount || amount->compare(*rule.amount_above) <= 0) return false;
-  }
-  return true;
+  // NaN and the like match nothing here; the fold refuses them with the row's details.
+  return table < kTableCount && row_satisfies(tables()[table], rule, row);
 }
 
 std::unique_ptr<Batch> BankProjection::start_batch(mongo::MongoPool& pool) const {

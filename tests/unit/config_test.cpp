@@ -141,15 +141,15 @@ void expect_example_values(const Config& c) {
   const auto* accounts = c.table("public", "accounts");
   const auto* txs = c.table("public", "transactions");
   ASSERT_TRUE(users && accounts && txs);
-  EXPECT_EQ(users->model, Model::Users);
+  EXPECT_EQ(users->model, "users");
   EXPECT_EQ(users->priority, 3);
-  EXPECT_EQ(accounts->model, Model::Accounts);
+  EXPECT_EQ(accounts->model, "accounts");
   EXPECT_EQ(accounts->priority, 3);
-  EXPECT_EQ(txs->model, Model::Transactions);
+  EXPECT_EQ(txs->model, "transactions");
   EXPECT_EQ(txs->priority, 5);
   EXPECT_EQ(txs->schema, "public");
   EXPECT_EQ(txs->name, "transactions");
-  EXPECT_EQ(c.table_for(Model::Accounts), accounts);
+  EXPECT_EQ(c.table_for("accounts"), accounts);
   EXPECT_EQ(c.table("public", "nope"), nullptr);
   EXPECT_EQ(c.table("bank", "users"), nullptr);
   EXPECT_EQ(c.reader.status_interval, std::chrono::milliseconds(1000));
@@ -235,16 +235,16 @@ state_dir: /tmp/wf
   ASSERT_NE(users, nullptr);
   EXPECT_EQ(users->schema, "bank");
   EXPECT_EQ(users->name, "customers");
-  EXPECT_EQ(users->model, Model::Users);
+  EXPECT_EQ(users->model, "users");
   EXPECT_EQ(users->priority, 0);
   ASSERT_NE(c.table("bank", "accounts"), nullptr);
   EXPECT_EQ(c.table("bank", "accounts")->priority, 255);
   const auto* ledger = c.table("public", "ledger");  // no schema: public
   ASSERT_NE(ledger, nullptr);
-  EXPECT_EQ(ledger->model, Model::Transactions);
+  EXPECT_EQ(ledger->model, "transactions");
   EXPECT_EQ(ledger->priority, 5);  // default priority
-  EXPECT_EQ(c.table_for(Model::Users), users);
-  EXPECT_EQ(c.table_for(Model::Transactions), ledger);
+  EXPECT_EQ(c.table_for("users"), users);
+  EXPECT_EQ(c.table_for("transactions"), ledger);
   EXPECT_EQ(c.reader.status_interval.count(), 10);
   EXPECT_EQ(c.reader.enqueue_max_delay.count(), 0);
   EXPECT_EQ(c.reader.enqueue_batch_jobs, 100000);
@@ -282,15 +282,15 @@ TEST(Config, DefaultsWhenSectionsOmitted) {
   ASSERT_NE(users, nullptr);
   ASSERT_NE(accounts, nullptr);
   ASSERT_NE(txs, nullptr);
-  EXPECT_EQ(users->model, Model::Users);
-  EXPECT_EQ(accounts->model, Model::Accounts);
-  EXPECT_EQ(txs->model, Model::Transactions);
+  EXPECT_EQ(users->model, "users");
+  EXPECT_EQ(accounts->model, "accounts");
+  EXPECT_EQ(txs->model, "transactions");
   EXPECT_EQ(users->priority, 3);
   EXPECT_EQ(accounts->priority, 3);
   EXPECT_EQ(txs->priority, 5);
-  EXPECT_EQ(c.table_for(Model::Users), users);
-  EXPECT_EQ(c.table_for(Model::Accounts), accounts);
-  EXPECT_EQ(c.table_for(Model::Transactions), txs);
+  EXPECT_EQ(c.table_for("users"), users);
+  EXPECT_EQ(c.table_for("accounts"), accounts);
+  EXPECT_EQ(c.table_for("transactions"), txs);
 
   const ReaderConfig rd;
   EXPECT_EQ(c.reader.status_interval, rd.status_interval);
@@ -316,10 +316,13 @@ TEST(Config, PartialSectionsKeepOtherDefaults) {
   EXPECT_EQ(c.workers.lease, std::chrono::milliseconds(30000));
 }
 
+// The models a `tables:` entry may name are the selected projection's (the bank's by default).
 TEST(Config, ModelNames) {
-  EXPECT_STREQ(model_name(Model::Users), "users");
-  EXPECT_STREQ(model_name(Model::Accounts), "accounts");
-  EXPECT_STREQ(model_name(Model::Transactions), "transactions");
+  const ProjectionConfigSpec* bank = nullptr;
+  for (const auto* s : projection_config_specs())
+    if (s->name == "bank") bank = s;
+  ASSERT_NE(bank, nullptr);
+  EXPECT_EQ(bank->models, (std::vector<std::string>{"users", "accounts", "transactions"}));
 }
 
 TEST(Config, MalformedYamlNamesFileLineColumn) {

@@ -52,9 +52,14 @@ TEST(PriorityConfig, RulesRetryAndDefaults) {
   EXPECT_EQ(c.priorities.replay, 200);
   ASSERT_EQ(c.priorities.rules.size(), 3u);
   EXPECT_EQ(c.priorities.rules[0].table, "public.transactions");
-  ASSERT_TRUE(c.priorities.rules[0].amount_above);
-  EXPECT_EQ(c.priorities.rules[0].amount_above->canonical(), "10000");
-  EXPECT_EQ(c.priorities.rules[1].kind, "withdrawal");
+  const RowCondition* above = c.priorities.rules[0].condition("amount_above");
+  ASSERT_TRUE(above && above->number);
+  EXPECT_EQ(above->column, "amount");
+  EXPECT_EQ(above->number->canonical(), "10000");
+  const RowCondition* kind = c.priorities.rules[1].condition("kind");
+  ASSERT_TRUE(kind);
+  EXPECT_EQ(kind->value, "withdrawal");
+  EXPECT_EQ(c.priorities.rules[1].model, "transactions");
   EXPECT_EQ(c.priorities.rules[2].table, "public.users");
   EXPECT_EQ(c.workers.retry.initial.count(), 50);
   EXPECT_EQ(c.workers.retry.max.count(), 5000);
