@@ -21,17 +21,22 @@ Wakeup::~Wakeup() {
   ::close(fd_);
 }
 
+// The flag is set after the write and cleared before the read, so a clear() that finds the flag
+// down never leaves a readable fd behind it: either the write it raced has not set the flag yet
+// (the next clear() reads it), or the read drained it. clear() on a flag that is down costs no
+// system call, which matters for callers that clear on every turn (the reader takes the Redis
+// thread's acknowledgements once per WAL message).
 void Wakeup::notify() {
-  set_ = true;
   const std::uint64_t one = 1;
   // Cannot fail but with a counter near 2^64 (then it is readable anyway).
   [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+  set_ = true;
 }
 
 void Wakeup::clear() {
-  set_ = false;
+  if (!set_.exchange(false)) return;
   std::uint64_t count;
-  [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);  // EAGAIN when not set
+  [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);  // EAGAIN when already drained
 }
 
 bool Wakeup::wait_for(std::chrono::milliseconds timeout) const {
@@ -42,7 +47,9 @@ bool Wakeup::wait_for(std::chrono::milliseconds timeout) const {
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    if (::poll(&p, 1, static_cast<int>(left.count())) >= 0 || errno != EINTR) break;
+    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc > 0) return true;  // written: notify() raises the flag right after the write
+    if (rc == 0 || errno != EINTR) break;
   }
   return is_set();
 }

@@ -45,3 +45,23 @@ TEST(Wakeup, ANotifyFromAnotherThreadEndsALongWait) {
   EXPECT_TRUE(w.wait_for(std::chrono::hours(1)));
   t.join();
 }
+
+// clear() skips its read when the flag is down (the reader clears once per WAL message), so the
+// order of flag and fd matters: however notify() and clear() interleave, once the last
+// notify() returned and nobody clears, the flag is up; and a clear() that runs after every
+// notify() returned leaves neither a flag nor a readable fd (a readable fd with the flag down
+// would wake a poll() forever).
+TEST(Wakeup, RacingNotifyAndClearNeverLeaveTheFdAndTheFlagApart) {
+  for (int round = 0; round < 200; ++round) {
+    Wakeup w;
+    std::thread notifier([&] {
+      for (int i = 0; i < 50; ++i) w.notify();
+    });
+    for (int i = 0; i < 50; ++i) w.clear();
+    notifier.join();
+    EXPECT_TRUE(w.is_set()) << "round " << round;
+    w.clear();
+    EXPECT_FALSE(w.is_set()) << "round " << round;
+    EXPECT_FALSE(readable(w.fd())) << "round " << round;
+  }
+}
