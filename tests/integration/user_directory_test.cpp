@@ -325,6 +325,10 @@ TEST(UserDirectoryE2E, SnapshotLoadVerifyTamperRepair) {
   ASSERT_EQ(pg1.size(), 3u);
   EXPECT_EQ(pg1, mongo1);  // verify: clean
   EXPECT_NE(pg1[0].find("user_id=\""), std::string::npos) << pg1[0];
+  // The commands go through the same hooks: `walfold report` prints the same from both sides
+  // and `walfold reconcile --verify` finds nothing (a directory configuration, no bank code).
+  expect_reports_identical(env);
+  expect_verify_clean(env);
 
   // Tamper: a field changed, a document deleted, a tombstone revived.
   set_city(env, hashed("ana@example.org"), "Tampered");
@@ -337,6 +341,10 @@ TEST(UserDirectoryE2E, SnapshotLoadVerifyTamperRepair) {
   auto [pg2, mongo2] = canonical(env, cfg, *p);
   EXPECT_NE(pg2, mongo2);
   EXPECT_EQ(mongo2.size(), 3u);  // ana (tampered), cy, stale; bo missing
+  auto drift = env.cmd("reconcile", {"--verify"});
+  EXPECT_EQ(drift.status, 1) << drift.output;  // kExitAttention: drift found
+  EXPECT_NE(drift.output.find("Tampered"), std::string::npos) << drift.output;
+  EXPECT_EQ(drift.output.find("@example"), std::string::npos) << "no plaintext email in drift";
 
   const Lsn cp = *parse_lsn(pg_scalar(env.dsn, "SELECT pg_current_wal_lsn()::text"));
   {
