@@ -17,7 +17,7 @@
 // The loop waits for WAL data (or its stop flag) until the earliest of them, so nothing is polled
 // in between and nothing is late by more than the time it takes to handle one message.
 //
-// A pure function of the clock and the state it is told about (tests/unit/deadlines_test.cpp).
+// A pure function of the clock and the state it is told about (tests/cdc/deadlines_test.cpp).
 #pragma once
 
 #include <chrono>

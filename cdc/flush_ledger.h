@@ -13,7 +13,7 @@
 // the highest position the rule allows, and `admit()` is the gate every standby status passes.
 // A flush above the rule is a bug in the reader; `admit()` then throws InternalError (exit 70)
 // instead of letting it reach PostgreSQL. Pure (no I/O), so tests drive it with any sequence of
-// events (tests/unit/flush_ledger_test.cpp).
+// events (tests/cdc/flush_ledger_test.cpp).
 #pragma once
 
 #include <deque>

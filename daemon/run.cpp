@@ -27,10 +27,10 @@
 #include "common/wakeup.h"
 #include "observe/observer.h"
 #include "pipeline/reader_service.h"
+#include "pipeline/worker_service.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
 #include "projections/registry.h"
-#include "projections/worker.h"
 #include "queue/job_queue.h"
 
 namespace walfold::daemon {
@@ -416,9 +416,10 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   const auto projection_owner = projections::projection_for(cfg);
   const auto& projection = *projection_owner;
   pipeline::ReaderService reader(cfg, projection, *pool, progress, ropts);
-  std::vector<std::unique_ptr<projections::Worker>> workers;
+  std::vector<std::unique_ptr<pipeline::WorkerService>> workers;
   for (int i = 0; i < nworkers; ++i)
-    workers.push_back(std::make_unique<projections::Worker>(cfg, projection, *pool, i, progress));
+    workers.push_back(
+        std::make_unique<pipeline::WorkerService>(cfg, projection, *pool, i, progress));
   // Declared after everything the threads use, so they are joined before those die.
   Joiner worker_threads, reader_thread;
   struct StopAll {

@@ -68,7 +68,7 @@ phase "functions over 80 lines (a report, not a gate)"
 bash scripts/long-functions.sh || true
 
 phase "done"
-# The status page as the browser test saw it (tests/integration/observe_test.cpp): a CI artifact.
+# The status page as the browser test saw it (tests/observe/observe_it.cpp): a CI artifact.
 for shot in build/ci/artifacts/status-page.png build/asan/artifacts/status-page.png; do
   [ -f "$shot" ] && echo "status page screenshot: $root/$shot"
 done

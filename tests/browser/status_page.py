@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Drives walfold's status page in Debian's headless Chromium (python3-selenium with
-chromium-driver; no browser download). Called by tests/integration/observe_test.cpp.
+chromium-driver; no browser download). Called by tests/observe/observe_it.cpp.
 
   status_page.py load URL SCREENSHOT      load the page, wait for data, save a screenshot
   status_page.py compare URL              the numbers shown equal /metrics (after a sync)

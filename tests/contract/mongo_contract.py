@@ -8,7 +8,7 @@
 The expectations come from MongoDB's documented behaviour (the manual page is cited at each
 case), not from walfold's document shapes: neutral collections (`c_<test>`) and fields, one
 database per run (`wf_contract_<pid>`, dropped at the end).  Every request here is one walfold
-or its tests make (projections/, checkpoint/, reconcile/, tools/report.cpp, tests/integration/,
+or its tests make (projections/, checkpoint/, reconcile/, tools/report.cpp, tests/*/ (the *_it.cpp files),
 bench/), so where the stand-in and MongoDB disagree, walfold's tests would be testing the
 stand-in.  Exit 0 = every case passed against the target named on the first line.
 """

@@ -1,4 +1,4 @@
-#include "projections/worker.h"
+#include "pipeline/worker_service.h"
 
 #include <spdlog/spdlog.h>
 
@@ -9,13 +9,13 @@
 #include "common/error.h"
 #include "queue/wake.h"
 
-namespace walfold::projections {
+namespace walfold::pipeline {
 
-Worker::Worker(const Config& cfg, const Projection& projection, MongoPool& pool, int index,
-               Progress& progress)
+WorkerService::WorkerService(const Config& cfg, const projections::Projection& projection,
+                             mongo::MongoPool& pool, int index, Progress& progress)
     : cfg_(cfg), projection_(projection), pool_(pool), index_(index), progress_(progress) {}
 
-std::size_t Worker::run_once() {
+std::size_t WorkerService::run_once() {
   if (!redis_) {
     redis_ = std::make_unique<queue::Redis>(cfg_.redis);
     queue_ = std::make_unique<queue::JobQueue>(
@@ -45,7 +45,7 @@ std::size_t Worker::run_once() {
 
 // Whole jobs up to batch_max_changes rows (at least one job); the rest are given back unfolded
 // with the acknowledgement and claimed again, in order, by the next batch.
-std::vector<Worker::KeyWork> Worker::decode(const queue::Claim& claim) const {
+std::vector<WorkerService::KeyWork> WorkerService::decode(const queue::Claim& claim) const {
   std::vector<KeyWork> work;
   work.reserve(claim.keys.size());
   const auto budget = static_cast<std::size_t>(cfg_.workers.batch_max_changes);
@@ -68,14 +68,14 @@ std::vector<Worker::KeyWork> Worker::decode(const queue::Claim& claim) const {
   return work;
 }
 
-std::vector<std::string> Worker::attempted_keys(const std::vector<KeyWork>& work) {
+std::vector<std::string> WorkerService::attempted_keys(const std::vector<KeyWork>& work) {
   std::vector<std::string> keys;
   for (const auto& w : work)
     if (!w.jobs.empty()) keys.push_back(w.claimed->key);
   return keys;
 }
 
-void Worker::fold_and_write(std::vector<KeyWork>& work) {
+void WorkerService::fold_and_write(std::vector<KeyWork>& work) {
   auto batch = projection_.start_batch(pool_);
   std::vector<const queue::Job*> jobs;
   for (const auto& w : work)
@@ -113,8 +113,8 @@ void Worker::fold_and_write(std::vector<KeyWork>& work) {
 // built, a document MongoDB refuses) is that key's poison; in a larger batch it is not
 // attributable: keys are then claimed one at a time for a while. Keys left out by
 // batch_max_changes were not attempted and just go back.
-void Worker::release_after(const queue::Claim& claim, const std::vector<KeyWork>& work,
-                           const std::exception& e) {
+void WorkerService::release_after(const queue::Claim& claim, const std::vector<KeyWork>& work,
+                                  const std::exception& e) {
   const auto& cls = error_class(e);  // common/error.h: the one table
   const bool data = cls.kind == ErrorKind::Data;
   const bool unavailable = cls.retry == RetryClass::Reconnect;
@@ -139,7 +139,8 @@ void Worker::release_after(const queue::Claim& claim, const std::vector<KeyWork>
   }
 }
 
-std::size_t Worker::acknowledge(const queue::Claim& claim, const std::vector<KeyWork>& work) {
+std::size_t WorkerService::acknowledge(const queue::Claim& claim,
+                                       const std::vector<KeyWork>& work) {
   std::vector<queue::AckItem> acks;
   std::size_t done = 0;
   for (const auto& w : work) {
@@ -179,7 +180,7 @@ std::size_t Worker::acknowledge(const queue::Claim& claim, const std::vector<Key
 }
 
 // Retried and dead-lettered jobs, by the priority class of the key's head job when claimed.
-void Worker::count_held(const queue::Claim& claim, const queue::AckResult& r) {
+void WorkerService::count_held(const queue::Claim& claim, const queue::AckResult& r) {
   auto priority = [&](const std::string& key) {
     for (const auto& k : claim.keys)
       if (k.key == key && !k.priorities.empty()) return k.priorities.front();
@@ -189,7 +190,7 @@ void Worker::count_held(const queue::Claim& claim, const queue::AckResult& r) {
   for (const auto& d : r.dead) Progress::add(progress_.dead_by_priority, priority(d.key));
 }
 
-void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
+void WorkerService::report(const queue::AckResult& r, const std::string& batch_error) {
   for (const auto& d : r.dead) {
     auto dl = queue_->dead_letter(d.key);
     spdlog::error(
@@ -207,7 +208,7 @@ void Worker::report(const queue::AckResult& r, const std::string& batch_error) {
                     d.delay_ms, d.attempts, batch_error);
 }
 
-void Worker::run(const Wakeup& stop) {
+void WorkerService::run(const Wakeup& stop) {
   // Idle: wait until the reader has enqueued (queue/wake.h), at most workers.idle_poll_max.
   queue::WakeWait wake(queue::queue_prefix(cfg_.redis.prefix, cfg_.postgres.slot));
   // After Redis or MongoDB failed: kBackoffMin doubling to kBackoffMax, jitter up to half.
@@ -233,4 +234,4 @@ void Worker::run(const Wakeup& stop) {
   }
 }
 
-}  // namespace walfold::projections
+}  // namespace walfold::pipeline

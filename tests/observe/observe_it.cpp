@@ -16,7 +16,7 @@
 #include <string>
 
 #include "tests/harness/servers.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -64,7 +64,7 @@ fs::path example_path() {
 #ifdef WALFOLD_SOURCE_DIR
   return fs::path(WALFOLD_SOURCE_DIR) / "config" / "walfold.example.yaml";
 #else
-  // tests/unit/config_test.cpp -> config/walfold.example.yaml
+  // tests/config/config_test.cpp -> config/walfold.example.yaml
   return fs::path(__FILE__).parent_path().parent_path().parent_path() / "config" /
          "walfold.example.yaml";
 #endif

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/lsn.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "tests/harness/tls.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

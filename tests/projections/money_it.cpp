@@ -7,7 +7,7 @@
 #include "projections/bank/bank_fold.h"
 #include "projections/bank/schema.h"
 #include "projections/bank/sink.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "common/lsn.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

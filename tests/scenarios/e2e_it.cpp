@@ -10,7 +10,7 @@
 #include "common/lsn.h"
 #include "queue/job.h"
 #include "queue/job_queue.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -21,7 +21,7 @@
 #include "queue/job.h"
 #include "queue/job_queue.h"
 #include "queue/redis.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -14,7 +14,7 @@
 #include "projections/bank/bank.h"
 #include "projections/mongo.h"
 #include "reconcile/verify.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 #include "tools/report.h"
 
 namespace walfold::test {

@@ -2,7 +2,7 @@
 // sync, the drifted record and exit 1 when a document was corrupted on purpose.
 #include <gtest/gtest.h>
 
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

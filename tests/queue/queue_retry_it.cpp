@@ -447,7 +447,7 @@ TEST_F(QueueIssue4, AStaleWorkerCannotDeadLetterOrDelayAKey) {
 // A worker dies in the middle of a batch (it folded part of it and never acknowledged): after
 // its lease its keys are redelivered with the same jobs, in the same order, ahead of less urgent
 // keys; the LSN guard of the fold means nothing is applied twice; the dead worker's late ack is
-// refused. (The daemon itself is SIGKILLed under load in recovery_test.cpp.)
+// refused. (The daemon itself is SIGKILLed under load in tests/scenarios/recovery_it.cpp.)
 TEST_F(QueueIssue4, AWorkerKilledMidBatchHasItsJobsRedeliveredInOrderAndPriority) {
   q_->enqueue({item("a:1", 1, 0x10, "1"), item("a:1", 1, 0x20, "2"), item("a:2", 1, 0x30, "3"),
                item("a:1", 1, 0x40, "4")},

@@ -18,7 +18,7 @@
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
 #include "reconcile/rebuild.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -16,7 +16,7 @@
 #include "projections/read_model.h"
 #include "projections/registry.h"
 #include "projections/user_directory/transforms.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

@@ -18,12 +18,12 @@
 #include "projections/projection.h"
 #include "queue/job_queue.h"
 
-namespace walfold::projections {
+namespace walfold::pipeline {
 
-class Worker {
+class WorkerService {
  public:
-  Worker(const Config& cfg, const Projection& projection, MongoPool& pool, int index,
-         Progress& progress);
+  WorkerService(const Config& cfg, const projections::Projection& projection,
+                mongo::MongoPool& pool, int index, Progress& progress);
   // Loops until `stop` is set. Transient errors (Redis, MongoDB down) back off and retry: the
   // batch's keys wait out a per-key backoff (workers.retry) and this worker sleeps too. A job
   // that cannot be decoded or folded is retried with backoff and, after
@@ -35,8 +35,8 @@ class Worker {
 
  private:
   const Config& cfg_;
-  const Projection& projection_;
-  MongoPool& pool_;
+  const projections::Projection& projection_;
+  mongo::MongoPool& pool_;
   int index_;
   Progress& progress_;
   std::unique_ptr<queue::Redis> redis_;
@@ -70,4 +70,4 @@ class Worker {
   void count_held(const queue::Claim& claim, const queue::AckResult& r);
 };
 
-}  // namespace walfold::projections
+}  // namespace walfold::pipeline

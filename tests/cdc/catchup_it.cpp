@@ -11,7 +11,7 @@
 #include <random>
 #include <thread>
 
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {

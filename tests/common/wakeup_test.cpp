@@ -47,10 +47,9 @@ TEST(Wakeup, ANotifyFromAnotherThreadEndsALongWait) {
 }
 
 // clear() skips its read when the flag is down (the reader clears once per WAL message), so the
-// order of flag and fd matters: however notify() and clear() interleave, once the last
-// notify() returned and nobody clears, the flag is up; and a clear() that runs after every
-// notify() returned leaves neither a flag nor a readable fd (a readable fd with the flag down
-// would wake a poll() forever).
+// order of flag and fd matters: however notify() and clear() interleave, once they are done the
+// fd is never readable with the flag down (that would wake a poll() forever while clear() does
+// nothing), and a clear() after every notify() returned leaves neither a flag nor a readable fd.
 TEST(Wakeup, RacingNotifyAndClearNeverLeaveTheFdAndTheFlagApart) {
   for (int round = 0; round < 200; ++round) {
     Wakeup w;
@@ -59,9 +58,11 @@ TEST(Wakeup, RacingNotifyAndClearNeverLeaveTheFdAndTheFlagApart) {
     });
     for (int i = 0; i < 50; ++i) w.clear();
     notifier.join();
-    EXPECT_TRUE(w.is_set()) << "round " << round;
+    EXPECT_FALSE(readable(w.fd()) && !w.is_set()) << "round " << round;
     w.clear();
     EXPECT_FALSE(w.is_set()) << "round " << round;
     EXPECT_FALSE(readable(w.fd())) << "round " << round;
+    w.notify();
+    EXPECT_TRUE(w.is_set() && readable(w.fd())) << "round " << round;
   }
 }

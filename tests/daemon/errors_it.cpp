@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "common/lsn.h"
-#include "tests/integration/bank_env.h"
+#include "tests/harness/bank_env.h"
 
 namespace walfold::test {
 namespace {
