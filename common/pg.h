@@ -81,7 +81,7 @@ class PgConn {
   const std::string& address() const { return address_; }
 
   // Run SQL. A lost connection throws UnavailableError; any other failure PgError. Messages
-  // start "postgresql at host:port: " and then name `context` (e.g. "creating users") followed
+  // start "postgresql at host:port: " and then name `context` (e.g. "creating the schema") followed
   // by the server's message and SQLSTATE, or without a context the statement's first words
   // ("'SELECT ...' failed: " and libpq's message).
   PgResult exec(const std::string& sql, std::string_view context = {});

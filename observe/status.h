@@ -20,7 +20,7 @@ namespace walfold::observe {
 enum StatusExit : int {
   kStatusHealthy = 0,
   kStatusLagOverLimit = 1,  // lag over --max-lag (bytes or seconds)
-  kStatusDeadKeys = 2,      // dead letters block accounts
+  kStatusDeadKeys = 2,      // dead letters block ordering keys
   kStatusSlotMissing = 3,   // the replication slot does not exist (never set up, or dropped)
   kStatusSlotLost = 4,      // wal_status 'lost': changes were lost to it
   kStatusUnreachable = 69,  // PostgreSQL, Redis or MongoDB cannot be reached (EX_UNAVAILABLE)
