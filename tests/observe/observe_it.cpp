@@ -15,8 +15,8 @@
 #include <sstream>
 #include <string>
 
-#include "tests/harness/servers.h"
 #include "tests/harness/bank_env.h"
+#include "tests/harness/servers.h"
 
 namespace walfold::test {
 namespace {

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/harness/tls.h"
 #include "tests/harness/bank_env.h"
+#include "tests/harness/tls.h"
 
 namespace walfold::test {
 namespace {
