@@ -53,6 +53,8 @@ class Enqueuer {
   // the reader's loop waits on it next to the replication socket, so a batch held back under
   // backpressure goes to Redis as soon as Redis has room, without polling.
   int acked_fd() const { return acked_wake_.fd(); }
+  // The flag behind acked_fd(), without a system call: set from an ack until take_acks().
+  bool acks_pending() const { return acked_wake_.is_set(); }
   // The thread stopped on an error (which take_acks/wait_one/send throw as it was).
   bool failed() const {
     std::lock_guard lk(m_);

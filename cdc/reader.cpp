@@ -1,7 +1,5 @@
 #include "cdc/reader.h"
 
-#include <poll.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -238,8 +236,7 @@ class Reader::Session {
   // idle): then the loop takes the acks and goes on (pump() hands the buffer over if it is due),
   // and does not force the buffer out as it does when the WAL is idle.
   bool acked() {
-    pollfd p{enqueuer_.acked_fd(), POLLIN, 0};
-    if (::poll(&p, 1, 0) != 1) return false;
+    if (!enqueuer_.acks_pending()) return false;
     take_acks();
     return true;
   }
