@@ -7,6 +7,7 @@
 #include "cdc/assembler.h"
 #include "cdc/pgoutput.h"
 #include "projections/bank/bank.h"
+#include "projections/registry.h"
 #include "queue/job.h"
 
 namespace {
@@ -85,7 +86,7 @@ BENCHMARK(BM_DecodeInsert);
 
 // Decode + assemble + encode: what the reader spends per row before Redis.
 void BM_AssembleAndEncode(benchmark::State& state) {
-  Config cfg = parse_config("postgres: {dsn: 'x'}\n", "bench");
+  Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "bench");
   std::size_t bytes = 0;
   cdc::Assembler a(cfg, projections::bank::projection(), [&](cdc::CommittedTransaction&& t) {
     for (auto& j : t.jobs) bytes += queue::encode_job(j).size();

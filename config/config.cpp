@@ -447,7 +447,8 @@ std::string close_unterminated_quotes(const std::string& text, Ctx& ctx) {
   return out;
 }
 
-void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name, Config& c);
+void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name,
+                 const ProjectionSpecs& specs, Config& c);
 
 }  // namespace
 
@@ -526,11 +527,12 @@ const TableConfig* Config::table_for(std::string_view model) const {
   return nullptr;
 }
 
-ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name) {
+ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name,
+                              const ProjectionSpecs& specs) {
   Ctx ctx;
   Config c;
   try {
-    parse_nodes(ctx, yaml_text, source_name, c);
+    parse_nodes(ctx, yaml_text, source_name, specs, c);
   } catch (const YAML::Exception& e) {
     // A conversion the checks above did not anticipate (a list where a name belongs, a
     // mapping as a key): still a configuration problem with its place.
@@ -546,7 +548,7 @@ ConfigCheck check_config_text(const std::string& yaml_text, const std::string& s
   return out;
 }
 
-ConfigCheck check_config_file(const std::string& path) {
+ConfigCheck check_config_file(const std::string& path, const ProjectionSpecs& specs) {
   std::ifstream in(path);
   if (!in) {
     ConfigCheck out;
@@ -561,7 +563,7 @@ ConfigCheck check_config_file(const std::string& path) {
     out.problems.push_back({0, 0, "cannot read the configuration file"});
     return out;
   }
-  return check_config_text(ss.str(), path);
+  return check_config_text(ss.str(), path, specs);
 }
 
 namespace {
@@ -572,14 +574,15 @@ namespace {
 }
 }  // namespace
 
-Config parse_config(const std::string& yaml_text, const std::string& source_name) {
-  auto r = check_config_text(yaml_text, source_name);
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const ProjectionSpecs& specs) {
+  auto r = check_config_text(yaml_text, source_name, specs);
   if (!r.config) throw_problems(source_name, r.problems);
   return std::move(*r.config);
 }
 
-Config load_config(const std::string& path) {
-  auto r = check_config_file(path);
+Config load_config(const std::string& path, const ProjectionSpecs& specs) {
+  auto r = check_config_file(path, specs);
   if (!r.config) throw_problems(path, r.problems);
   return std::move(*r.config);
 }
@@ -598,6 +601,7 @@ struct Document {
   Ctx& ctx;
   const YAML::Node& root;
   Config& c;
+  const ProjectionSpecs& specs;  // the projections `projection:` may select
   bool tables_ok = true;  // the tables were read without problems (later checks depend on them)
   const ProjectionConfigSpec* spec = nullptr;  // the selected projection (nullptr: unknown)
 };
@@ -804,10 +808,10 @@ void parse_priorities_section(Document& d) {
   parse_priorities(d.ctx, d.root, d.c, d.tables_ok, d.spec);
 }
 
-// projection: NAME (default bank), one of projection_config_specs(); read first, every other
-// section's checks depend on it.
+// projection: NAME (default bank), one of the specs given; read first, every other section's
+// checks depend on it.
 void parse_projection(Document& d) {
-  const auto& specs = projection_config_specs();
+  const auto& specs = d.specs;
   d.c.projection = get_string(d.ctx, d.root, "projection", "top level", d.c.projection);
   std::vector<std::string> names;
   for (const auto* s : specs) {
@@ -847,7 +851,7 @@ class Reader final : public SectionReader {
 };
 
 void parse_projection_sections(Document& d) {
-  for (const auto* s : projection_config_specs()) {
+  for (const auto* s : d.specs) {
     if (!s->parse_section) continue;
     auto node = d.root[s->name];
     if (s != d.spec) {
@@ -899,7 +903,7 @@ const Section kSections[] = {
 };
 
 void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& source_name,
-                 Config& c) {
+                 const ProjectionSpecs& specs, Config& c) {
   const std::string text = close_unterminated_quotes(yaml_text, ctx);
   YAML::Node root;
   try {
@@ -915,10 +919,10 @@ void parse_nodes(Ctx& ctx, const std::string& yaml_text, const std::string& sour
   }
   std::vector<std::string> keys;
   for (const auto& s : kSections) keys.emplace_back(s.key);
-  for (const auto* p : projection_config_specs())
+  for (const auto* p : specs)
     if (p->parse_section) keys.push_back(p->name);
   if (!check_keys(ctx, root, "the top level", keys)) return;
-  Document doc{ctx, root, c};
+  Document doc{ctx, root, c, specs};
   for (const auto& s : kSections) s.parse(doc);
   parse_projection_sections(doc);
 }

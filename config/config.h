@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/decimal.h"
@@ -174,9 +175,10 @@ struct Config {
   const TableConfig* table_for(std::string_view model) const;
 };
 
-// What the configuration checks of a projection. config/ names no projection: the specs come
-// from projections/registry.cpp (projection_config_specs), each built from its projection's
-// tables(), so a `tables:` entry can be checked against the models the projection has.
+// What the configuration checks of a projection. config/ names no projection and links none:
+// the caller passes the specs to check against (projections/registry.h config_specs() lists
+// every projection walfold has, each built from its projection's tables(), so a `tables:` entry
+// can be checked against the models the projection has; a test may pass its own).
 class SectionReader;  // config/section.h: reads a projection's section with config's checks
 struct ProjectionConfigSpec {
   // A row-condition key of priority rules: `key: VALUE` tests `column` of the `model` table.
@@ -191,9 +193,14 @@ struct ProjectionConfigSpec {
   // Reads the projection's own top-level section (the key named like the projection; absent:
   // `section` is an undefined node); nullptr when the projection has none.
   std::shared_ptr<const ProjectionSettings> (*parse_section)(SectionReader& r) = nullptr;
+  // The secret files its section names (e.g. a salt file), as {"section.key", path} with an
+  // empty path for one not set, so `walfold check-config` checks them like the password files
+  // without knowing the projection; nullptr when it reads none.
+  std::vector<std::pair<std::string, std::string>> (*secret_files)(const ProjectionSettings& s) =
+      nullptr;
 };
-// Every projection walfold has (defined in projections/registry.cpp).
-const std::vector<const ProjectionConfigSpec*>& projection_config_specs();
+// The projections a configuration may select (the `projection:` values), checked in this order.
+using ProjectionSpecs = std::vector<const ProjectionConfigSpec*>;
 
 // One problem found in a configuration file (line and column are 1-based; 0 when unknown).
 struct ConfigProblem {
@@ -209,13 +216,17 @@ struct ConfigCheck {
   std::optional<Config> config;
   std::vector<ConfigProblem> problems;
 };
-ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name);
+// `specs`: the projections the file may select (projections/registry.h has the convenience
+// that passes walfold's own).
+ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name,
+                              const ProjectionSpecs& specs);
 // The same for a file (one that cannot be read is a problem without a position).
-ConfigCheck check_config_file(const std::string& path);
+ConfigCheck check_config_file(const std::string& path, const ProjectionSpecs& specs);
 
 // Throws ConfigError listing every problem, one "FILE:LINE:COLUMN: ..." per line.
-Config load_config(const std::string& path);
-Config parse_config(const std::string& yaml_text, const std::string& source_name);
+Config load_config(const std::string& path, const ProjectionSpecs& specs);
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const ProjectionSpecs& specs);
 
 // The configuration file a command reads: `cli_path` when given (--config), else the
 // environment's WALFOLD_CONFIG, else /etc/walfold/walfold.yaml.

@@ -7,6 +7,9 @@
 #include <functional>
 #include <optional>
 #include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "cdc/preflight.h"
 #include "common/error.h"
@@ -104,15 +107,20 @@ int preflight(const Config& c, std::ostream& out, std::ostream& err) {
 }  // namespace
 
 int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& err) {
-  auto checked = check_config_file(o.path);
+  auto checked = projections::check_config_file(o.path);
   std::vector<std::string> notes;
   std::vector<std::string> problems;
   for (const auto& p : checked.problems) problems.push_back(format_problem(o.path, p));
   if (checked.config) {
     const Config& c = *checked.config;
-    for (const auto& [key, path] : {std::pair{"postgres.password_file", c.postgres.password_file},
-                                    std::pair{"redis.password_file", c.redis.password_file},
-                                    std::pair{"mongodb.password_file", c.mongodb.password_file}}) {
+    // The password files, then the secret files of the selected projection (e.g. the user
+    // directory's salt_file): each read like `walfold run` reads it, its content never printed.
+    std::vector<std::pair<std::string, std::string>> secrets{
+        {"postgres.password_file", c.postgres.password_file},
+        {"redis.password_file", c.redis.password_file},
+        {"mongodb.password_file", c.mongodb.password_file}};
+    for (auto& f : projections::secret_files(c)) secrets.push_back(std::move(f));
+    for (const auto& [key, path] : secrets) {
       std::string note;
       auto problem = secret_file_problem(key, path, note);
       if (!problem.empty()) problems.push_back(o.path + ": " + problem);

@@ -4,11 +4,12 @@
 
 #include "checkpoint/store.h"
 #include "common/log.h"
+#include "projections/registry.h"
 
 namespace walfold::daemon {
 
 Config Context::load_config() const {
-  Config cfg = walfold::load_config(config_path);
+  Config cfg = projections::load_config(config_path);
   init_logging(log_level.empty() ? cfg.log_level : log_level);
   return cfg;
 }

@@ -163,7 +163,7 @@ void log_stopped(const pipeline::ReaderService& reader, const Progress& progress
 void reload(const std::string& config_path) {
   sd_notify(0, "RELOADING=1");
   try {
-    auto fresh = load_config(config_path);
+    auto fresh = projections::load_config(config_path);
     spdlog::set_level(spdlog::level::from_str(fresh.log_level));
     spdlog::info("run: reloaded {}: log level '{}' applied; other settings apply after a restart",
                  config_path, fresh.log_level);

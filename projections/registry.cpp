@@ -30,13 +30,35 @@ const ProjectionConfigSpec& bank_spec() {
 
 }  // namespace
 
-const std::vector<const ProjectionConfigSpec*>& projection_config_specs() {
-  static const std::vector<const ProjectionConfigSpec*> specs{
-      &bank_spec(), &projections::user_directory::config_spec()};
+namespace projections {
+
+const ProjectionSpecs& config_specs() {
+  static const ProjectionSpecs specs{&bank_spec(), &user_directory::config_spec()};
   return specs;
 }
 
-namespace projections {
+Config load_config(const std::string& path) {
+  return walfold::load_config(path, config_specs());
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+  return walfold::parse_config(yaml_text, source_name, config_specs());
+}
+
+ConfigCheck check_config_file(const std::string& path) {
+  return walfold::check_config_file(path, config_specs());
+}
+
+ConfigCheck check_config_text(const std::string& yaml_text, const std::string& source_name) {
+  return walfold::check_config_text(yaml_text, source_name, config_specs());
+}
+
+std::vector<std::pair<std::string, std::string>> secret_files(const Config& cfg) {
+  for (const auto* s : config_specs())
+    if (s->name == cfg.projection && s->secret_files && cfg.projection_settings)
+      return s->secret_files(*cfg.projection_settings);
+  return {};
+}
 
 std::shared_ptr<const Projection> projection_for(const Config& cfg) {
   if (cfg.projection == "bank")

@@ -334,9 +334,19 @@ std::unique_ptr<Batch> UserDirectoryProjection::start_batch(mongo::MongoPool& po
   return std::make_unique<DirectoryBatch>(*this, pool);
 }
 
+namespace {
+// The salt file, for `walfold check-config` (checked like a password file).
+std::vector<std::pair<std::string, std::string>> secret_files(const ProjectionSettings& s) {
+  const auto* settings = dynamic_cast<const Settings*>(&s);
+  if (!settings) return {};
+  return {{"user_directory.salt_file", settings->salt_file}};
+}
+}  // namespace
+
 const ProjectionConfigSpec& config_spec() {
   static const ProjectionConfigSpec spec{
-      "user_directory", {kModel}, {TableConfig{"public", "users", kModel, 3}}, {}, &parse_settings,
+      "user_directory", {kModel},      {TableConfig{"public", "users", kModel, 3}}, {},
+      &parse_settings,  &secret_files,
   };
   return spec;
 }

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/schema.h"
+#include "projections/registry.h"
 
 namespace {
 
@@ -13,7 +14,7 @@ using namespace walfold;
 using cdc::TupleValue;
 
 struct Fixture : ::testing::Test {
-  Config cfg = parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
+  Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
   std::vector<cdc::CommittedTransaction> out;
   cdc::Assembler a{cfg, projections::bank::projection(),
                    [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
@@ -224,7 +225,8 @@ TEST_F(Fixture, ResetDropsAHalfReceivedTransaction) {
 }  // namespace
 
 TEST(AssemblerLimits, ATransactionOverMaxTransactionMbIsRefusedNamingItAndTheSetting) {
-  Config cfg = parse_config("postgres: {dsn: 'x'}\nreader: {max_transaction_mb: 1}\n", "test.yaml");
+  Config cfg = projections::parse_config("postgres: {dsn: 'x'}\nreader: {max_transaction_mb: 1}\n",
+                                         "test.yaml");
   int commits = 0;
   cdc::Assembler a{cfg, projections::bank::projection(),
                    [&](cdc::CommittedTransaction&&) { ++commits; }};
@@ -274,7 +276,7 @@ struct Directory : projections::Projection {
 };
 
 TEST(AssemblerProjection, KeysColumnsAndTypesComeFromTheProjection) {
-  Config cfg = parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
+  Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
   Directory dir;
   std::vector<cdc::CommittedTransaction> out;
   cdc::Assembler a{cfg, dir, [&](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};

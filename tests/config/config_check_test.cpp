@@ -8,13 +8,14 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "projections/registry.h"
 
 namespace walfold {
 namespace {
 
 // The problems of `yaml` (read as "cfg.yaml"), formatted as check-config prints them.
 std::vector<std::string> problems(const std::string& yaml) {
-  auto r = check_config_text(yaml, "cfg.yaml");
+  auto r = projections::check_config_text(yaml, "cfg.yaml");
   std::vector<std::string> out;
   for (const auto& p : r.problems) out.push_back(format_problem("cfg.yaml", p));
   EXPECT_EQ(r.config.has_value(), out.empty());
@@ -104,7 +105,7 @@ TEST(ConfigCheck, SeveralErrorsInOneFileAreAllReported) {
             }));
   // load_config/parse_config (what `walfold run` uses) throws them all, one per line.
   try {
-    parse_config(yaml, "cfg.yaml");
+    projections::parse_config(yaml, "cfg.yaml");
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()).find("cfg.yaml:3:3:"), 0u) << e.what();
@@ -139,13 +140,14 @@ TEST(ConfigCheck, DurationsAndSizesWithUnits) {
   for (const char* bad : {"", "256", "256MB", "256 MiB", "1.5GiB", "256mib"})
     EXPECT_EQ(parse_size_bytes(bad), std::nullopt) << bad;
 
-  Config c = parse_config(kPg +
-                              "reader:\n  status_interval_ms: 2s\n  heartbeat_interval_ms: 1m\n"
-                              "  enqueue_max_delay_ms: 5\n  max_transaction_mb: 1GiB\n"
-                              "workers:\n  lease_ms: 30s\n  idle_poll_max_ms: \"20ms\"\n"
-                              "  retry:\n    initial_ms: 250ms\n    max_ms: 1h\n"
-                              "priorities:\n  aging_ms: 2s\n",
-                          "cfg.yaml");
+  Config c = projections::parse_config(
+      kPg +
+          "reader:\n  status_interval_ms: 2s\n  heartbeat_interval_ms: 1m\n"
+          "  enqueue_max_delay_ms: 5\n  max_transaction_mb: 1GiB\n"
+          "workers:\n  lease_ms: 30s\n  idle_poll_max_ms: \"20ms\"\n"
+          "  retry:\n    initial_ms: 250ms\n    max_ms: 1h\n"
+          "priorities:\n  aging_ms: 2s\n",
+      "cfg.yaml");
   EXPECT_EQ(c.reader.status_interval.count(), 2000);
   EXPECT_EQ(c.reader.heartbeat_interval.count(), 60000);
   EXPECT_EQ(c.reader.enqueue_max_delay.count(), 5);  // a plain integer keeps its unit: ms
@@ -155,9 +157,9 @@ TEST(ConfigCheck, DurationsAndSizesWithUnits) {
   EXPECT_EQ(c.workers.retry.initial.count(), 250);
   EXPECT_EQ(c.workers.retry.max.count(), 3600000);
   EXPECT_EQ(c.priorities.aging.count(), 2000);
-  c = parse_config(kPg + "reader:\n  max_transaction_mb: 300\n", "cfg.yaml");
+  c = projections::parse_config(kPg + "reader:\n  max_transaction_mb: 300\n", "cfg.yaml");
   EXPECT_EQ(c.reader.max_transaction_mb, 300);  // MiB, as before
-  c = parse_config(kPg + "reader:\n  max_transaction_mb: 256MiB\n", "cfg.yaml");
+  c = projections::parse_config(kPg + "reader:\n  max_transaction_mb: 256MiB\n", "cfg.yaml");
   EXPECT_EQ(c.reader.max_transaction_mb, 256);
 }
 
@@ -182,7 +184,7 @@ TEST(ConfigCheck, UnterminatedQuoteIsReportedAtItsOwnLine) {
                 "this line (a quoted value must end on the line it starts)"});
   // Not quotes that open a value: inside plain text, comments, escapes, '' in single quotes,
   // flow collections, block scalars.
-  Config c = parse_config(
+  Config c = projections::parse_config(
       "# don't \"worry\"\n"
       "postgres:\n"
       "  dsn: host=db password='a b' dbname=it's  # it's \"fine\n"
@@ -222,6 +224,42 @@ TEST(ConfigCheck, ExitCodesAreMappedInOnePlace) {
   EXPECT_EQ(exit_status_for(PermissionError("p")).code, 77);
   EXPECT_EQ(exit_status_for(ConfigError("f")).code, 78);
   EXPECT_EQ(exit_status_for(ConfigError("f")).message, "walfold: configuration error: f");
+}
+
+}  // namespace
+}  // namespace walfold
+
+namespace walfold {
+namespace {
+
+// config/ links no projection: it checks a file against the specs its caller passes (here one
+// written in the test), not against a list of its own.
+TEST(ConfigCheck, TheProjectionsAreTheSpecsTheCallerPasses) {
+  ProjectionConfigSpec widgets;
+  widgets.name = "widgets";
+  widgets.models = {"widgets"};
+  widgets.default_tables = {{"public", "widgets", "widgets", 4}};
+  const ProjectionSpecs specs{&widgets};
+
+  Config c = parse_config("projection: widgets\n" + kPg, "w.yaml", specs);
+  EXPECT_EQ(c.projection, "widgets");
+  ASSERT_EQ(c.tables.size(), 1u);
+  EXPECT_EQ(c.tables.at("public.widgets").model, "widgets");
+  EXPECT_EQ(c.tables.at("public.widgets").priority, 4);
+
+  // The default projection (bank) is not among them: refused like any unknown name.
+  auto r = check_config_text(kPg, "w.yaml", specs);
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_EQ(format_problem("w.yaml", r.problems[0]),
+            "w.yaml: projection 'bank' is not one of widgets");
+  EXPECT_FALSE(r.config.has_value());
+
+  // `tables:` models are the passed spec's.
+  r = check_config_text("projection: widgets\n" + kPg + "tables:\n  public.w: { model: gadget }\n",
+                        "w.yaml", specs);
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_EQ(format_problem("w.yaml", r.problems[0]),
+            "w.yaml:5:22: model 'gadget' is not one of widgets");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "projections/registry.h"
 
 namespace walfold {
 namespace {
@@ -99,7 +100,7 @@ class TempDir {
 // Parses `yaml` as "cfg.yaml", expects a ConfigError and returns its message.
 std::string config_error(const std::string& yaml, const std::string& source = "cfg.yaml") {
   try {
-    parse_config(yaml, source);
+    projections::parse_config(yaml, source);
   } catch (const ConfigError& e) {
     return e.what();
   } catch (const std::exception& e) {
@@ -169,19 +170,19 @@ void expect_example_values(const Config& c) {
 TEST(Config, ExampleFileLoads) {
   const auto path = example_path();
   ASSERT_TRUE(fs::exists(path)) << path << " not found";
-  Config c = load_config(path.string());
+  Config c = projections::load_config(path.string());
   EXPECT_EQ(c.source_file, path.string());
   expect_example_values(c);
 }
 
 TEST(Config, EmbeddedExampleParses) {
-  Config c = parse_config(kExampleYaml, "walfold.example.yaml");
+  Config c = projections::parse_config(kExampleYaml, "walfold.example.yaml");
   EXPECT_EQ(c.source_file, "walfold.example.yaml");
   expect_example_values(c);
 }
 
 TEST(Config, EveryKeySet) {
-  Config c = parse_config(R"(postgres:
+  Config c = projections::parse_config(R"(postgres:
   dsn: "postgresql://walfold@db.internal/bank"
   password_file: /run/credentials/walfold.service/pg-password
   slot: wf_slot_2
@@ -216,7 +217,7 @@ workers:
 log_level: debug
 state_dir: /tmp/wf
 )",
-                          "cfg.yaml");
+                                       "cfg.yaml");
   EXPECT_EQ(c.postgres.dsn, "postgresql://walfold@db.internal/bank");
   EXPECT_EQ(c.postgres.password_file, "/run/credentials/walfold.service/pg-password");
   EXPECT_EQ(c.postgres.slot, "wf_slot_2");
@@ -260,7 +261,7 @@ state_dir: /tmp/wf
 }
 
 TEST(Config, DefaultsWhenSectionsOmitted) {
-  Config c = parse_config("postgres:\n  dsn: \"host=db dbname=bank\"\n", "min.yaml");
+  Config c = projections::parse_config("postgres:\n  dsn: \"host=db dbname=bank\"\n", "min.yaml");
   EXPECT_EQ(c.source_file, "min.yaml");
   EXPECT_EQ(c.postgres.dsn, "host=db dbname=bank");
   EXPECT_EQ(c.postgres.password_file, "");
@@ -306,8 +307,8 @@ TEST(Config, DefaultsWhenSectionsOmitted) {
 }
 
 TEST(Config, PartialSectionsKeepOtherDefaults) {
-  Config c =
-      parse_config("postgres:\n  dsn: x\nredis:\n  port: 7000\nworkers:\n  count: 8\n", "cfg.yaml");
+  Config c = projections::parse_config(
+      "postgres:\n  dsn: x\nredis:\n  port: 7000\nworkers:\n  count: 8\n", "cfg.yaml");
   EXPECT_EQ(c.redis.port, 7000);
   EXPECT_EQ(c.redis.host, "127.0.0.1");
   EXPECT_EQ(c.redis.prefix, "walfold");
@@ -319,7 +320,7 @@ TEST(Config, PartialSectionsKeepOtherDefaults) {
 // The models a `tables:` entry may name are the selected projection's (the bank's by default).
 TEST(Config, ModelNames) {
   const ProjectionConfigSpec* bank = nullptr;
-  for (const auto* s : projection_config_specs())
+  for (const auto* s : projections::config_specs())
     if (s->name == "bank") bank = s;
   ASSERT_NE(bank, nullptr);
   EXPECT_EQ(bank->models, (std::vector<std::string>{"users", "accounts", "transactions"}));
@@ -469,8 +470,8 @@ TEST(Config, BadSlotOrPublicationName) {
   expect_contains(msg, {"postgres.slot"});
 
   // 63 characters of [a-z0-9_] are fine.
-  Config c =
-      parse_config("postgres:\n  dsn: x\n  slot: " + std::string(62, 'a') + "_\n", "cfg.yaml");
+  Config c = projections::parse_config(
+      "postgres:\n  dsn: x\n  slot: " + std::string(62, 'a') + "_\n", "cfg.yaml");
   EXPECT_EQ(c.postgres.slot.size(), 63u);
 }
 
@@ -555,13 +556,13 @@ TEST(Config, NonScalarModelOrKeyIsAConfigError) {
 TEST(Config, LoadConfigNamesThePath) {
   TempDir dir;
   auto good = dir.write("good.yaml", kExampleYaml);
-  Config c = load_config(good.string());
+  Config c = projections::load_config(good.string());
   EXPECT_EQ(c.source_file, good.string());
   expect_example_values(c);
 
   auto bad = dir.write("bad.yaml", "postgres:\n  dsn: x\n  slot: [a, b");
   try {
-    load_config(bad.string());
+    projections::load_config(bad.string());
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()).rfind(bad.string() + ":3:", 0), 0u) << e.what();
@@ -569,7 +570,7 @@ TEST(Config, LoadConfigNamesThePath) {
 
   auto missing = dir.path() / "does-not-exist.yaml";
   try {
-    load_config(missing.string());
+    projections::load_config(missing.string());
     ADD_FAILURE() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(missing.string()), std::string::npos) << e.what();

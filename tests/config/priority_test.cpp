@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/schema.h"
+#include "projections/registry.h"
 
 namespace {
 
@@ -47,7 +48,7 @@ workers:
 )";
 
 TEST(PriorityConfig, RulesRetryAndDefaults) {
-  Config c = parse_config(kRules, "p.yaml");
+  Config c = projections::parse_config(kRules, "p.yaml");
   EXPECT_EQ(c.priorities.aging.count(), 250);
   EXPECT_EQ(c.priorities.replay, 200);
   ASSERT_EQ(c.priorities.rules.size(), 3u);
@@ -65,7 +66,7 @@ TEST(PriorityConfig, RulesRetryAndDefaults) {
   EXPECT_EQ(c.workers.retry.max.count(), 5000);
   EXPECT_EQ(c.workers.retry.max_attempts, 4);
 
-  Config d = parse_config("postgres: {dsn: x}\n", "d.yaml");
+  Config d = projections::parse_config("postgres: {dsn: x}\n", "d.yaml");
   EXPECT_EQ(d.priorities.aging.count(), 1000);
   EXPECT_EQ(d.priorities.replay, 255);
   EXPECT_TRUE(d.priorities.rules.empty());
@@ -76,7 +77,7 @@ TEST(PriorityConfig, RulesRetryAndDefaults) {
 
 std::string error_of(const std::string& yaml) {
   try {
-    parse_config(yaml, "e.yaml");
+    projections::parse_config(yaml, "e.yaml");
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -113,7 +114,7 @@ TEST(PriorityConfig, BadRulesNameTheirPlace) {
 }
 
 struct Assembled : ::testing::Test {
-  Config cfg = parse_config(kRules, "p.yaml");
+  Config cfg = projections::parse_config(kRules, "p.yaml");
   std::vector<cdc::CommittedTransaction> out;
   cdc::Assembler a{cfg, projections::bank::projection(),
                    [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};

@@ -128,6 +128,49 @@ TEST(CheckConfig, AValidFileAndTheConfigPathFromTheEnvironment) {
       << r.output;
 }
 
+// The user directory's salt_file is a secret file like the password files: check-config reads
+// it the way `walfold run` does (run refuses a missing one with 78, so check-config must not say
+// OK), names the file and never prints its content. The servers are listeners: nothing here
+// needs them.
+TEST(CheckConfig, TheUserDirectorysSaltFileIsCheckedLikeAPasswordFile) {
+  Listener pg, redis, mongo;
+  const auto dir = temp_dir();
+  const std::string salt = dir + "/salt.secret", path = dir + "/walfold.yaml";
+  std::ofstream(path) << config_for(pg, redis, mongo,
+                                    "projection: user_directory\n"
+                                    "user_directory:\n"
+                                    "  salt_file: " +
+                                        salt +
+                                        "\n"
+                                        "  columns:\n"
+                                        "    email: hash\n");
+  auto r = walfold({"check-config", "--config", path});
+  EXPECT_EQ(r.status, 78) << r.output;
+  EXPECT_TRUE(contains(
+      r.output, path + ": user_directory.salt_file: " + salt + ": the secret file does not exist"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "the configuration is valid")) << r.output;
+  // `walfold run` refuses the same file with the same exit code.
+  auto run = walfold({"run", "--config", path});
+  EXPECT_EQ(run.status, 78) << run.output;
+  EXPECT_TRUE(contains(run.output, salt + ": the secret file does not exist")) << run.output;
+
+  // Present: valid, and its content is in no output.
+  const std::string secret = "salt-" + unique_name("s");
+  std::ofstream(salt) << secret << "\n";
+  r = walfold({"check-config", "--config", path});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, path + ": the configuration is valid")) << r.output;
+  EXPECT_FALSE(contains(r.output, secret)) << r.output;
+
+  // A directory where the file should be is refused like a password file that is one.
+  fs::remove(salt);
+  fs::create_directory(salt);
+  r = walfold({"check-config", "--config", path});
+  EXPECT_EQ(r.status, 78) << r.output;
+  EXPECT_TRUE(contains(r.output, path + ": user_directory.salt_file: " + salt + ": ")) << r.output;
+}
+
 TEST(CheckConfig, ConnectRunsThePreflightAgainstEachServer) {
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);

@@ -17,6 +17,7 @@
 #include "projections/bank/bank_fold.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 #include "reconcile/rebuild.h"
 #include "tests/harness/bank_env.h"
 
@@ -119,7 +120,7 @@ TEST(MongoErrorPaths, ARepairWhoseFirstGetMoreFailsFreesTheCursor) {
   ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
 
   FailingCursorMongo mongo;  // every first batch empty
-  Config cfg = load_config(env.config_path);
+  Config cfg = projections::load_config(env.config_path);
   cfg.mongodb = mongo.config();
   projections::MongoPool pool(cfg.mongodb);
   std::ostringstream out;

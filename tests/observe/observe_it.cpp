@@ -124,41 +124,46 @@ TEST(Observe, ASnapshotLoadIsCountedInTheMetrics) {
   expect_read_model_exact(env);
 }
 
-TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
-  BankEnv env("http:\n  listen: 127.0.0.1:0\n", "", "  heartbeat_interval_ms: 500\n");
-  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  Process daemon({walfold_binary(), "run", "--config", env.config_path});
-  const int port = http_port(daemon);
-  ASSERT_GT(port, 0) << daemon.output();
-  Http http(port);
-  // Every statement its own commit, each changing one row of one ordering key: one job each.
-  int rows = 0;
+// Scrapes /metrics while the sync runs: never empty, and rows folded never goes back.
+struct ScrapesDuringSync {
+  Http& http;
   double last_folded = 0;
-  auto scrape_during = [&] {
+  void scrape() {
     auto text = http.metrics();
     ASSERT_FALSE(text.empty());
     auto m = parse_metrics(text);
     EXPECT_GE(m["walfold_rows_folded_total"], last_folded) << "a counter went back";
     last_folded = m["walfold_rows_folded_total"];
-  };
+  }
+};
+
+// Every statement its own commit, each changing one row of one ordering key: one job each.
+// 5 users, 10 accounts, 200 transactions, scraped (and strictly parsed) along the way. Returns
+// the rows written.
+int write_rows_one_commit_each_while_scraping(const BankEnv& env, Http& http) {
+  int rows = 0;
+  ScrapesDuringSync scrapes{http};
   for (int u = 1; u <= 5; ++u, ++rows)
     pg_query(env.dsn, "INSERT INTO users (full_name, email) VALUES ('u" + std::to_string(u) +
                           "', 'u" + std::to_string(u) + "@bank.test')");
   for (int a = 1; a <= 10; ++a, ++rows)
     pg_query(env.dsn, "INSERT INTO accounts (user_id, currency) VALUES (" +
                           std::to_string((a - 1) % 5 + 1) + ", 'EUR')");
-  scrape_during();
+  scrapes.scrape();
   for (int t = 0; t < 200; ++t, ++rows) {
     pg_query(env.dsn, "INSERT INTO transactions (account_id, amount, kind) VALUES (" +
                           std::to_string(t % 10 + 1) + ", 1.2500, 'deposit')");
     if (t % 40 == 0) {
-      scrape_during();
+      scrapes.scrape();
       expect_strict_exposition(http.metrics(), env.dir);  // mid-sync, too
     }
   }
-  ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
-  std::map<std::string, double> m;
-  // Caught up: lag back to 0 and nothing pending (the sampler reads them every second).
+  return rows;
+}
+
+// Caught up: lag back to 0 and nothing pending (the sampler reads them every second). `m` is the
+// scrape that showed it.
+void wait_for_metrics_caught_up(Http& http, int rows, std::map<std::string, double>& m) {
   ASSERT_TRUE(wait_until(
       [&] {
         m = parse_metrics(http.metrics());
@@ -167,6 +172,11 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
       },
       std::chrono::seconds(90), std::chrono::milliseconds(200)))
       << http.metrics();
+}
+
+// The counters of a caught-up sync of `rows` one-job commits (5 users, 10 accounts, the rest
+// transactions), and the gauges of a healthy daemon.
+void expect_counters_equal_what_was_written(std::map<std::string, double>& m, int rows) {
   EXPECT_EQ(m["walfold_rows_received_total"], rows);
   EXPECT_EQ(m["walfold_commits_received_total"], rows);
   EXPECT_EQ(m["walfold_jobs_enqueued_total"], rows);
@@ -185,7 +195,11 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
   EXPECT_EQ(m["walfold_processes{role=\"reader+workers\"}"], 1);
   EXPECT_GT(m["walfold_mongodb_write_commands_total"], 0);
   EXPECT_EQ(m["walfold_rebuild_in_progress"], 0);
-  // Idle now: a heartbeat (every 500 ms here) goes out and its position comes back.
+}
+
+// Idle now: a heartbeat (every 500 ms here) goes out and its position comes back.
+void expect_a_heartbeat_round_trip(Http& http) {
+  std::map<std::string, double> m;
   ASSERT_TRUE(wait_until(
       [&] {
         m = parse_metrics(http.metrics());
@@ -194,31 +208,33 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
       std::chrono::seconds(30), std::chrono::milliseconds(200)))
       << http.metrics();
   EXPECT_GT(m["walfold_heartbeat_round_trip_seconds"], 0);
-  expect_strict_exposition(http.metrics(), env.dir);
-  // The Grafana dashboard and the alert rules use only metrics walfold exposes, and promtool
-  // accepts the rules.
-  {
-    const auto grafana = source_dir() + "/observe/grafana/";
-    auto rules = run_command({"promtool", "check", "rules", grafana + "walfold-alerts.yml"}, 60);
-    EXPECT_EQ(rules.status, 0) << rules.output;
-    std::ifstream a(grafana + "walfold-alerts.yml"), d(grafana + "walfold-dashboard.json");
-    std::string text((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
-    text.append((std::istreambuf_iterator<char>(d)), std::istreambuf_iterator<char>());
-    ASSERT_FALSE(
-        nlohmann::json::parse(text.substr(text.find("\n{")), nullptr, false).is_discarded());
-    const auto exposed = http.metrics();
-    std::regex name(R"(walfold_[a-z_]+)");
-    int n = 0;
-    for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
-         it != std::sregex_iterator(); ++it, ++n) {
-      auto metric = it->str();
-      for (const char* suffix : {"_bucket"})
-        if (metric.size() > 7 && metric.ends_with(suffix)) metric.resize(metric.size() - 7);
-      EXPECT_TRUE(contains(exposed, "# TYPE " + metric + " ")) << metric << " is not exposed";
-    }
-    EXPECT_GT(n, 20);
+}
+
+// The Grafana dashboard and the alert rules use only metrics walfold exposes, and promtool
+// accepts the rules.
+void expect_dashboard_and_alerts_use_exposed_metrics(Http& http) {
+  const auto grafana = source_dir() + "/observe/grafana/";
+  auto rules = run_command({"promtool", "check", "rules", grafana + "walfold-alerts.yml"}, 60);
+  EXPECT_EQ(rules.status, 0) << rules.output;
+  std::ifstream a(grafana + "walfold-alerts.yml"), d(grafana + "walfold-dashboard.json");
+  std::string text((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+  text.append((std::istreambuf_iterator<char>(d)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(nlohmann::json::parse(text.substr(text.find("\n{")), nullptr, false).is_discarded());
+  const auto exposed = http.metrics();
+  std::regex name(R"(walfold_[a-z_]+)");
+  int n = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator();
+       ++it, ++n) {
+    auto metric = it->str();
+    for (const char* suffix : {"_bucket"})
+      if (metric.size() > 7 && metric.ends_with(suffix)) metric.resize(metric.size() - 7);
+    EXPECT_TRUE(contains(exposed, "# TYPE " + metric + " ")) << metric << " is not exposed";
   }
-  // The page's data: the same counters, and this process registered.
+  EXPECT_GT(n, 20);
+}
+
+// The page's data: the same counters, and this process registered.
+void expect_status_api_agrees(Http& http, int rows) {
   auto st = http.get("/api/status");
   ASSERT_TRUE(st && st->status == 200);
   auto j = nlohmann::json::parse(st->body);
@@ -226,6 +242,27 @@ TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
   ASSERT_EQ(j["processes"].size(), 1u) << st->body;
   EXPECT_EQ(j["processes"][0]["role"], "reader+workers");
   EXPECT_FALSE(j.contains("csrf")) << "no CSRF token (no admin) without http.admin";
+}
+
+TEST(Observe, MetricsDuringASyncEqualWhatWasWritten) {
+  BankEnv env("http:\n  listen: 127.0.0.1:0\n", "", "  heartbeat_interval_ms: 500\n");
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  Process daemon({walfold_binary(), "run", "--config", env.config_path});
+  const int port = http_port(daemon);
+  ASSERT_GT(port, 0) << daemon.output();
+  Http http(port);
+  const int rows = write_rows_one_commit_each_while_scraping(env, http);
+  ASSERT_TRUE(running_daemon_caught_up(env)) << daemon.output();
+  std::map<std::string, double> m;
+  ASSERT_NO_FATAL_FAILURE(wait_for_metrics_caught_up(http, rows, m));
+  expect_counters_equal_what_was_written(m, rows);
+  ASSERT_NO_FATAL_FAILURE(expect_a_heartbeat_round_trip(http));
+  expect_strict_exposition(http.metrics(), env.dir);
+  {
+    SCOPED_TRACE("the Grafana dashboard and the alert rules");
+    expect_dashboard_and_alerts_use_exposed_metrics(http);
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_status_api_agrees(http, rows));
   stop_cleanly(daemon);
   // A clean stop leaves the registry at once.
   EXPECT_EQ(redis_cmd({"HLEN", env.queue_prefix() + ":procs"}), "0");

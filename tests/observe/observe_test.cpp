@@ -8,12 +8,13 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "config/config.h"
+#include "projections/registry.h"
 
 namespace walfold {
 namespace {
 
 Config parse(const std::string& http) {
-  return parse_config("postgres:\n  dsn: \"host=x\"\n" + http, "test.yaml");
+  return projections::parse_config("postgres:\n  dsn: \"host=x\"\n" + http, "test.yaml");
 }
 
 std::string error_of(const std::string& http) {

@@ -319,7 +319,7 @@ TEST(UserDirectoryE2E, SnapshotLoadVerifyTamperRepair) {
   // Streaming goes on from the snapshot's consistent point.
   pg_query(env.dsn, "UPDATE users SET city = 'Braga' WHERE id = 3");
   d.run_to_current();
-  const Config cfg = load_config(env.config_path);
+  const Config cfg = projections::load_config(env.config_path);
   const auto p = projections::projection_for(cfg);
   auto [pg1, mongo1] = canonical(env, cfg, *p);
   ASSERT_EQ(pg1.size(), 3u);

@@ -64,7 +64,7 @@ const std::string kDirectory = kPg +
 
 std::vector<std::string> problems(const std::string& yaml) {
   std::vector<std::string> out;
-  for (const auto& p : check_config_text(yaml, "cfg.yaml").problems)
+  for (const auto& p : projections::check_config_text(yaml, "cfg.yaml").problems)
     out.push_back(format_problem("cfg.yaml", p));
   return out;
 }
@@ -76,7 +76,7 @@ std::string all_problems(const std::string& yaml) {
 }
 
 TEST(UserDirectoryConfig, SectionParsedAndDefaultTable) {
-  Config c = parse_config(kDirectory, "cfg.yaml");
+  Config c = projections::parse_config(kDirectory, "cfg.yaml");
   EXPECT_EQ(c.projection, "user_directory");
   ASSERT_EQ(c.tables.size(), 1u);
   ASSERT_NE(c.table_for("users"), nullptr);
@@ -93,7 +93,7 @@ TEST(UserDirectoryConfig, SectionParsedAndDefaultTable) {
 }
 
 TEST(UserDirectoryConfig, BankStaysTheDefault) {
-  Config c = parse_config(kPg, "cfg.yaml");
+  Config c = projections::parse_config(kPg, "cfg.yaml");
   EXPECT_EQ(c.projection, "bank");
   EXPECT_EQ(c.projection_settings, nullptr);
   EXPECT_EQ(c.tables.size(), 3u);
@@ -149,7 +149,7 @@ std::vector<Value> row(const char* id, const char* email, const char* name = "An
 }
 
 TEST(UserDirectoryProjection, TableKeysAndMoves) {
-  Config c = parse_config(kDirectory, "cfg.yaml");
+  Config c = projections::parse_config(kDirectory, "cfg.yaml");
   const auto* s = dynamic_cast<const Settings*>(c.projection_settings.get());
   ASSERT_NE(s, nullptr);
   UserDirectoryProjection p(*s, "the-salt");
@@ -193,7 +193,7 @@ TEST(UserDirectoryProjection, TableKeysAndMoves) {
 }
 
 TEST(UserDirectoryProjection, EmptySaltRefused) {
-  Config c = parse_config(kDirectory, "cfg.yaml");
+  Config c = projections::parse_config(kDirectory, "cfg.yaml");
   const auto* s = dynamic_cast<const Settings*>(c.projection_settings.get());
   ASSERT_NE(s, nullptr);
   EXPECT_THROW(UserDirectoryProjection(*s, ""), ConfigError);

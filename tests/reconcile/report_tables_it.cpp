@@ -13,6 +13,7 @@
 #include "mongo/handles.h"
 #include "projections/bank/bank.h"
 #include "projections/mongo.h"
+#include "projections/registry.h"
 #include "reconcile/verify.h"
 #include "tests/harness/bank_env.h"
 #include "tools/report.h"
@@ -69,7 +70,7 @@ TEST(Reconcile, VerifyAndReportReadTheConfiguredTablesNotTheDefaultNames) {
   ASSERT_EQ(setup.status, 0) << setup.output;
   run_until_caught_up(env);
 
-  const Config cfg = load_config(env.config_path);
+  const Config cfg = projections::load_config(env.config_path);
   std::ostringstream pg, mongo;
   const auto& bank = projections::bank::projection();
   EXPECT_EQ(
@@ -168,7 +169,7 @@ TEST(Snapshot, TheFoldAndTheSnapshotWriteTheSameDatesAndWindows) {
   run_until_caught_up(env);
   expect_reports_identical(env);
   expect_verify_clean(env);
-  const Config cfg = load_config(env.config_path);
+  const Config cfg = projections::load_config(env.config_path);
   const auto folded = read_model_dates(cfg);
   EXPECT_EQ(folded.count("accounts 1 2"), 1u);  // a window of three
   EXPECT_EQ(folded.count("accounts 1 3"), 0u);

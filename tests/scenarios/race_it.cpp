@@ -190,74 +190,96 @@ std::string two_account_activity(int commits, unsigned seed) {
   return sql;
 }
 
-TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
-  BankEnv env;
-  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
-  pg_query(env.dsn, two_account_activity(600, 7));
-  auto rd = env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"});
-  ASSERT_EQ(rd.status, 0) << rd.output;
-
-  queue::Redis redis(redis_config());
-  queue::JobQueue q(redis, env.queue_prefix());
-  projections::MongoPool pool(mongo_config(env));
-  // One claim holds every key (a:1, a:2, u:1); its jobs are then folded by two threads, one per
-  // account key, in small batches that start at the same moment and overlap the previous batch
-  // now and then (a redelivery), so the two keys' updates of user 1 interleave every way.
-  auto claim = q.claim(1000, 1000000, 600s);
+// One claim of every key of the queue, its jobs decoded per key, and the acknowledgement of all
+// of them (sent by the test when it is done).
+struct ClaimedJobs {
+  queue::Claim claim;
   std::map<std::string, std::vector<queue::Job>> jobs;
   std::vector<queue::AckItem> acks;
-  for (const auto& k : claim.keys) {
+};
+ClaimedJobs claim_every_key(queue::JobQueue& q) {
+  ClaimedJobs c;
+  c.claim = q.claim(1000, 1000000, 600s);
+  for (const auto& k : c.claim.keys) {
     queue::AckItem a{k.key, static_cast<int>(k.bodies.size())};
-    for (const auto& body : k.bodies) jobs[k.key].push_back(queue::decode_job(body));
-    acks.push_back(std::move(a));
+    for (const auto& body : k.bodies) c.jobs[k.key].push_back(queue::decode_job(body));
+    c.acks.push_back(std::move(a));
   }
-  ASSERT_GT(jobs["a:1"].size(), 200u);
-  ASSERT_GT(jobs["a:2"].size(), 200u);
-  // The user's own profile job first (as any worker might).
-  {
-    projections::BankFold fold;
-    projections::WritePlan plan;
-    for (const auto& j : jobs["u:1"]) fold.fold(j, plan);
-    write_plan(pool, plan);
+  return c;
+}
+
+// The user's own profile job first (as any worker might).
+void fold_profile_jobs(projections::MongoPool& pool, const std::vector<queue::Job>& jobs) {
+  projections::BankFold fold;
+  projections::WritePlan plan;
+  for (const auto& j : jobs) fold.fold(j, plan);
+  write_plan(pool, plan);
+}
+
+// Two threads, one per account key, fold their key's jobs in small batches that start at the
+// same moment (a barrier) and overlap the previous batch now and then (a redelivery), so the two
+// keys' updates of their user interleave every way. Returns the batches written; `errors` gets
+// what a thread threw.
+class TwoKeysFoldingAtOnce {
+ public:
+  TwoKeysFoldingAtOnce(projections::MongoPool& pool,
+                       const std::map<std::string, std::vector<queue::Job>>& jobs)
+      : pool_(pool), jobs_(jobs) {}
+
+  std::size_t run(const std::string& key1, const std::string& key2,
+                  std::vector<std::string>& errors) {
+    std::thread t1(&TwoKeysFoldingAtOnce::fold_key, this, key1, 1u),
+        t2(&TwoKeysFoldingAtOnce::fold_key, this, key2, 2u);
+    t1.join();
+    t2.join();
+    errors = errors_;
+    return batches_;
   }
 
-  std::barrier sync(2);
-  std::mutex mu;
-  std::vector<std::string> errors;
-  std::size_t batches = 0;
-  auto fold_key = [&](const std::string& key, unsigned seed) {
+ private:
+  void fold_key(const std::string& key, unsigned seed) {
     std::mt19937 rng(seed);
-    const auto& js = jobs.at(key);
+    const auto& js = jobs_.at(key);
     const auto [kind, account_id] = projections::parse_ordering_key(key);
     (void)kind;
     try {
       for (std::size_t pos = 0; pos < js.size();) {
         std::size_t start = pos > 0 && rng() % 3 == 0 ? pos - 1 : pos;  // redeliver one job
         std::size_t end = std::min(js.size(), pos + 1 + rng() % 4);
-        sync.arrive_and_wait();
-        projections::MongoSink sink(pool);
-        projections::BankFold fold;
-        for (auto& [id, snap] : sink.read_accounts({account_id})) fold.set_account(id, snap);
-        projections::WritePlan plan;
-        for (std::size_t i = start; i < end; ++i) fold.fold(js[i], plan);
-        sink.write(plan);
+        sync_.arrive_and_wait();
+        fold_batch(account_id, js, start, end);
         pos = end;
-        std::lock_guard lock(mu);
-        ++batches;
+        std::lock_guard lock(mu_);
+        ++batches_;
       }
     } catch (const std::exception& e) {
-      std::lock_guard lock(mu);
-      errors.push_back(key + ": " + e.what());
+      std::lock_guard lock(mu_);
+      errors_.push_back(key + ": " + e.what());
     }
-    sync.arrive_and_drop();
-  };
-  std::thread t1(fold_key, "a:1", 1), t2(fold_key, "a:2", 2);
-  t1.join();
-  t2.join();
-  ASSERT_TRUE(errors.empty()) << errors.front();
-  EXPECT_GT(batches, 150u);
+    sync_.arrive_and_drop();
+  }
 
-  // Before anything else touches MongoDB: user 1's USD total and both balances are exact.
+  // What a worker does with one batch of one account key: read, fold, write.
+  void fold_batch(std::int64_t account_id, const std::vector<queue::Job>& js, std::size_t start,
+                  std::size_t end) {
+    projections::MongoSink sink(pool_);
+    projections::BankFold fold;
+    for (auto& [id, snap] : sink.read_accounts({account_id})) fold.set_account(id, snap);
+    projections::WritePlan plan;
+    for (std::size_t i = start; i < end; ++i) fold.fold(js[i], plan);
+    sink.write(plan);
+  }
+
+  projections::MongoPool& pool_;
+  const std::map<std::string, std::vector<queue::Job>>& jobs_;
+  std::barrier<> sync_{2};
+  std::mutex mu_;
+  std::vector<std::string> errors_;
+  std::size_t batches_ = 0;
+};
+
+// Before anything else touches MongoDB: user 1's USD total and both balances are exact.
+void expect_user_total_and_balances_exact(const BankEnv& env) {
   const auto truth = pg_query(env.dsn,
                               "SELECT coalesce(sum(CASE kind WHEN 'deposit' THEN amount ELSE "
                               "-amount END), 0)::text FROM transactions");
@@ -273,8 +295,31 @@ TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
                               std::to_string(id));
     EXPECT_EQ(accounts[id].balance, *Decimal::canonicalize(want)) << "account " << id;
   }
+}
 
-  EXPECT_TRUE(q.ack(claim.fence, acks).empty());
+TEST(Race, TwoAccountsOfOneUserFoldIntoItsTotalsConcurrently) {
+  BankEnv env;
+  ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
+  pg_query(env.dsn, two_account_activity(600, 7));
+  auto rd = env.cmd("run", {"--role", "reader", "--stop-at-lsn", "current"});
+  ASSERT_EQ(rd.status, 0) << rd.output;
+
+  queue::Redis redis(redis_config());
+  queue::JobQueue q(redis, env.queue_prefix());
+  projections::MongoPool pool(mongo_config(env));
+  // One claim holds every key (a:1, a:2, u:1); its jobs are then folded by two threads, one per
+  // account key, concurrently (TwoKeysFoldingAtOnce).
+  auto claimed = claim_every_key(q);
+  ASSERT_GT(claimed.jobs["a:1"].size(), 200u);
+  ASSERT_GT(claimed.jobs["a:2"].size(), 200u);
+  fold_profile_jobs(pool, claimed.jobs["u:1"]);
+  std::vector<std::string> errors;
+  const auto batches = TwoKeysFoldingAtOnce(pool, claimed.jobs).run("a:1", "a:2", errors);
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  EXPECT_GT(batches, 150u);
+  ASSERT_NO_FATAL_FAILURE(expect_user_total_and_balances_exact(env));
+
+  EXPECT_TRUE(q.ack(claimed.claim.fence, claimed.acks).empty());
   run_until_caught_up(env);
   expect_read_model_exact(env);
   expect_reports_identical(env);
