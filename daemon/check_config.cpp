@@ -126,6 +126,15 @@ int check_config(const CheckConfigOptions& o, std::ostream& out, std::ostream& e
       if (!problem.empty()) problems.push_back(o.path + ": " + problem);
       if (!note.empty()) notes.push_back(note);
     }
+    // Then the projection is built as `walfold run` builds it (it refuses e.g. an empty salt
+    // file), once every secret file could be read here.
+    if (problems.empty() && notes.empty()) {
+      try {
+        projections::projection_for(c);
+      } catch (const ConfigError& e) {
+        problems.push_back(o.path + ": " + e.what());
+      }
+    }
   }
   for (const auto& p : problems) err << p << "\n";
   for (const auto& n : notes) out << "note: " << n << "\n";

@@ -163,6 +163,15 @@ TEST(CheckConfig, TheUserDirectorysSaltFileIsCheckedLikeAPasswordFile) {
   EXPECT_TRUE(contains(r.output, path + ": the configuration is valid")) << r.output;
   EXPECT_FALSE(contains(r.output, secret)) << r.output;
 
+  // Empty: `walfold run` refuses it (hash needs a key), and so does check-config, naming it.
+  std::ofstream(salt, std::ios::trunc) << "";
+  r = walfold({"check-config", "--config", path});
+  EXPECT_EQ(r.status, 78) << r.output;
+  EXPECT_TRUE(contains(r.output, "the salt file " + salt + " is empty")) << r.output;
+  run = walfold({"run", "--config", path});
+  EXPECT_EQ(run.status, 78) << run.output;
+  EXPECT_TRUE(contains(run.output, "the salt file " + salt + " is empty")) << run.output;
+
   // A directory where the file should be is refused like a password file that is one.
   fs::remove(salt);
   fs::create_directory(salt);
