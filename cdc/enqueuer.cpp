@@ -31,10 +31,13 @@ void Enqueuer::send(std::vector<queue::EnqueueItem> batch, Lsn completes_end_lsn
 }
 
 std::size_t Enqueuer::take_acks() {
-  // Cleared before the count is read: an ack counted after this read sets it again, so a wait
-  // on acked_fd() never misses one (at worst it wakes once for an ack already taken).
-  acked_wake_.clear();
+  // Cleared under the lock that the Redis thread holds from counting an ack to raising the
+  // wake-up (run()), so the wake-up and the count agree: every ack counted is taken here and
+  // its wake-up lowered, and an ack counted after this sets it again. A wait on acked_fd() thus
+  // never misses an ack and never wakes for one already taken. Before, the clear came first,
+  // outside the lock, and could miss a wake-up raised between its check and the count.
   std::lock_guard lk(m_);
+  acked_wake_.clear();
   const std::size_t n = acked_ - taken_;
   taken_ = acked_;
   if (n == 0 && error_) std::rethrow_exception(error_);
