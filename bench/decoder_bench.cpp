@@ -6,6 +6,7 @@
 
 #include "cdc/assembler.h"
 #include "cdc/pgoutput.h"
+#include "pipeline/source_adapter.h"
 #include "projections/bank/bank.h"
 #include "projections/registry.h"
 #include "queue/job.h"
@@ -88,9 +89,11 @@ BENCHMARK(BM_DecodeInsert);
 void BM_AssembleAndEncode(benchmark::State& state) {
   Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "bench");
   std::size_t bytes = 0;
-  cdc::Assembler a(cfg, projections::bank::projection(), [&](cdc::CommittedTransaction&& t) {
-    for (auto& j : t.jobs) bytes += queue::encode_job(j).size();
-  });
+  pipeline::SourceAdapter src(cfg, projections::bank::projection());
+  cdc::Assembler a(src.source, src.router, pipeline::assembly_settings(cfg),
+                   [&](cdc::CommittedTransaction&& t) {
+                     for (auto& j : t.jobs) bytes += queue::encode_job(j).size();
+                   });
   cdc::Decoder d;
   auto rel = relation_msg();
   auto ins = insert_msg();

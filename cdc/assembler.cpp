@@ -35,41 +35,29 @@ std::string type_name(std::uint32_t oid) {
   }
 }
 
-// Whether a PostgreSQL type is one a projection column of `type` accepts.
-bool type_fits(projections::ColumnType type, std::uint32_t oid) {
+// Whether a PostgreSQL type is one a source column of class `type` accepts.
+bool type_fits(TypeClass type, std::uint32_t oid) {
   switch (type) {
-    case projections::ColumnType::Any:
+    case TypeClass::Any:
       return true;
-    case projections::ColumnType::Integer:
+    case TypeClass::Integer:
       return oid == kInt8Oid || oid == kInt4Oid || oid == kInt2Oid;
-    case projections::ColumnType::Numeric:
+    case TypeClass::Numeric:
       return oid == kNumericOid;
   }
   return false;
 }
 
-std::string type_need(const projections::ColumnSpec& col) {
+std::string type_need(const SourceColumn& col) {
   if (!col.need.empty()) return col.need;
-  return col.type == projections::ColumnType::Integer ? "an integer" : "numeric";
+  return col.type == TypeClass::Integer ? "an integer" : "numeric";
 }
 
 }  // namespace
 
-int row_priority(const projections::Projection& projection, std::uint32_t table_id,
-                 const TableConfig& table, const std::vector<const PriorityRule*>& rules,
-                 const std::vector<queue::Value>& row) {
-  int best = table.priority;
-  for (const auto* rule : rules) {
-    if (rule->priority >= best) continue;
-    if (!projection.rule_matches(table_id, *rule, row)) continue;
-    best = rule->priority;
-  }
-  return best;
-}
-
-Assembler::Assembler(const Config& cfg, const projections::Projection& projection,
+Assembler::Assembler(const Source& source, const Router& router, AssemblySettings settings,
                      CommitFn on_commit)
-    : cfg_(cfg), projection_(projection), on_commit_(std::move(on_commit)) {}
+    : source_(source), router_(router), settings_(settings), on_commit_(std::move(on_commit)) {}
 
 void Assembler::reset() {
   in_txn_ = false;
@@ -100,7 +88,7 @@ void Assembler::on_commit(const Commit& c) {
   // PostgreSQL epoch (2000-01-01) microseconds -> Unix microseconds.
   txn_.commit_time_us = c.commit_time + 946684800LL * 1000000;
   if (replay_)
-    for (auto& pr : txn_.priorities) pr = cfg_.priorities.replay;
+    for (auto& pr : txn_.priorities) pr = settings_.replay_priority;
   for (auto& j : txn_.jobs) {
     j.commit_lsn = c.commit_lsn;
     j.end_lsn = c.end_lsn;
@@ -116,8 +104,8 @@ void Assembler::on_commit(const Commit& c) {
 void Assembler::on_relation(const Relation& r) {
   RelInfo info;
   info.name = r.nspname + "." + r.relname;
-  info.table = cfg_.table(r.nspname, r.relname);
-  if (!info.table) {
+  const auto index = source_.find(r.nspname, r.relname);
+  if (!index) {
     spdlog::warn(
         "relation {} (oid {}) is in the publication but not in the configuration's tables; "
         "its changes are ignored",
@@ -125,20 +113,13 @@ void Assembler::on_relation(const Relation& r) {
     relations_[r.relid] = std::move(info);
     return;
   }
-  const std::string model = info.table->model;
-  const int id = projection_.table_index(model);
-  if (id < 0) {
-    info.problem = "relation " + info.name + " is configured as model '" + model + "', which the " +
-                   std::string(projection_.name()) + " projection does not have";
+  info.index = *index;
+  info.table = &source_.tables[info.index];
+  const auto& spec = *info.table;
+  if (!spec.problem.empty()) {
+    info.problem = "relation " + info.name + " " + spec.problem;
     relations_[r.relid] = std::move(info);
     return;
-  }
-  info.table_id = static_cast<std::uint32_t>(id);
-  const auto& spec = projection_.tables()[info.table_id];
-  for (const auto& rule : cfg_.priorities.rules) {
-    if (!rule.table.empty() ? rule.table == info.name
-                            : projection_.rule_applies(info.table_id, rule))
-      info.rules.push_back(&rule);
   }
   const std::size_t n = spec.columns.size();
   info.field_column.assign(n, -1);
@@ -213,11 +194,11 @@ void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int
   txn_.jobs[it->second].changes.push_back(std::move(c));
   ++open_changes_;
   open_bytes_ += bytes;
-  const std::size_t limit = static_cast<std::size_t>(cfg_.reader.max_transaction_mb) << 20;
+  const std::size_t limit = static_cast<std::size_t>(settings_.max_transaction_mb) << 20;
   if (open_bytes_ > limit)
     throw DataError("transaction " + std::to_string(txn_.xid) + " (commit at " +
                     format_lsn(txn_.commit_lsn) + ") holds more than " +
-                    std::to_string(cfg_.reader.max_transaction_mb) + " MiB of changes to the " +
+                    std::to_string(settings_.max_transaction_mb) + " MiB of changes to the " +
                     "projected tables (" + std::to_string(open_changes_) +
                     " rows so far); walfold " +
                     "assembles a transaction in memory until its Commit. Nothing of it was " +
@@ -227,7 +208,7 @@ void Assembler::add(const RelInfo&, const std::string& key, queue::Change c, int
 
 // Adds the change under its ordering key, and under the key it moved from when it moved.
 void Assembler::route(const RelInfo& r, queue::Change c, int priority) {
-  auto keys = projection_.route(c, {r.name, txn_.commit_lsn});
+  auto keys = router_.route(r.index, c, {r.name, txn_.commit_lsn});
   if (!keys.old_key.empty() && keys.old_key != keys.key) add(r, keys.old_key, c, priority);
   add(r, keys.key, std::move(c), priority);
 }
@@ -235,20 +216,19 @@ void Assembler::route(const RelInfo& r, queue::Change c, int priority) {
 void Assembler::on_insert(std::uint32_t relid, Tuple t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table_id, 'I', row(r, t), {}};
-  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.new_row);
+  queue::Change c{r.table->id, 'I', row(r, t), {}};
+  int prio = router_.priority(r.index, c.new_row);
   route(r, std::move(c), prio);
 }
 
 void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple new_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table_id, 'U', row(r, new_t),
+  queue::Change c{r.table->id, 'U', row(r, new_t),
                   old_kind ? row(r, old_t) : std::vector<queue::Value>{}};
   // An update is as urgent as the more urgent of its old and new row.
-  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.new_row);
-  if (!c.old_row.empty())
-    prio = std::min(prio, row_priority(projection_, r.table_id, *r.table, r.rules, c.old_row));
+  int prio = router_.priority(r.index, c.new_row);
+  if (!c.old_row.empty()) prio = std::min(prio, router_.priority(r.index, c.old_row));
   // The row's identity (column 0) changed: fold it as a delete of the old row and an insert of
   // the new one.
   const auto& old_id = c.old_row.empty() ? queue::Value{} : c.old_row[0];
@@ -266,8 +246,8 @@ void Assembler::on_update(std::uint32_t relid, char old_kind, Tuple old_t, Tuple
 void Assembler::on_delete(std::uint32_t relid, char, Tuple old_t) {
   const auto& r = rel(relid);
   if (!r.table) return;
-  queue::Change c{r.table_id, 'D', {}, row(r, old_t)};
-  int prio = row_priority(projection_, r.table_id, *r.table, r.rules, c.old_row);
+  queue::Change c{r.table->id, 'D', {}, row(r, old_t)};
+  int prio = router_.priority(r.index, c.old_row);
   route(r, std::move(c), prio);
 }
 

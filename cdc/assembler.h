@@ -1,9 +1,9 @@
-// Turns decoded pgoutput messages into jobs: rows of the configured tables are collected while
+// Turns decoded pgoutput messages into jobs: rows of the source's tables are collected while
 // a transaction is open (Begin..Commit) and, at Commit, grouped by ordering key into one job
-// per key, in row order. What a table's columns are, which types they must keep and which
-// ordering key(s) and priority a row change has are the projection's (projections/projection.h):
-// relations are mapped to its columns by name, so added or reordered columns are harmless; a
-// column whose type no longer is the one the projection needs fails closed.
+// per key, in row order. What a table's columns are and which types they must keep are the
+// Source's, which ordering key(s) and priority a row change has the Router's (cdc/source.h):
+// relations are mapped to the columns by name, so added or reordered columns are harmless; a
+// column whose type no longer is the one needed fails closed.
 #pragma once
 
 #include <functional>
@@ -12,8 +12,7 @@
 #include <vector>
 
 #include "cdc/pgoutput.h"
-#include "config/config.h"
-#include "projections/projection.h"
+#include "cdc/source.h"
 #include "queue/job.h"
 
 namespace walfold::cdc {
@@ -24,20 +23,15 @@ struct CommittedTransaction {
   std::uint32_t xid = 0;
   std::vector<queue::Job> jobs;        // one per ordering key, first-touched first
   std::vector<int> priorities;         // per job: the highest priority (lowest number) of its rows
-  std::vector<std::string> truncated;  // projected tables this transaction TRUNCATEd (a rebuild)
+  std::vector<std::string> truncated;  // source tables this transaction TRUNCATEd (a rebuild)
 };
-
-// The priority of one row of the projection's table `table_id`: its table's, or a more urgent
-// one from a rule of `priorities.rules` (config/README.md) the projection says it matches. `row`
-// is the new row, or the old one for a delete.
-int row_priority(const projections::Projection& projection, std::uint32_t table_id,
-                 const TableConfig& table, const std::vector<const PriorityRule*>& rules,
-                 const std::vector<queue::Value>& row);
 
 class Assembler : public Handler {
  public:
   using CommitFn = std::function<void(CommittedTransaction&&)>;
-  Assembler(const Config& cfg, const projections::Projection& projection, CommitFn on_commit);
+  // `source` and `router` outlive the assembler.
+  Assembler(const Source& source, const Router& router, AssemblySettings settings,
+            CommitFn on_commit);
 
   bool in_transaction() const { return in_txn_; }
   Lsn open_transaction_lsn() const { return txn_.commit_lsn; }
@@ -46,7 +40,8 @@ class Assembler : public Handler {
   std::size_t open_changes() const { return open_changes_; }
   std::size_t open_bytes() const { return open_bytes_; }
   // Replay mode (snapshot, replay after a Redis loss, reconcile traffic): while on, every job
-  // committed gets priorities.replay instead of its rows' priority. For the reader to switch.
+  // committed gets AssemblySettings::replay_priority instead of its rows' priority. For the reader
+  // to switch.
   void set_replay(bool on) { replay_ = on; }
   bool replay() const { return replay_; }
 
@@ -60,20 +55,20 @@ class Assembler : public Handler {
 
  private:
   struct RelInfo {
-    const TableConfig* table = nullptr;  // nullptr: not projected
-    std::uint32_t table_id = 0;          // index into the projection's tables()
+    const SourceTable* table = nullptr;  // nullptr: not one of the source's tables
+    std::size_t index = 0;               // of `table` in Source::tables (the Router's table)
     std::string name;
-    std::vector<int> field_column;  // projection column -> column index in the tuple, -1 if absent
-    std::vector<const PriorityRule*> rules;  // priorities.rules that can apply to this table
-    std::string problem;  // why it cannot be folded: thrown at its first row change
+    std::vector<int> field_column;  // source column -> column index in the tuple, -1 if absent
+    std::string problem;            // why it cannot be folded: thrown at its first row change
   };
   const RelInfo& rel(std::uint32_t relid) const;
   std::vector<queue::Value> row(const RelInfo& r, Tuple t) const;
   void add(const RelInfo& r, const std::string& key, queue::Change c, int priority);
   void route(const RelInfo& r, queue::Change c, int priority);
 
-  const Config& cfg_;
-  const projections::Projection& projection_;
+  const Source& source_;
+  const Router& router_;
+  AssemblySettings settings_;
   CommitFn on_commit_;
   std::unordered_map<std::uint32_t, RelInfo> relations_;
   bool in_txn_ = false;

@@ -21,16 +21,18 @@ using Clock = std::chrono::steady_clock;
 // One connected streaming session; a reconnect builds a new one.
 class Reader::Session {
  public:
-  Session(const Config& cfg, const projections::Projection& projection, Progress& progress,
-          const ReaderOptions& opts, std::atomic<bool>& reached_stop, ReplicationStream& stream,
-          queue::EnqueueSink& queue, ReaderHost& host, const SessionStart& start)
-      : cfg_(cfg),
+  Session(const SourceSettings& settings, const Source& source, const Router& router,
+          Progress& progress, const ReaderOptions& opts, std::atomic<bool>& reached_stop,
+          ReplicationStream& stream, queue::EnqueueSink& queue, ReaderHost& host,
+          const SessionStart& start)
+      : settings_(settings),
         progress_(progress),
         opts_(opts),
         reached_stop_(reached_stop),
         stream_(stream),
         host_(host),
-        assembler_(cfg_, projection, [this](CommittedTransaction&& t) { on_commit(std::move(t)); }),
+        assembler_(source, router, settings_.assembly,
+                   [this](CommittedTransaction&& t) { on_commit(std::move(t)); }),
         enqueuer_(queue),
         ledger_(start.confirmed, start.in_redis_through),
         skip_through_(start.in_redis_through),
@@ -39,15 +41,13 @@ class Reader::Session {
         confirmed_(start.confirmed) {}
 
   SessionEnd run(const Wakeup& stop) {
-    const PgConnInfo dsn = postgres_conninfo(cfg_.postgres);
     // One clock reading per turn (now_), taken when read() returns: a catch-up turns once per
     // WAL message, and the deadlines need no finer time. The wait for WAL data lasts until the
     // earliest of them (cdc/deadlines.h), or until `stop` is set.
     now_ = Clock::now();
-    deadlines_.emplace(
-        Deadlines::Settings{cfg_.reader.status_interval, cfg_.reader.heartbeat_interval,
-                            cfg_.reader.enqueue_max_delay},
-        now_);
+    deadlines_.emplace(Deadlines::Settings{settings_.status_interval, settings_.heartbeat_interval,
+                                           settings_.enqueue_max_delay},
+                       now_);
     while (!stop.is_set()) {
       walfold::Loop::turn();
       take_acks();
@@ -74,7 +74,7 @@ class Reader::Session {
         now_ = Clock::now();
         deadlines_->status_sent(now_);
       }
-      if (deadlines_->heartbeat_due(now_)) heartbeat(dsn);
+      if (deadlines_->heartbeat_due(now_)) heartbeat(settings_.conninfo);
     }
     flush_buffer();
     send_status();
@@ -103,8 +103,8 @@ class Reader::Session {
         // record's, and keeps its own words and type.
         if (enqueuer_.failed()) throw;
         // Names the WAL position, so the operator can inspect it (pg_logical_slot_peek_*).
-        throw DataError(std::string(e.what()) + " [slot '" + cfg_.postgres.slot +
-                        "', WAL record at " + format_lsn(x->data_start) + "]");
+        throw DataError(std::string(e.what()) + " [slot '" + settings_.slot + "', WAL record at " +
+                        format_lsn(x->data_start) + "]");
       }
       return;
     }
@@ -186,7 +186,7 @@ class Reader::Session {
   static constexpr std::size_t kEnqueueDepth = 2;
   void pump(bool force) {
     take_acks();
-    const std::size_t cap = static_cast<std::size_t>(cfg_.reader.enqueue_batch_jobs);
+    const std::size_t cap = static_cast<std::size_t>(settings_.enqueue_batch_jobs);
     while (!buffer_.empty()) {
       const bool full = buffer_.size() >= cap;
       if (!force && !full && !deadlines_->enqueue_due(now_)) return;
@@ -319,7 +319,7 @@ class Reader::Session {
     }
   }
 
-  const Config& cfg_;
+  const SourceSettings settings_;  // a copy: the session's, fixed when it starts
   Progress& progress_;
   const ReaderOptions& opts_;
   std::atomic<bool>& reached_stop_;
@@ -343,12 +343,12 @@ class Reader::Session {
   Lsn skip_through_ = 0, replay_until_ = 0, rebuilt_lsn_ = 0, confirmed_ = 0;
 };
 
-Reader::Reader(const Config& cfg, const projections::Projection& projection, Progress& progress,
-               const ReaderOptions& opts, std::atomic<bool>& reached_stop,
+Reader::Reader(const SourceSettings& settings, const Source& source, const Router& router,
+               Progress& progress, const ReaderOptions& opts, std::atomic<bool>& reached_stop,
                ReplicationStream& stream, queue::EnqueueSink& queue, ReaderHost& host,
                const SessionStart& start)
-    : session_(std::make_unique<Session>(cfg, projection, progress, opts, reached_stop, stream,
-                                         queue, host, start)) {}
+    : session_(std::make_unique<Session>(settings, source, router, progress, opts, reached_stop,
+                                         stream, queue, host, start)) {}
 Reader::~Reader() = default;
 
 SessionEnd Reader::run(const Wakeup& stop) {

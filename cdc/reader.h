@@ -48,11 +48,10 @@
 #include <string>
 #include <vector>
 
+#include "cdc/source.h"
 #include "common/lsn.h"
 #include "common/progress.h"
 #include "common/wakeup.h"
-#include "config/config.h"
-#include "projections/projection.h"
 #include "queue/enqueue.h"
 
 namespace walfold::cdc {
@@ -107,11 +106,13 @@ struct SessionEnd {
 class Reader {
  public:
   // `stream` has started streaming (START_REPLICATION); `queue` is this session's (the Enqueuer's
-  // thread uses it while batches are outstanding).
-  // `projection` says what each row change is keyed by (the assembler's routes).
-  Reader(const Config& cfg, const projections::Projection& projection, Progress& progress,
-         const ReaderOptions& opts, std::atomic<bool>& reached_stop, ReplicationStream& stream,
-         queue::EnqueueSink& queue, ReaderHost& host, const SessionStart& start);
+  // thread uses it while batches are outstanding). `source` lists the tables decoded and `router`
+  // says what each row change is keyed by and how urgent it is (cdc/source.h); both outlive the
+  // reader.
+  Reader(const SourceSettings& settings, const Source& source, const Router& router,
+         Progress& progress, const ReaderOptions& opts, std::atomic<bool>& reached_stop,
+         ReplicationStream& stream, queue::EnqueueSink& queue, ReaderHost& host,
+         const SessionStart& start);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;

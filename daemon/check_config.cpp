@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "pipeline/source_adapter.h"
 #include "projections/mongo.h"
 #include "projections/registry.h"
 #include "queue/job_queue.h"
@@ -74,8 +75,8 @@ int preflight(const Config& c, std::ostream& out, std::ostream& err) {
     }
   };
   probe("postgres", [&] {
-    cdc::verify_source(c, *projections::projection_for(c));
-    const auto slot = cdc::read_slot_any(postgres_conninfo(c.postgres), c.postgres);
+    pipeline::verify_source(c, *projections::projection_for(c));
+    const auto slot = cdc::read_slot_any(postgres_conninfo(c.postgres), c.postgres.slot);
     std::string s = "wal_level is logical; publication '" + c.postgres.publication +
                     "' covers the configured tables with the replica identity walfold needs; ";
     if (!slot.exists)

@@ -37,11 +37,11 @@ void reset_queue(const Config& cfg) {
 
 int reconcile_full(const Config& cfg) {
   const auto dsn = postgres_conninfo(cfg.postgres);
-  auto slot = cdc::read_slot_any(dsn, cfg.postgres);
+  auto slot = cdc::read_slot_any(dsn, cfg.postgres.slot);
   require_idle_slot(cfg, slot, "reconcile --full");
   projections::MongoPool pool(cfg.mongodb);
   pool.ping();
-  if (slot.exists) cdc::drop_slot(dsn, cfg.postgres);
+  if (slot.exists) cdc::drop_slot(dsn, cfg.postgres.slot);
   reset_queue(cfg);
   checkpoint::Store store(cfg, pool);
   auto cp = pipeline::initial_load(cfg, *projections::projection_for(cfg), pool, store,
@@ -104,7 +104,7 @@ int reconcile_from_lsn(const Config& cfg, const std::string& config_path, const 
   auto from = parse_lsn(text);
   if (!from) throw UsageError("--from-lsn '" + text + "' is not an LSN like 16/B374D848");
   const auto dsn = postgres_conninfo(cfg.postgres);
-  auto slot = cdc::check_slot(dsn, cfg.postgres);
+  auto slot = cdc::check_slot(dsn, cfg.postgres.slot);
   require_idle_slot(cfg, slot, "reconcile --from-lsn");
   check_replayable(cfg, slot, *from);
   PgConn pg(dsn, {}, "reconcile");

@@ -7,6 +7,7 @@
 #include "checkpoint/store.h"
 #include "daemon/command.h"
 #include "pipeline/rebuild.h"
+#include "pipeline/source_adapter.h"
 #include "projections/mongo.h"
 #include "projections/registry.h"
 
@@ -22,9 +23,9 @@ class SetupCommand : public Command {
 
   int run(const Context& ctx) override {
     const Config cfg = ctx.load_config_to_write_state();
-    cdc::run_setup(cfg, *projections::projection_for(cfg), {.schema = schema_});
+    pipeline::run_setup(cfg, *projections::projection_for(cfg), {.schema = schema_});
     const auto dsn = postgres_conninfo(cfg.postgres);
-    auto slot = cdc::read_slot(dsn, cfg.postgres);
+    auto slot = cdc::read_slot(dsn, cfg.postgres.slot);
     if (slot.exists) {
       spdlog::info("setup: replication slot '{}' exists (confirmed flush {})", cfg.postgres.slot,
                    format_lsn(slot.confirmed_flush));

@@ -19,7 +19,6 @@
 #include <thread>
 #include <vector>
 
-#include "cdc/preflight.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/pg.h"
@@ -27,6 +26,7 @@
 #include "common/wakeup.h"
 #include "observe/observer.h"
 #include "pipeline/reader_service.h"
+#include "pipeline/source_adapter.h"
 #include "pipeline/worker_service.h"
 #include "projections/bank/sink.h"
 #include "projections/mongo.h"
@@ -109,7 +109,7 @@ cdc::ReaderOptions reader_options(const Config& cfg, const RunOptions& opts, boo
   cdc::ReaderOptions ropts;
   ropts.start_at = opts.start_at;
   if (!reader_role) return ropts;
-  cdc::verify_source(cfg, *projections::projection_for(cfg));
+  pipeline::verify_source(cfg, *projections::projection_for(cfg));
   if (opts.stop_at == "current") {
     ropts.stop_at = current_wal_end(cfg);
   } else if (!opts.stop_at.empty()) {

@@ -72,7 +72,7 @@ void check_postgres(const Config& cfg, Findings& f) {
     const auto dsn = postgres_conninfo(cfg.postgres);
     PgConn c(dsn, {}, "status");
     pg["address"] = c.address();
-    auto slot = cdc::read_slot_any(dsn, cfg.postgres);
+    auto slot = cdc::read_slot_any(dsn, cfg.postgres.slot);
     const std::string wal_end = c.scalar("SELECT pg_current_wal_flush_lsn()").value_or("0/0");
     pg["ok"] = true;
     pg["wal_end"] = wal_end;

@@ -82,8 +82,9 @@ class ReaderService::Session : public cdc::ReaderHost {
 
     cdc::SessionEnd end;
     {
-      cdc::Reader reader(cfg_, owner_.projection_, owner_.progress_, owner_.opts_,
-                         owner_.reached_stop_, *stream_, *queue_, *this, start);
+      cdc::Reader reader(source_settings(cfg_, dsn), owner_.source_.source, owner_.source_.router,
+                         owner_.progress_, owner_.opts_, owner_.reached_stop_, *stream_, *queue_,
+                         *this, start);
       end = reader.run(stop);
     }
     if (end.kind == cdc::SessionEnd::Kind::Stopped) return Next::Done;
@@ -177,7 +178,7 @@ class ReaderService::Session : public cdc::ReaderHost {
   // snapshot, on a first start.
   SlotInfo prepare_slot(const PgConnInfo& dsn, const SystemIdentity& id) {
     auto& store = owner_.store_;
-    auto slot = cdc::read_slot(dsn, cfg_.postgres);  // fails loudly when lost or not pgoutput
+    auto slot = cdc::read_slot(dsn, cfg_.postgres.slot);  // fails loudly when lost or not pgoutput
     if (slot.exists && slot.active_pid != 0) throw_busy(slot.active_pid);
     if (slot.wal_status == "unreserved")
       spdlog::error(
@@ -191,11 +192,11 @@ class ReaderService::Session : public cdc::ReaderHost {
           "reader: the initial load of slot '{}' (started {}) did not finish; dropping the slot "
           "and loading again",
           cfg_.postgres.slot, checkpoint::format_time_ms(saved->saved_at_ms));
-      if (slot.exists) cdc::drop_slot(dsn, cfg_.postgres);
+      if (slot.exists) cdc::drop_slot(dsn, cfg_.postgres.slot);
       Rebuilding busy(owner_.progress_);
       initial_load(cfg_, owner_.projection_, owner_.pool_, store, "initial snapshot (retried)",
                    &owner_.progress_.snapshot_documents);
-      return cdc::check_slot(dsn, cfg_.postgres);
+      return cdc::check_slot(dsn, cfg_.postgres.slot);
     }
     auto local = store.load_state_dir();
     if (!slot.exists) {
@@ -207,7 +208,7 @@ class ReaderService::Session : public cdc::ReaderHost {
       Rebuilding busy(owner_.progress_);
       initial_load(cfg_, owner_.projection_, owner_.pool_, store, "initial snapshot",
                    &owner_.progress_.snapshot_documents);
-      return cdc::check_slot(dsn, cfg_.postgres);
+      return cdc::check_slot(dsn, cfg_.postgres.slot);
     }
     if (!saved) {
       if (local)
@@ -268,6 +269,7 @@ ReaderService::ReaderService(const Config& cfg, const projections::Projection& p
                              mongo::MongoPool& pool, Progress& progress, cdc::ReaderOptions opts)
     : cfg_(cfg),
       projection_(projection),
+      source_(cfg, projection),
       pool_(pool),
       store_(cfg, pool),
       progress_(progress),

@@ -27,6 +27,7 @@
 #include "common/wakeup.h"
 #include "config/config.h"
 #include "mongo/pool.h"
+#include "pipeline/source_adapter.h"
 #include "projections/projection.h"
 
 namespace walfold::pipeline {
@@ -57,6 +58,7 @@ class ReaderService {
 
   const Config& cfg_;
   const projections::Projection& projection_;
+  SourceAdapter source_;  // the tables the reader decodes and its router (cdc/source.h)
   mongo::MongoPool& pool_;
   checkpoint::Store store_;
   Progress& progress_;

@@ -4,6 +4,7 @@
 
 #include "cdc/assembler.h"
 #include "common/error.h"
+#include "pipeline/source_adapter.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/schema.h"
 #include "projections/registry.h"
@@ -15,8 +16,9 @@ using cdc::TupleValue;
 
 struct Fixture : ::testing::Test {
   Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
+  pipeline::SourceAdapter src{cfg, projections::bank::projection()};
   std::vector<cdc::CommittedTransaction> out;
-  cdc::Assembler a{cfg, projections::bank::projection(),
+  cdc::Assembler a{src.source, src.router, pipeline::assembly_settings(cfg),
                    [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
 
   static cdc::Relation rel(std::uint32_t id, const std::string& name,
@@ -228,7 +230,8 @@ TEST(AssemblerLimits, ATransactionOverMaxTransactionMbIsRefusedNamingItAndTheSet
   Config cfg = projections::parse_config("postgres: {dsn: 'x'}\nreader: {max_transaction_mb: 1}\n",
                                          "test.yaml");
   int commits = 0;
-  cdc::Assembler a{cfg, projections::bank::projection(),
+  pipeline::SourceAdapter src{cfg, projections::bank::projection()};
+  cdc::Assembler a{src.source, src.router, pipeline::assembly_settings(cfg),
                    [&](cdc::CommittedTransaction&&) { ++commits; }};
   a.on_relation(Fixture::rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}}));
   a.on_begin({0x5000, 0, 42});
@@ -279,7 +282,9 @@ TEST(AssemblerProjection, KeysColumnsAndTypesComeFromTheProjection) {
   Config cfg = projections::parse_config("postgres: {dsn: 'x'}\n", "test.yaml");
   Directory dir;
   std::vector<cdc::CommittedTransaction> out;
-  cdc::Assembler a{cfg, dir, [&](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
+  pipeline::SourceAdapter src{cfg, dir};
+  cdc::Assembler a{src.source, src.router, pipeline::assembly_settings(cfg),
+                   [&](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
   a.on_relation(Fixture::rel(1, "users", {{"id", 20}, {"full_name", 25}, {"email", 25}}));
   a.on_begin({100, 0, 7});
   a.on_insert(1, std::vector<TupleValue>{{'t', "5"}, {'t', "Ada"}, {'t', "ada@x"}});

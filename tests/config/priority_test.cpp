@@ -5,6 +5,7 @@
 #include "cdc/assembler.h"
 #include "common/decimal.h"
 #include "common/error.h"
+#include "pipeline/source_adapter.h"
 #include "projections/bank/bank.h"
 #include "projections/bank/schema.h"
 #include "projections/registry.h"
@@ -115,8 +116,9 @@ TEST(PriorityConfig, BadRulesNameTheirPlace) {
 
 struct Assembled : ::testing::Test {
   Config cfg = projections::parse_config(kRules, "p.yaml");
+  pipeline::SourceAdapter src{cfg, projections::bank::projection()};
   std::vector<cdc::CommittedTransaction> out;
-  cdc::Assembler a{cfg, projections::bank::projection(),
+  cdc::Assembler a{src.source, src.router, pipeline::assembly_settings(cfg),
                    [this](cdc::CommittedTransaction&& t) { out.push_back(std::move(t)); }};
 
   void SetUp() override {
