@@ -79,7 +79,8 @@ struct AssemblySettings {
   int replay_priority = 255;  // the priority of every job of replayed traffic
 };
 
-// The replication loop's settings (cdc/reader.h).
+// The replication loop's settings (cdc/reader.h). The defaults are only a test's convenience;
+// the daemon's come from the configuration (pipeline::source_settings, config/README.md).
 struct SourceSettings {
   PgConnInfo conninfo;                                  // PostgreSQL (the heartbeat's connection)
   std::string slot;                                     // named in error messages
