@@ -179,42 +179,81 @@ std::string queue_prefix(const std::string& redis_prefix, const std::string& slo
 JobQueue::JobQueue(Redis& redis, std::string prefix, QueueOptions options)
     : redis_(redis), prefix_(std::move(prefix)), options_(options), rng_(std::random_device{}()) {}
 
-std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
-                                                     std::deque<std::string>& owned) {
-  // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by lane in the
-  // order lanes first appear (a key's jobs keep their order), each lane with its best score and
-  // its complete list entries, so Redis makes one RPUSH per lane and builds nothing per job.
-  auto own = [&](std::string v) -> std::string_view {
-    owned.push_back(std::move(v));
-    return owned.back();
-  };
+namespace {
+
+// The shape of one batch: its jobs per commit (commits in the order they first appear) and its
+// jobs grouped by lane in the order lanes first appear (a key's jobs keep their order).
+struct BatchShape {
   std::vector<std::pair<Lsn, long long>> commits;
-  std::vector<int> slot(static_cast<std::size_t>(options_.lanes), -1);  // lane -> index in `groups`
-  std::vector<std::vector<std::size_t>> groups;                         // indexes into `items`
-  std::vector<std::uint32_t> lane_of;                                   // per group
+  std::vector<std::vector<std::size_t>> groups;  // indexes into the items, one group per lane
+  std::vector<std::uint32_t> lane_of;            // the lane of each group
+};
+
+BatchShape shape_of(const std::vector<EnqueueItem>& items, int lanes) {
+  BatchShape b;
+  std::vector<int> slot(static_cast<std::size_t>(lanes), -1);  // lane -> index in `groups`
   for (std::size_t i = 0; i < items.size(); ++i) {
     const EnqueueItem& it = items[i];
-    if (commits.empty() || commits.back().first != it.commit_lsn) {
-      auto found = std::find_if(commits.rbegin(), commits.rend(),
+    if (b.commits.empty() || b.commits.back().first != it.commit_lsn) {
+      auto found = std::find_if(b.commits.rbegin(), b.commits.rend(),
                                 [&](const auto& c) { return c.first == it.commit_lsn; });
-      if (found == commits.rend()) {
-        commits.emplace_back(it.commit_lsn, 1);
+      if (found == b.commits.rend()) {
+        b.commits.emplace_back(it.commit_lsn, 1);
       } else {
         ++found->second;
       }
     } else {
-      ++commits.back().second;
+      ++b.commits.back().second;
     }
-    const std::uint32_t lane = lane_of_key(it.key, options_.lanes);
+    const std::uint32_t lane = lane_of_key(it.key, lanes);
     if (slot[lane] < 0) {
-      slot[lane] = static_cast<int>(groups.size());
-      groups.emplace_back();
-      lane_of.push_back(lane);
+      slot[lane] = static_cast<int>(b.groups.size());
+      b.groups.emplace_back();
+      b.lane_of.push_back(lane);
     }
-    groups[static_cast<std::size_t>(slot[lane])].push_back(i);
+    b.groups[static_cast<std::size_t>(slot[lane])].push_back(i);
   }
+  return b;
+}
+
+void append_int(std::string& out, long long v) {
+  char num[24];
+  auto r = std::to_chars(num, num + sizeof num, v);
+  out.append(num, static_cast<std::size_t>(r.ptr - num));
+}
+
+// One lane list entry: "<score>:<enqueued ms>:<commit lsn 16 hex>:<priority>:<key length>:
+// <key><body>". `when` is ":<enqueued ms>:".
+std::string encode_entry(const EnqueueItem& it, long long score, std::string_view when) {
+  std::string e;
+  e.reserve(40 + it.body.size());
+  append_int(e, score);
+  e += when;
+  e += lsn_key(it.commit_lsn);
+  e += ':';
+  append_int(e, it.priority);
+  e += ':';
+  append_int(e, static_cast<long long>(it.key.size()));
+  e += ':';
+  e += it.key;
+  e += it.body;
+  return e;
+}
+
+}  // namespace
+
+std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueItem>& items, Lsn end,
+                                                     std::deque<std::string>& owned) {
+  // enqueue.lua's arguments: the jobs per commit (counts), then the jobs grouped by lane, each
+  // lane with its best score and its complete list entries, so Redis makes one RPUSH per lane
+  // and builds nothing per job.
+  auto own = [&](std::string v) -> std::string_view {
+    owned.push_back(std::move(v));
+    return owned.back();
+  };
+  const BatchShape shape = shape_of(items, options_.lanes);
   std::vector<std::string_view> args;
-  args.reserve(9 + commits.size() * 2 + groups.size() * 3 + items.size());
+  args.reserve(9 + shape.commits.size() * 2 + shape.groups.size() * 3 + items.size());
   args.push_back(prefix_);
   args.push_back(own(end ? lsn_key(end) : std::string()));
   // The batch's stamps: one per job, strictly increasing, from this host's clock shifted to
@@ -229,51 +268,35 @@ std::vector<std::string_view> JobQueue::enqueue_args(const std::vector<EnqueueIt
   stamp_ = last_stamp;
   args.push_back(own(std::to_string(last_stamp)));
   args.push_back(own(std::to_string(items.size())));
-  args.push_back(own(std::to_string(commits.size())));
-  args.push_back(own(std::to_string(groups.size())));
+  args.push_back(own(std::to_string(shape.commits.size())));
+  args.push_back(own(std::to_string(shape.groups.size())));
   // The batch's name, and its predecessor's while that one is in flight (see enqueue_send).
   if (batch_id_.empty()) batch_id_ = std::to_string(rng_());
   args.push_back(own(in_flight_ > 0 ? batch_id_ + ":" + std::to_string(batch_count_) : ""));
   args.push_back(own(batch_id_ + ":" + std::to_string(++batch_count_)));
   args.push_back(own(std::to_string(options_.lanes)));
-  for (const auto& [lsn, n] : commits) {
+  for (const auto& [lsn, n] : shape.commits) {
     args.push_back(own(lsn_key(lsn)));
     args.push_back(own(std::to_string(n)));
   }
-  // Entries "<score>:<enqueued ms>:<commit lsn 16 hex>:<priority>:<body>"; the stamps follow the
-  // order of `items` (arrival), whatever the grouping by key.
+  // The stamps follow the order of `items` (arrival), whatever the grouping by lane.
   std::vector<std::string_view> entry(items.size());
   std::vector<long long> score(items.size());
-  char num[24];
-  auto to_text = [&](long long v) {
-    auto r = std::to_chars(num, num + sizeof num, v);
-    return std::string_view(num, static_cast<std::size_t>(r.ptr - num));
-  };
-  const std::string when = std::string(":") + std::string(to_text(now_ms)) + ":";
+  std::string when = ":";
+  append_int(when, now_ms);
+  when += ':';
   for (std::size_t i = 0; i < items.size(); ++i) {
     const EnqueueItem& it = items[i];
     if (it.priority < 0 || it.priority > 255)
       throw DataError("job priority " + std::to_string(it.priority) + " outside 0..255");
     score[i] = ++stamp + static_cast<long long>(it.priority) * options_.aging_ms * 256;
-    std::string e;
-    e.reserve(40 + it.body.size());
-    e += to_text(score[i]);
-    e += when;
-    e += lsn_key(it.commit_lsn);
-    e += ':';
-    e += to_text(it.priority);
-    e += ':';
-    e += to_text(static_cast<long long>(it.key.size()));
-    e += ':';
-    e += it.key;
-    e += it.body;
-    entry[i] = own(std::move(e));
+    entry[i] = own(encode_entry(it, score[i], when));
   }
-  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
-    const auto& g = groups[gi];
+  for (std::size_t gi = 0; gi < shape.groups.size(); ++gi) {
+    const auto& g = shape.groups[gi];
     long long best = score[g.front()];
     for (std::size_t j : g) best = std::min(best, score[j]);
-    args.push_back(own(std::to_string(lane_of[gi])));
+    args.push_back(own(std::to_string(shape.lane_of[gi])));
     args.push_back(own(std::to_string(g.size())));
     args.push_back(own(std::to_string(best)));
     for (std::size_t j : g) args.push_back(entry[j]);
