@@ -1,16 +1,29 @@
-// `walfold loadgen`: bank activity (users, accounts, transactions) written to PostgreSQL
-// (projections/bank/loadgen.h), to the configured database or to --dsn.
+// `walfold loadgen`: activity written to the source tables of the configured projection by its
+// load generator (projections/projection.h: LoadGenerator), to the configured database or to
+// --dsn, into the tables the `tables:` mapping names.
 #include <spdlog/spdlog.h>
 
+#include "common/error.h"
 #include "daemon/command.h"
-#include "projections/bank/loadgen.h"
+#include "projections/registry.h"
+#include "tools/tables.h"
 
 namespace walfold::daemon {
 namespace {
 
+// A configuration as `walfold loadgen --dsn` sees it (it reads no file): the default projection
+// with its default `tables:` mapping.
+Config default_config() {
+  Config cfg;
+  for (const ProjectionConfigSpec* spec : projections::config_specs())
+    if (spec->name == cfg.projection)
+      for (const TableConfig& t : spec->default_tables) cfg.tables[t.schema + "." + t.name] = t;
+  return cfg;
+}
+
 class LoadgenCommand : public Command {
  public:
-  LoadgenCommand(CLI::App& sub, Context& ctx) {
+  LoadgenCommand(CLI::App& sub, Context& ctx) : sub_(sub) {
     add_config_option(sub, ctx);
     sub.add_option("--dsn", dsn_,
                    "PostgreSQL connection string, without a password (instead of the "
@@ -18,46 +31,68 @@ class LoadgenCommand : public Command {
     sub.add_option("--password-file", password_file_,
                    "With --dsn: file holding the password (else PGPASSWORD, PGPASSFILE or "
                    "~/.pgpass)");
-    sub.add_option("--users", lg_.users, "Users to create first")->capture_default_str();
-    sub.add_option("--transactions", lg_.transactions, "Bank operations to run")
-        ->capture_default_str();
-    sub.add_option("--rate", lg_.rate, "Operations per second (0: as fast as possible)")
-        ->capture_default_str();
-    sub.add_option("--transfer-share", lg_.transfer_share)->capture_default_str();
-    sub.add_option("--update-share", lg_.update_share)->capture_default_str();
-    sub.add_option("--delete-share", lg_.delete_share)->capture_default_str();
-    sub.add_option("--currencies", lg_.currencies)->delimiter(',')->capture_default_str();
-    sub.add_option("--seed", lg_.seed, "Random seed (0: random)")->capture_default_str();
-    sub.add_option("--ops-per-commit", lg_.ops_per_commit, "Operations per PostgreSQL transaction")
-        ->capture_default_str();
     sub.add_flag("--no-progress", no_progress_, "No progress display");
-    sub.add_flag("--reuse", lg_.reuse_existing, "Use existing users and accounts");
+    // The generator's own options: those of the default projection's, which --help lists. A
+    // configuration selecting another projection has its generator's options parsed at run().
+    default_projection_ = std::string(projections::projection_for(Config{})->name());
+    generator_ = projections::projection_for(Config{})->load_generator();
+    if (generator_) generator_->add_options(sub);
+    sub.allow_extras();
   }
 
   int run(const Context& ctx) override {
+    Config cfg;
+    PgConnInfo pg;
     if (!dsn_.empty()) {
       ctx.init_logging_or("info");
-      lg_.pg_dsn = tool_conninfo(dsn_, password_file_);
+      pg = tool_conninfo(dsn_, password_file_);
+      cfg = default_config();
     } else if (!password_file_.empty()) {
       throw UsageError(
           "--password-file goes with --dsn (with --config, set postgres.password_file)");
     } else {
-      lg_.pg_dsn = postgres_conninfo(ctx.load_config().postgres);
+      cfg = ctx.load_config();
+      pg = postgres_conninfo(cfg.postgres);
     }
-    lg_.progress = !no_progress_;
-    auto st = projections::bank::run_loadgen(lg_);
-    spdlog::info(
-        "loadgen: {} users, {} accounts, {} deposits, {} withdrawals, {} transfers, {} updates, "
-        "{} deletes in {:.1f} s",
-        st.users, st.accounts, st.deposits, st.withdrawals, st.transfers, st.updates, st.deletes,
-        st.seconds);
+    const auto projection = projections::projection_for(cfg);
+    std::unique_ptr<projections::LoadGenerator> configured;
+    if (projection->name() != default_projection_) {
+      configured = projection->load_generator();
+      if (!configured) {
+        throw ConfigError("projection '" + std::string(projection->name()) +
+                          "' has no load generator: walfold loadgen cannot write its tables");
+      }
+      CLI::App own("walfold loadgen (projection " + std::string(projection->name()) + ")");
+      configured->add_options(own);
+      try {
+        own.parse(sub_.remaining_for_passthrough());
+      } catch (const CLI::ParseError& e) {
+        throw UsageError("loadgen: " + std::string(e.what()));
+      }
+    } else if (!generator_) {
+      throw ConfigError("projection '" + default_projection_ +
+                        "' has no load generator: walfold loadgen cannot write its tables");
+    } else if (!sub_.remaining().empty()) {
+      throw UsageError("loadgen: unknown option " + sub_.remaining().front() +
+                       " (walfold loadgen --help)");
+    }
+    projections::LoadGenerator& generator = configured ? *configured : *generator_;
+    projections::LoadTarget target;
+    target.pg = pg;
+    target.tables = [mapping = tools::mapped_tables(cfg)](const PgConn& conn) {
+      return std::make_unique<tools::ConfigTables>(mapping, conn);
+    };
+    target.progress = !no_progress_;
+    spdlog::info("loadgen: {}", generator.run(target));
     return kExitOk;
   }
 
  private:
-  projections::bank::LoadgenOptions lg_;
+  CLI::App& sub_;
   std::string dsn_, password_file_;
   bool no_progress_ = false;
+  std::string default_projection_;
+  std::unique_ptr<projections::LoadGenerator> generator_;
 };
 
 }  // namespace

@@ -115,7 +115,9 @@ void print_stats_text(const queue::JobQueue& q, const queue::Redis& redis,
     out << std::setw(8) << p << std::setw(8) << k.ready << std::setw(8) << k.active << std::setw(8)
         << k.delayed << std::setw(8) << k.dead << std::setw(10) << k.jobs << "\n";
   if (c.dead_keys > 0)
-    out << "\n" << c.dead_keys << " dead key(s) block their accounts: walfold queue dead list\n";
+    out << "\n"
+        << c.dead_keys
+        << " dead key(s) block their ordering keys' later jobs: walfold queue dead list\n";
 }
 
 int set_paused(queue::JobQueue& q, bool pause, std::ostream& out) {

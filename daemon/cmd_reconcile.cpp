@@ -178,7 +178,7 @@ ReconcileCommand::ReconcileCommand(CLI::App& sub, Context& ctx) {
   add_config_option(sub, ctx);
   auto* o_verify = sub.add_flag(
       "--verify", verify_,
-      "Print every account and user whose documents differ from PostgreSQL (nothing when "
+      "Print every record of the read model whose documents differ from PostgreSQL (nothing when "
       "clean); exit 1 on drift");
   auto* o_repair = sub.add_flag(
       "--repair", repair_,

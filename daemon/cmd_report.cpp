@@ -1,6 +1,5 @@
-// `walfold report --from postgres|mongo`: balances and last transactions from either side, in
-// one format (the projection's canonical form, tools/report.h), so the two can be compared with
-// diff.
+// `walfold report --from postgres|mongo`: the read model from either side, in one format (the
+// projection's canonical form, tools/report.h), so the two can be compared with diff.
 #include <spdlog/spdlog.h>
 
 #include <iostream>

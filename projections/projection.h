@@ -20,14 +20,20 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/lsn.h"
+#include "common/pg.h"
 #include "projections/read_model.h"
 #include "queue/job.h"
+
+namespace CLI {
+class App;
+}
 
 namespace walfold {
 struct PriorityRule;
@@ -103,6 +109,26 @@ class Batch {
   virtual BatchStats stats() const = 0;
 };
 
+// Where `walfold loadgen` writes: the database, and the projection's tables in it as the
+// configuration's `tables:` mapping names them (quoted on the connection the generator opens).
+struct LoadTarget {
+  PgConnInfo pg;
+  std::function<std::unique_ptr<TableNames>(const PgConn&)> tables;
+  bool progress = true;  // a progress line on stderr
+};
+
+// `walfold loadgen`: writes activity into a projection's source tables, for tests, benchmarks
+// and demonstrations. Made by Projection::load_generator().
+class LoadGenerator {
+ public:
+  virtual ~LoadGenerator() = default;
+  // Adds the generator's options to the `loadgen` subcommand; their values are kept here.
+  virtual void add_options(CLI::App& command) = 0;
+  // Writes the load. Returns one line saying what was written (the command logs it). Throws
+  // ConfigError for bad options, UnavailableError or PgError (naming the server) otherwise.
+  virtual std::string run(const LoadTarget& target) = 0;
+};
+
 class Projection {
  public:
   virtual ~Projection() = default;
@@ -142,6 +168,10 @@ class Projection {
   virtual const SnapshotLoad* snapshot_load() const { return nullptr; }
   virtual const CanonicalForm* canonical_form() const { return nullptr; }
   virtual const SnapshotRepair* snapshot_repair() const { return nullptr; }
+
+  // A new load generator for the projection's tables; nullptr: it has none (`walfold loadgen`
+  // refuses, naming the projection).
+  virtual std::unique_ptr<LoadGenerator> load_generator() const { return nullptr; }
 };
 
 }  // namespace walfold::projections

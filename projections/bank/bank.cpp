@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "projections/bank/bank_fold.h"
+#include "projections/bank/loadgen.h"
 #include "projections/bank/read_model.h"
 #include "projections/bank/schema.h"
 #include "projections/bank/sink.h"
@@ -108,6 +109,10 @@ const CanonicalForm* BankProjection::canonical_form() const {
 const SnapshotRepair* BankProjection::snapshot_repair() const {
   static const BankSnapshotRepair repair;
   return &repair;
+}
+
+std::unique_ptr<LoadGenerator> BankProjection::load_generator() const {
+  return std::make_unique<BankLoadGenerator>();
 }
 
 const BankProjection& projection() {

@@ -23,6 +23,7 @@ class BankProjection : public Projection {
   const SnapshotLoad* snapshot_load() const override;
   const CanonicalForm* canonical_form() const override;
   const SnapshotRepair* snapshot_repair() const override;
+  std::unique_ptr<LoadGenerator> load_generator() const override;
 };
 
 // The one instance walfold runs.

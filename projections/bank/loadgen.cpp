@@ -1,6 +1,7 @@
 #include "projections/bank/loadgen.h"
 
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -396,31 +397,47 @@ void validate(const LoadgenOptions& o) {
   }
 }
 
-const char* const kPrepared[][2] = {
-    {"wf_lg_users",
-     "INSERT INTO users (full_name, email) "
-     "SELECT n, e FROM unnest($1::text[], $2::text[]) AS u(n, e) RETURNING id"},
-    {"wf_lg_accounts",
-     "INSERT INTO accounts (user_id, currency) "
-     "SELECT u, c FROM unnest($1::bigint[], $2::text[]) AS a(u, c) "
-     "RETURNING id, btrim(currency::text)"},
-    {"wf_lg_tx",
-     "INSERT INTO transactions (account_id, amount, kind) "
-     "VALUES ($1::bigint, $2::numeric, $3::text) RETURNING id"},
-    // Both legs in one statement (so one transaction even without a surrounding group); the
-    // MATERIALIZED CTE evaluates gen_random_uuid() once for both rows.
-    {"wf_lg_transfer",
-     "WITH t AS MATERIALIZED (SELECT gen_random_uuid() AS transfer_id) "
-     "INSERT INTO transactions (account_id, amount, kind, transfer_id) "
-     "SELECT leg.account_id, $3::numeric, leg.kind, t.transfer_id "
-     "FROM t CROSS JOIN (VALUES ($1::bigint, 'withdrawal'), ($2::bigint, 'deposit')) "
-     "AS leg(account_id, kind) RETURNING id"},
-    {"wf_lg_update",
-     "UPDATE transactions SET amount = $2::numeric, kind = CASE WHEN $3::boolean THEN "
-     "(CASE kind WHEN 'deposit' THEN 'withdrawal' ELSE 'deposit' END) ELSE kind END "
-     "WHERE id = ANY($1::bigint[])"},
-    {"wf_lg_delete", "DELETE FROM transactions WHERE id = ANY($1::bigint[])"},
+// The bank's tables as SQL, as the `tables:` mapping names them (TableNames quotes them).
+struct LoadTables {
+  std::string users, accounts, transactions;
 };
+
+LoadTables load_tables(const TableNames& t) {
+  return {t.qualified("users"), t.qualified("accounts"), t.qualified("transactions")};
+}
+
+// Every statement a run sends, named for PREPARE, on the mapped tables.
+std::vector<std::pair<const char*, std::string>> prepared_statements(const LoadTables& t) {
+  return {
+      {"wf_lg_users",
+       "INSERT INTO " + t.users +
+           " (full_name, email) "
+           "SELECT n, e FROM unnest($1::text[], $2::text[]) AS u(n, e) RETURNING id"},
+      {"wf_lg_accounts", "INSERT INTO " + t.accounts +
+                             " (user_id, currency) "
+                             "SELECT u, c FROM unnest($1::bigint[], $2::text[]) AS a(u, c) "
+                             "RETURNING id, btrim(currency::text)"},
+      {"wf_lg_tx", "INSERT INTO " + t.transactions +
+                       " (account_id, amount, kind) "
+                       "VALUES ($1::bigint, $2::numeric, $3::text) RETURNING id"},
+      // Both legs in one statement (so one transaction even without a surrounding group); the
+      // MATERIALIZED CTE evaluates gen_random_uuid() once for both rows.
+      {"wf_lg_transfer",
+       "WITH t AS MATERIALIZED (SELECT gen_random_uuid() AS transfer_id) "
+       "INSERT INTO " +
+           t.transactions +
+           " (account_id, amount, kind, transfer_id) "
+           "SELECT leg.account_id, $3::numeric, leg.kind, t.transfer_id "
+           "FROM t CROSS JOIN (VALUES ($1::bigint, 'withdrawal'), ($2::bigint, 'deposit')) "
+           "AS leg(account_id, kind) RETURNING id"},
+      {"wf_lg_update",
+       "UPDATE " + t.transactions +
+           " SET amount = $2::numeric, kind = CASE WHEN $3::boolean THEN "
+           "(CASE kind WHEN 'deposit' THEN 'withdrawal' ELSE 'deposit' END) ELSE kind END "
+           "WHERE id = ANY($1::bigint[])"},
+      {"wf_lg_delete", "DELETE FROM " + t.transactions + " WHERE id = ANY($1::bigint[])"},
+  };
+}
 
 void create_users(PgConn& conn, const LoadgenOptions& o, std::uint64_t seed, Rng& rng,
                   AccountBook& book, LoadgenStats& stats) {
@@ -472,9 +489,10 @@ void create_users(PgConn& conn, const LoadgenOptions& o, std::uint64_t seed, Rng
   progress.finish(o.users);
 }
 
-void load_existing(PgConn& conn, AccountBook& book, TxPool& pool, LoadgenStats& stats) {
+void load_existing(PgConn& conn, const LoadTables& t, AccountBook& book, TxPool& pool,
+                   LoadgenStats& stats) {
   conn.stream(
-      "SELECT id, btrim(currency::text) FROM accounts ORDER BY id",
+      "SELECT id, btrim(currency::text) FROM " + t.accounts + " ORDER BY id",
       [&](const PGresult& row) {
         book.add(to_int64(pg_value(row, 0, 0), conn, "accounts.id"),
                  std::string(pg_value(row, 0, 1)));
@@ -482,12 +500,12 @@ void load_existing(PgConn& conn, AccountBook& book, TxPool& pool, LoadgenStats& 
       "reading existing accounts");
   if (book.empty()) return;
   stats.accounts = static_cast<long>(book.size());
-  PgResult users = conn.exec("SELECT count(*) FROM users", "counting existing users");
+  PgResult users = conn.exec("SELECT count(*) FROM " + t.users, "counting existing users");
   stats.users = static_cast<long>(to_int64(pg_value(*users, 0, 0), conn, "count(*)"));
   conn.stream(
-      "SELECT t.id, p.id FROM (SELECT id, transfer_id FROM transactions ORDER BY id DESC LIMIT " +
-          std::to_string(kPreloadLimit) +
-          ") t LEFT JOIN transactions p ON p.transfer_id = t.transfer_id AND p.id <> t.id",
+      "SELECT t.id, p.id FROM (SELECT id, transfer_id FROM " + t.transactions +
+          " ORDER BY id DESC LIMIT " + std::to_string(kPreloadLimit) + ") t LEFT JOIN " +
+          t.transactions + " p ON p.transfer_id = t.transfer_id AND p.id <> t.id",
       [&](const PGresult& row) {
         std::int64_t partner =
             pg_is_null(row, 0, 1) ? 0 : to_int64(pg_value(row, 0, 1), conn, "transactions.id");
@@ -506,9 +524,9 @@ std::uint64_t pick_seed(std::uint64_t seed) {
   return seed;
 }
 
-void prepare_session(PgConn& conn) {
+void prepare_session(PgConn& conn, const LoadTables& tables) {
   conn.exec("SET client_encoding = 'UTF8'", "setting up the session");
-  for (const auto& [name, sql] : kPrepared) {
+  for (const auto& [name, sql] : prepared_statements(tables)) {
     conn.prepare(name, sql,
                  std::string("preparing ") + name +
                      " (is the bank schema from examples/bank/schema.sql loaded?)");
@@ -570,10 +588,12 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   LoadgenStats stats{0, 0, 0, 0, 0, 0, 0, 0.0};
 
   PgConn conn(o.pg_dsn, {}, "loadgen");
-  prepare_session(conn);
+  if (!o.tables) throw InternalError("loadgen: no table names given");
+  const LoadTables tables = load_tables(*o.tables(conn));
+  prepare_session(conn, tables);
   AccountBook book;
   TxPool pool;
-  if (o.reuse_existing) load_existing(conn, book, pool, stats);
+  if (o.reuse_existing) load_existing(conn, tables, book, pool, stats);
   if (book.empty()) create_users(conn, o, seed, rng, book, stats);
   if (o.transactions > 0 && book.empty()) {
     throw ConfigError("loadgen: no accounts to run operations on (users is 0" +
@@ -618,6 +638,38 @@ LoadgenStats run_loadgen(const LoadgenOptions& o) {
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   progress.finish(pipe.completed());
   return stats;
+}
+
+void BankLoadGenerator::add_options(CLI::App& sub) {
+  LoadgenOptions& lg = options_;
+  sub.add_option("--users", lg.users, "Users to create first")->capture_default_str();
+  sub.add_option("--transactions", lg.transactions, "Bank operations to run")
+      ->capture_default_str();
+  sub.add_option("--rate", lg.rate, "Operations per second (0: as fast as possible)")
+      ->capture_default_str();
+  sub.add_option("--transfer-share", lg.transfer_share)->capture_default_str();
+  sub.add_option("--update-share", lg.update_share)->capture_default_str();
+  sub.add_option("--delete-share", lg.delete_share)->capture_default_str();
+  sub.add_option("--currencies", lg.currencies)->delimiter(',')->capture_default_str();
+  sub.add_option("--seed", lg.seed, "Random seed (0: random)")->capture_default_str();
+  sub.add_option("--ops-per-commit", lg.ops_per_commit, "Operations per PostgreSQL transaction")
+      ->capture_default_str();
+  sub.add_flag("--reuse", lg.reuse_existing, "Use existing users and accounts");
+}
+
+std::string BankLoadGenerator::run(const LoadTarget& target) {
+  LoadgenOptions o = options_;
+  o.pg_dsn = target.pg;
+  o.tables = target.tables;
+  o.progress = target.progress;
+  const LoadgenStats st = run_loadgen(o);
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", st.seconds);
+  return std::to_string(st.users) + " users, " + std::to_string(st.accounts) + " accounts, " +
+         std::to_string(st.deposits) + " deposits, " + std::to_string(st.withdrawals) +
+         " withdrawals, " + std::to_string(st.transfers) + " transfers, " +
+         std::to_string(st.updates) + " updates, " + std::to_string(st.deletes) + " deletes in " +
+         seconds + " s";
 }
 
 }  // namespace walfold::projections::bank

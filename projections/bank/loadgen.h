@@ -3,15 +3,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/pg.h"
+#include "projections/projection.h"
 
 namespace walfold::projections::bank {
 
 struct LoadgenOptions {
-  PgConnInfo pg_dsn;          // libpq connection string or URI, and the password apart from it
+  PgConnInfo pg_dsn;  // libpq connection string or URI, and the password apart from it
+  // The bank's tables as the `tables:` mapping names them, quoted on the run's connection: every
+  // statement goes to them.
+  std::function<std::unique_ptr<TableNames>(const PgConn&)> tables;
   long users = 1000;          // users to create first (each gets 1-3 accounts in random currencies)
   long transactions = 10000;  // bank operations to run after users/accounts exist
   double rate = 0;            // operations per second; 0 = as fast as possible
@@ -48,5 +54,16 @@ struct LoadgenStats {
 // server cannot be reached or the connection is lost, walfold::PgError when a statement fails)
 // with a message naming the server.
 LoadgenStats run_loadgen(const LoadgenOptions& options);
+
+// `walfold loadgen` for the bank (projection.h: LoadGenerator): the options above on the command
+// line, run_loadgen, and its counts as the summary line.
+class BankLoadGenerator : public LoadGenerator {
+ public:
+  void add_options(CLI::App& command) override;
+  std::string run(const LoadTarget& target) override;
+
+ private:
+  LoadgenOptions options_;
+};
 
 }  // namespace walfold::projections::bank

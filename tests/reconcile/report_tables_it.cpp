@@ -230,3 +230,47 @@ TEST(Reconcile, TheSnapshotLoadAndRepairReadTheConfiguredTables) {
 
 }  // namespace
 }  // namespace walfold::test
+
+namespace walfold::test {
+namespace {
+
+// `walfold loadgen` writes the tables the mapping names too: its users, accounts and
+// transactions land in bank2 under their mapped names, never in the default-named (empty) decoy
+// tables in public that the connection's search_path finds first; `--reuse` reads bank2's.
+TEST(Loadgen, WritesTheConfiguredTablesNotTheDefaultNames) {
+  BankEnv env(
+      "tables:\n"
+      "  bank2.customers: { model: users }\n"
+      "  bank2.wallets: { model: accounts }\n"
+      "  bank2.ledger: { model: transactions }\n");
+  pg_query(env.dsn, bank_schema_sql());
+  pg_query(env.dsn, "CREATE SCHEMA bank2; SET search_path = bank2; " + renamed_schema_sql());
+  auto count = [&](const std::string& table) {
+    return std::stol(pg_scalar(env.dsn, "SELECT count(*) FROM " + table));
+  };
+
+  auto r =
+      env.cmd("loadgen", {"--users", "7", "--transactions", "60", "--seed", "11", "--no-progress"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "loadgen: 7 users, ")) << r.output;
+  EXPECT_EQ(count("bank2.customers"), 7);
+  EXPECT_GE(count("bank2.wallets"), 7);
+  EXPECT_GT(count("bank2.ledger"), 0);
+  for (const char* decoy : {"public.users", "public.accounts", "public.transactions"})
+    EXPECT_EQ(count(decoy), 0) << decoy;
+
+  // Reusing what exists: the users and accounts it finds are bank2's, and corrections and
+  // deletes touch bank2's ledger.
+  const long wallets = count("bank2.wallets");
+  r = env.cmd("loadgen", {"--reuse", "--transactions", "40", "--update-share", "0.3",
+                          "--delete-share", "0.3", "--seed", "12", "--no-progress"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "loadgen: 7 users, " + std::to_string(wallets) + " accounts"))
+      << r.output;
+  EXPECT_EQ(count("bank2.customers"), 7);
+  for (const char* decoy : {"public.users", "public.accounts", "public.transactions"})
+    EXPECT_EQ(count(decoy), 0) << decoy;
+}
+
+}  // namespace
+}  // namespace walfold::test
