@@ -21,9 +21,10 @@ class PrintLog : public projections::RepairLog {
   void repaired(std::string_view section, std::string_view id, bool in_postgres,
                 std::string_view was, std::string_view now) override {
     ++r_.rewritten;
-    out_ << "repaired: " << section << " " << id << " ("
-         << (in_postgres ? "" : "not in PostgreSQL; ") << "was: " << was << "; now: " << now
-         << ")\n";
+    out_ << "repaired: " << section << " " << id << (in_postgres ? "" : " (not in PostgreSQL)")
+         << "\n";
+    block("was:      ", was);
+    block("now:      ", now);
   }
   void skipped(std::string_view section, std::string_view id) override {
     ++r_.skipped;
@@ -33,6 +34,19 @@ class PrintLog : public projections::RepairLog {
   void unchecked(std::string_view, std::string_view) override { ++r_.unchecked; }
 
  private:
+  // A canonical record (one or more lines) under its label, laid out as `reconcile --verify`
+  // lays out its "postgres:" and "mongo:" sides, so the same record prints the same lines.
+  void block(std::string_view label, std::string_view text) {
+    bool first = true;
+    while (first || !text.empty()) {
+      const auto nl = text.find('\n');
+      out_ << "  " << (first ? label : std::string_view("          ")) << text.substr(0, nl)
+           << "\n";
+      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+      first = false;
+    }
+  }
+
   std::ostream& out_;
   RepairResult& r_;
 };

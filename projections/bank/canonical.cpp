@@ -1,5 +1,6 @@
-// The bank's canonical form (read_model.h: BankCanonicalForm) from PostgreSQL and from MongoDB.
-#include "projections/bank/read_model.h"
+// The bank's canonical form (read_model.h: BankCanonicalForm) from PostgreSQL and from MongoDB,
+// and the printers of its records (canonical.h), which repair prints through too.
+#include "projections/bank/canonical.h"
 
 #include <algorithm>
 #include <charconv>
@@ -50,82 +51,37 @@ void append_quoted(std::string& line, std::string_view text) {
   line.push_back('"');
 }
 
-// Builds the records: an account's record is its line and its "  tx" lines, so it is handed
-// on when the next record starts (or at finish()).
+// Hands records on: an account's record is its line and its "  tx" lines, so it is handed on
+// when the next record starts (or at finish()).
 class RecordWriter {
  public:
   explicit RecordWriter(const RecordSink& each) : each_(each) {}
 
-  void account(std::int64_t id, std::int64_t user, std::string_view currency,
-               std::string_view balance) {
+  void account(AccountRecord a) {
     finish();
-    section_ = "account";
-    id_ = std::to_string(id);
-    text_ = "account ";
-    text_ += id_;
-    text_ += " user ";
-    text_ += std::to_string(user);
-    text_ += " currency ";
-    text_ += trim(currency);
-    text_ += " balance ";
-    text_ += balance;
-    text_.push_back('\n');
+    account_ = std::move(a);
   }
-
-  void tx(std::int64_t id, std::string_view kind, std::string_view amount, std::int64_t us) {
-    text_ += "  tx ";
-    text_ += std::to_string(id);
-    text_.push_back(' ');
-    text_ += kind;
-    text_.push_back(' ');
-    text_ += amount;
-    text_.push_back(' ');
-    text_ += format_timestamp_us(us);
-    text_.push_back('\n');
+  void tx(TxLine t) {
+    if (account_) account_->last.push_back(std::move(t));
   }
-
-  // `accounts` is sorted here; `totals` maps trimmed currency code -> canonical amount.
-  void user(std::int64_t id, std::string_view name, std::string_view email,
-            std::vector<std::int64_t>& accounts, const std::map<std::string, std::string>& totals) {
+  void user(const UserRecord& u) {
     finish();
-    section_ = "user";
-    id_ = std::to_string(id);
-    text_ = "user ";
-    text_ += id_;
-    text_ += " name ";
-    append_quoted(text_, name);
-    text_ += " email ";
-    append_quoted(text_, email);
-    text_ += " accounts ";
-    std::sort(accounts.begin(), accounts.end());
-    if (accounts.empty()) text_.push_back('-');
-    for (std::size_t i = 0; i < accounts.size(); ++i) {
-      if (i != 0) text_.push_back(',');
-      text_ += std::to_string(accounts[i]);
-    }
-    text_ += " totals";
-    if (totals.empty()) text_ += " -";
-    for (const auto& [currency, amount] : totals) {
-      text_.push_back(' ');
-      text_ += currency;
-      text_.push_back('=');
-      text_ += amount;
-    }
-    text_.push_back('\n');
-    finish();
+    emit("user", u.id, canonical_text(u));
   }
-
-  // Hands on the record being built, if any.
+  // Hands on the account being built, if any.
   void finish() {
-    if (text_.empty()) return;
-    each_(CanonicalRecord{section_, id_, text_});
-    text_.clear();
+    if (!account_) return;
+    emit("account", account_->id, canonical_text(*account_));
+    account_.reset();
   }
 
  private:
+  void emit(const char* section, std::int64_t id, const std::string& text) {
+    const std::string name = std::to_string(id);
+    each_(CanonicalRecord{section, name, text});
+  }
   const RecordSink& each_;
-  const char* section_ = "";
-  std::string id_, text_;
+  std::optional<AccountRecord> account_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -219,8 +175,11 @@ void accounts_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w
         std::int64_t account = pg_int(row, 0, conn, "accounts.id");
         if (pg_int(row, 1, conn, "part") == 0) {
           current = account;
-          w.account(account, pg_int(row, 2, conn, "accounts.user_id"), pg_value(row, 0, 3),
-                    pg_canonical(row, 4, conn, "balance of account " + std::to_string(account)));
+          w.account({account,
+                     pg_int(row, 2, conn, "accounts.user_id"),
+                     std::string(pg_value(row, 0, 3)),
+                     pg_canonical(row, 4, conn, "balance of account " + std::to_string(account)),
+                     {}});
           return;
         }
         if (current != account) return;  // cannot happen with the foreign key
@@ -231,8 +190,8 @@ void accounts_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w
                           std::to_string(id) + " is not a reportable timestamp: '" +
                           std::string(pg_value(row, 0, 5)) + "'");
         }
-        w.tx(id, pg_value(row, 0, 3),
-             pg_canonical(row, 4, conn, "transactions.amount of id " + std::to_string(id)), *us);
+        w.tx({id, std::string(pg_value(row, 0, 3)),
+              pg_canonical(row, 4, conn, "transactions.amount of id " + std::to_string(id)), *us});
       },
       "reading accounts and transactions");
   w.finish();
@@ -249,9 +208,10 @@ void users_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w) {
   std::optional<User> user;
   auto flush_user = [&] {
     if (!user) return;
-    std::map<std::string, std::string> totals;
-    for (const auto& [currency, sum] : user->totals) totals.emplace(currency, sum.canonical());
-    w.user(user->id, user->name, user->email, user->accounts, totals);
+    UserRecord u{
+        user->id, std::move(user->name), std::move(user->email), std::move(user->accounts), {}};
+    for (const auto& [currency, sum] : user->totals) u.totals.emplace(currency, sum.canonical());
+    w.user(u);
     user.reset();
   };
   pg.conn.stream(
@@ -342,12 +302,6 @@ bool is_deleted(const bson_t* doc) {
          bson_iter_bool(&it);
 }
 
-struct TxLine {
-  std::int64_t id = 0;
-  std::string kind, amount;
-  std::int64_t us = 0;
-};
-
 TxLine read_tx(const DocContext& ctx, const bson_iter_t* element) {
   if (!BSON_ITER_HOLDS_DOCUMENT(element)) ctx.fail("last_transactions", "has a non-document entry");
   bson_iter_t it;
@@ -377,11 +331,10 @@ TxLine read_tx(const DocContext& ctx, const bson_iter_t* element) {
   return tx;
 }
 
-void account_from_mongo(const DocContext& ctx, const bson_t* doc, std::vector<TxLine>& txs,
-                        RecordWriter& w) {
+AccountRecord account_doc(const DocContext& ctx, const bson_t* doc) {
   std::optional<std::int64_t> id, user;
   std::optional<std::string> currency, balance;
-  txs.clear();
+  std::vector<TxLine> txs;
   bson_iter_t it;
   if (!bson_iter_init(&it, doc)) ctx.fail("(document)", "is corrupt");
   while (bson_iter_next(&it)) {
@@ -405,11 +358,10 @@ void account_from_mongo(const DocContext& ctx, const bson_t* doc, std::vector<Tx
   if (!user) ctx.fail("user_id", "is missing");
   if (!currency) ctx.fail("currency", "is missing");
   if (!balance) ctx.fail("balance", "is missing");
-  w.account(*id, *user, *currency, *balance);
-  for (const TxLine& tx : txs) w.tx(tx.id, tx.kind, tx.amount, tx.us);
+  return {*id, *user, std::move(*currency), std::move(*balance), std::move(txs)};
 }
 
-void user_from_mongo(const DocContext& ctx, const bson_t* doc, RecordWriter& w) {
+UserRecord user_doc(const DocContext& ctx, const bson_t* doc) {
   std::optional<std::int64_t> id;
   std::optional<std::string> name, email;
   std::vector<std::int64_t> accounts;
@@ -442,10 +394,110 @@ void user_from_mongo(const DocContext& ctx, const bson_t* doc, RecordWriter& w) 
   if (!id) ctx.fail("_id", "is missing");
   if (!name) ctx.fail("full_name", "is missing");
   if (!email) ctx.fail("email", "is missing");
-  w.user(*id, *name, *email, accounts, totals);
+  return {*id, std::move(*name), std::move(*email), std::move(accounts), std::move(totals)};
+}
+
+TransactionRecord transaction_doc(const DocContext& ctx, const bson_t* doc) {
+  std::optional<std::int64_t> id, account, us;
+  std::optional<std::string> kind, amount, transfer;
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc)) ctx.fail("(document)", "is corrupt");
+  while (bson_iter_next(&it)) {
+    std::string_view key = bson_iter_key(&it);
+    if (key == "_id") {
+      id = ctx.int64(&it, "_id");
+    } else if (key == "account_id") {
+      account = ctx.int64(&it, "account_id");
+    } else if (key == "kind") {
+      kind = std::string(ctx.utf8(&it, "kind"));
+    } else if (key == "amount") {
+      amount = ctx.decimal(&it, "amount");
+    } else if (key == "created_at_us") {
+      us = ctx.int64(&it, "created_at_us");
+    } else if (key == "transfer_id" && !BSON_ITER_HOLDS_NULL(&it)) {
+      transfer = std::string(ctx.utf8(&it, "transfer_id"));
+    }
+  }
+  if (!id) ctx.fail("_id", "is missing");
+  if (!account) ctx.fail("account_id", "is missing");
+  if (!kind) ctx.fail("kind", "is missing");
+  if (!amount) ctx.fail("amount", "is missing");
+  if (!us) ctx.fail("created_at_us", "is missing");
+  return {*id, *account, std::move(*kind), std::move(*amount), *us, std::move(transfer)};
+}
+
+void append_id_list(std::string& text, std::vector<std::int64_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  if (ids.empty()) text.push_back('-');
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i != 0) text.push_back(',');
+    text += std::to_string(ids[i]);
+  }
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The records (canonical.h)
+
+std::string canonical_text(const AccountRecord& a) {
+  std::string text = "account " + std::to_string(a.id) + " user " + std::to_string(a.user) +
+                     " currency " + std::string(trim(a.currency)) + " balance " + a.balance + "\n";
+  for (const TxLine& t : a.last) {
+    text += "  tx " + std::to_string(t.id) + " " + t.kind + " " + t.amount + " " +
+            format_timestamp_us(t.us) + "\n";
+  }
+  return text;
+}
+
+std::string canonical_text(const UserRecord& u) {
+  std::string text = "user " + std::to_string(u.id) + " name ";
+  append_quoted(text, u.name);
+  text += " email ";
+  append_quoted(text, u.email);
+  text += " accounts ";
+  append_id_list(text, u.accounts);
+  text += " totals";
+  if (u.totals.empty()) text += " -";
+  for (const auto& [currency, amount] : u.totals) text += " " + currency + "=" + amount;
+  return text + "\n";
+}
+
+std::string canonical_text(const TransactionRecord& t) {
+  return "transaction " + std::to_string(t.id) + " account " + std::to_string(t.account) + " " +
+         t.kind + " " + t.amount + " " + format_timestamp_us(t.us) + " transfer " +
+         (t.transfer ? *t.transfer : std::string("-")) + "\n";
+}
+
+AccountRecord account_record(const AccountTruth& a) {
+  AccountRecord r{a.id, a.user_id, a.currency, a.balance.canonical(), {}};
+  for (const TxTruth& t : a.last)
+    r.last.push_back({t.id, t.kind, t.amount.canonical(), t.created_at_us});
+  return r;
+}
+
+UserRecord user_record(const UserTruth& u) {
+  UserRecord r{u.id, u.full_name, u.email, u.accounts, {}};
+  for (const auto& [currency, sum] : u.balances)
+    r.totals.emplace(std::string(trim(currency)), sum.canonical());
+  return r;
+}
+
+TransactionRecord transaction_record(const TxTruth& t) {
+  return {t.id, t.account_id, t.kind, t.amount.canonical(), t.created_at_us, t.transfer_id};
+}
+
+AccountRecord account_record(std::string_view where, const bson_t* doc) {
+  return account_doc(DocContext(where, doc), doc);
+}
+
+UserRecord user_record(std::string_view where, const bson_t* doc) {
+  return user_doc(DocContext(where, doc), doc);
+}
+
+TransactionRecord transaction_record(std::string_view where, const bson_t* doc) {
+  return transaction_doc(DocContext(where, doc), doc);
+}
 
 void BankCanonicalForm::from_postgres(PgRead& pg, const RecordSink& each) const {
   RecordWriter w(each);
@@ -456,16 +508,14 @@ void BankCanonicalForm::from_postgres(PgRead& pg, const RecordSink& each) const 
 
 void BankCanonicalForm::from_mongo(DocumentScan& mongo, const RecordSink& each) const {
   RecordWriter w(each);
-  std::vector<TxLine> txs;
   mongo.scan("accounts", {"user_id", "currency", "balance", "last_transactions", "deleted"},
              [&](const Document& d) {
-               if (!is_deleted(d.bson))
-                 account_from_mongo(DocContext(d.where, d.bson), d.bson, txs, w);
+               if (!is_deleted(d.bson)) w.account(account_record(d.where, d.bson));
              });
   w.finish();
   mongo.scan("users", {"full_name", "email", "accounts", "balances", "deleted"},
              [&](const Document& d) {
-               if (!is_deleted(d.bson)) user_from_mongo(DocContext(d.where, d.bson), d.bson, w);
+               if (!is_deleted(d.bson)) w.user(user_record(d.where, d.bson));
              });
 }
 

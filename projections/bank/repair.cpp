@@ -3,59 +3,45 @@
 #include <algorithm>
 #include <initializer_list>
 #include <optional>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
+#include "projections/bank/canonical.h"
 #include "projections/bank/read_model.h"
 #include "projections/bank/snapshot.h"
 
 namespace walfold::projections::bank {
 namespace {
 
-std::string canon(const bson_iter_t& it) {
-  if (!BSON_ITER_HOLDS_DECIMAL128(&it)) return "?";
-  bson_decimal128_t d;
-  bson_iter_decimal128(&it, &d);
-  char buf[BSON_DECIMAL128_STRING];
-  bson_decimal128_to_string(&d, buf);
-  return Decimal::canonicalize(buf).value_or("?");
+// The snapshot's records (canonical.h).
+AccountRecord account_record_of(const AccountTruth& a) {
+  return account_record(a);
+}
+UserRecord user_record_of(const UserTruth& u) {
+  return user_record(u);
+}
+TransactionRecord transaction_record_of(const TxTruth& t) {
+  return transaction_record(t);
 }
 
-// The fields a report shows, in one canonical line, from either side.
-std::string account_key(const AccountTruth& a) {
-  std::ostringstream o;
-  o << "user " << a.user_id << " currency " << a.currency << " balance " << a.balance.canonical();
-  for (const auto& t : a.last)
-    o << " | " << t.id << " " << t.kind << " " << t.amount.canonical() << " " << t.created_at_us;
-  return o.str();
-}
-
-std::string user_key(const UserTruth& u) {
-  std::ostringstream o;
-  auto accts = u.accounts;
-  std::sort(accts.begin(), accts.end());
-  o << "name " << u.full_name << " email " << u.email << " accounts";
-  for (auto a : accts) o << " " << a;
-  o << " totals";
-  for (const auto& [cur, v] : u.balances) o << " " << cur << "=" << v.canonical();
-  return o.str();
-}
-
-// The fields of the read model's copy of a transaction row (what a window recompute reads).
-std::string transaction_key(const TxTruth& t) {
-  std::ostringstream o;
-  o << "account " << t.account_id << " " << t.kind << " " << t.amount.canonical() << " at "
-    << t.created_at_us << " transfer " << t.transfer_id.value_or("null");
-  return o.str();
+// A document's canonical record (canonical.h), or why it has none: a document walfold cannot
+// read differs from every snapshot record, and repair rewrites it.
+template <typename Read>
+std::string record_text(Read read) {
+  try {
+    return canonical_text(read());
+  } catch (const DataError& e) {
+    return std::string("unreadable (") + e.what() + ")\n";
+  }
 }
 
 // What repair needs of a MongoDB document: its canonical line and the guards to compare-and-set.
 struct MongoDoc {
   std::int64_t id = 0;
   bool deleted = false;
-  std::string key;
+  std::string key;       // the canonical record's text (not read for a tombstone)
   Bson cas;              // filter matching the document only while its guards are unchanged
   Lsn newest_guard = 0;  // highest LSN among its guards
 };
@@ -115,127 +101,44 @@ bool read_common(MongoDoc& m, Guards& guards, std::string_view key, const bson_i
   return true;
 }
 
-MongoDoc parse_account(const bson_t* doc) {
+// The guards, the tombstone flag and (for a live document) the record of a document.
+template <typename Record>
+MongoDoc parse(std::string_view where, const bson_t* doc,
+               std::initializer_list<const char*> guard_names,
+               Record (*record)(std::string_view, const bson_t*)) {
   MongoDoc m;
-  Guards guards{"applied_lsn", "window_lsn"};
-  std::int64_t user = 0;
-  std::string currency, balance = "0";
-  std::vector<std::string> last;
+  Guards guards(guard_names);
   bson_iter_t it;
   bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "user_id")
-      user = get_int64(it);
-    else if (k == "currency" && BSON_ITER_HOLDS_UTF8(&it))
-      currency = bson_iter_utf8(&it, nullptr);
-    else if (k == "balance")
-      balance = canon(it);
-    else if (k == "last_transactions" && BSON_ITER_HOLDS_ARRAY(&it)) {
-      bson_iter_t arr;
-      bson_iter_recurse(&it, &arr);
-      while (bson_iter_next(&arr)) {
-        bson_iter_t e;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) continue;
-        std::int64_t id = 0, us = 0;
-        std::string kind, amount;
-        while (bson_iter_next(&e)) {
-          std::string_view f = bson_iter_key(&e);
-          if (f == "id")
-            id = get_int64(e);
-          else if (f == "kind" && BSON_ITER_HOLDS_UTF8(&e))
-            kind = bson_iter_utf8(&e, nullptr);
-          else if (f == "amount")
-            amount = canon(e);
-          else if (f == "created_at_us")
-            us = get_int64(e);
-        }
-        last.push_back(std::to_string(id) + " " + kind + " " + amount + " " + std::to_string(us));
-      }
-    }
-  }
-  std::ostringstream o;
-  o << "user " << user << " currency " << currency << " balance " << balance;
-  for (const auto& l : last) o << " | " << l;
-  m.key = o.str();
+  while (bson_iter_next(&it)) read_common(m, guards, bson_iter_key(&it), it);
+  if (!m.deleted) m.key = record_text([&] { return record(where, doc); });
   guards.finish(m);
   return m;
 }
 
-MongoDoc parse_user(const bson_t* doc) {
-  MongoDoc m;
-  Guards guards{"profile_lsn", "floor_lsn", "acct_lsn"};
-  std::string name, email;
-  std::vector<std::int64_t> accts;
-  std::map<std::string, std::string> totals;
-  bson_iter_t it;
-  bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "full_name" && BSON_ITER_HOLDS_UTF8(&it))
-      name = bson_iter_utf8(&it, nullptr);
-    else if (k == "email" && BSON_ITER_HOLDS_UTF8(&it))
-      email = bson_iter_utf8(&it, nullptr);
-    else if (k == "accounts" && BSON_ITER_HOLDS_ARRAY(&it)) {
-      bson_iter_t arr;
-      bson_iter_recurse(&it, &arr);
-      while (bson_iter_next(&arr)) accts.push_back(get_int64(arr));
-    } else if (k == "balances" && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-      bson_iter_t sub;
-      bson_iter_recurse(&it, &sub);
-      while (bson_iter_next(&sub)) totals[bson_iter_key(&sub)] = canon(sub);
-    }
-  }
-  std::sort(accts.begin(), accts.end());
-  std::ostringstream o;
-  o << "name " << name << " email " << email << " accounts";
-  for (auto a : accts) o << " " << a;
-  o << " totals";
-  for (const auto& [cur, v] : totals) o << " " << cur << "=" << v;
-  m.key = o.str();
-  guards.finish(m);
-  return m;
+MongoDoc parse_account(std::string_view where, const bson_t* doc) {
+  return parse(where, doc, {"applied_lsn", "window_lsn"}, account_record);
+}
+
+MongoDoc parse_user(std::string_view where, const bson_t* doc) {
+  return parse(where, doc, {"profile_lsn", "floor_lsn", "acct_lsn"}, user_record);
 }
 
 // A copy in `transactions`: guarded by applied_lsn and by `left` (the LSNs at which it moved out
 // of accounts), which the snapshot's document resets.
-MongoDoc parse_transaction(const bson_t* doc) {
-  MongoDoc m;
-  Guards guards{"applied_lsn", "left"};
-  std::int64_t account = 0, us = 0;
-  std::string kind, amount = "?", transfer = "null";
-  bson_iter_t it;
-  bson_iter_init(&it, doc);
-  while (bson_iter_next(&it)) {
-    std::string_view k = bson_iter_key(&it);
-    if (read_common(m, guards, k, it)) continue;
-    if (k == "account_id")
-      account = get_int64(it);
-    else if (k == "kind" && BSON_ITER_HOLDS_UTF8(&it))
-      kind = bson_iter_utf8(&it, nullptr);
-    else if (k == "amount")
-      amount = canon(it);
-    else if (k == "created_at_us")
-      us = get_int64(it);
-    else if (k == "transfer_id" && BSON_ITER_HOLDS_UTF8(&it))
-      transfer = bson_iter_utf8(&it, nullptr);
-  }
-  std::ostringstream o;
-  o << "account " << account << " " << kind << " " << amount << " at " << us << " transfer "
-    << transfer;
-  m.key = o.str();
-  guards.finish(m);
-  return m;
+MongoDoc parse_transaction(std::string_view where, const bson_t* doc) {
+  return parse(where, doc, {"applied_lsn", "left"}, transaction_record);
 }
 
 // Walks a collection in _id order alongside the truth (also in id order).
 class MongoWalk {
  public:
   MongoWalk(MongoPool& pool, const MongoPool::Client& client, const char* collection,
-            MongoDoc (*parse)(const bson_t*))
-      : pool_(pool), coll_(client.collection(collection)), parse_(parse) {
+            MongoDoc (*parse)(std::string_view, const bson_t*))
+      : pool_(pool),
+        coll_(client.collection(collection)),
+        parse_(parse),
+        where_("MongoDB " + pool.address() + ": " + collection) {
     // Every handle is a member that frees itself: advance() below may throw (a failed first
     // batch or getMore, a document parse_ refuses) before this constructor completes.
     auto opts = make_bson();
@@ -256,7 +159,7 @@ class MongoWalk {
   void advance() {
     const bson_t* doc;
     if (mongoc_cursor_next(cur_.get(), &doc)) {
-      current_ = parse_(doc);
+      current_ = parse_(where_, doc);
       return;
     }
     current_.reset();
@@ -267,7 +170,8 @@ class MongoWalk {
  private:
   MongoPool& pool_;
   Collection coll_;
-  MongoDoc (*parse_)(const bson_t*);
+  MongoDoc (*parse_)(std::string_view, const bson_t*);
+  std::string where_;
   mongo::Cursor cur_;
   std::optional<MongoDoc> current_;
 };
@@ -321,7 +225,8 @@ class Repairer {
   // one side only, or differing, is handled.
   template <typename ReadTruth, typename KeyOf, typename DocOf>
   void compare(const char* what, const char* coll, const char* guard_field,
-               MongoDoc (*parse)(const bson_t*), ReadTruth read_truth, KeyOf key_of, DocOf doc_of) {
+               MongoDoc (*parse)(std::string_view, const bson_t*), ReadTruth read_truth,
+               KeyOf key_of, DocOf doc_of) {
     MongoWalk walk(pool_, client_, coll, parse);
     auto only_in_mongo = [&] {
       handle(what, coll, guard_field, walk.current()->id, nullptr, nullptr, walk.current());
@@ -332,7 +237,7 @@ class Repairer {
       while (walk.current() && walk.current()->id < t.id) only_in_mongo();
       std::optional<MongoDoc> m;
       if (walk.current() && walk.current()->id == t.id) m = walk.take();
-      auto key = key_of(t);
+      const std::string key = canonical_text(key_of(t));
       if (m && !m->deleted && m->key == key) return;  // equal: no document to build
       auto doc = doc_of(t, guard_);
       handle(what, coll, guard_field, t.id, &key, &doc, m);
@@ -385,13 +290,13 @@ void BankSnapshotRepair::repair(PgRead& pg, MongoPool& pool, Lsn consistent_poin
   // accounts: the order of a worker's bulk writes.
   r.compare(
       "transaction", "transactions", "applied_lsn", parse_transaction,
-      [&](auto each) { truth.transactions(each); }, transaction_key, transaction_document);
+      [&](auto each) { truth.transactions(each); }, transaction_record_of, transaction_document);
   r.compare(
-      "user", "users", "profile_lsn", parse_user, [&](auto each) { truth.users(each); }, user_key,
-      user_document);
+      "user", "users", "profile_lsn", parse_user, [&](auto each) { truth.users(each); },
+      user_record_of, user_document);
   r.compare(
       "account", "accounts", "applied_lsn", parse_account, [&](auto each) { truth.accounts(each); },
-      account_key, account_document);
+      account_record_of, account_document);
 }
 
 }  // namespace walfold::projections::bank

@@ -375,15 +375,15 @@ TEST(Reconcile, RepairFixesCorruptedDocumentsWhileTheDaemonRuns) {
   corrupt_mongo_balance(servers().mongo_uri, env.mongo_db, 11, "-5");
   // A document the daemon changed after a repair's snapshot is left for a later run.
   std::string outputs;
-  for (int i = 0; i < 30 && !(contains(outputs, "repaired: account 3 ") &&
-                              contains(outputs, "repaired: account 11 "));
+  for (int i = 0; i < 30 && !(contains(outputs, "repaired: account 3\n") &&
+                              contains(outputs, "repaired: account 11\n"));
        ++i) {
     auto r = env.cmd("reconcile", {"--repair"}, 120);
     outputs += r.output;
     ASSERT_TRUE(r.status == 0 || r.status == 1) << r.output;
   }
-  EXPECT_TRUE(contains(outputs, "repaired: account 3 ")) << outputs;
-  EXPECT_TRUE(contains(outputs, "repaired: account 11 ")) << outputs;
+  EXPECT_TRUE(contains(outputs, "repaired: account 3\n")) << outputs;
+  EXPECT_TRUE(contains(outputs, "repaired: account 11\n")) << outputs;
   wait_ok(*load);
   // Quiet now (the daemon still runs): nothing left to repair, and the read model is exact.
   auto again = env.cmd("reconcile", {"--repair"}, 120);
@@ -445,14 +445,19 @@ TEST(Reconcile, RepairFixesDriftedTransactionCopies) {
 
   auto r = env.cmd("reconcile", {"--repair"}, 120);
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "repaired: transaction " + oldest + " (was: account " + acct +
-                                     " deposit 999999 ") ||
-              contains(r.output, "repaired: transaction " + oldest + " (was: account " + acct +
-                                     " withdrawal 999999 "))
+  // Each named by its canonical record (projections/bank/canonical.h), the snapshot's below.
+  const std::string was = "repaired: transaction " + oldest + "\n  was:      transaction " +
+                          oldest + " account " + acct;
+  EXPECT_TRUE(contains(r.output, was + " deposit 999999 ") ||
+              contains(r.output, was + " withdrawal 999999 "))
       << r.output;
-  EXPECT_TRUE(contains(r.output, "repaired: transaction " + second_newest + " (was: deleted"))
+  EXPECT_TRUE(
+      contains(r.output, "repaired: transaction " + second_newest + "\n  was:      deleted\n"))
       << r.output;
-  EXPECT_TRUE(contains(r.output, "repaired: transaction " + bogus + " (not in PostgreSQL"))
+  EXPECT_TRUE(contains(
+      r.output, "repaired: transaction " + bogus +
+                    " (not in PostgreSQL)\n  was:      transaction " + bogus + " account " + acct +
+                    " deposit 5 2100-01-01T00:00:00.000000Z transfer -\n  now:      tombstone\n"))
       << r.output;
   EXPECT_FALSE(contains(r.output, "repaired: account")) << r.output;
   auto again = env.cmd("reconcile", {"--repair"}, 120);

@@ -219,9 +219,11 @@ TEST(Reconcile, TheSnapshotLoadAndRepairReadTheConfiguredTables) {
   corrupt_mongo_balance(servers().mongo_uri, env.mongo_db, 1, "123");
   auto r = env.cmd("reconcile", {"--repair"}, 120);
   EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "repaired: account 1 (was: user 1 currency USD balance 123"))
+  EXPECT_TRUE(contains(
+      r.output, "repaired: account 1\n  was:      account 1 user 1 currency USD balance 123\n"))
       << r.output;
-  EXPECT_TRUE(contains(r.output, "now: user 1 currency USD balance 7.5")) << r.output;
+  EXPECT_TRUE(contains(r.output, "  now:      account 1 user 1 currency USD balance 7.5\n"))
+      << r.output;
   EXPECT_TRUE(contains(r.output, "1 accounts compared")) << r.output;
   EXPECT_EQ(read_mongo_accounts(servers().mongo_uri, env.mongo_db).at(1).balance, "7.5");
   stop_cleanly(daemon);
