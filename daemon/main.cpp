@@ -30,7 +30,8 @@ struct CommandEntry {
 
 // In the order `walfold --help` lists them.
 const CommandEntry kCommands[] = {
-    {"setup", "Create the publication and the replication slot (and with --schema the bank tables)",
+    {"setup",
+     "Create the publication and the replication slot (and with --schema the projection's tables)",
      make_setup_command},
     {"run", "Stream changes into Redis and fold them into MongoDB", make_run_command},
     {"status", "Show the slot, lag, queue, processes and checkpoint; exit code for monitoring",
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   projections::route_mongoc_logs();  // before anything initialises libmongoc
   CLI::App app{
-      "walfold: sync a bank's PostgreSQL write model into a MongoDB read model through "
+      "walfold: sync a PostgreSQL write model into a MongoDB read model through "
       "logical replication and a Redis job queue"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("walfold ") + WALFOLD_VERSION);

@@ -4,6 +4,7 @@
 // public hold other data: reading the decoys shows as drift and as the decoy's rows.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -272,6 +273,28 @@ TEST(Loadgen, WritesTheConfiguredTablesNotTheDefaultNames) {
   EXPECT_EQ(count("bank2.customers"), 7);
   for (const char* decoy : {"public.users", "public.accounts", "public.transactions"})
     EXPECT_EQ(count(decoy), 0) << decoy;
+}
+
+// A projection without a load generator (the user directory has none) is refused with the
+// configuration's exit code, naming it, before anything is written.
+TEST(Loadgen, AProjectionWithoutALoadGeneratorIsRefused) {
+  char tmpl[] = "/tmp/wf-salt-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/salt.secret") << "0123456789abcdef0123456789abcdef\n";
+  BankEnv env(
+      "projection: user_directory\n"
+      "tables:\n  public.users: {model: users}\n"
+      "user_directory:\n"
+      "  salt_file: " +
+      dir +
+      "/salt.secret\n"
+      "  columns:\n"
+      "    email: hash\n");
+  pg_query(env.dsn, "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL UNIQUE)");
+  auto r = env.cmd("loadgen", {"--users", "3", "--transactions", "0", "--no-progress"});
+  EXPECT_EQ(r.status, 78) << r.output;
+  EXPECT_TRUE(contains(r.output, "projection 'user_directory' has no load generator")) << r.output;
+  EXPECT_EQ(pg_scalar(env.dsn, "SELECT count(*) FROM users"), "0");
 }
 
 }  // namespace
