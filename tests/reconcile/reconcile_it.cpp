@@ -32,6 +32,10 @@ TEST(Reconcile, VerifyIsSilentWhenCleanAndNamesACorruptedAccount) {
   EXPECT_NE(drift.output.find("1 drifted"), std::string::npos) << drift.output;
 }
 
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
 // The records of a verify or repair output: "<header>section id" -> label -> the record's lines
 // under that label (a label's continuation lines are indented by 12 spaces), e.g. "drift: " ->
 // {"account 1" -> {"postgres:" -> "...", "mongo:" -> "..."}}.
@@ -104,6 +108,21 @@ TEST(Reconcile, VerifyAndRepairNameATamperedDocumentWithTheSameRecord) {
   EXPECT_EQ(drift.at("user 2").at("mongo:"),
             "user 2 name \"Mallory\" email \"bob@example.test\" accounts 3 totals USD=7\n")
       << verify.output;
+
+  // A document the record readers refuse (verify stops on it, exit 65) is rewritten by repair,
+  // which says why it could not read it.
+  mongo_command(servers().mongo_uri, env.mongo_db,
+                R"({"update": "accounts", "updates": [{"q": {"_id": {"$numberLong": "3"}},)"
+                R"( "u": {"$set": {"balance": "seven"}}}]})");
+  EXPECT_EQ(env.cmd("reconcile", {"--verify"}).status, 65);
+  repair = env.cmd("reconcile", {"--repair"}, 120);
+  EXPECT_EQ(repair.status, 0) << repair.output;
+  EXPECT_TRUE(contains(repair.output, "repaired: account 3\n  was:      unreadable (MongoDB "))
+      << repair.output;
+  EXPECT_TRUE(contains(repair.output,
+                       "field balance is not a Decimal128)\n  now:      account 3 "
+                       "user 2 currency USD balance 7\n"))
+      << repair.output;
   stop_cleanly(daemon);
   expect_verify_clean(env);
 }
