@@ -34,8 +34,9 @@ class LoadgenCommand : public Command {
     sub.add_flag("--no-progress", no_progress_, "No progress display");
     // The generator's own options: those of the default projection's, which --help lists. A
     // configuration selecting another projection has its generator's options parsed at run().
-    default_projection_ = std::string(projections::projection_for(Config{})->name());
-    generator_ = projections::projection_for(Config{})->load_generator();
+    const auto default_projection = projections::projection_for(Config{});
+    default_projection_ = std::string(default_projection->name());
+    generator_ = default_projection->load_generator();
     if (generator_) generator_->add_options(sub);
     sub.allow_extras();
   }
