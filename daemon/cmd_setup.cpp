@@ -1,5 +1,5 @@
-// `walfold setup [--schema]`: the PostgreSQL side (publication, with --schema the bank tables),
-// then the replication slot with its initial snapshot loaded into MongoDB.
+// `walfold setup [--schema]`: the PostgreSQL side (publication, with --schema the projection's
+// tables), then the replication slot with its initial snapshot loaded into MongoDB.
 #include <spdlog/spdlog.h>
 
 #include "cdc/preflight.h"
@@ -18,7 +18,7 @@ class SetupCommand : public Command {
  public:
   SetupCommand(CLI::App& sub, Context& ctx) {
     add_config_option(sub, ctx);
-    sub.add_flag("--schema", schema_, "Also create the bank tables if missing");
+    sub.add_flag("--schema", schema_, "Also create the projection's tables if missing");
   }
 
   int run(const Context& ctx) override {

@@ -28,7 +28,6 @@
 #include "pipeline/reader_service.h"
 #include "pipeline/source_adapter.h"
 #include "pipeline/worker_service.h"
-#include "projections/bank/sink.h"
 #include "projections/mongo.h"
 #include "projections/registry.h"
 #include "queue/job_queue.h"
@@ -127,13 +126,16 @@ cdc::ReaderOptions reader_options(const Config& cfg, const RunOptions& opts, boo
 // READY=1 means every server was reached and accepted walfold's credentials: PostgreSQL
 // (verify_source, for the reader), Redis (connect, AUTH, SELECT, PING) and MongoDB (the reader
 // saves its checkpoint there; workers write the read model). A refusal (AuthError) is permanent:
-// it ends the run before READY.
-std::unique_ptr<projections::MongoPool> connect_stores(const Config& cfg, bool worker_role) {
+// it ends the run before READY. Workers prepare the projection's read model first (its indexes:
+// SnapshotLoad::prepare, idempotent).
+std::unique_ptr<projections::MongoPool> connect_stores(const Config& cfg,
+                                                       const projections::Projection& projection,
+                                                       bool worker_role) {
   queue::Redis(cfg.redis).command({"PING"});
   queue::warn_about_redis_settings(cfg.redis);
   auto pool = std::make_unique<projections::MongoPool>(cfg.mongodb);
   pool->ping();
-  if (worker_role) projections::MongoSink(*pool).ensure_indexes();
+  if (const auto* load = projection.snapshot_load(); worker_role && load) load->prepare(*pool);
   return pool;
 }
 
@@ -411,10 +413,9 @@ int run(const Config& cfg, const std::string& config_path, const RunOptions& opt
   Wakeup events;  // a thread failed, or the reader reached the stop position
   cdc::ReaderOptions ropts = reader_options(cfg, opts, reader_role);
   ropts.reached = &events;
-  auto pool = connect_stores(cfg, worker_role);
-
   const auto projection_owner = projections::projection_for(cfg);
   const auto& projection = *projection_owner;
+  auto pool = connect_stores(cfg, projection, worker_role);
   pipeline::ReaderService reader(cfg, projection, *pool, progress, ropts);
   std::vector<std::unique_ptr<pipeline::WorkerService>> workers;
   for (int i = 0; i < nworkers; ++i)
