@@ -85,169 +85,6 @@ class RecordWriter {
 };
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL
-
-// The bank's tables as SQL, as the `tables:` mapping names them (TableNames quotes them).
-struct SqlTables {
-  std::string users, accounts, transactions;
-};
-
-SqlTables sql_tables(const TableNames& t) {
-  return {t.qualified("users"), t.qualified("accounts"), t.qualified("transactions")};
-}
-
-// Balance per account: deposits minus withdrawals.
-std::string balances(const SqlTables& t) {
-  return "bal AS (SELECT account_id, "
-         "SUM(CASE kind WHEN 'deposit' THEN amount WHEN 'withdrawal' THEN -amount ELSE 0 END) "
-         "AS balance FROM " +
-         t.transactions + " GROUP BY account_id)";
-}
-
-// One ordered stream for the accounts part: each account's row (part 0) followed by its up to
-// kLastTransactions newest transactions (part 1, rn 1..kLastTransactions).
-// Columns: account_id, part, ref (user_id | tx id), text (currency | kind), amount (balance |
-// amount), created_at, rn.
-std::string accounts_query(const SqlTables& t) {
-  return "WITH " + balances(t) +
-         ", newest AS (SELECT account_id, id, kind, amount, created_at, rn FROM ("
-         "SELECT account_id, id, kind, amount, created_at, row_number() OVER ("
-         "PARTITION BY account_id ORDER BY created_at DESC, id DESC) AS rn FROM " +
-         t.transactions +
-         ") w "
-         "WHERE rn <= " +
-         std::to_string(kLastTransactions) +
-         ") "
-         "SELECT a.id, 0 AS part, a.user_id, a.currency::text, COALESCE(b.balance, 0)::text, "
-         "NULL::timestamptz, 0::bigint AS rn "
-         "FROM " +
-         t.accounts +
-         " a LEFT JOIN bal b ON b.account_id = a.id "
-         "UNION ALL "
-         "SELECT n.account_id, 1, n.id, n.kind, n.amount::text, n.created_at, n.rn FROM newest n "
-         "ORDER BY 1, 2, 7";
-}
-
-// One ordered stream for the users part: each user's row (part 0) followed by its accounts with
-// their balances (part 1). Columns: user_id, part, account_id, full_name, email, currency,
-// balance.
-std::string users_query(const SqlTables& t) {
-  return "WITH " + balances(t) +
-         " SELECT u.id, 0 AS part, 0::bigint, u.full_name, u.email, NULL::text, NULL::text "
-         "FROM " +
-         t.users +
-         " u "
-         "UNION ALL "
-         "SELECT a.user_id, 1, a.id, NULL, NULL, a.currency::text, COALESCE(b.balance, 0)::text "
-         "FROM " +
-         t.accounts +
-         " a LEFT JOIN bal b ON b.account_id = a.id "
-         "ORDER BY 1, 2, 3";
-}
-
-std::int64_t pg_int(const PGresult& row, int col, const PgConn& conn, const char* what) {
-  std::string_view text = pg_value(row, 0, col);
-  std::int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (pg_is_null(row, 0, col) || ec != std::errc() || ptr != text.data() + text.size()) {
-    throw DataError("PostgreSQL " + conn.address() + ": " + what + ": not an integer: '" +
-                    std::string(text) + "'");
-  }
-  return v;
-}
-
-std::string pg_canonical(const PGresult& row, int col, const PgConn& conn,
-                         const std::string& what) {
-  std::optional<std::string> c = Decimal::canonicalize(pg_value(row, 0, col));
-  if (!c) {
-    throw DataError("PostgreSQL " + conn.address() + ": " + what + " is not a finite number: '" +
-                    std::string(pg_value(row, 0, col)) + "'");
-  }
-  return *c;
-}
-
-void accounts_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w) {
-  const PgConn& conn = pg.conn;
-  std::optional<std::int64_t> current;  // account whose transactions follow
-  pg.conn.stream(
-      accounts_query(tables),
-      [&](const PGresult& row) {
-        std::int64_t account = pg_int(row, 0, conn, "accounts.id");
-        if (pg_int(row, 1, conn, "part") == 0) {
-          current = account;
-          w.account({account,
-                     pg_int(row, 2, conn, "accounts.user_id"),
-                     std::string(pg_value(row, 0, 3)),
-                     pg_canonical(row, 4, conn, "balance of account " + std::to_string(account)),
-                     {}});
-          return;
-        }
-        if (current != account) return;  // cannot happen with the foreign key
-        std::int64_t id = pg_int(row, 2, conn, "transactions.id");
-        std::optional<std::int64_t> us = parse_pg_timestamptz(pg_value(row, 0, 5));
-        if (!us) {
-          throw DataError("PostgreSQL " + conn.address() + ": transactions.created_at of id " +
-                          std::to_string(id) + " is not a reportable timestamp: '" +
-                          std::string(pg_value(row, 0, 5)) + "'");
-        }
-        w.tx({id, std::string(pg_value(row, 0, 3)),
-              pg_canonical(row, 4, conn, "transactions.amount of id " + std::to_string(id)), *us});
-      },
-      "reading accounts and transactions");
-  w.finish();
-}
-
-void users_from_postgres(PgRead& pg, const SqlTables& tables, RecordWriter& w) {
-  const PgConn& conn = pg.conn;
-  struct User {
-    std::int64_t id = 0;
-    std::string name, email;
-    std::vector<std::int64_t> accounts;
-    std::map<std::string, Decimal> totals;
-  };
-  std::optional<User> user;
-  auto flush_user = [&] {
-    if (!user) return;
-    UserRecord u{
-        user->id, std::move(user->name), std::move(user->email), std::move(user->accounts), {}};
-    for (const auto& [currency, sum] : user->totals) u.totals.emplace(currency, sum.canonical());
-    w.user(u);
-    user.reset();
-  };
-  pg.conn.stream(
-      users_query(tables),
-      [&](const PGresult& row) {
-        std::int64_t id = pg_int(row, 0, conn, "users.id");
-        if (pg_int(row, 1, conn, "part") == 0) {
-          flush_user();
-          user.emplace();
-          user->id = id;
-          user->name = pg_value(row, 0, 3);
-          user->email = pg_value(row, 0, 4);
-          return;
-        }
-        if (!user || user->id != id) return;  // cannot happen with the foreign key
-        std::int64_t account = pg_int(row, 2, conn, "accounts.id");
-        user->accounts.push_back(account);
-        std::optional<Decimal> balance = Decimal::parse(pg_value(row, 0, 6));
-        if (!balance) {
-          throw DataError("PostgreSQL " + conn.address() + ": balance of account " +
-                          std::to_string(account) + " is not a finite number: '" +
-                          std::string(pg_value(row, 0, 6)) + "'");
-        }
-        Decimal& total = user->totals[std::string(trim(pg_value(row, 0, 5)))];
-        std::optional<Decimal> sum = total.plus(*balance);
-        if (!sum) {
-          throw DataError("PostgreSQL " + conn.address() + ": total of user " + std::to_string(id) +
-                          " overflows 34 significant digits");
-        }
-        total = *sum;
-      },
-      "reading users and account balances");
-  flush_user();
-}
-
-// ---------------------------------------------------------------------------------------------
 // MongoDB
 
 // Where a document value came from, for error messages.
@@ -500,10 +337,13 @@ TransactionRecord transaction_record(std::string_view where, const bson_t* doc) 
 }
 
 void BankCanonicalForm::from_postgres(PgRead& pg, const RecordSink& each) const {
+  // The snapshot's own reader (snapshot.h): the rows the snapshot load writes and repair
+  // compares with are the rows report and verify print, so the four read the tables one way.
   RecordWriter w(each);
-  const SqlTables tables = sql_tables(pg.tables);
-  accounts_from_postgres(pg, tables, w);
-  users_from_postgres(pg, tables, w);
+  TruthReader truth(pg);
+  truth.accounts([&](AccountTruth&& a) { w.account(account_record(a)); });
+  truth.users([&](UserTruth&& u) { w.user(user_record(u)); });
+  w.finish();
 }
 
 void BankCanonicalForm::from_mongo(DocumentScan& mongo, const RecordSink& each) const {

@@ -1,6 +1,7 @@
 // The bank's read model from the tables (projections/read_model.h): the snapshot load
 // (snapshot.cpp), the canonical form that `report` prints and `reconcile --verify` compares
-// (canonical.cpp), and the per-document repair (repair.cpp).
+// (canonical.cpp), and the per-document repair (repair.cpp). All three read the tables through
+// the snapshot's TruthReader (snapshot.h) and print through canonical.h's printers.
 #pragma once
 
 #include "projections/read_model.h"
