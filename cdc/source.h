@@ -43,7 +43,7 @@ struct SourceColumn {
 struct SourceTable {
   std::string schema = "public", name;
   std::uint32_t id = 0;  // queue::Change::table of its rows (the job format's table index)
-  std::string model;     // what the table feeds, as error messages name it ("the users model")
+  std::string model;     // what the table feeds, as error messages name it ("the <model> model")
   // The columns a change carries, in this order. Column 0 identifies the row: a change of it is
   // decoded as a delete of the old row and an insert of the new one.
   std::vector<SourceColumn> columns;
