@@ -4,9 +4,11 @@
 // argv. Under journald (JOURNAL_STREAM = stderr) every line carries its syslog priority.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -218,8 +220,26 @@ TEST(Secrets, ToolsTakeNoPasswordOnTheCommandLine) {
   EXPECT_EQ(pg_scalar(env.dsn, "SELECT count(*) FROM users"), "5");
 }
 
-// The binary under journald: stderr is a file whose device:inode JOURNAL_STREAM names.
+// The environment the shipped unit sets (its Environment= lines), as KEY -> value.
+std::map<std::string, std::string> unit_environment() {
+  std::map<std::string, std::string> env;
+  std::ifstream unit(source_dir() + "/systemd/walfold.service");
+  for (std::string l; std::getline(unit, l);) {
+    if (l.rfind("Environment=", 0) != 0) continue;
+    const std::string kv = l.substr(std::string("Environment=").size());
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+// The binary under journald, in the unit's environment: stderr is a file whose device:inode
+// JOURNAL_STREAM names. Each run first leaves a /dev/shm/mongoc-<its pid> behind, as a process
+// killed earlier with the same PID would: libmongoc then falls back from shared-memory counters
+// and says so raw, at load, unless the unit's MONGOC_DISABLE_SHM=1 turns them off.
 TEST(Journald, EveryLineStartsWithItsPriority) {
+  auto unit_env = unit_environment();
+  ASSERT_EQ(unit_env["MONGOC_DISABLE_SHM"], "1") << "systemd/walfold.service";
   BankEnv env;
   ASSERT_EQ(env.cmd("setup", {"--schema"}).status, 0);
   ASSERT_EQ(env.cmd("loadgen", {"--users", "5", "--transactions", "10", "--no-progress"}).status,
@@ -229,11 +249,15 @@ TEST(Journald, EveryLineStartsWithItsPriority) {
   struct stat st {};
   ASSERT_EQ(stat(err.c_str(), &st), 0);
   const std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  auto journal_env = unit_env;
+  journal_env["JOURNAL_STREAM"] = stream;
   // A run that logs info lines, then one that fails (a PostgreSQL password refused).
-  auto ok = run_command(
-      {"/bin/sh", "-c", "exec \"$0\" run --config \"$1\" --stop-at-lsn current 2>>\"$2\"",
-       walfold_binary(), env.config_path, err},
-      300, {{"JOURNAL_STREAM", stream}});
+  auto ok = run_command({"/bin/sh", "-c",
+                         "echo $$ >>\"$2.pids\" && touch /dev/shm/mongoc-$$ && exec \"$0\" run "
+                         "--config \"$1\" --stop-at-lsn current "
+                         "2>>\"$2\"",
+                         walfold_binary(), env.config_path, err},
+                        300, journal_env);
   ASSERT_EQ(ok.status, 0) << read_file(err);
   const auto& s = servers();
   const std::string db = pg_scalar(env.dsn, "SELECT current_database()");
@@ -241,10 +265,15 @@ TEST(Journald, EveryLineStartsWithItsPriority) {
                                    "host=" + s.pg_host + " port=" + std::to_string(s.pg_port) +
                                        " dbname=" + db + " user=walfold",
                                    write_secret(env, "bad", made_up_secret("Bad-")));
-  auto failed = run_command(
-      {"/bin/sh", "-c", "exec \"$0\" run --config \"$1\" 2>>\"$2\"", walfold_binary(), bad, err},
-      60, {{"JOURNAL_STREAM", stream}});
+  auto failed = run_command({"/bin/sh", "-c",
+                             "echo $$ >>\"$2.pids\" && touch /dev/shm/mongoc-$$ && exec \"$0\" run "
+                             "--config \"$1\" 2>>\"$2\"",
+                             walfold_binary(), bad, err},
+                            60, journal_env);
   EXPECT_EQ(failed.status, 77) << read_file(err);
+
+  std::ifstream pids(err + ".pids");
+  for (std::string pid; std::getline(pids, pid);) ::unlink(("/dev/shm/mongoc-" + pid).c_str());
 
   std::ifstream in(err);
   int info = 0, errors = 0, lines = 0;
