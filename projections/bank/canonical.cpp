@@ -3,7 +3,6 @@
 #include "projections/bank/canonical.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -13,7 +12,6 @@
 
 #include "common/decimal.h"
 #include "common/error.h"
-#include "common/pg.h"
 #include "common/timestamp.h"
 #include "mongo/handles.h"
 #include "projections/bank/read_model.h"
@@ -51,38 +49,11 @@ void append_quoted(std::string& line, std::string_view text) {
   line.push_back('"');
 }
 
-// Hands records on: an account's record is its line and its "  tx" lines, so it is handed on
-// when the next record starts (or at finish()).
-class RecordWriter {
- public:
-  explicit RecordWriter(const RecordSink& each) : each_(each) {}
-
-  void account(AccountRecord a) {
-    finish();
-    account_ = std::move(a);
-  }
-  void tx(TxLine t) {
-    if (account_) account_->last.push_back(std::move(t));
-  }
-  void user(const UserRecord& u) {
-    finish();
-    emit("user", u.id, canonical_text(u));
-  }
-  // Hands on the account being built, if any.
-  void finish() {
-    if (!account_) return;
-    emit("account", account_->id, canonical_text(*account_));
-    account_.reset();
-  }
-
- private:
-  void emit(const char* section, std::int64_t id, const std::string& text) {
-    const std::string name = std::to_string(id);
-    each_(CanonicalRecord{section, name, text});
-  }
-  const RecordSink& each_;
-  std::optional<AccountRecord> account_;
-};
+// Hands one whole record on, in its section, named by its id.
+void emit(const RecordSink& each, const char* section, std::int64_t id, const std::string& text) {
+  const std::string name = std::to_string(id);
+  each(CanonicalRecord{section, name, text});
+}
 
 // ---------------------------------------------------------------------------------------------
 // MongoDB
@@ -339,23 +310,24 @@ TransactionRecord transaction_record(std::string_view where, const bson_t* doc) 
 void BankCanonicalForm::from_postgres(PgRead& pg, const RecordSink& each) const {
   // The snapshot's own reader (snapshot.h): the rows the snapshot load writes and repair
   // compares with are the rows report and verify print, so the four read the tables one way.
-  RecordWriter w(each);
   TruthReader truth(pg);
-  truth.accounts([&](AccountTruth&& a) { w.account(account_record(a)); });
-  truth.users([&](UserTruth&& u) { w.user(user_record(u)); });
-  w.finish();
+  truth.accounts(
+      [&](AccountTruth&& a) { emit(each, "account", a.id, canonical_text(account_record(a))); });
+  truth.users([&](UserTruth&& u) { emit(each, "user", u.id, canonical_text(user_record(u))); });
 }
 
 void BankCanonicalForm::from_mongo(DocumentScan& mongo, const RecordSink& each) const {
-  RecordWriter w(each);
   mongo.scan("accounts", {"user_id", "currency", "balance", "last_transactions", "deleted"},
              [&](const Document& d) {
-               if (!is_deleted(d.bson)) w.account(account_record(d.where, d.bson));
+               if (is_deleted(d.bson)) return;
+               const AccountRecord a = account_record(d.where, d.bson);
+               emit(each, "account", a.id, canonical_text(a));
              });
-  w.finish();
   mongo.scan("users", {"full_name", "email", "accounts", "balances", "deleted"},
              [&](const Document& d) {
-               if (!is_deleted(d.bson)) w.user(user_record(d.where, d.bson));
+               if (is_deleted(d.bson)) return;
+               const UserRecord u = user_record(d.where, d.bson);
+               emit(each, "user", u.id, canonical_text(u));
              });
 }
 
